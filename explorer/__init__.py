@@ -1,0 +1,40 @@
+"""explorer: a GPT architecture explorer.
+
+    >>> import explorer
+    >>> spec = explorer.load_spec("specs/gpt2_small.yaml")
+    >>> model = explorer.build_model(spec, seed=123)
+    >>> report = explorer.analyze(spec, only=["params", "memory"])
+
+Importing this package does not import torch; the functions that need it import it when called.
+"""
+
+from .components import COMPONENT_KINDS, Analysis, Component, Param
+from .errors import ExplorerError, PluginError, ResourceError, SpecError
+from .plugin_manager import get_plugin_manager, hookimpl
+from .spec import ComponentChoice, Dropout, ModelConfig, Spec, load_spec
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported on first access (these import torch).
+_LAZY = {
+    "build_model": "explorer.model",
+    "BuildContext": "explorer.model",
+    "GPTModel": "explorer.model",
+    "analyze": "explorer.analysis",
+    "AnalysisContext": "explorer.analysis",
+    "generate": "explorer.generate",
+    "get_tokenizer": "explorer.tokenizer",
+}
+
+__all__ = [
+    "COMPONENT_KINDS", "Analysis", "Component", "Param", "ExplorerError", "PluginError",
+    "ResourceError", "SpecError", "get_plugin_manager", "hookimpl", "ComponentChoice", "Dropout",
+    "ModelConfig", "Spec", "load_spec", *_LAZY,
+]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'explorer' has no attribute {name!r}")

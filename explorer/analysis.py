@@ -1,0 +1,100 @@
+"""The analysis runner: run registered analyses on one spec and collect a report (plain data)."""
+
+import platform
+
+import torch
+
+from .errors import ExplorerError
+from .model import build_model
+from .plugin_manager import unknown_name_message
+from .tokenizer import get_tokenizer
+
+
+class AnalysisContext:
+    """What an analysis sees. The model and tokenizer are built on first use and shared."""
+
+    def __init__(self, spec, model=None):
+        self.spec = spec
+        self._model = model
+        self._tokenizer = None
+
+    def model(self):
+        if self._model is None:
+            self._model = build_model(self.spec)
+        return self._model
+
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = get_tokenizer(self.spec.tokenizer)
+        return self._tokenizer
+
+    def encode(self, text):
+        """Token ids of ``text``, checked against the model's vocabulary."""
+        ids = self.tokenizer().encode(text, allowed_special={"<|endoftext|>"})
+        vocab = self.spec.model.vocab_size
+        if ids and max(ids) >= vocab:
+            raise ExplorerError(
+                f"{self.spec.source or 'spec'}: model.vocab_size: {vocab} is too small for the "
+                f"{self.spec.tokenizer} tokenizer (token id {max(ids)} in {text!r}); "
+                f"use vocab_size >= {self.tokenizer().n_vocab}")
+        return ids
+
+
+def environment():
+    """What the numbers were measured on; recorded in every report."""
+    return {
+        "torch": torch.__version__.split("+")[0],
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "device": "cpu",
+    }
+
+
+def select(registry, only=None):
+    """The analyses to run: ``only`` (names, in that order) or every default one."""
+    if not only:
+        return [a for a in registry.analyses.values() if a.default]
+    chosen = []
+    for name in only:
+        if name not in registry.analyses:
+            raise ExplorerError("--only: " + unknown_name_message("analysis", name, sorted(registry.analyses)))
+        chosen.append(registry.analyses[name])
+    return chosen
+
+
+def analyze(spec, only=None, model=None):
+    """Run analyses on ``spec`` and return the report as a dict.
+
+    ``only`` names the analyses to run (default: every analysis marked default). ``model`` is an
+    already built model to analyse instead of building one from the spec. An analysis that
+    raises is reported under ``failures`` with the plugin's name; the others still run.
+    """
+    registry = spec.plugin_manager.registry()
+    chosen = select(registry, only)
+    ctx = AnalysisContext(spec, model)
+    report = {
+        "spec": spec.to_dict(),
+        "source": spec.source,
+        "components": {},
+        "environment": environment(),
+        "analyses": {},
+        "failures": {},
+    }
+    for kind, choice in spec.components.items():
+        provider = registry.provider[(kind, choice.name)]
+        report["components"][kind] = {
+            "name": choice.name, "params": choice.params, "plugin": provider.plugin,
+            "distribution": provider.distribution,
+        }
+    for analysis in chosen:
+        provider = registry.provider[("analysis", analysis.name)]
+        options = {**analysis.defaults(), **spec.analyses.get(analysis.name, {})}
+        try:
+            report["analyses"][analysis.name] = analysis.load()(ctx, **options)
+        except ExplorerError as exc:
+            report["failures"][analysis.name] = str(exc)
+        except Exception as exc:
+            report["failures"][analysis.name] = (
+                f"analysis {analysis.name!r} (plugin {provider.plugin}) raised "
+                f"{type(exc).__name__}: {exc}")
+    return report

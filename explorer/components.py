@@ -1,0 +1,113 @@
+"""What plugins hand to the core: descriptors of components and analyses, and their parameters.
+
+These are plain data and import nothing heavy: listing plugins and validating a spec never
+imports torch. A factory may be given as ``"module:attribute"`` and is imported on first use.
+"""
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+# The component kinds a spec's ``components:`` section names, in the order the report lists them.
+COMPONENT_KINDS = (
+    "norm", "activation", "ffn", "attention", "positional", "residual", "weight_tying",
+)
+
+_TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str", list: "list", dict: "dict"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a component or an analysis, as a spec writes it."""
+
+    name: str
+    type: type  # int, float, bool, str, list or dict
+    default: Any
+    help: str = ""
+    choices: tuple = ()  # the allowed values, when only a few are
+
+    @property
+    def type_name(self):
+        return _TYPE_NAMES.get(self.type, getattr(self.type, "__name__", str(self.type)))
+
+    def check(self, value):
+        """Return ``value`` converted to this parameter's type, or raise ValueError saying why."""
+        if value is None and self.default is None:
+            return None
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if self.type is list and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]
+        ok = isinstance(value, self.type) and not (self.type is not bool and isinstance(value, bool))
+        if not ok:
+            raise ValueError(f"expected {self.type_name}, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(map(repr, self.choices))}")
+        return value
+
+
+def _resolve(target):
+    """A callable, or a ``"module:attribute"`` string imported now."""
+    if not isinstance(target, str):
+        return target
+    module, _, attr = target.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class Component:
+    """A model component a plugin contributes (see ``hookspecs.explorer_components``)."""
+
+    kind: str
+    name: str
+    factory: Callable | str
+    params: tuple[Param, ...] = ()
+    description: str = ""
+
+    def load(self):
+        return _resolve(self.factory)
+
+    def param(self, name):
+        return next((p for p in self.params if p.name == name), None)
+
+    def defaults(self):
+        return {p.name: p.default for p in self.params}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """An analysis a plugin contributes (see ``hookspecs.explorer_analyses``)."""
+
+    name: str
+    run: Callable | str
+    description: str = ""
+    params: tuple[Param, ...] = ()
+    default: bool = True  # part of the set ``explorer build`` runs without --only
+    render: Callable | str | None = None
+
+    def load(self):
+        return _resolve(self.run)
+
+    def load_render(self):
+        return _resolve(self.render) if self.render else None
+
+    def param(self, name):
+        return next((p for p in self.params if p.name == name), None)
+
+    def defaults(self):
+        return {p.name: p.default for p in self.params}
+
+
+@dataclass
+class Provider:
+    """Where a registered component or analysis came from, for reports and error messages."""
+
+    plugin: str  # the name it was registered under
+    distribution: str = ""  # "name version" of the installed distribution, if any
+    extra: dict = field(default_factory=dict)
+
+    def __str__(self):
+        return f"{self.plugin} ({self.distribution})" if self.distribution else self.plugin

@@ -1,0 +1,73 @@
+"""Every hook an explorer plugin can implement.
+
+A plugin is a module (or any object) with functions marked ``@explorer.hookimpl`` whose names
+match the functions below. Built-in plugins (``explorer.plugins.*``) and third-party plugins
+(entry-point group ``explorer``, ``-p/--plugin`` on the command line, ``plugins:`` in a spec) are
+registered by the same call, so a built-in has no powers a third-party plugin lacks.
+
+A hook implementation may accept fewer arguments than its spec lists (pluggy's opt-in
+arguments); none of the hooks below take arguments yet, so they can grow without breaking plugins.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("explorer")
+
+
+@hookspec
+def explorer_components():
+    """Contribute model components.
+
+    Return a list of :class:`explorer.Component`. Each names its ``kind`` (one of
+    ``explorer.COMPONENT_KINDS``: norm, activation, ffn, attention, positional, residual,
+    weight_tying), its ``name`` (what a spec writes, e.g. ``norm: rmsnorm``), its ``factory``, its
+    ``params`` (:class:`explorer.Param`, each with a type and a default) and a one-line
+    ``description``.
+
+    The factory is a callable, or a ``"module:attribute"`` string imported on first use (so
+    listing and validating specs never imports torch). The core calls it as
+    ``factory(ctx, **params, **extra)`` where ``ctx`` is an :class:`explorer.BuildContext`
+    (``ctx.config`` is the validated :class:`explorer.ModelConfig`, ``ctx.make(kind, **extra)``
+    builds the spec's choice for another kind, ``ctx.layer`` is the block index or None),
+    ``params`` are the spec's values merged over the declared defaults, and ``extra`` are the
+    kind-specific arguments below. What each kind's factory returns:
+
+    - ``norm`` (extra: ``dim``): an ``nn.Module`` mapping ``(..., dim)`` to the same shape.
+    - ``activation``: an ``nn.Module`` applied elementwise.
+    - ``ffn``: an ``nn.Module`` mapping ``(B, T, emb_dim)`` to ``(B, T, emb_dim)``; it gets its
+      activation from ``ctx.make("activation")``.
+    - ``positional``: an :class:`explorer.contracts.PositionalEncoding` (one per model, stored as
+      ``model.pos_emb``). It takes part in three places, each defaulting to "do nothing":
+      ``embed(x, positions)`` adds absolute position information to the token embeddings
+      ``(B, T, C)``; ``rotate(q, k, positions)`` transforms queries and keys ``(B, heads, T, hs)``
+      inside attention (RoPE); ``bias(q_positions, k_positions)`` returns an additive attention
+      bias ``(heads, Tq, Tk)`` or None (ALiBi). ``positions`` are absolute token positions, so a
+      KV cache passes ``offset + arange(T)``.
+    - ``attention``: an ``nn.Module`` with ``forward(x, pos, positions)``, ``x`` of shape
+      ``(B, T, emb_dim)``, ``pos`` the model's PositionalEncoding and ``positions`` a ``(T,)``
+      tensor. It must call ``pos.rotate`` on its queries and keys (for every head layout,
+      grouped-query included) and add ``pos.bias`` to its scores before the softmax.
+    - ``residual``: a transformer block, an ``nn.Module`` with ``forward(x, pos, positions)``; it
+      builds its own attention, feed-forward and norms with ``ctx.make`` (in the book's order:
+      attention, feed-forward, norms) and decides how they are wired to the shortcut.
+    - ``weight_tying``: a callable ``tie(model)`` applied once the model is assembled.
+
+    A name registered twice for one kind is an error that names both plugins.
+    """
+
+
+@hookspec
+def explorer_analyses():
+    """Contribute analyses.
+
+    Return a list of :class:`explorer.Analysis`. Each has a ``name`` (what ``--only`` selects),
+    a ``run`` callable (or ``"module:attribute"`` string) called as ``run(ctx, **options)`` with
+    an :class:`explorer.AnalysisContext`, a one-line ``description``, its ``params`` (options with
+    defaults, settable as ``--option name.key=value``), whether it is in the ``default`` set that
+    ``explorer build`` runs, and an optional ``render(result) -> str`` for the text report.
+
+    ``run`` returns a JSON-serialisable dict of plain numbers, strings, lists and dicts; integers
+    stay exact (the JSON report carries them unrounded). It reaches the model through
+    ``ctx.model()`` (built once per report, seeded with the spec's seed) and the tokenizer through
+    ``ctx.tokenizer()``.
+    """

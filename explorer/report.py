@@ -1,0 +1,43 @@
+"""Rendering a report (the plain dict ``analyze`` returns) as text or JSON."""
+
+import json
+
+import yaml
+
+
+def to_json(report):
+    return json.dumps(report, indent=2)
+
+
+def _params(params):
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "-"
+
+
+def to_text(report, renderers):
+    """``renderers`` maps an analysis name to its ``render(result) -> str`` (or None)."""
+    spec = report["spec"]
+    lines = [f"{spec['name']}  ({report['source']})"]
+    if spec.get("description"):
+        lines.append(spec["description"])
+    lines.append("")
+    lines.append("model:")
+    model_yaml = yaml.safe_dump(spec["model"], sort_keys=False, default_flow_style=None)
+    lines.extend("  " + line for line in model_yaml.strip().splitlines())
+    lines.append(f"seed: {spec['seed']}   tokenizer: {spec['tokenizer']}")
+    lines.append("")
+    lines.append("components:")
+    rows = [(kind, c["name"], _params(c["params"]), c["plugin"] + (f" ({c['distribution']})" if c["distribution"] else ""))
+            for kind, c in report["components"].items()]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    for name, result in report["analyses"].items():
+        lines.append("")
+        lines.append(f"== {name} ==")
+        render = renderers.get(name)
+        body = render(result) if render else yaml.safe_dump(result, sort_keys=False).rstrip()
+        lines.extend(body.splitlines())
+    for name, message in report["failures"].items():
+        lines.append("")
+        lines.append(f"== {name} == FAILED: {message}")
+    return "\n".join(lines)

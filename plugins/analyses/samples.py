@@ -1,0 +1,44 @@
+"""Text samples: continuations of prompts, greedy by default (the book's generate_text_simple)."""
+
+from explorer import Analysis, Param, hookimpl
+
+
+def samples(ctx, prompts=("Hello, I am",), max_new_tokens=6, temperature=0.0, top_k=0, top_p=1.0):
+    import torch  # here, not at the top: registering this plugin must not import torch
+    from explorer.generate import generate
+
+    model = ctx.model()
+    tok = ctx.tokenizer()
+    was_training = model.training
+    model.eval()
+    out = []
+    for prompt in prompts:
+        ids = ctx.encode(prompt)
+        result = generate(model, torch.tensor([ids]), max_new_tokens,
+                          temperature=temperature, top_k=top_k or None, top_p=top_p,
+                          seed=ctx.spec.seed)[0].tolist()
+        out.append({"prompt": prompt, "token_ids": result, "text": tok.decode(result)})
+    model.train(was_training)
+    mode = "greedy" if temperature == 0 else f"temperature {temperature}"
+    return {"decoding": mode, "max_new_tokens": max_new_tokens, "samples": out}
+
+
+def render(result):
+    lines = [f"{result['decoding']}, {result['max_new_tokens']} new tokens"]
+    for s in result["samples"]:
+        lines.append(f"{s['text']!r}")
+        lines.append(f"  ids {s['token_ids']}")
+    return "\n".join(lines)
+
+
+@hookimpl
+def explorer_analyses():
+    return [Analysis(
+        name="samples", run=samples, render=render,
+        description="Continuations of prompts (greedy by default), decoded, with token ids.",
+        params=(Param("prompts", list, ["Hello, I am"], "the prompts to continue"),
+                Param("max_new_tokens", int, 6, "tokens to generate per prompt"),
+                Param("temperature", float, 0.0, "0 is greedy; > 0 samples"),
+                Param("top_k", int, 0, "sample only from the k likeliest tokens (0: all)"),
+                Param("top_p", float, 1.0, "nucleus sampling: the smallest set with this mass")),
+    )]

@@ -1,0 +1,33 @@
+import pytest
+import yaml
+
+import explorer
+
+# A small model every test can build in milliseconds: 2 blocks, 16 wide, 4 heads.
+TINY_MODEL = {"vocab_size": 97, "context_length": 32, "emb_dim": 16, "n_heads": 4,
+              "n_layers": 2, "qkv_bias": False, "drop_rate": 0.0}
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    """Write a spec document (a dict, or YAML text) to a file and return its path."""
+    counter = iter(range(10**6))
+
+    def write(doc, name=None):
+        path = tmp_path / (name or f"spec{next(counter)}.yaml")
+        path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def make_spec(write_spec):
+    """Load a tiny spec with the given components/model keys, e.g. make_spec(norm="rmsnorm")."""
+
+    def make(model=None, plugins=None, **components):
+        doc = {"name": "tiny", "seed": 123, "model": {**TINY_MODEL, **(model or {})},
+               "components": components}
+        return explorer.load_spec(write_spec(doc), plugins=plugins)
+
+    return make
