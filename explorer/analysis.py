@@ -16,12 +16,23 @@ class AnalysisContext:
     def __init__(self, spec, model=None):
         self.spec = spec
         self._model = model
+        self._shapes = None
         self._tokenizer = None
 
     def model(self):
+        """The model with real weights, seeded with the spec's seed (built once)."""
         if self._model is None:
             self._model = build_model(self.spec)
         return self._model
+
+    def shape_model(self):
+        """For analyses that need only shapes: the real model if built, else one on the meta
+        device, which allocates no weights (a 175B spec is analysable on a laptop)."""
+        if self._model is not None:
+            return self._model
+        if self._shapes is None:
+            self._shapes = build_model(self.spec, device="meta")
+        return self._shapes
 
     def tokenizer(self):
         if self._tokenizer is None:

@@ -28,7 +28,7 @@ DEFAULT_COMPONENTS = {
 DROPOUT_PLACES = ("embedding", "attention", "residual")
 TOP_KEYS = ("extends", "name", "description", "seed", "tokenizer", "model", "components",
             "plugins", "analyses")
-TOKENIZERS = ("gpt2",)
+TOKENIZERS = ("gpt2", "bytes")  # kept in step with explorer.tokenizer.TOKENIZERS
 
 
 @dataclass(frozen=True)

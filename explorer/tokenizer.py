@@ -51,7 +51,20 @@ def gpt2_tokenizer():
     )
 
 
-TOKENIZERS = {"gpt2": gpt2_tokenizer}
+class ByteTokenizer:
+    """Raw UTF-8 bytes as tokens: 256 symbols, so a tiny model needs no 50,257-row embedding."""
+
+    name = "bytes"
+    n_vocab = 256
+
+    def encode(self, text, allowed_special=()):
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids):
+        return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
+
+
+TOKENIZERS = {"gpt2": gpt2_tokenizer, "bytes": ByteTokenizer}
 
 
 def get_tokenizer(name="gpt2"):

@@ -8,7 +8,7 @@ MB = 2**20  # the book's MB
 
 
 def footprint(ctx):
-    model = ctx.model()
+    model = ctx.shape_model()
     n = sum(p.numel() for _, p in unique_parameters(model))
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     weights = {"fp32": 4 * n, "fp16": 2 * n, "bf16": 2 * n}

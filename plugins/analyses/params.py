@@ -26,17 +26,20 @@ def _kind_of(model):
 
 
 def unique_parameters(model):
-    """(name, parameter) pairs, each tensor once: a tied head shares the embedding's storage."""
+    """(name, parameter) pairs, each tensor once: a tied head is the embedding's Parameter.
+
+    Identity rather than data_ptr(), so it also works on the meta device (no storage).
+    """
     seen = set()
     for name, p in model.named_parameters(remove_duplicate=False):
-        if p.data_ptr() in seen and p.numel():
+        if id(p) in seen:
             continue
-        seen.add(p.data_ptr())
+        seen.add(id(p))
         yield name, p
 
 
 def count(ctx):
-    model = ctx.model()
+    model = ctx.shape_model()
     kinds = _kind_of(model)
     by_kind = {k: 0 for k in ("embedding", "positional", "attention", "ffn", "norm", "output_head")}
     per_block = [{} for _ in model.trf_blocks]
@@ -53,7 +56,7 @@ def count(ctx):
     for block in per_block:
         block["total"] = sum(block.values())
     head = model.out_head.weight
-    tied = head.data_ptr() == model.tok_emb.weight.data_ptr()
+    tied = head is model.tok_emb.weight
     return {
         "total": total,
         "trainable": trainable,

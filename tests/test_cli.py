@@ -1,0 +1,103 @@
+"""The explorer command: build, plugins, JSON output, overrides, and errors as one line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from explorer.cli import main
+
+TINY = ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
+        "seed: 123\n")
+
+
+def run(capsys, *args):
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+@pytest.fixture
+def tiny(write_spec):
+    return str(write_spec(TINY, name="tiny.yaml"))
+
+
+def test_build_json_carries_exact_integers(capsys):
+    code, out, err = run(capsys, "build", "specs/gpt2_small.yaml", "--only", "params,memory",
+                         "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert list(report["analyses"]) == ["params", "memory"]
+    assert report["analyses"]["params"]["total"] == 163_009_536
+    assert report["analyses"]["params"]["with_tied_head"] == 124_412_160
+    assert report["analyses"]["memory"]["weights_bytes"]["fp32"] == 652_038_144
+    assert report["components"]["attention"] == {
+        "name": "mha", "params": report["components"]["attention"]["params"],
+        "plugin": "explorer.plugins.attention", "distribution": report["components"]["attention"]["distribution"]}
+
+
+def test_build_text_report_shows_everything(capsys, tiny):
+    code, out, err = run(capsys, "build", tiny)
+    assert code == 0, err
+    for heading in ("components:", "== params ==", "== memory ==", "== gradflow ==", "== samples =="):
+        assert heading in out
+    assert "layernorm" in out and "explorer.plugins.norm" in out
+    assert "'Hello, I am" in out
+
+
+def test_set_overrides_and_only(capsys, tiny):
+    code, out, _ = run(capsys, "build", tiny, "--only", "params", "--format", "json",
+                       "--set", "model.n_layers=1", "--set", "components.weight_tying=tied")
+    assert code == 0
+    report = json.loads(out)
+    assert report["spec"]["model"]["n_layers"] == 1
+    assert report["analyses"]["params"]["head_tied"] is True
+    assert report["components"]["weight_tying"]["name"] == "tied"
+
+
+def test_plugins_lists_components_with_params_and_provider(capsys):
+    code, out, _ = run(capsys, "plugins", "--format", "json")
+    assert code == 0
+    entries = {(e["kind"], e["name"]): e for e in json.loads(out)["components"]}
+    for kind, name in [("norm", "layernorm"), ("activation", "gelu_tanh"), ("ffn", "mlp"),
+                       ("attention", "mha"), ("positional", "learned"), ("residual", "pre_norm"),
+                       ("weight_tying", "none"), ("weight_tying", "tied"), ("analysis", "params"),
+                       ("analysis", "memory"), ("analysis", "gradflow"), ("analysis", "samples")]:
+        assert entries[(kind, name)]["distribution"].startswith("explorer ")
+    eps = entries[("norm", "layernorm")]["params"][0]
+    assert (eps["name"], eps["type"], eps["default"]) == ("eps", "float", 1e-5)
+    code, out, _ = run(capsys, "plugins", "--kind", "norm")
+    assert "layernorm" in out and "eps: float = 1e-05" in out and "mha" not in out
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["build", "nope.yaml"], "nope.yaml: no such file"),
+    (["build", "specs/gpt2_small.yaml", "--set", "components.norm=layernrom"],
+     "components.norm: unknown norm component 'layernrom' (did you mean 'layernorm'?)"),
+    (["build", "specs/gpt2_small.yaml", "--only", "parms"], "unknown analysis 'parms'"),
+    (["plugins", "--kind", "norms"], "unknown kind 'norms' (did you mean 'norm'?)"),
+])
+def test_errors_are_one_line_with_exit_code_2(capsys, args, fragment):
+    code, out, err = run(capsys, *args)
+    assert code == 2
+    assert fragment in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_real_process_exit_code_and_no_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {vocab_size: 97, context_length: 32, emb_dim: 16, n_head: 4, n_layers: 2}\n")
+    proc = subprocess.run([sys.executable, "-m", "explorer", "build", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"Error: {bad}: model.n_head: unknown key; did you mean 'n_heads'? valid keys: vocab_size, "
+        "context_length, emb_dim, n_heads, n_layers, qkv_bias, dropout")
+    assert proc.stdout == ""
+
+
+def test_help_lists_commands(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and "build" in out and "plugins" in out
