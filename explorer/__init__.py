@@ -22,7 +22,7 @@ _LAZY = {
     "GPTModel": "explorer.model",
     "analyze": "explorer.analysis",
     "AnalysisContext": "explorer.analysis",
-    "generate": "explorer.generate",
+    "generate": "explorer.generation",
     "get_tokenizer": "explorer.tokenizer",
 }
 

@@ -5,7 +5,7 @@ from explorer import Analysis, Param, hookimpl
 
 def samples(ctx, prompts=("Hello, I am",), max_new_tokens=6, temperature=0.0, top_k=0, top_p=1.0):
     import torch  # here, not at the top: registering this plugin must not import torch
-    from explorer.generate import generate
+    from explorer.generation import generate
 
     model = ctx.model()
     tok = ctx.tokenizer()
