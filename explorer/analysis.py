@@ -36,7 +36,7 @@ class AnalysisContext:
 
     def tokenizer(self):
         if self._tokenizer is None:
-            self._tokenizer = get_tokenizer(self.spec.tokenizer)
+            self._tokenizer = get_tokenizer(self.spec.tokenizer, self.spec.plugin_manager)
         return self._tokenizer
 
     def encode(self, text):

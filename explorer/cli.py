@@ -91,7 +91,7 @@ def build(spec_path, only, overrides, fmt, plugins):
 
 
 @cli.command(name="plugins")
-@click.option("--kind", help="Only this component kind (norm, attention, ...), or 'analysis'.")
+@click.option("--kind", help="Only this kind (norm, attention, ..., tokenizer), or 'analysis'.")
 @_format_option
 @_plugins_option
 def list_plugins(kind, fmt, plugins):
@@ -101,17 +101,17 @@ def list_plugins(kind, fmt, plugins):
 
         explorer plugins --kind attention
     """
-    from .components import COMPONENT_KINDS
+    from .components import REGISTERED_KINDS
     from .plugin_manager import unknown_name_message
 
     manager = _manager(plugins)
     registry = manager.registry()
-    kinds = (*COMPONENT_KINDS, "analysis")
+    kinds = (*REGISTERED_KINDS, "analysis")
     if kind and kind not in kinds:
         raise UserError("--kind: " + unknown_name_message("kind", kind, list(kinds)))
     entries = []
     for (k, name), comp in sorted(registry.components.items(),
-                                  key=lambda item: (COMPONENT_KINDS.index(item[0][0]), item[0][1])):
+                                  key=lambda item: (REGISTERED_KINDS.index(item[0][0]), item[0][1])):
         entries.append((k, name, comp, registry.provider[(k, name)]))
     for name, analysis in sorted(registry.analyses.items()):
         entries.append(("analysis", name, analysis, registry.provider[("analysis", name)]))

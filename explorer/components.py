@@ -12,6 +12,9 @@ from typing import Any, Callable
 COMPONENT_KINDS = (
     "norm", "activation", "ffn", "attention", "positional", "residual", "weight_tying",
 )
+# Registered like components, chosen by the spec's top-level ``tokenizer:`` key.
+TOKENIZER_KIND = "tokenizer"
+REGISTERED_KINDS = (*COMPONENT_KINDS, TOKENIZER_KIND)
 
 _TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str", list: "list", dict: "dict"}
 

@@ -51,6 +51,9 @@ def explorer_components():
       builds its own attention, feed-forward and norms with ``ctx.make`` (in the book's order:
       attention, feed-forward, norms) and decides how they are wired to the shortcut.
     - ``weight_tying``: a callable ``tie(model)`` applied once the model is assembled.
+    - ``tokenizer`` (chosen by the spec's top-level ``tokenizer:`` key, not under ``components``):
+      the factory is called with no arguments and returns an object with ``n_vocab``,
+      ``encode(text, allowed_special=()) -> list[int]`` and ``decode(ids) -> str``.
 
     A name registered twice for one kind is an error that names both plugins.
     """

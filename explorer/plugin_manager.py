@@ -18,7 +18,7 @@ from pathlib import Path
 import pluggy
 
 from . import hookspecs
-from .components import COMPONENT_KINDS, Analysis, Component, Provider
+from .components import COMPONENT_KINDS, REGISTERED_KINDS, Analysis, Component, Provider
 from .errors import PluginError
 
 ENTRY_POINT_GROUP = "explorer"
@@ -34,6 +34,7 @@ DEFAULT_PLUGINS = (
     "explorer.plugins.positional",
     "explorer.plugins.residual",
     "explorer.plugins.weight_tying",
+    "explorer.plugins.tokenizers",
     "explorer.plugins.analyses.params",
     "explorer.plugins.analyses.memory",
     "explorer.plugins.analyses.gradflow",
@@ -181,9 +182,9 @@ class Registry:
                 self.broken[name] = problem
 
     def _add_component(self, comp, provider):
-        if comp.kind not in COMPONENT_KINDS:
+        if comp.kind not in REGISTERED_KINDS:
             return (f"component {comp.name!r} has unknown kind {comp.kind!r}; "
-                    f"kinds are {', '.join(COMPONENT_KINDS)}")
+                    f"kinds are {', '.join(REGISTERED_KINDS)}")
         key = (comp.kind, comp.name)
         if key in self.components:
             return (f"{comp.kind} {comp.name!r} is already registered by "
@@ -207,7 +208,8 @@ class Registry:
         try:
             return self.components[(kind, name)]
         except KeyError:
-            raise KeyError(unknown_name_message(f"{kind} component", name, self.names(kind))) from None
+            what = kind if kind not in COMPONENT_KINDS else f"{kind} component"
+            raise KeyError(unknown_name_message(what, name, self.names(kind))) from None
 
     def analysis(self, name):
         try:

@@ -14,6 +14,7 @@ import yaml
 
 from .components import COMPONENT_KINDS
 from .errors import SpecError
+from .plugin_manager import unknown_name_message
 
 # The book's GPT-2 choices, used for any kind a spec leaves out.
 DEFAULT_COMPONENTS = {
@@ -28,7 +29,6 @@ DEFAULT_COMPONENTS = {
 DROPOUT_PLACES = ("embedding", "attention", "residual")
 TOP_KEYS = ("extends", "name", "description", "seed", "tokenizer", "model", "components",
             "plugins", "analyses")
-TOKENIZERS = ("gpt2", "bytes")  # kept in step with explorer.tokenizer.TOKENIZERS
 
 
 @dataclass(frozen=True)
@@ -285,9 +285,11 @@ def _validate(doc, source, origins, registry):
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise v.error("seed", f"expected a non-negative integer, got {_show(seed)}")
     tokenizer = doc.get("tokenizer", "gpt2")
-    if tokenizer not in TOKENIZERS:
-        raise v.error("tokenizer", f"unknown tokenizer {_show(tokenizer)}",
-                      f"valid: {', '.join(TOKENIZERS)}")
+    try:
+        registry.component("tokenizer", tokenizer)
+    except (KeyError, TypeError):
+        raise v.error("tokenizer", unknown_name_message(
+            "tokenizer", tokenizer, registry.names("tokenizer"))) from None
 
     if "model" not in doc:
         raise SpecError(source, "model", "missing",

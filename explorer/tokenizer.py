@@ -51,24 +51,17 @@ def gpt2_tokenizer():
     )
 
 
-class ByteTokenizer:
-    """Raw UTF-8 bytes as tokens: 256 symbols, so a tiny model needs no 50,257-row embedding."""
+def get_tokenizer(name="gpt2", plugins=None):
+    """The tokenizer registered as ``name`` (built-ins: gpt2, bytes), built once per call site.
 
-    name = "bytes"
-    n_vocab = 256
-
-    def encode(self, text, allowed_special=()):
-        return list(text.encode("utf-8"))
-
-    def decode(self, ids):
-        return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
-
-
-TOKENIZERS = {"gpt2": gpt2_tokenizer, "bytes": ByteTokenizer}
-
-
-def get_tokenizer(name="gpt2"):
+    ``plugins`` is the plugin manager to resolve it through (default: a fresh one).
+    """
+    if plugins is None:
+        from .plugin_manager import get_plugin_manager
+        plugins = get_plugin_manager()
+    registry = plugins.registry()
     try:
-        return TOKENIZERS[name]()
-    except KeyError:
-        raise ExplorerError(f"unknown tokenizer {name!r}; valid: {', '.join(TOKENIZERS)}") from None
+        component = registry.component("tokenizer", name)
+    except KeyError as exc:
+        raise ExplorerError(exc.args[0]) from None
+    return component.load()()

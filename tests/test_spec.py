@@ -129,7 +129,7 @@ BAD = [
     ("model: {vocab_size: 97, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
      "components: {normalisation: layernorm}\n", "components.normalisation", "valid keys: norm, "),
     ("model: {vocab_size: 97, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
-     "tokenizer: sentencepiece\n", "tokenizer", "valid: gpt2"),
+     "tokenizer: sentencepiece\n", "tokenizer", "unknown tokenizer 'sentencepiece'; registered: bytes, gpt2"),
     ("modle: {}\n", "modle", "did you mean 'model'?"),
     ("extends: missing.yaml\n", "extends", "does not exist"),
 ]

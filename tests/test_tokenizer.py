@@ -34,5 +34,5 @@ def test_byte_tokenizer_round_trips():
 
 
 def test_unknown_tokenizer():
-    with pytest.raises(explorer.ExplorerError, match="unknown tokenizer 'sp'; valid: gpt2, bytes"):
+    with pytest.raises(explorer.ExplorerError, match="unknown tokenizer 'sp'; registered: bytes, gpt2"):
         explorer.get_tokenizer("sp")
