@@ -73,12 +73,13 @@ def select(registry, only=None):
     return chosen
 
 
-def analyze(spec, only=None, model=None):
+def analyze(spec, only=None, model=None, progress=None):
     """Run analyses on ``spec`` and return the report as a dict.
 
     ``only`` names the analyses to run (default: every analysis marked default). ``model`` is an
-    already built model to analyse instead of building one from the spec. An analysis that
-    raises is reported under ``failures`` with the plugin's name; the others still run.
+    already built model to analyse instead of building one from the spec. ``progress``, if given,
+    is called with each analysis's name once it has run. An analysis that raises is reported
+    under ``failures`` with the plugin's name; the others still run.
     """
     registry = spec.plugin_manager.registry()
     chosen = select(registry, only)
@@ -108,4 +109,6 @@ def analyze(spec, only=None, model=None):
             report["failures"][analysis.name] = (
                 f"analysis {analysis.name!r} (plugin {provider.plugin}) raised "
                 f"{type(exc).__name__}: {exc}")
+        if progress:
+            progress(analysis.name)
     return report

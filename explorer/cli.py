@@ -90,6 +90,77 @@ def build(spec_path, only, overrides, fmt, plugins):
         sys.exit(1)
 
 
+class _Progress:
+    """One bar per spec on stderr, advanced per analysis; silent unless stderr is a terminal."""
+
+    def __init__(self, names, n_analyses, enabled):
+        self.names, self.n, self.enabled = names, n_analyses, enabled
+        self.done = {}
+
+    def __call__(self, spec_index, analysis):
+        if not self.enabled:
+            return
+        k = self.done[spec_index] = self.done.get(spec_index, 0) + 1
+        width = 20
+        filled = int(width * k / max(1, self.n))
+        line = (f"\r{self.names[spec_index][:24]:<24} [{'#' * filled}{'.' * (width - filled)}] "
+                f"{k}/{self.n} {analysis:<12}")
+        click.echo(line, nl=k >= self.n, err=True)
+
+
+@cli.command()
+@click.argument("spec_paths", metavar="SPEC...", nargs=-1, required=True)
+@click.option("--only", metavar="A,B", help="Run only these analyses (comma-separated).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a spec key in every spec, e.g. model.n_layers=2. Repeatable.")
+@click.option("--seed", type=int, help="The seed for every spec (default: the first spec's).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
+              show_default=True, help="Output format.")
+@click.option("--plots", "plots_dir", metavar="DIR", help="Write PNG charts into DIR.")
+@_plugins_option
+def compare(spec_paths, only, overrides, seed, fmt, plots_dir, plugins):
+    """Run the same analyses on every SPEC and print them side by side.
+
+    Differences are against the first spec, absolute and in %; the spec keys that differ are
+    listed above the table.
+
+    Example:
+
+        explorer compare specs/gpt2_small.yaml specs/ablations/tied.yaml --only params,memory
+    """
+    from .spec import load_spec
+
+    manager = _manager(plugins)
+    specs = [load_spec(path, overrides=overrides, plugins=manager) for path in spec_paths]
+    _warn_broken(manager)
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+
+    from .analysis import select
+    from .compare import compare as run_compare, to_markdown, to_text
+
+    n_analyses = len(select(manager.registry(), names))
+    progress = _Progress([s.name for s in specs], n_analyses,
+                         enabled=fmt != "json" and sys.stderr.isatty())
+    result = run_compare(specs, only=names, seed=seed, progress=progress)
+    if plots_dir:
+        from .plots import write_plots
+
+        result["plots"] = write_plots(result, plots_dir)
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2))
+    elif fmt == "markdown":
+        click.echo(to_markdown(result))
+    else:
+        click.echo(to_text(result))
+        for path in result.get("plots", []):
+            click.echo(f"wrote {path}")
+    failures = [m for r in result["reports"] for m in r["failures"].values()]
+    for message in failures:
+        click.echo(f"error: {message}", err=True)
+    if failures:
+        sys.exit(1)
+
+
 @cli.command(name="plugins")
 @click.option("--kind", help="Only this kind (norm, attention, ..., tokenizer), or 'analysis'.")
 @_format_option
