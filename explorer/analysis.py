@@ -1,10 +1,11 @@
 """The analysis runner: run registered analyses on one spec and collect a report (plain data)."""
 
+import os
 import platform
 
 import torch
 
-from .errors import ExplorerError
+from .errors import ExplorerError, ResourceError
 from .model import build_model
 from .plugin_manager import unknown_name_message
 from .tokenizer import get_tokenizer
@@ -20,8 +21,13 @@ class AnalysisContext:
         self._tokenizer = None
 
     def model(self):
-        """The model with real weights, seeded with the spec's seed (built once)."""
+        """The model with real weights, seeded with the spec's seed (built once).
+
+        Refused with a :class:`ResourceError` before anything is allocated when the weights
+        would not fit in the memory available now.
+        """
         if self._model is None:
+            check_fits(self.spec, self.shape_model())
             self._model = build_model(self.spec)
         return self._model
 
@@ -49,6 +55,44 @@ class AnalysisContext:
                 f"{self.spec.tokenizer} tokenizer (token id {max(ids)} in {text!r}); "
                 f"use vocab_size >= {self.tokenizer().n_vocab}")
         return ids
+
+
+def available_memory():
+    """Bytes of memory available to a new allocation now (Linux: MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def weight_bytes(model):
+    """Bytes the model's parameters (each tensor once) and buffers take, from shapes alone."""
+    seen, total = set(), 0
+    for t in [*model.parameters(), *model.buffers()]:
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
+
+
+def check_fits(spec, shape_model):
+    needed = weight_bytes(shape_model)
+    available = available_memory()
+    # Leave room for activations and gradients: refuse above 80% of what is available.
+    if available is not None and needed > 0.8 * available:
+        registry = spec.plugin_manager.registry()
+        can_run = sorted(a.name for a in registry.analyses.values() if not a.needs_weights)
+        raise ResourceError(
+            f"{spec.source or spec.name}: the weights need {needed / 2**30:.1f} GiB but only "
+            f"{available / 2**30:.1f} GiB is available; analyses that need only shapes can still "
+            f"run: --only {','.join(can_run)}")
 
 
 def environment():
@@ -84,6 +128,8 @@ def analyze(spec, only=None, model=None, progress=None):
     registry = spec.plugin_manager.registry()
     chosen = select(registry, only)
     ctx = AnalysisContext(spec, model)
+    if model is None and any(a.needs_weights for a in chosen):
+        check_fits(spec, ctx.shape_model())  # refuse before allocating, not halfway through
     report = {
         "spec": spec.to_dict(),
         "source": spec.source,

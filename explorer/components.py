@@ -90,6 +90,9 @@ class Analysis:
     params: tuple[Param, ...] = ()
     default: bool = True  # part of the set ``explorer build`` runs without --only
     render: Callable | str | None = None
+    # False for analyses that read only shapes (ctx.shape_model()): they run on the meta device,
+    # so they still run when the weights would not fit in memory.
+    needs_weights: bool = True
 
     def load(self):
         return _resolve(self.run)

@@ -145,3 +145,18 @@ def test_report_records_provenance(make_spec):
     assert report["components"]["norm"]["distribution"].startswith("explorer ")
     assert report["environment"]["torch"] == torch.__version__.split("+")[0]
     assert report["spec"]["model"]["emb_dim"] == 16
+
+
+def test_weights_that_do_not_fit_are_refused_before_allocation(make_spec, monkeypatch):
+    from explorer import analysis
+
+    spec = make_spec()
+    monkeypatch.setattr(analysis, "available_memory", lambda: 10_000)  # bytes
+    needed = 4 * TOTAL + L * S * S * 4  # fp32 weights + the causal-mask buffers
+    with pytest.raises(explorer.ResourceError) as info:
+        explorer.analyze(spec, only=["params", "samples"])
+    assert str(info.value) == (
+        f"{spec.source}: the weights need {needed / 2**30:.1f} GiB but only 0.0 GiB is available; "
+        "analyses that need only shapes can still run: --only memory,params")
+    # Shape-only analyses still run, on the meta device.
+    assert explorer.analyze(spec, only=["params"])["analyses"]["params"]["total"] == TOTAL

@@ -47,5 +47,5 @@ def render(result):
 
 @hookimpl
 def explorer_analyses():
-    return [Analysis(name="memory", run=footprint, render=render,
+    return [Analysis(name="memory", run=footprint, render=render, needs_weights=False,
                      description="Weight bytes at fp32/fp16/bf16 and the AdamW training footprint.")]

@@ -90,5 +90,5 @@ def render(result):
 
 @hookimpl
 def explorer_analyses():
-    return [Analysis(name="params", run=count, render=render,
+    return [Analysis(name="params", run=count, render=render, needs_weights=False,
                      description="Parameter counts: total, trainable, by kind, per block, tied head.")]
