@@ -23,7 +23,12 @@ _LAZY = {
     "analyze": "explorer.analysis",
     "AnalysisContext": "explorer.analysis",
     "generate": "explorer.generation",
+    "generate_stream": "explorer.generation",
     "get_tokenizer": "explorer.tokenizer",
+    "load_weights": "explorer.weights",
+    "save_checkpoint": "explorer.weights",
+    "export_hf": "explorer.weights",
+    "spec_from_checkpoint": "explorer.weights",
 }
 
 __all__ = [

@@ -55,9 +55,10 @@ def _delta(value, base):
     return diff, (100.0 * diff / base if base else None)
 
 
-def compare(specs, only=None, seed=None, progress=None):
+def compare(specs, only=None, seed=None, progress=None, weights=None):
     """Run the same analyses on every spec, with one seed (default: the first spec's).
 
+    ``weights`` is an optional list with a checkpoint path (or None) per spec.
     Returns ``{"specs", "sources", "seed", "spec_differences", "rows", "reports"}``; each row is
     ``{"figure", "values", "delta", "delta_pct"}`` with the differences against the first spec.
     ``progress(spec_index, analysis_name)`` is called after each analysis.
@@ -69,7 +70,12 @@ def compare(specs, only=None, seed=None, progress=None):
     reports = []
     for i, spec in enumerate(specs):
         callback = (lambda name, i=i: progress(i, name)) if progress else None
-        reports.append(analyze(spec, only=only, progress=callback))
+        model = None
+        if weights and weights[i]:
+            from .model import build_model
+
+            model = build_model(spec, weights=weights[i])
+        reports.append(analyze(spec, only=only, model=model, progress=callback))
 
     names = []
     for report in reports:

@@ -1,6 +1,15 @@
 """The errors explorer raises for bad input. Each carries one line a user can act on."""
 
 
+# The characters str.splitlines() breaks on.
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def one_line(text):
+    """``text`` with every line break shown as an escape, so an error stays on one line."""
+    return "".join(repr(c)[1:-1] if c in _LINE_BREAKS else c for c in str(text))
+
+
 class ExplorerError(Exception):
     """Base class: the CLI prints str(error) on one line and exits with code 2."""
 
@@ -16,7 +25,8 @@ class SpecError(ExplorerError):
         where = f"{source}: " if source else ""
         at = f"{key}: " if key else ""
         hint = f"; {valid}" if valid else ""
-        super().__init__(f"{where}{at}{problem}{hint}")
+        # One line, whatever a key or value in the user's file contains.
+        super().__init__(one_line(f"{where}{at}{problem}{hint}"))
 
 
 class PluginError(ExplorerError):

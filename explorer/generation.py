@@ -1,6 +1,20 @@
-"""Text generation: the book's ``generate_text_simple`` loop, plus temperature/top-k/top-p sampling."""
+"""Text generation: the book's ``generate_text_simple`` loop, plus temperature/top-k/top-p sampling.
+
+With ``use_cache=True`` (the default) each step feeds the model only the newest token and a KV
+cache (explorer.kv_cache) supplies the earlier keys and values; the output head runs on the
+last position only. The tokens are the same as the book's recompute-everything loop, which
+``use_cache=False`` keeps.
+
+Past the context: the book crops the input to its last ``context_size`` tokens, so once the
+sequence is longer every position shifts and no cached key is valid any more (learned and
+sinusoidal positions change, and with any scheme the dropped first token changed every later
+layer's keys). Generation then does what the book does, a full forward over the cropped context
+per token, and the tokens stay identical to ``use_cache=False``.
+"""
 
 import torch
+
+from .errors import ExplorerError
 
 
 def _pick(logits, temperature, top_k, top_p, generator):
@@ -21,22 +35,66 @@ def _pick(logits, temperature, top_k, top_p, generator):
     return torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
 
 
-@torch.no_grad()
-def generate(model, idx, max_new_tokens, context_size=None, temperature=0.0, top_k=None,
-             top_p=None, seed=None):
-    """Extend ``idx`` (B, T) by ``max_new_tokens`` tokens and return (B, T + max_new_tokens).
+def check_sampling(max_new_tokens, temperature=0.0, top_k=None, top_p=None):
+    """Raise ExplorerError, with the bad value, for settings no sampler can use."""
+    if max_new_tokens < 0:
+        raise ExplorerError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if not temperature >= 0:  # also refuses NaN
+        raise ExplorerError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if top_k is not None and top_k < 0:
+        raise ExplorerError(f"top_k must be >= 1 (or 0/None for all tokens), got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ExplorerError(f"top_p must be in (0, 1], got {top_p}")
 
-    With the defaults this is the book's greedy ``generate_text_simple``. Sampling
-    (temperature > 0) draws from its own generator seeded with ``seed``, so it is reproducible
-    and does not disturb the global random stream.
+
+def generate_stream(model, idx, max_new_tokens, context_size=None, temperature=0.0, top_k=None,
+                    top_p=None, seed=None, use_cache=True):
+    """An iterator over the ``max_new_tokens`` tokens that extend ``idx`` (B, T), each (B, 1).
+
+    Each token is yielded as soon as it is chosen, so a caller can print it while the next one
+    is computed. The arguments are :func:`generate`'s; bad ones raise here, not on first use.
     """
+    check_sampling(max_new_tokens, temperature, top_k, top_p)
+    return _stream(model, idx, max_new_tokens, context_size, temperature, top_k, top_p, seed,
+                   use_cache)
+
+
+@torch.no_grad()
+def _stream(model, idx, max_new_tokens, context_size, temperature, top_k, top_p, seed, use_cache):
     context_size = context_size or model.config.context_length
     generator = None
     if temperature > 0:
         generator = torch.Generator(device=idx.device)
         generator.manual_seed(0 if seed is None else seed)
+    cache = None
+    if use_cache and max_new_tokens:
+        from .kv_cache import ModelCache
+
+        max_len = min(context_size, model.config.context_length, idx.shape[1] + max_new_tokens)
+        cache = ModelCache(len(model.trf_blocks), max_len)
+    pending = idx  # the tokens the cache has not seen yet: the prompt, then the newest token
     for _ in range(max_new_tokens):
-        idx_cond = idx[:, -context_size:]
-        logits = model(idx_cond)[:, -1, :]  # (B, V): only the last position predicts
-        idx = torch.cat((idx, _pick(logits, temperature, top_k, top_p, generator)), dim=1)
-    return idx
+        if cache is not None and cache.offset + pending.shape[1] <= cache.max_len:
+            logits = model(pending, cache=cache, last_only=True)[:, -1, :]  # (B, V)
+        else:  # past the context (or no cache): the book's crop and full forward
+            cache = None
+            logits = model(idx[:, -context_size:], last_only=True)[:, -1, :]
+        pending = _pick(logits, temperature, top_k, top_p, generator)  # (B, 1)
+        idx = torch.cat((idx, pending), dim=1)
+        yield pending
+
+
+def generate(model, idx, max_new_tokens, context_size=None, temperature=0.0, top_k=None,
+             top_p=None, seed=None, use_cache=True):
+    """Extend ``idx`` (B, T) by ``max_new_tokens`` tokens and return (B, T + max_new_tokens).
+
+    With the defaults this is the book's greedy ``generate_text_simple``: the input is cropped
+    to its last ``context_size`` tokens (default: the model's context_length) at every step.
+    Sampling (temperature > 0, optionally restricted to the ``top_k`` likeliest tokens or the
+    smallest set with probability ``top_p``) draws from its own generator seeded with ``seed``,
+    so it is reproducible and does not disturb the global random stream. ``use_cache=False``
+    recomputes the whole context for every token, as the book does; the tokens are the same.
+    """
+    new = list(generate_stream(model, idx, max_new_tokens, context_size, temperature, top_k,
+                               top_p, seed, use_cache))
+    return torch.cat((idx, *new), dim=1)

@@ -37,19 +37,31 @@ def explorer_components():
     - ``ffn``: an ``nn.Module`` mapping ``(B, T, emb_dim)`` to ``(B, T, emb_dim)``; it gets its
       activation from ``ctx.make("activation")``.
     - ``positional``: an :class:`explorer.contracts.PositionalEncoding` (one per model, stored as
-      ``model.pos_emb``). It takes part in three places, each defaulting to "do nothing":
-      ``embed(x, positions)`` adds absolute position information to the token embeddings
-      ``(B, T, C)``; ``rotate(q, k, positions)`` transforms queries and keys ``(B, heads, T, hs)``
-      inside attention (RoPE); ``bias(q_positions, k_positions)`` returns an additive attention
-      bias ``(heads, Tq, Tk)`` or None (ALiBi). ``positions`` are absolute token positions, so a
-      KV cache passes ``offset + arange(T)``.
-    - ``attention``: an ``nn.Module`` with ``forward(x, pos, positions)``, ``x`` of shape
-      ``(B, T, emb_dim)``, ``pos`` the model's PositionalEncoding and ``positions`` a ``(T,)``
-      tensor. It must call ``pos.rotate`` on its queries and keys (for every head layout,
-      grouped-query included) and add ``pos.bias`` to its scores before the softmax.
-    - ``residual``: a transformer block, an ``nn.Module`` with ``forward(x, pos, positions)``; it
-      builds its own attention, feed-forward and norms with ``ctx.make`` (in the book's order:
-      attention, feed-forward, norms) and decides how they are wired to the shortcut.
+      ``model.pos_emb`` and passed to every block). It takes part in three places, each
+      defaulting to "do nothing": ``embed(x, positions)`` adds absolute position information to
+      the token embeddings ``(B, T, C)`` (learned, sinusoidal); ``rotate(q, k, positions)``
+      transforms queries ``(B, nh, T, hs)`` and keys ``(B, nkv, T, hs)`` inside attention, acting
+      on the last dim only so any number of key heads works (RoPE); ``bias(q_positions,
+      k_positions)`` returns a bias ``(nh, Tq, Tk)`` added to the scaled scores ``q.k/sqrt(hs)``,
+      or None (ALiBi; only entries with key position <= query position matter). ``positions``
+      are absolute token positions ``(T,)``, so a KV cache passes ``offset + arange(T)``.
+    - ``attention``: an ``nn.Module`` with ``forward(x, pos, positions, cache=None)``, ``x`` of
+      shape ``(B, T, emb_dim)``, ``pos`` the model's PositionalEncoding and ``positions`` a
+      ``(T,)`` tensor, returning ``(B, T, emb_dim)``. ``cache``, during incremental decoding, is
+      the layer's :class:`explorer.kv_cache.KVCache`: after ``pos.rotate`` the attention calls
+      ``keys, values, k_positions = cache.update(keys, values, positions, window)`` and attends
+      to those (explorer.contracts, point 5). It normalises queries and keys first if it does
+      (QK-norm, built with ``ctx.make("norm", dim=head_dim)``), then calls ``pos.rotate`` with the
+      keys at their own head count (before grouped-query repetition), adds ``pos.bias`` to its
+      scaled scores before the softmax, and masks with
+      ``explorer.contracts.causal_mask(q_positions, k_positions, window)``, computed from
+      positions rather than from ``[:T, :T]``. It exposes ``n_heads``, ``n_kv_heads``,
+      ``head_dim`` and ``window`` (0 = no sliding window) for analyses such as the KV cache.
+    - ``residual``: a transformer block, an ``nn.Module`` with ``forward(x, pos, positions,
+      cache=None)``; it builds its own attention, feed-forward and norms with ``ctx.make`` (in the
+      book's order: attention, feed-forward, norms), decides how they are wired to the shortcut,
+      and passes ``cache`` on to its attention as ``att(h, pos, positions, cache=cache)``. The
+      model passes ``cache`` only while decoding with a KV cache.
     - ``weight_tying``: a callable ``tie(model)`` applied once the model is assembled.
     - ``tokenizer`` (chosen by the spec's top-level ``tokenizer:`` key, not under ``components``):
       the factory is called with no arguments and returns an object with ``n_vocab``,

@@ -69,27 +69,49 @@ class GPTModel(nn.Module):
         if tie is not None:
             tie(self)
 
-    def forward(self, in_idx):
+    def forward(self, in_idx, cache=None, last_only=False):
+        """Logits (B, T, vocab_size) for token ids ``in_idx`` (B, T).
+
+        ``cache`` (an :class:`explorer.kv_cache.ModelCache`) makes this an incremental step:
+        the tokens sit at positions ``cache.offset + arange(T)`` and attend to the earlier ones
+        the cache holds. ``last_only`` runs the final norm and the head on the last position
+        alone and returns (B, 1, vocab_size): all that generation needs.
+        """
         b, t = in_idx.shape  # (B, T) token ids
-        if t > self.config.context_length:
-            raise ValueError(f"Cannot forward sequence of length {t}, "
+        start = 0 if cache is None else cache.offset
+        if start + t > self.config.context_length:
+            after = f" after {start} cached tokens" if start else ""
+            raise ValueError(f"Cannot forward sequence of length {t}{after}, "
                              f"context_length is only {self.config.context_length}")
-        positions = torch.arange(t, device=in_idx.device)
+        positions = torch.arange(start, start + t, device=in_idx.device)
         x = self.pos_emb.embed(self.tok_emb(in_idx), positions)  # (B, T, C)
         x = self.drop_emb(x)
-        for block in self.trf_blocks:
-            x = block(x, self.pos_emb, positions)
+        for i, block in enumerate(self.trf_blocks):
+            if cache is None:
+                x = block(x, self.pos_emb, positions)
+            else:
+                x = block(x, self.pos_emb, positions, cache=cache[i])
+        if cache is not None:
+            cache.advance(t)
+        if last_only:
+            x = x[:, -1:]  # (B, 1, C)
         x = self.final_norm(x)
         return self.out_head(x)  # (B, T, vocab_size)
 
 
-def build_model(spec, seed=None, device=None):
+def build_model(spec, seed=None, device=None, weights=None):
     """Build the model a spec describes, seeded with ``seed`` (default: the spec's seed).
 
     Parameters are created in the book's order, so ``build_model(load_spec(
     "specs/gpt2_small.yaml"), seed=123)`` holds the same weights as the book's
-    ``torch.manual_seed(123); GPTModel(GPT_CONFIG_124M)``.
+    ``torch.manual_seed(123); GPTModel(GPT_CONFIG_124M)``. ``weights`` is a checkpoint to load
+    (a Hugging Face GPT-2 file or directory, a book ``model.pth``, an explorer checkpoint); see
+    :func:`explorer.weights.load_weights`.
     """
+    if weights is not None:
+        from .weights import load_weights
+
+        return load_weights(build_model(spec, seed=seed, device=device), spec, weights)
     plugins = spec.plugin_manager
     if plugins is None:
         from .plugin_manager import get_plugin_manager

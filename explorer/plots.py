@@ -1,8 +1,8 @@
 """PNG figures for ``explorer compare --plots DIR`` (matplotlib, Agg backend: no display needed)."""
 
-import os
-import tempfile
 from pathlib import Path
+
+from .atomic import atomic_path
 
 KIND_COLOURS = {"embedding": "#4C72B0", "positional": "#64B5CD", "attention": "#DD8452",
                 "ffn": "#55A868", "norm": "#C44E52", "output_head": "#8172B3"}
@@ -18,15 +18,8 @@ def _pyplot():
 
 
 def _save(fig, path):
-    """Write to a temporary name, then rename: an interrupted run leaves no truncated PNG."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:  # an interrupted run leaves no truncated PNG
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
 
 
 def gradflow_chart(names, results, path):
@@ -75,10 +68,14 @@ def loss_chart(names, results, path):
     for i, (name, result) in enumerate(zip(names, results)):
         if not result:
             continue
-        curve = result["curve"]
+        steps = [point["step"] for point in result["curve"]]
         colour = f"C{i}"
-        ax.plot(curve["step"], curve["train_loss"], color=colour, alpha=0.5, label=f"{name} train")
-        ax.plot(curve["step"], curve["val_loss"], color=colour, linestyle="--", label=f"{name} val")
+        ax.plot(steps, [p["train_loss"] for p in result["curve"]], color=colour, alpha=0.5,
+                label=f"{name} train")
+        ax.plot(steps, [p["val_loss"] for p in result["curve"]], color=colour, linestyle="--",
+                label=f"{name} validation")
+        ax.axhline(result["unigram_baseline"], color=colour, linestyle=":", linewidth=1,
+                   label=f"{name} unigram baseline")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy loss (nats/token)")
     ax.set_title("Training probe")

@@ -8,6 +8,7 @@ others keep working.
 """
 
 import difflib
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -39,6 +40,9 @@ DEFAULT_PLUGINS = (
     "explorer.plugins.analyses.memory",
     "explorer.plugins.analyses.gradflow",
     "explorer.plugins.analyses.samples",
+    "explorer.plugins.analyses.flops",
+    "explorer.plugins.analyses.summary",
+    "explorer.plugins.analyses.train",
 )
 
 hookimpl = pluggy.HookimplMarker("explorer")
@@ -92,14 +96,17 @@ class Plugins:
         self.register(module, name, distribution)
 
     def load_path(self, path, distribution=""):
-        """Import a plugin from a ``.py`` file and register it under the file's path."""
+        """Import a plugin from a ``.py`` file and register it under the file's resolved path,
+        so one file named by two relative paths (CLI and spec, two specs) loads once."""
         path = Path(path)
-        name = str(path)
-        if name in self.blocked or self.pm.has_plugin(name):
-            return
         if not path.is_file():
             raise PluginError(f"plugin file {path} does not exist")
-        module_name = f"explorer_plugin_{path.stem}"
+        name = str(path.resolve())
+        if {name, str(path)} & self.blocked or self.pm.has_plugin(name):
+            return
+        # Unique per file: two plugins both called plugin.py must not share a module.
+        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+        module_name = f"explorer_plugin_{path.stem}_{digest}"
         try:
             spec = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(spec)
@@ -165,21 +172,30 @@ class Registry:
             reg._add_all(plugins, name, items, Component, reg._add_component)
         for name, items in plugins._call_each("explorer_analyses"):
             reg._add_all(plugins, name, items, Analysis, reg._add_analysis)
-        reg.broken.update(plugins.broken)
+        for name, reason in plugins.broken.items():
+            reg._break(name, reason)
         return reg
 
     def _add_all(self, plugins, name, items, expected, add):
         provider = plugins.providers.get(name, Provider(name))
         if items is None:
             return
-        if not isinstance(items, (list, tuple)) or not all(isinstance(i, expected) for i in items):
-            self.broken[name] = (
-                f"hook returned {type(items).__name__}, expected a list of explorer.{expected.__name__}")
+        if not isinstance(items, (list, tuple)):
+            self._break(name, f"hook returned {type(items).__name__} {_short(items)}; "
+                              f"expected a list of explorer.{expected.__name__}")
             return
         for item in items:
+            if not isinstance(item, expected):
+                self._break(name, f"hook returned a list holding {type(item).__name__} "
+                                  f"{_short(item)}; expected only explorer.{expected.__name__}")
+                continue
             problem = add(item, provider)
             if problem:
-                self.broken[name] = problem
+                self._break(name, problem)
+
+    def _break(self, name, problem):
+        """Record a problem with a plugin; a plugin with several keeps them all."""
+        self.broken[name] = f"{self.broken[name]}; {problem}" if name in self.broken else problem
 
     def _add_component(self, comp, provider):
         if comp.kind not in REGISTERED_KINDS:
@@ -216,6 +232,11 @@ class Registry:
             return self.analyses[name]
         except KeyError:
             raise KeyError(unknown_name_message("analysis", name, sorted(self.analyses))) from None
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def unknown_name_message(what, name, valid):

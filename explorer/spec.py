@@ -27,6 +27,10 @@ DEFAULT_COMPONENTS = {
     "weight_tying": "none",
 }
 DROPOUT_PLACES = ("embedding", "attention", "residual")
+# Far beyond any real model (GPT-3 175B: 96 layers, 12,288 wide), but small enough that even
+# assembling the model on the meta device finishes in seconds rather than hanging.
+MAX_SIZES = {"vocab_size": 2**24, "context_length": 2**21, "emb_dim": 2**17, "n_heads": 2**12,
+             "n_layers": 1024}
 TOP_KEYS = ("extends", "name", "description", "seed", "tokenizer", "model", "components",
             "plugins", "analyses")
 
@@ -229,7 +233,8 @@ class _Validator:
             if key not in allowed:
                 close = difflib.get_close_matches(str(key), allowed, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                raise self.error(f"{prefix}{key}", "unknown key",
+                shown = key if isinstance(key, str) and key.isidentifier() else repr(key)
+                raise self.error(f"{prefix}{shown}", "unknown key",
                                  f"{hint}valid keys: {', '.join(allowed)}")
 
     def mapping(self, node, key):
@@ -237,13 +242,15 @@ class _Validator:
             raise self.error(key, f"expected a mapping, got {_show(node)}")
         return node
 
-    def integer(self, node, key, minimum=1):
+    def integer(self, node, key, minimum=1, maximum=None):
         value = node.get(key.rsplit(".", 1)[-1])
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(key, f"expected an integer, got {_show(value)}",
                              f"a whole number >= {minimum}")
         if value < minimum:
             raise self.error(key, f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.error(key, f"must be <= {maximum:,}, got {value:,}")
         return value
 
     def rate(self, value, key):
@@ -286,8 +293,10 @@ def _validate(doc, source, origins, registry):
         raise v.error("seed", f"expected a non-negative integer, got {_show(seed)}")
     tokenizer = doc.get("tokenizer", "gpt2")
     try:
+        if not isinstance(tokenizer, str):
+            raise KeyError(tokenizer)
         registry.component("tokenizer", tokenizer)
-    except (KeyError, TypeError):
+    except KeyError:
         raise v.error("tokenizer", unknown_name_message(
             "tokenizer", tokenizer, registry.names("tokenizer"))) from None
 
@@ -301,7 +310,7 @@ def _validate(doc, source, origins, registry):
     for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
         if key not in model:
             raise v.error(f"model.{key}", "missing", "a whole number >= 1")
-        sizes[key] = v.integer(model, f"model.{key}")
+        sizes[key] = v.integer(model, f"model.{key}", maximum=MAX_SIZES[key])
     if sizes["emb_dim"] % sizes["n_heads"]:
         raise v.error("model.emb_dim", f"emb_dim {sizes['emb_dim']} is not divisible by "
                       f"n_heads {sizes['n_heads']}",
@@ -347,6 +356,9 @@ def _validate_component(v, kind, choice, registry):
         raise v.error(f"{key}.name", "missing", f"registered {kind} components: "
                       f"{', '.join(registry.names(kind))}")
     name = choice["name"]
+    if not isinstance(name, str):
+        raise v.error(f"{key}.name", f"expected a component name, got {_show(name)}",
+                      f"registered {kind} components: {', '.join(registry.names(kind))}")
     try:
         component = registry.component(kind, name)
     except KeyError as exc:
@@ -399,6 +411,41 @@ def load_spec(path, overrides=(), plugins=None):
     spec_plugins = doc.get("plugins", [])
     if plugins is None:
         plugins = get_plugin_manager()
+    if isinstance(spec_plugins, list):
+        for plugin in spec_plugins:
+            if isinstance(plugin, str):
+                candidate = Path(source).parent / plugin
+                plugins.load(str(candidate) if plugin.endswith(".py") else plugin)
+    spec = _validate(doc, source, origins, plugins.registry())
+    spec.plugin_manager = plugins
+    return spec
+
+
+def spec_from_dict(doc, source="", overrides=(), plugins=None):
+    """Validate a spec given as plain data (``Spec.to_dict()``, as a checkpoint carries it).
+
+    Like :func:`load_spec` without the file: ``overrides`` and ``plugins`` work the same way, and
+    ``source`` names where the data came from in error messages (and the folder that plugin
+    paths are relative to). ``extends`` is not allowed: the data must be complete.
+    """
+    from .plugin_manager import get_plugin_manager
+
+    if not isinstance(doc, dict):
+        raise SpecError(source, None, f"the spec is a {type(doc).__name__}, not a mapping",
+                        "a spec is a mapping with a model: section")
+    if "extends" in doc:
+        raise SpecError(source, "extends", "not allowed in an embedded spec",
+                        "embed the resolved spec (Spec.to_dict())")
+    origins = {}
+    doc = _normalize(doc, source, origins)
+    for text in overrides:
+        key, value = parse_override(text)
+        over = _normalize(_nest(key, value), "--set", {})
+        _record(over, f"--set {key}", origins, "")
+        doc = _merge(doc, over)
+    if plugins is None:
+        plugins = get_plugin_manager()
+    spec_plugins = doc.get("plugins", [])
     if isinstance(spec_plugins, list):
         for plugin in spec_plugins:
             if isinstance(plugin, str):

@@ -1,14 +1,31 @@
-"""Built-in activation components."""
+"""Built-in activation components (implementations in layers/activation.py)."""
 
 from explorer import Component, hookimpl
+
+_LAYERS = "explorer.plugins.layers.activation"
 
 
 @hookimpl
 def explorer_components():
     return [
         Component(
-            kind="activation", name="gelu_tanh",
-            factory="explorer.plugins.layers.activation:GELUTanh",
+            kind="activation", name="gelu_tanh", factory=f"{_LAYERS}:GELUTanh",
             description="GELU, tanh approximation (the book's and GPT-2's).",
+        ),
+        Component(
+            kind="activation", name="gelu", factory=f"{_LAYERS}:GELU",
+            description="GELU, exact: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) (BERT; GeGLU's).",
+        ),
+        Component(
+            kind="activation", name="relu", factory=f"{_LAYERS}:ReLU",
+            description="ReLU: max(x, 0) (the original Transformer; ReGLU's).",
+        ),
+        Component(
+            kind="activation", name="silu", factory=f"{_LAYERS}:SiLU",
+            description="SiLU / Swish-1: x * sigmoid(x) (SwiGLU's, with ffn glu: Llama).",
+        ),
+        Component(
+            kind="activation", name="squared_relu", factory=f"{_LAYERS}:SquaredReLU",
+            description="Squared ReLU: max(x, 0)^2 (Primer, So et al. 2021).",
         ),
     ]

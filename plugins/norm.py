@@ -1,14 +1,27 @@
-"""Built-in norm components."""
+"""Built-in norm components (implementations in layers/norm.py)."""
 
 from explorer import Component, Param, hookimpl
+
+_LAYERS = "explorer.plugins.layers.norm"
 
 
 @hookimpl
 def explorer_components():
     return [
         Component(
-            kind="norm", name="layernorm", factory="explorer.plugins.layers.norm:LayerNorm",
+            kind="norm", name="layernorm", factory=f"{_LAYERS}:LayerNorm",
             params=(Param("eps", float, 1e-5, "added to the variance before the square root"),),
             description="The book's LayerNorm: learnable scale and shift, biased variance.",
+        ),
+        Component(
+            kind="norm", name="rmsnorm", factory=f"{_LAYERS}:RMSNorm",
+            params=(Param("eps", float, 1e-6, "added to the mean square before the square root "
+                          "(1e-6: Llama 1, T5, Gemma; Llama 2 and Mistral use 1e-5)"),),
+            description="RMSNorm (Zhang & Sennrich 2019; Llama): x / rms(x) * weight, no mean, "
+                        "no shift.",
+        ),
+        Component(
+            kind="norm", name="none", factory=f"{_LAYERS}:NoNorm",
+            description="No normalisation: the identity, with no parameters (for ablations).",
         ),
     ]

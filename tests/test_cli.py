@@ -101,3 +101,15 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
 def test_help_lists_commands(capsys):
     code, out, _ = run(capsys, "--help")
     assert code == 0 and "build" in out and "plugins" in out
+
+
+def test_corpus_option_sets_the_train_corpus(capsys, tmp_path):
+    corpus = tmp_path / "my corpus: notes.txt"  # a path YAML would misread unquoted
+    corpus.write_text("x")
+    code, out, err = run(capsys, "build", "specs/tiny.yaml", "--only", "params", "--corpus",
+                         str(corpus), "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["spec"]["analyses"]["train"]["corpus"] == str(corpus)
+    code, _, err = run(capsys, "build", "specs/tiny.yaml", "--only", "train", "--corpus",
+                       str(tmp_path / "missing.txt"))
+    assert code == 1 and f"corpus {tmp_path / 'missing.txt'}: no such file" in err

@@ -120,3 +120,15 @@ def test_progress_bar_on_a_terminal(capsys):
     quiet = _Progress(["x"], 1, enabled=False)
     quiet(0, "params")
     assert capsys.readouterr().err == ""
+
+
+def test_training_loss_chart(capsys, tmp_path):
+    plots = tmp_path / "plots"
+    code, out, err = run(capsys, "compare", "specs/tiny.yaml", "specs/tiny.yaml", "--set",
+                         "components.activation=relu", "--only", "train", "--set",
+                         "analyses.train.steps=4", "--set", "analyses.train.eval_every=2",
+                         "--set", "analyses.train.eval_tokens=2048", "--plots", str(plots))
+    assert code == 0, err
+    assert "train.final_val_loss" in out
+    width, height = _png_size(plots / "loss.png")
+    assert width > 300 and height > 200

@@ -1,4 +1,5 @@
-"""Gradient flow: mean |grad| per block and per weight matrix after one language-model step."""
+"""Gradient flow: mean |grad| per block and per weight matrix, at initialization and after a few
+optimizer steps on the same sample batch."""
 
 from explorer import Analysis, Param, hookimpl
 
@@ -11,25 +12,21 @@ def _mean_abs(grads):
     return total / max(1, sum(g.numel() for g in grads))
 
 
-def gradient_flow(ctx, text=SAMPLE_TEXT, train_mode=True):
-    import torch  # here, not at the top: registering this plugin must not import torch
+def _lm_loss_backward(model, inputs, targets, seed):
+    """One forward/backward of the next-token loss; the dropout masks seeded with ``seed``."""
+    import torch
     from torch.nn import functional as F
 
-    model = ctx.model()
-    ids = ctx.encode(text)[: ctx.spec.model.context_length + 1]
-    if len(ids) < 2:
-        raise ValueError(f"the gradflow text needs at least 2 tokens, got {len(ids)}")
-    batch = torch.tensor([ids])
-    inputs, targets = batch[:, :-1], batch[:, 1:]  # (1, T): predict each next token
-
-    was_training = model.training
-    model.train(train_mode)
-    torch.manual_seed(ctx.spec.seed)  # the dropout masks, when train_mode
+    torch.manual_seed(seed)
     model.zero_grad(set_to_none=True)
-    logits = model(inputs)
+    logits = model(inputs)  # (1, T, V)
     loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
     loss.backward()
+    return loss.item()
 
+
+def _block_grads(model):
+    """Per block: mean |grad| over all weight matrices and per sublayer (att, ff, ...)."""
     blocks, matrices = [], {}
     for i, block in enumerate(model.trf_blocks):
         groups = {"all": []}
@@ -40,28 +37,83 @@ def gradient_flow(ctx, text=SAMPLE_TEXT, train_mode=True):
             groups.setdefault(name.split(".")[0], []).append(p.grad)
             matrices[f"trf_blocks.{i}.{name}"] = p.grad.abs().mean().item()
         blocks.append({part: _mean_abs(grads) for part, grads in groups.items()})
+    return blocks, matrices
+
+
+def _first_over_last(blocks):
+    first, last = blocks[0]["all"], blocks[-1]["all"]
+    return first / last if last else None
+
+
+def gradient_flow(ctx, text=SAMPLE_TEXT, train_mode=True, steps=3, lr=1e-3):
+    import copy
+
+    import torch  # here, not at the top: registering this plugin must not import torch
+
+    if steps < 0:
+        raise ValueError(f"gradflow: steps must be >= 0, got {steps}")
+    model = ctx.model()
+    ids = ctx.encode(text)[: ctx.spec.model.context_length + 1]
+    if len(ids) < 2:
+        raise ValueError(f"the gradflow text needs at least 2 tokens, got {len(ids)}")
+    batch = torch.tensor([ids])
+    inputs, targets = batch[:, :-1], batch[:, 1:]  # (1, T): predict each next token
+    seed = ctx.spec.seed
+
+    was_training = model.training
+    model.train(train_mode)
+    loss = _lm_loss_backward(model, inputs, targets, seed)
+    blocks, matrices = _block_grads(model)
     model.zero_grad(set_to_none=True)
     model.train(was_training)
-
-    first, last = blocks[0]["all"], blocks[-1]["all"]
-    return {
-        "loss": loss.item(),
+    result = {
+        "loss": loss,
         "tokens": inputs.shape[1],
         "train_mode": train_mode,
         "per_block": blocks,
         "per_matrix": matrices,
-        "first_over_last": first / last if last else None,
+        "first_over_last": _first_over_last(blocks),
     }
+    if steps:
+        # On a copy: the other analyses share ctx.model() and must see the initial weights.
+        trained = copy.deepcopy(model).train(train_mode)
+        optimizer = torch.optim.AdamW(trained.parameters(), lr=lr, weight_decay=0.1)
+        losses = []
+        for _ in range(steps):
+            losses.append(_lm_loss_backward(trained, inputs, targets, seed))
+            optimizer.step()
+        loss_after = _lm_loss_backward(trained, inputs, targets, seed)
+        after, _ = _block_grads(trained)
+        del trained, optimizer
+        result["after_steps"] = {
+            "steps": steps, "lr": lr, "losses": losses, "loss": loss_after,
+            "per_block": after, "first_over_last": _first_over_last(after),
+        }
+    return result
+
+
+def _table(blocks):
+    lines = ["block  mean|grad|  (attention / ffn)"]
+    for i, b in enumerate(blocks):
+        lines.append(f"{i:>5}  {b['all']:.3e}  ({b.get('att', 0):.3e} / {b.get('ff', 0):.3e})")
+    return lines
+
+
+def _ratio(ratio):
+    return f"first / last block: {ratio:.3g}" if ratio is not None else "first / last: n/a"
 
 
 def render(result):
-    lines = [f"loss {result['loss']:.4f} on {result['tokens']} tokens "
-             f"({'dropout active' if result['train_mode'] else 'eval mode'})",
-             "block  mean|grad|  (attention / ffn)"]
-    for i, b in enumerate(result["per_block"]):
-        lines.append(f"{i:>5}  {b['all']:.3e}  ({b.get('att', 0):.3e} / {b.get('ff', 0):.3e})")
-    ratio = result["first_over_last"]
-    lines.append(f"first / last block: {ratio:.3g}" if ratio is not None else "first / last: n/a")
+    lines = [f"at initialization: loss {result['loss']:.4f} on {result['tokens']} tokens "
+             f"({'dropout active' if result['train_mode'] else 'eval mode'})"]
+    lines += _table(result["per_block"])
+    lines.append(_ratio(result["first_over_last"]))
+    after = result.get("after_steps")
+    if after:
+        lines.append(f"after {after['steps']} AdamW steps (lr {after['lr']:g}) on the same batch: "
+                     f"loss {after['loss']:.4f}")
+        lines += _table(after["per_block"])
+        lines.append(_ratio(after["first_over_last"]))
     return "\n".join(lines)
 
 
@@ -69,7 +121,11 @@ def render(result):
 def explorer_analyses():
     return [Analysis(
         name="gradflow", run=gradient_flow, render=render,
-        description="One forward/backward pass of the LM loss; mean |grad| per block and matrix.",
+        description="Mean |grad| per block (attention and FFN apart) of the LM loss, at "
+                    "initialization and after a few AdamW steps.",
         params=(Param("text", str, SAMPLE_TEXT, "the sample text (inputs and shifted targets)"),
-                Param("train_mode", bool, True, "dropout active, as in training")),
+                Param("train_mode", bool, True, "dropout active, as in training"),
+                Param("steps", int, 3, "AdamW steps on the sample batch before measuring again "
+                      "(on a copy of the model; 0: only at initialization)"),
+                Param("lr", float, 1e-3, "the AdamW learning rate (weight decay 0.1, as the book)")),
     )]

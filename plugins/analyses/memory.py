@@ -1,13 +1,190 @@
-"""Memory footprint of the weights, and of training with AdamW."""
+"""Memory: weights, the AdamW training footprint, activations for backward, and the KV cache.
 
-from explorer import Analysis, hookimpl
+Activations are measured exactly: one training forward (model + cross-entropy loss) runs under
+``torch.autograd.graph.saved_tensors_hooks`` and the bytes of every storage autograd keeps for
+backward are summed, each storage once. Parameters and buffers that autograd saves (a Linear
+saves its weight) are weights, not activations, and are left out. The closed-form estimate of
+Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer Models",
+section 4.1) is shown beside the measurement.
+"""
+
+from explorer import Analysis, ExplorerError, Param, hookimpl
 
 from .params import unique_parameters
 
 MB = 2**20  # the book's MB
+BYTES = {"fp32": 4, "bf16": 2}
 
 
-def footprint(ctx):
+def korthikanti_per_layer(s, b, h, a):
+    """Activation bytes per GPT-2 layer at 16-bit, dropout masks 1 byte: s*b*h*(34 + 5*a*s/h)."""
+    return s * b * h * 34 + 5 * a * s * s * b
+
+
+def korthikanti_at(p, s, b, h, a, attention_dropout, residual_dropout):
+    """The same tensor list with p-byte values and only the dropouts the spec has.
+
+    Per layer the paper keeps 16*s*b*h values (LayerNorm inputs 2, QKV input 1, Q and K 2, V 1,
+    output-projection input 1, MLP input 1, GELU input 4, second-linear input 4) plus the
+    softmax output (a*s*s*b values); attention dropout adds its output (a*s*s*b values) and its
+    mask (a*s*s*b bytes); the two residual dropouts add 2*s*b*h mask bytes. At p = 2 with all
+    dropouts this is s*b*h*(34 + 5*a*s/h).
+    """
+    values = 16 * s * b * h + a * s * s * b
+    masks = 0
+    if attention_dropout:
+        values += a * s * s * b
+        masks += a * s * s * b
+    if residual_dropout:
+        masks += 2 * s * b * h
+    return p * values + masks
+
+
+def saved_activation_bytes(model, batch_size, seq_len):
+    """Bytes autograd saves for backward in one training forward + cross-entropy, by region.
+
+    Each storage is counted once, in the region that first saves it (its full size: a saved
+    view keeps its whole storage alive). Storages of parameters and buffers are not counted.
+    Works on meta and fake tensors too, which allocate no memory.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    device = next(model.parameters()).device
+    # Storage identity: ``_cdata`` is the StorageImpl pointer, which also tells meta storages apart.
+    weights = {t.untyped_storage()._cdata for t in (*model.parameters(), *model.buffers())}
+    seen, excluded = set(), set()
+    by_region = {"embedding": 0}
+    region = ["embedding"]
+
+    def pack(t):
+        storage = t.untyped_storage()
+        key = storage._cdata
+        if key in weights:
+            excluded.add(key)
+        elif key not in seen:
+            seen.add(key)
+            by_region[region[0]] = by_region.get(region[0], 0) + storage.nbytes()
+        return t
+
+    def enter(name):
+        def hook(module, args):
+            region[0] = name
+        return hook
+
+    def leave(module, args, output):
+        region[0] = "head"  # what follows the last block: final norm and output head
+
+    handles = []
+    for i, block in enumerate(model.trf_blocks):
+        by_region[f"block {i}"] = 0
+        handles.append(block.register_forward_pre_hook(enter(f"block {i}")))
+        handles.append(block.register_forward_hook(leave))
+    by_region["head"] = by_region["loss"] = 0
+    inputs = torch.zeros(batch_size, seq_len, dtype=torch.long, device=device)
+    targets = torch.zeros(batch_size, seq_len, dtype=torch.long, device=device)
+    was_training = model.training
+    model.train()  # dropout masks are part of what training saves
+    try:
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            logits = model(inputs)  # (B, T, V)
+            region[0] = "loss"
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        del logits, loss  # frees the graph and what it saved
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    blocks = [by_region[f"block {i}"] for i in range(len(model.trf_blocks))]
+    return {
+        "total": sum(by_region.values()),
+        "embedding": by_region["embedding"],
+        "blocks": sum(blocks),
+        "per_block": blocks,
+        "head": by_region["head"],
+        "loss": by_region["loss"],
+        "weight_storages_saved": len(excluded),
+    }
+
+
+def _kv_cache(spec, batch_size):
+    cfg = spec.model
+    params = spec.components["attention"].params
+    k = params.get("n_kv_heads") or cfg.n_heads
+    d = params.get("head_dim") or cfg.head_dim
+    window = params.get("window") or None
+    tokens = min(cfg.context_length, window) if window else cfg.context_length
+    per_token = {p: 2 * cfg.n_layers * k * d * size for p, size in BYTES.items()}  # K and V
+    return {
+        "n_kv_heads": k, "head_dim": d, "window": window, "batch_size": batch_size,
+        "tokens": tokens,
+        "bytes_per_token": per_token,
+        "bytes_full_context": {p: v * batch_size * tokens for p, v in per_token.items()},
+    }
+
+
+def _cast(model, dtype):
+    """``model.to(dtype)`` by reassignment (fake tensors cannot be swapped in place); tied
+    parameters stay tied."""
+    import torch
+    from torch import nn
+
+    done = {}
+    for module in model.modules():
+        for store, wrap in ((module._parameters, nn.Parameter), (module._buffers, None)):
+            for name, t in store.items():
+                if t is None or not t.is_floating_point():
+                    continue
+                if id(t) not in done:
+                    cast = t.detach().to(dtype)
+                    done[id(t)] = wrap(cast) if wrap else cast
+                store[name] = done[id(t)]
+    return model
+
+
+def _measure(ctx, batch_size, seq_len, device):
+    """Saved activations at fp32 and at bf16 (the model cast to bf16, no autocast).
+
+    ``fake``: a model of fake CPU tensors (torch's FakeTensorMode): no memory is allocated, yet
+    every op dispatches as on the CPU, fused attention kernels included. ``meta``: the meta
+    device, where scaled_dot_product_attention falls back to its unfused math. ``cpu``: the
+    real model.
+    """
+    import copy
+
+    import torch
+
+    from explorer import build_model
+
+    if device == "fake":
+        # FakeTensorMode ships with torch (torch.compile traces with it) but lives in a private
+        # module; meta is the fallback if it moves.
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        with FakeTensorMode():
+            model = build_model(ctx.spec)
+            fp32 = saved_activation_bytes(model, batch_size, seq_len)
+            bf16 = saved_activation_bytes(_cast(model, torch.bfloat16), batch_size, seq_len)
+        return {"fp32": fp32, "bf16": bf16}
+    if device == "meta":
+        model = ctx.shape_model()
+        if next(model.parameters()).device.type != "meta":
+            model = build_model(ctx.spec, device="meta")
+    else:
+        model = ctx.model()
+    fp32 = saved_activation_bytes(model, batch_size, seq_len)
+    bf16 = saved_activation_bytes(copy.deepcopy(model).to(torch.bfloat16), batch_size, seq_len)
+    return {"fp32": fp32, "bf16": bf16}
+
+
+def footprint(ctx, batch_size=1, seq_len=0, device="fake"):
+    cfg = ctx.spec.model
+    seq_len = seq_len or cfg.context_length
+    if not 1 <= seq_len <= cfg.context_length:
+        raise ValueError(f"memory: seq_len {seq_len} must be in 1..{cfg.context_length} "
+                         f"(the context length); 0 means the context length")
+    if batch_size < 1:
+        raise ValueError(f"memory: batch_size must be >= 1, got {batch_size}")
     model = ctx.shape_model()
     n = sum(p.numel() for _, p in unique_parameters(model))
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
@@ -21,6 +198,45 @@ def footprint(ctx):
     }
     for parts in training.values():
         parts["total"] = sum(parts.values())
+
+    note = None
+    try:
+        measured = _measure(ctx, batch_size, seq_len, device)
+    except ExplorerError:
+        raise
+    except Exception as exc:  # a component fake tensors cannot run (data-dependent code)
+        if device != "fake":
+            raise
+        note = f"fake tensors failed ({type(exc).__name__}: {exc}); measured on meta"
+        device = "meta"
+        measured = _measure(ctx, batch_size, seq_len, device)
+    s, b, h, a = seq_len, batch_size, cfg.emb_dim, cfg.n_heads
+    drop = cfg.dropout
+    estimate = korthikanti_per_layer(s, b, h, a)
+    same_list_fp32 = korthikanti_at(4, s, b, h, a, drop.attention, drop.residual)
+    per_block = measured["fp32"]["per_block"]
+    mean_block = sum(per_block) / len(per_block) if per_block else 0
+    activations = {
+        "batch_size": b, "seq_len": s, "device": device, "device_note": note,
+        "measured_bytes": {p: m["total"] for p, m in measured.items()},
+        "measured": measured,
+        "korthikanti_per_layer_16bit": estimate,
+        "korthikanti_per_layer_fp32_same_tensors": same_list_fp32,
+        "measured_per_block_fp32": mean_block,
+        "measured_per_block_bf16": (sum(measured["bf16"]["per_block"]) / len(per_block)
+                                    if per_block else 0),
+        "ratio_fp32_block_to_korthikanti_16bit": mean_block / estimate if estimate else None,
+        "ratio_bf16_block_to_korthikanti_16bit": (
+            sum(measured["bf16"]["per_block"]) / len(per_block) / estimate
+            if estimate and per_block else None),
+        "ratio_fp32_block_to_korthikanti_fp32": mean_block / same_list_fp32 if same_list_fp32 else None,
+    }
+    kv = _kv_cache(ctx.spec, batch_size)
+    inference = {p: weights[p] + kv["bytes_full_context"][p] for p in BYTES}
+    training_total = {
+        "fp32": training["fp32"]["total"] + measured["fp32"]["total"],
+        "bf16_mixed": training["bf16_mixed"]["total"] + measured["bf16"]["total"],
+    }
     return {
         "parameters": n,
         "weights_bytes": weights,
@@ -28,9 +244,35 @@ def footprint(ctx):
         "buffers_bytes": buffers,
         "training_bytes": training,
         "training_mb": {k: round(v["total"] / MB, 2) for k, v in training.items()},
-        "conventions": "MB = 2**20 bytes; AdamW moments in fp32; bf16_mixed keeps an fp32 "
-                       "master copy and bf16 gradients (16 bytes/param, like fp32)",
+        "activations": activations,
+        "kv_cache": kv,
+        "inference_bytes": inference,
+        "training_total_bytes": training_total,
+        "conventions": (
+            "MB = 2**20 bytes; AdamW moments in fp32; bf16_mixed keeps an fp32 master copy and "
+            "bf16 gradients (16 bytes/param, like fp32). Activations: the storages autograd saves "
+            "for backward in one training forward (dropout active) plus the cross-entropy loss, "
+            "each storage once at its full size; parameters and buffers autograd saves are "
+            "weights and are not counted. bf16 activations: the model cast to bf16 (no autocast). "
+            "Measured by default on fake CPU tensors (FakeTensorMode: the CPU's kernels, no "
+            "memory); on the meta device scaled_dot_product_attention runs unfused and saves "
+            "the s x s weights. PyTorch's CPU dropout keeps its mask in the input's dtype "
+            "(CUDA's fused dropout: 1 byte). Korthikanti et al. 2022: s*b*h*(34 + 5*a*s/h) bytes "
+            "per layer assuming 16-bit values, 1-byte dropout masks and unfused attention (fused "
+            "attention removes the 5*a*s/h term); 'fp32_same_tensors' is that tensor list at 4 "
+            "bytes with the spec's dropouts. "
+            "KV cache: 2*L*b*s*k*d*p with k KV heads, s capped by a sliding window. Inference: "
+            "weights + KV cache at the full context. Training total: AdamW footprint + measured "
+            "activations (fp32; bf16_mixed uses the bf16 measurement)."),
     }
+
+
+def _mb(n):
+    """Bytes in the book's units (KB = 2**10, MB = 2**20, GB = 2**30)."""
+    for scale, unit in ((2**30, "GB"), (MB, "MB"), (2**10, "KB")):
+        if n >= scale:
+            return f"{n / scale:,.2f} {unit}"
+    return f"{n:,.0f} bytes"
 
 
 def render(result):
@@ -40,12 +282,49 @@ def render(result):
     if result["buffers_bytes"]:
         lines.append(f"buffers       {result['buffers_bytes'] / MB:>12,.2f} MB  (masks; not parameters)")
     for mode, parts in t.items():
-        detail = ", ".join(f"{k} {v / MB:,.0f}" for k, v in parts.items() if k != "total")
-        lines.append(f"training {mode:<10} {parts['total'] / MB:>10,.2f} MB  (AdamW: {detail} MB)")
+        detail = ", ".join(f"{k} {_mb(v)}" for k, v in parts.items() if k != "total")
+        lines.append(f"training {mode:<10} {parts['total'] / MB:>10,.2f} MB  (AdamW: {detail})")
+    act = result["activations"]
+    m = act["measured"]["fp32"]
+    where = {"fake": "fake CPU tensors, no memory used", "meta": "the meta device",
+             "cpu": "the real model"}.get(act["device"], act["device"])
+    lines.append(f"activations for backward, batch {act['batch_size']} x {act['seq_len']} tokens "
+                 f"(measured on {where}):")
+    if act.get("device_note"):
+        lines.append(f"  note: {act['device_note']}")
+    lines.append(f"  fp32 {_mb(act['measured_bytes']['fp32'])}  bf16 {_mb(act['measured_bytes']['bf16'])}"
+                 f"  (fp32: embedding {_mb(m['embedding'])}, blocks {_mb(m['blocks'])}, "
+                 f"head {_mb(m['head'])}, loss {_mb(m['loss'])})")
+    if act["korthikanti_per_layer_16bit"] and m["per_block"]:
+        lines.append(f"  per block: measured fp32 {_mb(act['measured_per_block_fp32'])}, bf16 "
+                     f"{_mb(act['measured_per_block_bf16'])}")
+        lines.append(f"  Korthikanti et al. s*b*h*(34 + 5*a*s/h), 16-bit, 1-byte dropout masks: "
+                     f"{_mb(act['korthikanti_per_layer_16bit'])} per layer "
+                     f"(measured bf16 / it = {act['ratio_bf16_block_to_korthikanti_16bit']:.2f}); "
+                     f"its tensors at fp32: {_mb(act['korthikanti_per_layer_fp32_same_tensors'])} "
+                     f"(measured fp32 / it = {act['ratio_fp32_block_to_korthikanti_fp32']:.2f})")
+    kv = result["kv_cache"]
+    window = f", window {kv['window']}" if kv["window"] else ""
+    lines.append(f"KV cache ({kv['n_kv_heads']} KV heads x {kv['head_dim']}{window}): "
+                 f"{kv['bytes_per_token']['fp32']:,} / {kv['bytes_per_token']['bf16']:,} bytes per "
+                 f"token fp32 / bf16; at {kv['tokens']:,} tokens x batch {kv['batch_size']}: "
+                 f"{_mb(kv['bytes_full_context']['fp32'])} / {_mb(kv['bytes_full_context']['bf16'])}")
+    inf, tr = result["inference_bytes"], result["training_total_bytes"]
+    lines.append(f"inference (weights + KV cache)  fp32 {_mb(inf['fp32'])}  bf16 {_mb(inf['bf16'])}")
+    lines.append(f"training (AdamW + activations)  fp32 {_mb(tr['fp32'])}  "
+                 f"bf16_mixed {_mb(tr['bf16_mixed'])}")
     return "\n".join(lines)
 
 
 @hookimpl
 def explorer_analyses():
-    return [Analysis(name="memory", run=footprint, render=render, needs_weights=False,
-                     description="Weight bytes at fp32/fp16/bf16 and the AdamW training footprint.")]
+    return [Analysis(
+        name="memory", run=footprint, render=render, needs_weights=False,
+        description="Weights, AdamW footprint, activations autograd saves (measured) beside "
+                    "Korthikanti et al.'s estimate, KV cache, inference and training totals.",
+        params=(Param("batch_size", int, 1, "batch for the activations and the KV cache"),
+                Param("seq_len", int, 0, "tokens per sequence for the activations (0: context length)"),
+                Param("device", str, "fake", "where to measure the activations: fake (CPU "
+                      "kernels on fake tensors: no memory, any size), meta (unfused attention) "
+                      "or cpu (the real model)", choices=("fake", "meta", "cpu"))),
+    )]

@@ -1,7 +1,13 @@
-import math
+"""Activations, applied elementwise (imported only when a model is built).
+
+The book's GELUTanh is written out as the book writes it, so GPT-2 keeps its numbers bit for bit.
+The others call torch's fused built-ins (one kernel, and autograd saves only the input), with
+the formula each computes in its docstring.
+"""
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 class GELUTanh(nn.Module):
@@ -13,3 +19,43 @@ class GELUTanh(nn.Module):
     def forward(self, x):
         return 0.5 * x * (1 + torch.tanh(
             torch.sqrt(torch.tensor(2.0 / torch.pi)) * (x + 0.044715 * torch.pow(x, 3))))
+
+
+class GELU(nn.Module):
+    """Exact GELU (Hendrycks & Gimpel 2016): x * Phi(x) = 0.5 x (1 + erf(x / sqrt(2)))."""
+
+    def __init__(self, ctx):
+        super().__init__()
+
+    def forward(self, x):
+        return F.gelu(x)
+
+
+class ReLU(nn.Module):
+    """max(x, 0)."""
+
+    def __init__(self, ctx):
+        super().__init__()
+
+    def forward(self, x):
+        return F.relu(x)
+
+
+class SiLU(nn.Module):
+    """SiLU, also Swish-1 (Elfwing et al. 2017; Ramachandran et al. 2017): x * sigmoid(x)."""
+
+    def __init__(self, ctx):
+        super().__init__()
+
+    def forward(self, x):
+        return F.silu(x)
+
+
+class SquaredReLU(nn.Module):
+    """max(x, 0)^2, Primer's activation (So et al. 2021)."""
+
+    def __init__(self, ctx):
+        super().__init__()
+
+    def forward(self, x):
+        return torch.square(F.relu(x))

@@ -1,45 +1,144 @@
+"""Causal self-attention: the book's multi-head attention, and grouped-query attention (GQA/MQA).
+
+One implementation serves both registered names: ``mha`` is ``gqa`` with as many key/value heads
+as query heads, plus the book's ``mask`` buffer. The contract with the positional encoding is in
+explorer.contracts.
+"""
+
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+from explorer import SpecError
+from explorer.contracts import causal_mask
 
 
-class MultiHeadAttention(nn.Module):
-    """The book's causal multi-head attention (section 3.6), with the positional hooks.
+class GroupedQueryAttention(nn.Module):
+    """Causal self-attention with ``n_kv_heads`` key/value heads shared by groups of query heads.
 
-    The ``mask`` buffer is kept (and saved) as in the book, so its checkpoints load strictly.
+    n_kv_heads = n_heads is multi-head attention, 1 is multi-query attention (Shazeer, 2019),
+    anything between that divides n_heads is grouped-query attention (Ainslie et al., 2023).
+    ``window`` > 0 limits each token to the last ``window`` positions (Mistral's sliding window);
+    ``qk_norm`` normalises queries and keys per head with the spec's norm (OLMo-2, Gemma 3);
+    ``impl`` picks the book's explicit softmax ("manual"), torch's fused kernel ("sdpa"), or
+    ("auto", the default) the fused kernel whenever attention dropout is inactive (eval mode, or
+    rate 0) and the book's path when it is active, so training reproduces the book bit for bit.
+    ``forward(x, pos, positions, cache=None)`` takes an optional
+    :class:`explorer.kv_cache.KVCache`: it stores this call's keys and values and hands back the
+    earlier ones for incremental decoding.
     """
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, n_kv_heads=1, impl="auto", window=0, qk_norm=False):
         super().__init__()
         cfg = ctx.config
+        _check(ctx, n_kv_heads, window)
         self.n_heads = cfg.n_heads
+        self.n_kv_heads = n_kv_heads
         self.head_dim = cfg.head_dim
-        d = cfg.emb_dim
+        self.impl = impl
+        self.window = window
+        d, kv = cfg.emb_dim, n_kv_heads * cfg.head_dim
+        # Created in the book's order (query, key, value, out), so the seed gives its weights.
         self.W_query = nn.Linear(d, d, bias=cfg.qkv_bias)
-        self.W_key = nn.Linear(d, d, bias=cfg.qkv_bias)
-        self.W_value = nn.Linear(d, d, bias=cfg.qkv_bias)
+        self.W_key = nn.Linear(d, kv, bias=cfg.qkv_bias)
+        self.W_value = nn.Linear(d, kv, bias=cfg.qkv_bias)
         self.out_proj = nn.Linear(d, d)
         self.dropout = nn.Dropout(cfg.dropout.attention)
+        self.q_norm = ctx.make("norm", dim=cfg.head_dim) if qk_norm else None
+        self.k_norm = ctx.make("norm", dim=cfg.head_dim) if qk_norm else None
+
+    def forward(self, x, pos, positions, cache=None):
+        b, t, d = x.shape
+        keys = self.W_key(x)  # (B, T, nkv*hs)
+        queries = self.W_query(x)  # (B, T, d)
+        values = self.W_value(x)
+        queries = queries.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        keys = keys.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
+        values = values.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        if self.q_norm is not None:
+            queries, keys = self.q_norm(queries), self.k_norm(keys)
+        queries, keys = pos.rotate(queries, keys, positions)
+        k_positions = positions
+        if cache is not None:  # earlier tokens' keys and values join the new ones
+            keys, values, k_positions = cache.update(keys, values, positions, self.window)
+            # (B, nkv, Tk, hs), (Tk,)
+
+        mask = causal_mask(positions, k_positions, self.window)  # (T, Tk), True = hidden
+        bias = pos.bias(positions, k_positions)  # (nh, T, Tk) or None
+        if self.fused():
+            context = self._sdpa(queries, keys, values, mask, bias, positions is k_positions)
+        else:
+            context = self._manual(queries, keys, values, mask, bias)  # (B, nh, T, hs)
+
+        context = context.transpose(1, 2).contiguous().view(b, t, d)  # (B, T, nh*hs)
+        return self.out_proj(context)
+
+    def fused(self):
+        """Whether this forward uses torch's fused kernel; ``auto`` does unless dropout is on."""
+        if self.impl == "auto":
+            return not (self.training and self.dropout.p > 0)
+        return self.impl == "sdpa"
+
+    def _manual(self, queries, keys, values, mask, bias):
+        """The book's path: mask with -inf, then softmax(scores / sqrt(hs)), then dropout."""
+        groups = self.n_heads // self.n_kv_heads
+        if groups > 1:
+            keys = keys.repeat_interleave(groups, dim=1)  # (B, nh, Tk, hs)
+            values = values.repeat_interleave(groups, dim=1)
+        scores = queries @ keys.transpose(2, 3)  # (B, nh, T, Tk)
+        scores.masked_fill_(mask, -torch.inf)
+        scores = scores / keys.shape[-1] ** 0.5
+        if bias is not None:
+            scores = scores + bias.to(scores.dtype)
+        weights = torch.softmax(scores, dim=-1)
+        weights = self.dropout(weights)
+        return weights @ values  # (B, nh, T, hs)
+
+    def _sdpa(self, queries, keys, values, mask, bias, self_attention):
+        """torch's scaled_dot_product_attention, sharing key/value heads without copying them.
+
+        The causal kernel when the mask is plain; no mask for one query that sees every key (a
+        cached decoding step); else the mask, and the bias, as an explicit ``attn_mask``.
+        """
+        dropout_p = self.dropout.p if self.training else 0.0
+        gqa = self.n_kv_heads != self.n_heads
+        attn_mask, is_causal = None, False
+        if bias is None and not self.window and self_attention:
+            is_causal = True
+        elif bias is None and not self.window and queries.shape[2] == 1:
+            pass  # the newest token: every cached key is at or before it
+        elif bias is None:
+            attn_mask = ~mask  # (T, Tk), True = attend
+        else:
+            attn_mask = bias.to(queries.dtype).masked_fill(mask, -torch.inf)  # (nh, T, Tk)
+        return F.scaled_dot_product_attention(queries, keys, values, attn_mask=attn_mask,
+                                              dropout_p=dropout_p, is_causal=is_causal,
+                                              enable_gqa=gqa)
+
+
+class MultiHeadAttention(GroupedQueryAttention):
+    """The book's causal multi-head attention (section 3.6): one key/value head per query head.
+
+    Keeps (and saves) the book's ``mask`` buffer, so its checkpoints load strictly; the mask
+    itself is computed from the positions, which gives the same entries.
+    """
+
+    def __init__(self, ctx, impl="auto", window=0, qk_norm=False):
+        cfg = ctx.config
+        super().__init__(ctx, n_kv_heads=cfg.n_heads, impl=impl, window=window, qk_norm=qk_norm)
         self.register_buffer(
             "mask", torch.triu(torch.ones(cfg.context_length, cfg.context_length), diagonal=1))
 
-    def forward(self, x, pos, positions):
-        b, t, d = x.shape
-        keys = self.W_key(x)  # (B, T, d)
-        queries = self.W_query(x)
-        values = self.W_value(x)
-        keys = keys.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
-        queries = queries.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
-        values = values.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
-        queries, keys = pos.rotate(queries, keys, positions)
 
-        scores = queries @ keys.transpose(2, 3)  # (B, nh, T, T)
-        bias = pos.bias(positions, positions)
-        if bias is not None:
-            scores = scores + bias
-        scores.masked_fill_(self.mask.bool()[:t, :t], -torch.inf)
-        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)
-        weights = self.dropout(weights)
-
-        context = (weights @ values).transpose(1, 2)  # (B, T, nh, hs)
-        context = context.contiguous().view(b, t, d)
-        return self.out_proj(context)
+def _check(ctx, n_kv_heads, window):
+    """Raise SpecError for values only attention can judge."""
+    n_heads = ctx.config.n_heads
+    if n_kv_heads < 1 or n_kv_heads > n_heads or n_heads % n_kv_heads:
+        divisors = [k for k in range(1, n_heads + 1) if n_heads % k == 0]
+        raise SpecError(ctx.spec.source, "components.attention.n_kv_heads",
+                        f"{n_kv_heads} key/value heads cannot be shared by n_heads {n_heads} "
+                        f"query heads", f"a divisor of n_heads: {', '.join(map(str, divisors))}")
+    if window < 0:
+        raise SpecError(ctx.spec.source, "components.attention.window",
+                        f"must be >= 0, got {window}",
+                        "0 for no sliding window, or a window size >= 1")

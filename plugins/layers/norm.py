@@ -1,3 +1,5 @@
+"""Norms over the last dim: the book's LayerNorm, RMSNorm, and none (imported only when building)."""
+
 import torch
 from torch import nn
 
@@ -16,3 +18,32 @@ class LayerNorm(nn.Module):
         var = x.var(dim=-1, keepdim=True, unbiased=False)  # biased, as GPT-2 and the book
         norm_x = (x - mean) / torch.sqrt(var + self.eps)
         return self.scale * norm_x + self.shift
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm (Zhang & Sennrich 2019), as in Llama: x / sqrt(mean(x^2) + eps) * weight.
+
+    No mean subtraction and no shift, so ``dim`` parameters (``weight``, initialised to ones)
+    instead of LayerNorm's 2 * dim. Like Llama, it normalises in float32 at least and casts back
+    to the input's dtype before the scale. Equals ``torch.nn.RMSNorm(dim, eps)``.
+    """
+
+    def __init__(self, ctx, dim, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        h = x.to(torch.promote_types(x.dtype, torch.float32))  # bf16/fp16 -> fp32, fp64 stays
+        norm_x = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return self.weight * norm_x.to(x.dtype)
+
+
+class NoNorm(nn.Module):
+    """No normalisation: returns its input, and holds no parameters (for ablations)."""
+
+    def __init__(self, ctx, dim):
+        super().__init__()
+
+    def forward(self, x):
+        return x

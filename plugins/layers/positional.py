@@ -1,7 +1,12 @@
+"""Positional encodings (see explorer.contracts.PositionalEncoding): embed, rotate or bias."""
+
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from explorer import SpecError
 from explorer.contracts import PositionalEncoding
 
 
@@ -20,3 +25,97 @@ class LearnedPositional(PositionalEncoding):
 
     def embed(self, x, positions):
         return x + F.embedding(positions, self.weight)  # (B, T, C) + (T, C)
+
+
+class NoPositional(PositionalEncoding):
+    """No position information at all (NoPE): the causal mask alone tells tokens apart."""
+
+    def __init__(self, ctx):
+        super().__init__()
+
+
+class SinusoidalPositional(PositionalEncoding):
+    """The fixed sin/cos encoding of Vaswani et al. (2017), added to the tokens.
+
+    PE[p, 2i] = sin(p / 10000^(2i/C)), PE[p, 2i+1] = cos(p / 10000^(2i/C)). No parameters: the
+    frequencies are a non-persistent buffer, and the table is computed for the positions asked,
+    so it has no length limit.
+    """
+
+    def __init__(self, ctx, base=10000.0):
+        super().__init__()
+        self.dim = ctx.config.emb_dim
+        inv_freq = base ** (-torch.arange(0, self.dim, 2, dtype=torch.float32) / self.dim)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)  # (ceil(C/2),)
+
+    def embed(self, x, positions):
+        angles = positions[:, None].float() * self.inv_freq  # (T, ceil(C/2))
+        pe = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)  # (T, 2*ceil(C/2))
+        return x + pe[:, :self.dim].to(x.dtype)  # (B, T, C) + (T, C)
+
+
+def _rotate_half(x):
+    """(x1, x2) -> (-x2, x1) on the two halves of the last dim."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class RotaryPositional(PositionalEncoding):
+    """Rotary position embedding (Su et al., 2021), the rotate-half form of GPT-NeoX/Llama/litgpt.
+
+    Dimension j of each head is paired with j + hs/2 and the pair is rotated by the angle
+    p * theta^(-2j/hs). Then q(p) . k(p') depends only on p - p', and norms are unchanged.
+    """
+
+    def __init__(self, ctx, theta=10000.0):
+        super().__init__()
+        cfg = ctx.config
+        hs = cfg.head_dim
+        if hs % 2:
+            raise SpecError(ctx.spec.source, "components.positional",
+                            f"rope rotates pairs of dimensions, but the head size is odd: "
+                            f"emb_dim {cfg.emb_dim} / n_heads {cfg.n_heads} = {hs}",
+                            "choose emb_dim / n_heads even")
+        if not theta > 0:
+            raise SpecError(ctx.spec.source, "components.positional.theta",
+                            f"must be > 0, got {theta}", "e.g. 10000.0 (GPT-NeoX, Llama 2)")
+        inv_freq = theta ** (-torch.arange(0, hs, 2, dtype=torch.float32) / hs)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)  # (hs/2,)
+
+    def rotate(self, q, k, positions):
+        angles = positions[:, None].float() * self.inv_freq  # (T, hs/2)
+        angles = torch.cat((angles, angles), dim=-1)  # (T, hs)
+        cos, sin = angles.cos(), angles.sin()
+        q = q * cos.to(q.dtype) + _rotate_half(q) * sin.to(q.dtype)  # (B, nh, T, hs)
+        k = k * cos.to(k.dtype) + _rotate_half(k) * sin.to(k.dtype)  # (B, nkv, T, hs)
+        return q, k
+
+
+def alibi_slopes(n_heads):
+    """The head slopes of Press et al. (2022): 2^(-8i/n) for i = 1..n when n is a power of two.
+
+    Otherwise the paper's interpolation: the slopes for the closest power of two m < n, then
+    every other slope of 2m for the remaining n - m heads.
+    """
+    def power_of_two(n):
+        return [2 ** (-8 * i / n) for i in range(1, n + 1)]
+
+    m = 2 ** math.floor(math.log2(n_heads))
+    return power_of_two(m) + power_of_two(2 * m)[0::2][:n_heads - m]
+
+
+class ALiBiPositional(PositionalEncoding):
+    """Attention with linear biases (Press et al., 2022): no embedding, a per-head distance penalty.
+
+    bias[h, i, j] = -slope[h] * (q_pos[i] - k_pos[j]) for keys at or before the query, 0 after
+    it (where the causal mask takes over).
+    """
+
+    def __init__(self, ctx):
+        super().__init__()
+        slopes = torch.tensor(alibi_slopes(ctx.config.n_heads), dtype=torch.float32)
+        self.register_buffer("slopes", slopes, persistent=False)  # (nh,)
+
+    def bias(self, q_positions, k_positions):
+        distance = (q_positions[:, None] - k_positions[None, :]).clamp(min=0)  # (Tq, Tk)
+        return -self.slopes[:, None, None] * distance  # (nh, Tq, Tk)

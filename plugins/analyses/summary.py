@@ -1,0 +1,146 @@
+"""The module tree with output shapes and parameter counts, like torchinfo's summary table.
+
+One forward pass of a (1, seq_len) batch records each module's output shape through forward
+hooks, on the meta device when the weights are not built (free at any size). Each parameter
+tensor is counted once, in the first module that holds it: a tied output head shows 0 and
+points at the embedding it shares, so the rows add up to the model's total.
+"""
+
+from explorer import Analysis, Param, hookimpl
+
+
+def _shape(output):
+    if hasattr(output, "shape"):
+        return list(output.shape)
+    if isinstance(output, (tuple, list)):
+        return [_shape(o) for o in output]
+    return None
+
+
+def module_rows(model, seq_len):
+    """One row per module (pre-order): name, type, depth, output shape, parameter counts."""
+    import torch
+
+    names = {module: name for name, module in model.named_modules()}
+    shapes = {}
+
+    def record(module, args, output):
+        shapes.setdefault(names[module], _shape(output))  # a shared module: its first call
+
+    handles = [m.register_forward_hook(record) for m in names]
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, seq_len, dtype=torch.long, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    owner = {}  # id(parameter) -> "module.param" of the first module holding it
+    rows = []
+    for name, module in model.named_modules():
+        own = trainable = 0
+        tied = []
+        for pname, p in module.named_parameters(recurse=False):
+            full = f"{name}.{pname}" if name else pname
+            if id(p) in owner:
+                tied.append(f"{full} = {owner[id(p)]}")
+                continue
+            owner[id(p)] = full
+            own += p.numel()
+            trainable += p.numel() if p.requires_grad else 0
+        rows.append({"name": name, "type": type(module).__name__,
+                     "depth": name.count(".") + 1 if name else 0,
+                     "kind": getattr(module, "explorer_kind", None),
+                     "output_shape": shapes.get(name), "own_params": own,
+                     "own_trainable": trainable, "tied": tied})
+    # Recursive counts: a row's own parameters plus those of every module below it.
+    for row in rows:
+        prefix = row["name"] + "." if row["name"] else ""
+        below = [r for r in rows if r is row or r["name"].startswith(prefix) and r["name"]]
+        row["params"] = sum(r["own_params"] for r in below)
+        row["trainable"] = sum(r["own_trainable"] for r in below)
+    return rows
+
+
+def summary(ctx, depth=3, seq_len=8):
+    cfg = ctx.spec.model
+    if depth < 0:
+        raise ValueError(f"summary: depth must be >= 0, got {depth}")
+    seq_len = min(seq_len, cfg.context_length) if seq_len > 0 else cfg.context_length
+    rows = module_rows(ctx.shape_model(), seq_len)
+    root = rows[0]
+    return {
+        "input_shape": [1, seq_len],
+        "depth": depth,
+        "rows": [r for r in rows if r["depth"] <= depth],
+        "total": root["params"],
+        "trainable": root["trainable"],
+        "non_trainable": root["params"] - root["trainable"],
+        "tied": [t for r in rows for t in r["tied"]],
+    }
+
+
+def _tree_prefixes(rows):
+    """torchinfo's "├─" / "└─" / "│ " drawing for rows listed in pre-order."""
+    prefixes = []
+    for i, row in enumerate(rows):
+        if row["depth"] == 0:
+            prefixes.append("")
+            continue
+        parts = []
+        for level in range(1, row["depth"] + 1):
+            # Is there a later row at this level before the tree climbs above it?
+            more = False
+            for later in rows[i + 1:]:
+                if later["depth"] < level:
+                    break
+                if later["depth"] == level:
+                    more = True
+                    break
+            if level == row["depth"]:
+                parts.append("├─" if more else "└─")
+            else:
+                parts.append("│ " if more else "  ")
+        prefixes.append("".join(parts))
+    return prefixes
+
+
+def render(result):
+    rows = result["rows"]
+    labels = [f"{prefix}{row['name'].rsplit('.', 1)[-1] or row['type']} ({row['type']})"
+              if row["name"] else row["type"]
+              for prefix, row in zip(_tree_prefixes(rows), rows)]
+    shapes = [str(r["output_shape"]) if r["output_shape"] is not None else "--" for r in rows]
+    counts = []
+    for r in rows:
+        text = f"{r['params']:,}" if r["params"] else "--"
+        if r["tied"]:
+            text += " (tied)"
+        counts.append(text)
+    w1 = max(len("Layer (type)"), *map(len, labels))
+    w2 = max(len("Output Shape"), *map(len, shapes))
+    w3 = max(len("Param #"), *map(len, counts))
+    rule = "=" * (w1 + w2 + w3 + 4)
+    lines = [rule, f"{'Layer (type)':<{w1}}  {'Output Shape':<{w2}}  {'Param #':>{w3}}", rule]
+    lines.extend(f"{a:<{w1}}  {b:<{w2}}  {c:>{w3}}" for a, b, c in zip(labels, shapes, counts))
+    lines.append(rule)
+    lines.append(f"Total params: {result['total']:,}")
+    lines.append(f"Trainable params: {result['trainable']:,}")
+    lines.append(f"Non-trainable params: {result['non_trainable']:,}")
+    for t in result["tied"]:
+        lines.append(f"Tied (counted once): {t}")
+    lines.append(f"Input: {result['input_shape']} token ids; '--': no parameters, or not "
+                 f"called through forward")
+    lines.append(rule)
+    return "\n".join(lines)
+
+
+@hookimpl
+def explorer_analyses():
+    return [Analysis(
+        name="summary", run=summary, render=render, needs_weights=False,
+        description="The module tree with output shapes and parameter counts (like torchinfo).",
+        params=(Param("depth", int, 3, "how deep the tree is listed (0: the model only)"),
+                Param("seq_len", int, 8, "tokens in the (1, seq_len) input (0: the context length)")),
+    )]

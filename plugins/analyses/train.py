@@ -1,0 +1,219 @@
+"""A short, seeded training run: the honest way to compare ablations.
+
+The corpus is the documentation text every Python installation ships (the standard library's
+``pydoc_data.topics``, about 465,000 characters) or a user's text file. It is tokenized with the
+spec's tokenizer and split 90/10 by position into train and validation. AdamW trains a copy of
+the model on random windows of the train split; the loss on fixed windows of both splits is
+recorded every ``eval_every`` steps. The unigram baseline is the loss of a model that ignores
+context: the cross-entropy of the validation targets under the train split's token frequencies
+(add-one smoothed over the vocabulary). A model below it has learned more than token frequencies.
+"""
+
+import math
+from pathlib import Path
+
+from explorer import Analysis, ExplorerError, Param, hookimpl
+
+TRAIN_FRACTION = 0.9
+EVAL_CHUNK = 64  # windows per forward pass when evaluating
+ONE_THREAD_BELOW = 5_000_000  # parameters: below this, per-op threading overhead dominates
+
+
+def load_corpus(path=""):
+    """The corpus text and a line saying where it came from."""
+    if not path:
+        import platform
+
+        import pydoc_data.topics
+
+        topics = pydoc_data.topics.topics
+        text = "\n\n".join(topics[key] for key in sorted(topics))
+        return text, f"pydoc_data.topics (Python {platform.python_version()} documentation)"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ExplorerError(f"train: corpus {path}: no such file") from None
+    except IsADirectoryError:
+        raise ExplorerError(f"train: corpus {path}: is a directory, not a text file") from None
+    except UnicodeDecodeError as exc:
+        raise ExplorerError(f"train: corpus {path}: not UTF-8 text ({exc.reason} at byte "
+                            f"{exc.start})") from None
+    except OSError as exc:
+        raise ExplorerError(f"train: corpus {path}: cannot read ({exc.strerror})") from None
+    return text, str(path)
+
+
+def _windows(ids, seq_len, max_tokens):
+    """Non-overlapping (inputs, targets) windows from the start of ``ids``: (n, T) each."""
+    usable = ids[: max_tokens + 1] if max_tokens else ids
+    n = (len(usable) - 1) // seq_len
+    return usable[: n * seq_len].view(n, seq_len), usable[1: n * seq_len + 1].view(n, seq_len)
+
+
+def _eval_loss(model, inputs, targets):
+    """Mean next-token cross-entropy over every target in the windows (eval mode, no grad)."""
+    import torch
+    from torch.nn import functional as F
+
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(inputs), EVAL_CHUNK):
+            logits = model(inputs[i: i + EVAL_CHUNK])  # (n, T, V)
+            total += F.cross_entropy(logits.flatten(0, 1), targets[i: i + EVAL_CHUNK].flatten(),
+                                     reduction="sum").item()
+    model.train(was_training)
+    return total / targets.numel()
+
+
+def unigram_baseline(train_ids, targets, vocab_size):
+    """Cross-entropy (nats) of ``targets`` under add-one smoothed train-split unigram frequencies."""
+    import torch
+
+    counts = torch.bincount(train_ids, minlength=vocab_size).double()
+    log_p = torch.log((counts + 1) / (len(train_ids) + vocab_size))
+    return -log_p[targets.flatten()].mean().item()
+
+
+def train(ctx, steps=200, batch_size=8, seq_len=0, lr=1e-3, weight_decay=0.1, eval_every=50,
+          eval_tokens=16384, corpus="", threads=0):
+    import torch
+
+    model = ctx.model()
+    if threads <= 0:
+        n = sum(p.numel() for p in model.parameters())
+        threads = 1 if n < ONE_THREAD_BELOW else torch.get_num_threads()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        result = _train(ctx, model, steps, batch_size, seq_len, lr, weight_decay, eval_every,
+                        eval_tokens, corpus)
+    finally:
+        torch.set_num_threads(before)
+    result["threads"] = threads
+    return result
+
+
+def _train(ctx, model, steps, batch_size, seq_len, lr, weight_decay, eval_every, eval_tokens,
+           corpus):
+    import copy
+
+    import torch
+    from torch.nn import functional as F
+
+    cfg, seed = ctx.spec.model, ctx.spec.seed
+    seq_len = seq_len or cfg.context_length
+    for name, value, low in (("steps", steps, 1), ("batch_size", batch_size, 1),
+                             ("eval_every", eval_every, 1), ("eval_tokens", eval_tokens, 0)):
+        if value < low:
+            raise ValueError(f"train: {name} must be >= {low}, got {value}")
+    if not 1 <= seq_len <= cfg.context_length:
+        raise ValueError(f"train: seq_len {seq_len} must be in 1..{cfg.context_length} "
+                         f"(the context length); 0 means the context length")
+
+    text, source = load_corpus(corpus)
+    tok = ctx.tokenizer()
+    ids = torch.tensor(tok.encode(text, allowed_special={"<|endoftext|>"}), dtype=torch.long)
+    if len(ids) and int(ids.max()) >= cfg.vocab_size:
+        raise ExplorerError(f"train: model.vocab_size {cfg.vocab_size} is too small for the "
+                            f"{ctx.spec.tokenizer} tokenizer (token id {int(ids.max())} in the "
+                            f"corpus); use vocab_size >= {tok.n_vocab}")
+    split = int(TRAIN_FRACTION * len(ids))
+    train_ids, val_ids = ids[:split], ids[split:]
+    if len(train_ids) <= seq_len or len(val_ids) <= seq_len:
+        raise ExplorerError(f"train: corpus {source} has {len(ids):,} tokens: its train "
+                            f"({len(train_ids):,}) and validation ({len(val_ids):,}) splits each "
+                            f"need more than seq_len {seq_len} tokens")
+    val_x, val_y = _windows(val_ids, seq_len, eval_tokens)
+    train_x, train_y = _windows(train_ids, seq_len, eval_tokens)
+    baseline = unigram_baseline(train_ids, val_y, cfg.vocab_size)
+
+    # A copy: the other analyses share ctx.model() and must see the initial weights.
+    model = copy.deepcopy(model).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    batches = torch.Generator().manual_seed(seed)  # which windows each step draws
+    torch.manual_seed(seed)  # the dropout masks
+    offsets = torch.arange(seq_len)
+
+    def evaluate(step):
+        return {"step": step, "train_loss": _eval_loss(model, train_x, train_y),
+                "val_loss": _eval_loss(model, val_x, val_y)}
+
+    curve, batch_losses = [evaluate(0)], []
+    for step in range(1, steps + 1):
+        starts = torch.randint(0, len(train_ids) - seq_len, (batch_size,), generator=batches)
+        inputs = train_ids[starts[:, None] + offsets]  # (B, T)
+        targets = train_ids[starts[:, None] + offsets + 1]
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(inputs)  # (B, T, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        loss.backward()
+        optimizer.step()
+        batch_losses.append(loss.item())
+        if step % eval_every == 0 or step == steps:
+            curve.append(evaluate(step))
+    del model, optimizer
+
+    final = curve[-1]["val_loss"]
+    return {
+        "corpus": {"source": source, "characters": len(text), "tokens": len(ids),
+                   "tokenizer": ctx.spec.tokenizer, "train_tokens": len(train_ids),
+                   "val_tokens": len(val_ids), "eval_tokens": {"train": train_y.numel(),
+                                                               "val": val_y.numel()}},
+        "steps": steps, "batch_size": batch_size, "seq_len": seq_len, "lr": lr,
+        "weight_decay": weight_decay, "tokens_seen": steps * batch_size * seq_len,
+        "curve": curve,
+        "batch_losses": batch_losses,
+        "final_val_loss": final,
+        "final_val_perplexity": math.exp(final),
+        "unigram_baseline": baseline,
+        "unigram_perplexity": math.exp(baseline),
+        "below_unigram": final < baseline,
+        "conventions": (
+            "losses are mean next-token cross-entropy in nats; the corpus is split 90/10 by "
+            "position; curve losses are on fixed non-overlapping windows of the first "
+            "eval_tokens tokens of each split (eval mode); batch_losses are the training "
+            "batches' losses (train mode); the unigram baseline is scored on the same validation "
+            "targets under add-one smoothed train-split frequencies; AdamW on a copy of the "
+            "model, seeded with the spec's seed."),
+    }
+
+
+def render(result):
+    c = result["corpus"]
+    lines = [f"corpus: {c['source']}: {c['characters']:,} characters, {c['tokens']:,} "
+             f"{c['tokenizer']} tokens ({c['train_tokens']:,} train / {c['val_tokens']:,} "
+             f"validation)",
+             f"AdamW lr {result['lr']:g}, weight decay {result['weight_decay']:g}: "
+             f"{result['steps']} steps of {result['batch_size']} x {result['seq_len']} tokens "
+             f"({result['tokens_seen']:,} tokens seen)",
+             " step  train loss  val loss"]
+    lines.extend(f"{p['step']:>5}  {p['train_loss']:>10.4f}  {p['val_loss']:>8.4f}"
+                 for p in result["curve"])
+    verdict = "below" if result["below_unigram"] else "NOT below"
+    lines.append(f"final validation loss {result['final_val_loss']:.4f} (perplexity "
+                 f"{result['final_val_perplexity']:.2f}), {verdict} the unigram baseline "
+                 f"{result['unigram_baseline']:.4f} (perplexity {result['unigram_perplexity']:.2f})")
+    return "\n".join(lines)
+
+
+@hookimpl
+def explorer_analyses():
+    return [Analysis(
+        name="train", run=train, render=render, default=False,
+        description="A short seeded AdamW run on a text corpus: train/validation loss curves, "
+                    "final perplexity, and the unigram baseline to beat.",
+        params=(Param("steps", int, 200, "optimizer steps"),
+                Param("batch_size", int, 8, "sequences per step"),
+                Param("seq_len", int, 0, "tokens per sequence (0: the context length)"),
+                Param("lr", float, 1e-3, "AdamW learning rate"),
+                Param("weight_decay", float, 0.1, "AdamW weight decay (the book's 0.1)"),
+                Param("eval_every", int, 50, "steps between evaluations"),
+                Param("eval_tokens", int, 16384, "tokens of each split the curve is measured "
+                      "on (0: the whole split)"),
+                Param("corpus", str, "", "a UTF-8 text file (default: the standard library's "
+                      "pydoc_data.topics)"),
+                Param("threads", int, 0, "CPU threads while training (0: one below 5M "
+                      "parameters, where threading overhead dominates; else torch's setting)")),
+    )]

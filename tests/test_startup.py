@@ -1,0 +1,34 @@
+"""Start-up stays fast: --help, plugins --help and spec validation never import torch."""
+
+import subprocess
+import sys
+
+import pytest
+
+CHECK = """
+import sys
+from explorer.cli import main
+try:
+    main({argv!r})
+except SystemExit:
+    pass
+heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'tiktoken', 'matplotlib'))
+print('HEAVY', heavy[:5])
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["plugins", "--help"], ["build", "--help"],
+                                  ["compare", "--help"]])
+def test_help_does_not_import_torch(argv):
+    proc = subprocess.run([sys.executable, "-c", CHECK.format(argv=argv)],
+                          capture_output=True, text=True)
+    assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_spec_validation_does_not_import_torch():
+    code = ("import sys, explorer\n"
+            "for p in ['specs/gpt2_small.yaml', 'specs/gpt2_small_openai.yaml']:\n"
+            "    explorer.load_spec(p)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip() == "[]", proc.stderr
