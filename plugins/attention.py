@@ -11,6 +11,7 @@ _COMMON = (
           "before it; 0 = the whole context"),
     Param("qk_norm", bool, False, "normalise queries and keys per head with the spec's norm "
           "(OLMo-2, Gemma 3)"),
+    Param("out_bias", bool, True, "a bias on the output projection (GPT-2: yes; Llama: no)"),
 )
 
 

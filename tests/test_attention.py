@@ -230,3 +230,13 @@ def test_relative_schemes_do_not_care_where_the_sequence_starts(make_spec, posit
     with torch.no_grad():
         torch.testing.assert_close(att(x, model.pos_emb, torch.arange(100, 110)),
                                    att(x, model.pos_emb, torch.arange(10)), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["mha", "gqa"])
+def test_out_bias_off_removes_exactly_the_output_bias(make_spec, name):
+    with_bias = explorer.build_model(make_spec(attention={"name": name}))
+    without = explorer.build_model(make_spec(attention={"name": name, "out_bias": False}))
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    h, layers = 16, 2  # make_spec's tiny model
+    assert count(with_bias) - count(without) == layers * h
+    assert without.trf_blocks[0].att.out_proj.bias is None

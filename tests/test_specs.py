@@ -139,12 +139,12 @@ def test_llama_style_count_is_the_closed_form():
     k = spec.components["attention"].params["n_kv_heads"]
     f = llama_hidden(h)
     assert (v >= 50257, f, k, d) == (True, 2048, 4, 64)
-    attention = h * a * d + 2 * h * k * d + a * d * h + h  # q, k, v, out; out_proj keeps a bias
+    attention = h * a * d + 2 * h * k * d + a * d * h  # q, k, v, out; no biases at all
     ffn = 3 * h * f  # gated: W1, W3 (h -> f) and W2 (f -> h), no biases
     norms = 2 * h  # two RMSNorms per block, a scale each
     expected = v * h + n * (attention + ffn + norms) + h + v * h  # embedding, blocks, final norm, head
     result = params(spec)
-    assert result["total"] == expected == 152_720_640
+    assert result["total"] == expected == 152_711_424
     assert result["by_kind"]["positional"] == 0  # RoPE has no parameters
     assert result["per_block"][0] == {"attention": attention, "ffn": ffn, "norm": norms,
                                       "total": attention + ffn + norms}

@@ -28,7 +28,7 @@ class GroupedQueryAttention(nn.Module):
     earlier ones for incremental decoding.
     """
 
-    def __init__(self, ctx, n_kv_heads=1, impl="auto", window=0, qk_norm=False):
+    def __init__(self, ctx, n_kv_heads=1, impl="auto", window=0, qk_norm=False, out_bias=True):
         super().__init__()
         cfg = ctx.config
         _check(ctx, n_kv_heads, window)
@@ -42,7 +42,7 @@ class GroupedQueryAttention(nn.Module):
         self.W_query = nn.Linear(d, d, bias=cfg.qkv_bias)
         self.W_key = nn.Linear(d, kv, bias=cfg.qkv_bias)
         self.W_value = nn.Linear(d, kv, bias=cfg.qkv_bias)
-        self.out_proj = nn.Linear(d, d)
+        self.out_proj = nn.Linear(d, d, bias=out_bias)
         self.dropout = nn.Dropout(cfg.dropout.attention)
         self.q_norm = ctx.make("norm", dim=cfg.head_dim) if qk_norm else None
         self.k_norm = ctx.make("norm", dim=cfg.head_dim) if qk_norm else None
@@ -63,11 +63,11 @@ class GroupedQueryAttention(nn.Module):
             keys, values, k_positions = cache.update(keys, values, positions, self.window)
             # (B, nkv, Tk, hs), (Tk,)
 
-        mask = causal_mask(positions, k_positions, self.window)  # (T, Tk), True = hidden
         bias = pos.bias(positions, k_positions)  # (nh, T, Tk) or None
         if self.fused():
-            context = self._sdpa(queries, keys, values, mask, bias, positions is k_positions)
+            context = self._sdpa(queries, keys, values, positions, k_positions, bias)
         else:
+            mask = causal_mask(positions, k_positions, self.window)  # (T, Tk), True = hidden
             context = self._manual(queries, keys, values, mask, bias)  # (B, nh, T, hs)
 
         context = context.transpose(1, 2).contiguous().view(b, t, d)  # (B, T, nh*hs)
@@ -94,7 +94,7 @@ class GroupedQueryAttention(nn.Module):
         weights = self.dropout(weights)
         return weights @ values  # (B, nh, T, hs)
 
-    def _sdpa(self, queries, keys, values, mask, bias, self_attention):
+    def _sdpa(self, queries, keys, values, positions, k_positions, bias):
         """torch's scaled_dot_product_attention, sharing key/value heads without copying them.
 
         The causal kernel when the mask is plain; no mask for one query that sees every key (a
@@ -103,14 +103,17 @@ class GroupedQueryAttention(nn.Module):
         dropout_p = self.dropout.p if self.training else 0.0
         gqa = self.n_kv_heads != self.n_heads
         attn_mask, is_causal = None, False
-        if bias is None and not self.window and self_attention:
+        plain = bias is None and not self.window
+        if plain and positions is k_positions:
             is_causal = True
-        elif bias is None and not self.window and queries.shape[2] == 1:
+        elif plain and queries.shape[2] == 1:
             pass  # the newest token: every cached key is at or before it
-        elif bias is None:
-            attn_mask = ~mask  # (T, Tk), True = attend
         else:
-            attn_mask = bias.to(queries.dtype).masked_fill(mask, -torch.inf)  # (nh, T, Tk)
+            mask = causal_mask(positions, k_positions, self.window)  # (T, Tk), True = hidden
+            if bias is None:
+                attn_mask = ~mask  # True = attend
+            else:
+                attn_mask = bias.to(queries.dtype).masked_fill(mask, -torch.inf)  # (nh, T, Tk)
         return F.scaled_dot_product_attention(queries, keys, values, attn_mask=attn_mask,
                                               dropout_p=dropout_p, is_causal=is_causal,
                                               enable_gqa=gqa)
@@ -123,9 +126,10 @@ class MultiHeadAttention(GroupedQueryAttention):
     itself is computed from the positions, which gives the same entries.
     """
 
-    def __init__(self, ctx, impl="auto", window=0, qk_norm=False):
+    def __init__(self, ctx, impl="auto", window=0, qk_norm=False, out_bias=True):
         cfg = ctx.config
-        super().__init__(ctx, n_kv_heads=cfg.n_heads, impl=impl, window=window, qk_norm=qk_norm)
+        super().__init__(ctx, n_kv_heads=cfg.n_heads, impl=impl, window=window, qk_norm=qk_norm,
+                         out_bias=out_bias)
         self.register_buffer(
             "mask", torch.triu(torch.ones(cfg.context_length, cfg.context_length), diagonal=1))
 
