@@ -398,27 +398,9 @@ def load_spec(path, overrides=(), plugins=None):
     component names are checked against; by default a fresh one, with the spec's own ``plugins:``
     loaded. Raises :class:`explorer.SpecError` with a one-line message.
     """
-    from .plugin_manager import get_plugin_manager
-
-    source = str(path)
     origins = {}
     doc = _read_with_extends(path, origins)
-    for text in overrides:
-        key, value = parse_override(text)
-        over = _normalize(_nest(key, value), "--set", {})
-        _record(over, f"--set {key}", origins, "")
-        doc = _merge(doc, over)
-    spec_plugins = doc.get("plugins", [])
-    if plugins is None:
-        plugins = get_plugin_manager()
-    if isinstance(spec_plugins, list):
-        for plugin in spec_plugins:
-            if isinstance(plugin, str):
-                candidate = Path(source).parent / plugin
-                plugins.load(str(candidate) if plugin.endswith(".py") else plugin)
-    spec = _validate(doc, source, origins, plugins.registry())
-    spec.plugin_manager = plugins
-    return spec
+    return _finish(doc, str(path), origins, overrides, plugins)
 
 
 def spec_from_dict(doc, source="", overrides=(), plugins=None):
@@ -428,8 +410,6 @@ def spec_from_dict(doc, source="", overrides=(), plugins=None):
     ``source`` names where the data came from in error messages (and the folder that plugin
     paths are relative to). ``extends`` is not allowed: the data must be complete.
     """
-    from .plugin_manager import get_plugin_manager
-
     if not isinstance(doc, dict):
         raise SpecError(source, None, f"the spec is a {type(doc).__name__}, not a mapping",
                         "a spec is a mapping with a model: section")
@@ -437,7 +417,14 @@ def spec_from_dict(doc, source="", overrides=(), plugins=None):
         raise SpecError(source, "extends", "not allowed in an embedded spec",
                         "embed the resolved spec (Spec.to_dict())")
     origins = {}
-    doc = _normalize(doc, source, origins)
+    return _finish(_normalize(doc, source, origins), source, origins, overrides, plugins)
+
+
+def _finish(doc, source, origins, overrides, plugins):
+    """Apply ``--set`` overrides, load the spec's own plugins, validate: the tail of both entry
+    points above."""
+    from .plugin_manager import get_plugin_manager
+
     for text in overrides:
         key, value = parse_override(text)
         over = _normalize(_nest(key, value), "--set", {})
