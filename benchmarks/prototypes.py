@@ -16,6 +16,9 @@ the unpatched explorer model (the numbers each idea would change). Variants, cum
   +qkv       and one (3d, d) matmul for Q, K and V: the three weights concatenated once, cached
   +ln        and F.layer_norm instead of the book's mean/var/sqrt LayerNorm
   +gelu      and F.gelu(approximate="tanh") instead of the book's written-out tanh GELU
+  +prepack   and every Linear (head included) through oneDNN with its weight reordered once
+             (torch.ops.mkldnn._reorder_linear_weight / _linear_pointwise): what inductor's
+             freezing does for matmuls, done by hand in eager mode
   compile    torch.compile(base) (inductor, CPU; --compile, compile time reported separately;
              --freezing also folds the weights in as constants, prepacked for oneDNN)
 """
@@ -39,7 +42,7 @@ def sdpa_forward(self, x, pos, positions, *args, **kwargs):
     b, t, d = x.shape
     fused = getattr(self, "_bench_qkv", None)
     if fused is not None:
-        q, k, v = F.linear(x, *fused).split(d, dim=-1)  # (B, T, d) each
+        q, k, v = fused(x).split(d, dim=-1)  # (B, T, d) each
     else:
         q, k, v = self.W_query(x), self.W_key(x), self.W_value(x)
     q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
@@ -56,7 +59,13 @@ def layer_norm_forward(self, x):
     return F.layer_norm(x, self.scale.shape, self.scale, self.shift, self.eps)
 
 
-def patch(model, qkv=False, gelu=False, ln=False):
+def prepacked_forward(self, x):
+    import torch
+
+    return torch.ops.mkldnn._linear_pointwise(x, self._bench_packed, self.bias, "none", [], "")
+
+
+def patch(model, qkv=False, gelu=False, ln=False, prepack=False):
     """Patch ``model`` (explorer gpt2_small, eval) in place; returns it."""
     import torch
     from torch import nn
@@ -69,13 +78,21 @@ def patch(model, qkv=False, gelu=False, ln=False):
             bias = None
             if att.W_query.bias is not None:
                 bias = torch.cat([att.W_query.bias, att.W_key.bias, att.W_value.bias])
-            att._bench_qkv = (w, bias)
+            att._bench_qkv = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None)
+            att._bench_qkv.weight = nn.Parameter(w, requires_grad=False)
+            if bias is not None:
+                att._bench_qkv.bias = nn.Parameter(bias, requires_grad=False)
         if gelu:
             block.ff.layers[1] = nn.GELU(approximate="tanh")
     if ln:
         for m in model.modules():
             if type(m).__name__ == "LayerNorm" and hasattr(m, "scale"):
                 m.forward = types.MethodType(layer_norm_forward, m)
+    if prepack:
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                m._bench_packed = torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), 128)
+                m.forward = types.MethodType(prepacked_forward, m)
     return model
 
 
@@ -87,7 +104,7 @@ def main(argv=None):
     parser.add_argument("--freezing", action="store_true",
                         help="compile with torch._inductor.config.freezing (weights folded "
                              "as constants and prepacked for oneDNN)")
-    parser.add_argument("--variants", default="base,manual,nomask,+qkv,+ln,+gelu")
+    parser.add_argument("--variants", default="base,manual,nomask,+qkv,+ln,+gelu,+prepack")
     args = parser.parse_args(argv)
 
     import torch
@@ -96,7 +113,8 @@ def main(argv=None):
     print(f"torch.set_num_threads({os.cpu_count()}), load average {os.getloadavg()[0]:.2f}")
     settings = {"base": None, "manual": None, "nomask": {}, "+qkv": {"qkv": True},
                 "+ln": {"qkv": True, "ln": True},
-                "+gelu": {"qkv": True, "ln": True, "gelu": True}}
+                "+gelu": {"qkv": True, "ln": True, "gelu": True},
+                "+prepack": {"qkv": True, "ln": True, "gelu": True, "prepack": True}}
     models = {}
     for name in args.variants.split(","):
         m = run.build_explorer("manual" if name == "manual" else None)

@@ -1,20 +1,23 @@
 #!/usr/bin/env python
 """Benchmark explorer against its peers, side by side in one process, as ratios.
 
-    python benchmarks/run.py            # full run (several minutes on 2 CPU cores)
-    python benchmarks/run.py --quick    # fewer repeats, no extra variants (under ~2 minutes)
+    python benchmarks/run.py              # full run (about 5 minutes on 2 idle CPU cores)
+    python benchmarks/run.py --quick      # fewer repeats, no extra variants (about 2 minutes)
+    python benchmarks/run.py --compile    # also a torch.compile'd explorer forward row
 
 Peers (the ``bench`` extra): the book's ``llms_from_scratch.ch04`` (GPTModel with
 GPT_CONFIG_124M, generate_text_simple) and Hugging Face ``transformers`` (a randomly initialised
 GPT2LMHeadModel; no weights are downloaded). Everything runs in this process, on the same
-threads, and the implementations take turns (round-robin, alternating order) so that a busy
-machine slows them all alike; each figure is the median of several runs after a warm-up.
+threads, and the implementations take turns (round-robin, alternating order); each figure is
+the median of several runs after a warm-up. A run during which other processes took more than
+10% of the cores is taken again (a shared machine makes two torch threads wait on each other).
 
 Measured: forward tokens/s of gpt2_small at batch 1 (eval, fp32, inference mode) and its MFU
-against this machine's fp32 matmul peak (a 4096^3 torch.mm); greedy generation tokens/s (200
-new tokens from an 8-token prompt); model build time; meta-device analysis time of gpt2_xl and
-gpt3_175b (in process and through the CLI, with its peak RSS); ``explorer --help`` wall time and
-``python -X importtime`` of the CLI. Results go to benchmarks/latest.json and latest.md.
+against this machine's fp32 matmul peak (a 4096^3 torch.mm timed in the same rounds); greedy
+generation tokens/s (200 new tokens from an 8-token prompt); model build time; meta-device
+analysis time of gpt2_xl and gpt3_175b (in process and through the CLI, with its peak RSS);
+``explorer --help`` wall time and ``python -X importtime`` of the CLI. Results are printed and
+written to benchmarks/latest.json and latest.md. Not part of the test suite.
 """
 
 import argparse
@@ -41,9 +44,9 @@ PEAK = "matmul 4096^3"
 # The issue's targets on the 2-core CPU: (figure, threshold, what it compares).
 TARGETS = [
     ("forward T=1024 vs book", 1.3, "explorer / book GPTModel tokens/s at T=1024"),
-    ("forward T=1024 vs HF sdpa", 1.0, "explorer / HF GPT2 (sdpa) tokens/s at T=1024"),
+    ("forward T=1024 vs hf sdpa", 1.0, "explorer / HF GPT2 (sdpa) tokens/s at T=1024"),
     ("generation vs book", 5.0, "explorer.generate / generate_text_simple tokens/s"),
-    ("generation vs HF", 1.0, "explorer.generate / HF generate(use_cache=True) tokens/s"),
+    ("generation vs hf", 1.0, "explorer.generate / HF generate(use_cache=True) tokens/s"),
     ("MFU T=128", 0.70, "explorer forward FLOP/s at T=128 / measured fp32 matmul peak"),
     ("explorer --help", 0.5, "seconds (at most)"),
 ]
@@ -166,7 +169,7 @@ def cpu_busy(seconds=1.0):
 def wait_quiet(limit_s, threshold=0.15):
     """Wait up to ``limit_s`` seconds for other processes to leave the cores idle."""
     start = time.perf_counter()
-    busy = cpu_busy()
+    busy = cpu_busy(0.5)
     while busy is not None and busy > threshold and time.perf_counter() - start < limit_s:
         log(f"  machine {busy:.0%} busy with other processes; waiting")
         time.sleep(5)

@@ -7,6 +7,7 @@ import torch
 
 from .errors import ExplorerError, ResourceError
 from .model import build_model
+from .numerics import describe
 from .plugin_manager import unknown_name_message
 from .tokenizer import get_tokenizer
 
@@ -137,6 +138,7 @@ def analyze(spec, only=None, model=None, progress=None):
         "environment": environment(),
         "analyses": {},
         "failures": {},
+        "warnings": [],
     }
     for kind, choice in spec.components.items():
         provider = registry.provider[(kind, choice.name)]
@@ -148,7 +150,9 @@ def analyze(spec, only=None, model=None, progress=None):
         provider = registry.provider[("analysis", analysis.name)]
         options = {**analysis.defaults(), **spec.analyses.get(analysis.name, {})}
         try:
-            report["analyses"][analysis.name] = analysis.load()(ctx, **options)
+            result = report["analyses"][analysis.name] = analysis.load()(ctx, **options)
+            if isinstance(result, dict) and result.get("nonfinite"):
+                report["warnings"].append(f"{analysis.name}: {describe(result['nonfinite'])}")
         except ExplorerError as exc:
             report["failures"][analysis.name] = str(exc)
         except Exception as exc:

@@ -134,13 +134,17 @@ def build(spec_path, only, overrides, fmt, out_path, plugins, weights, corpus):
         model = build_model(spec, weights=weights)
     report = analyze(spec, only=names, model=model)
     if fmt == "json":
-        _emit(json.dumps(report, indent=2), out_path)
+        from .report import to_json
+
+        _emit(to_json(report), out_path)
     else:
         from .report import to_text
 
         registry = manager.registry()
         renderers = {name: registry.analyses[name].load_render() for name in report["analyses"]}
         _emit(to_text(report, renderers), out_path)
+    for warning in report["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
     if report["failures"]:
         for name, message in report["failures"].items():
             click.echo(f"error: {message}", err=True)
@@ -214,13 +218,18 @@ def compare(spec_paths, only, overrides, seed, fmt, plots_dir, weights, out_path
 
         result["plots"] = write_plots(result, plots_dir)
     if fmt == "json":
-        _emit(json.dumps(result, indent=2), out_path)
+        from .report import to_json
+
+        _emit(to_json(result), out_path)
     elif fmt == "markdown":
         _emit(to_markdown(result), out_path)
     else:
         _emit(to_text(result), out_path)
         for path in result.get("plots", []):
             click.echo(f"wrote {path}", err=bool(out_path))
+    for spec, report in zip(result["specs"], result["reports"]):
+        for warning in report["warnings"]:
+            click.echo(f"warning: {spec}: {warning}", err=True)
     failures = [m for r in result["reports"] for m in r["failures"].values()]
     for message in failures:
         click.echo(f"error: {message}", err=True)

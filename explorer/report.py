@@ -1,12 +1,25 @@
 """Rendering a report (the plain dict ``analyze`` returns) as text or JSON."""
 
 import json
+import math
 
 import yaml
 
 
+def _finite(value):
+    """NaN and inf as the strings "nan", "inf", "-inf": JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def to_json(report):
-    return json.dumps(report, indent=2)
+    """Strict JSON (no NaN literals) for a report or a comparison."""
+    return json.dumps(_finite(report), indent=2, allow_nan=False)
 
 
 def _params(params):
@@ -40,4 +53,7 @@ def to_text(report, renderers):
     for name, message in report["failures"].items():
         lines.append("")
         lines.append(f"== {name} == FAILED: {message}")
+    for warning in report.get("warnings", []):
+        lines.append("")
+        lines.append(f"WARNING: {warning}")
     return "\n".join(lines)

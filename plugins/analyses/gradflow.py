@@ -17,12 +17,14 @@ def _lm_loss_backward(model, inputs, targets, seed):
     import torch
     from torch.nn import functional as F
 
+    from explorer.numerics import nonfinite_report
+
     torch.manual_seed(seed)
     model.zero_grad(set_to_none=True)
     logits = model(inputs)  # (1, T, V)
     loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
     loss.backward()
-    return loss.item()
+    return loss.item(), nonfinite_report(model, inputs, logits, loss)
 
 
 def _block_grads(model):
@@ -62,7 +64,7 @@ def gradient_flow(ctx, text=SAMPLE_TEXT, train_mode=True, steps=3, lr=1e-3):
 
     was_training = model.training
     model.train(train_mode)
-    loss = _lm_loss_backward(model, inputs, targets, seed)
+    loss, fault = _lm_loss_backward(model, inputs, targets, seed)
     blocks, matrices = _block_grads(model)
     model.zero_grad(set_to_none=True)
     model.train(was_training)
@@ -74,21 +76,26 @@ def gradient_flow(ctx, text=SAMPLE_TEXT, train_mode=True, steps=3, lr=1e-3):
         "per_matrix": matrices,
         "first_over_last": _first_over_last(blocks),
     }
+    if fault:
+        result["nonfinite"] = fault  # named, not hidden; the runner lists it under warnings
+        return result
     if steps:
         # On a copy: the other analyses share ctx.model() and must see the initial weights.
         trained = copy.deepcopy(model).train(train_mode)
         optimizer = torch.optim.AdamW(trained.parameters(), lr=lr, weight_decay=0.1)
         losses = []
         for _ in range(steps):
-            losses.append(_lm_loss_backward(trained, inputs, targets, seed))
+            losses.append(_lm_loss_backward(trained, inputs, targets, seed)[0])
             optimizer.step()
-        loss_after = _lm_loss_backward(trained, inputs, targets, seed)
+        loss_after, fault = _lm_loss_backward(trained, inputs, targets, seed)
         after, _ = _block_grads(trained)
         del trained, optimizer
         result["after_steps"] = {
             "steps": steps, "lr": lr, "losses": losses, "loss": loss_after,
             "per_block": after, "first_over_last": _first_over_last(after),
         }
+        if fault:
+            result["nonfinite"] = {**fault, "after_steps": steps}
     return result
 
 

@@ -6,21 +6,27 @@ from explorer import Analysis, Param, hookimpl
 def samples(ctx, prompts=("Hello, I am",), max_new_tokens=6, temperature=0.0, top_k=0, top_p=1.0):
     import torch  # here, not at the top: registering this plugin must not import torch
     from explorer.generation import generate
+    from explorer.numerics import nonfinite_report
 
     model = ctx.model()
     tok = ctx.tokenizer()
     was_training = model.training
     model.eval()
-    out = []
+    out, fault = [], None
     for prompt in prompts:
         ids = ctx.encode(prompt)
+        with torch.no_grad():
+            fault = fault or nonfinite_report(model, torch.tensor([ids]), model(torch.tensor([ids])))
         result = generate(model, torch.tensor([ids]), max_new_tokens,
                           temperature=temperature, top_k=top_k or None, top_p=top_p,
                           seed=ctx.spec.seed)[0].tolist()
         out.append({"prompt": prompt, "token_ids": result, "text": tok.decode(result)})
     model.train(was_training)
     mode = "greedy" if temperature == 0 else f"temperature {temperature}"
-    return {"decoding": mode, "max_new_tokens": max_new_tokens, "samples": out}
+    result = {"decoding": mode, "max_new_tokens": max_new_tokens, "samples": out}
+    if fault:
+        result["nonfinite"] = fault  # the samples are garbage: say so, and where it starts
+    return result
 
 
 def render(result):
