@@ -52,7 +52,8 @@ HF_IGNORED = ("attn.bias", "attn.masked_bias")  # causal-mask buffers in older H
 # What the GPT-2 layout can express: the component each kind must be, and the params it may set.
 GPT2_COMPONENTS = {"norm": "layernorm", "activation": "gelu_tanh", "ffn": "mlp", "attention": "mha",
                    "positional": "learned", "residual": "pre_norm"}
-GPT2_FREE_PARAMS = {"norm": ("eps",), "ffn": ("expansion", "bias"), "attention": ("impl",)}
+GPT2_FREE_PARAMS = {"norm": ("eps", "impl"), "activation": ("impl",), "ffn": ("expansion", "bias"),
+                    "attention": ("impl",)}
 # Hugging Face activation names that compute GELU's tanh approximation (gelu_fast is the same
 # polynomial, factored).
 HF_GELU_TANH = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")

@@ -5,12 +5,19 @@ from explorer import Component, Param, hookimpl
 _LAYERS = "explorer.plugins.layers.norm"
 
 
+# The book computes mean, var and sqrt op by op; F.layer_norm is one kernel, about 10x faster
+# and equal to ~1e-6 (benchmarks/README.md).
+IMPL_HELP = ("auto: F.layer_norm in eval mode, the book's written-out ops in training (bit for "
+             "bit); manual: always the book's; fused: always F.layer_norm")
+
+
 @hookimpl
 def explorer_components():
     return [
         Component(
             kind="norm", name="layernorm", factory=f"{_LAYERS}:LayerNorm",
-            params=(Param("eps", float, 1e-5, "added to the variance before the square root"),),
+            params=(Param("eps", float, 1e-5, "added to the variance before the square root"),
+                    Param("impl", str, "auto", IMPL_HELP, choices=("auto", "manual", "fused"))),
             description="The book's LayerNorm: learnable scale and shift, biased variance.",
         ),
         Component(

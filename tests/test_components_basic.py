@@ -335,4 +335,30 @@ def test_plugins_command_prints_every_description_and_param_help(capsys, kind):
         assert f"  {name:<16} {comp.description}" in out
         for p in comp.params:
             assert p.help
-            assert f"      {p.name}: {p.type_name} = {p.default!r}  {p.help}" in out
+            choices = f" one of {', '.join(map(str, p.choices))}" if p.choices else ""
+            assert f"      {p.name}: {p.type_name} = {p.default!r}{choices}  {p.help}" in out
+
+
+@pytest.mark.parametrize("kind, name", [("norm", "layernorm"), ("activation", "gelu_tanh")])
+def test_auto_impl_is_the_book_in_training_and_the_fused_kernel_in_eval(make_spec, kind, name):
+    from torch.nn import functional as F
+
+    dim = 16
+    auto = explorer.build_model(make_spec())  # the components as the spec builds them
+    module = auto.final_norm if kind == "norm" else auto.trf_blocks[0].ff.layers[1]
+    with torch.no_grad():
+        if kind == "norm":
+            module.scale.uniform_(0.5, 1.5), module.shift.uniform_(-0.5, 0.5)
+    x = torch.randn(3, 5, dim, generator=torch.Generator().manual_seed(0))
+    manual = make_spec(**{kind: {"name": name, "impl": "manual"}})
+    book = explorer.build_model(manual)
+    book_module = book.final_norm if kind == "norm" else book.trf_blocks[0].ff.layers[1]
+    book_module.load_state_dict(module.state_dict())
+    book_module.eval()
+    module.train()
+    assert torch.equal(module(x), book_module(x))  # training: the book's ops, bit for bit
+    module.eval()
+    kernel = (F.layer_norm(x, (dim,), module.scale, module.shift, 1e-5) if kind == "norm"
+              else F.gelu(x, approximate="tanh"))
+    assert torch.equal(module(x), kernel)  # eval: torch's kernel
+    torch.testing.assert_close(module(x), book_module(x), atol=1e-6, rtol=0)

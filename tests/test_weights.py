@@ -204,8 +204,8 @@ def book_spec(write_spec):
 
 def test_book_checkpoint_loads_bit_for_bit(book_checkpoint, book_spec, tokens):
     book, path = book_checkpoint
-    # The manual attention path is the book's computation, so eval-mode logits are bit-identical.
-    model = explorer.build_model(book_spec("components.attention.impl=manual"), weights=path)
+    # The manual paths are the book's computation, so eval-mode logits are bit-identical.
+    model = explorer.build_model(book_spec("components.attention.impl=manual", "components.norm.impl=manual", "components.activation.impl=manual"), weights=path)
     assert torch.equal(logits(model, tokens), logits(book, tokens))
 
 
@@ -214,7 +214,7 @@ def test_book_training_checkpoint_with_optimizer_loads(book_checkpoint, book_spe
     opt = torch.optim.AdamW(book.parameters())
     path = tmp_path / "model_and_optimizer.pth"  # the book's chapter-5 layout
     torch.save({"model_state_dict": book.state_dict(), "optimizer_state_dict": opt.state_dict()}, path)
-    model = explorer.build_model(book_spec("components.attention.impl=manual"), weights=path)
+    model = explorer.build_model(book_spec("components.attention.impl=manual", "components.norm.impl=manual", "components.activation.impl=manual"), weights=path)
     assert torch.equal(logits(model, tokens), logits(book, tokens))
 
 
