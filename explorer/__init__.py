@@ -21,6 +21,7 @@ _LAZY = {
     "BuildContext": "explorer.model",
     "GPTModel": "explorer.model",
     "analyze": "explorer.analysis",
+    "compare": "explorer.comparison",
     "AnalysisContext": "explorer.analysis",
     "generate": "explorer.generation",
     "generate_stream": "explorer.generation",

@@ -206,7 +206,7 @@ def compare(spec_paths, only, overrides, seed, fmt, plots_dir, weights, out_path
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
 
     from .analysis import select
-    from .compare import compare as run_compare, to_markdown, to_text
+    from .comparison import compare as run_compare, to_markdown, to_text
 
     n_analyses = len(select(manager.registry(), names))
     progress = _Progress([s.name for s in specs], n_analyses,

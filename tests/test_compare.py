@@ -7,7 +7,7 @@ import pytest
 
 import explorer
 from explorer.cli import main
-from explorer.compare import compare, spec_differences, to_markdown, to_text
+from explorer.comparison import compare, spec_differences, to_markdown, to_text
 
 MODEL = ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 3}\n"
          "seed: 5\n")
@@ -132,3 +132,10 @@ def test_training_loss_chart(capsys, tmp_path):
     assert "train.final_val_loss" in out
     width, height = _png_size(plots / "loss.png")
     assert width > 300 and height > 200
+
+
+def test_compare_is_part_of_the_python_api(pair):
+    import explorer.comparison  # noqa: F401  (importing the module must not shadow the function)
+
+    result = explorer.compare([explorer.load_spec(p) for p in pair], only=["params"])
+    assert result["specs"] == ["base", "tied"]
