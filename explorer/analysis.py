@@ -15,9 +15,10 @@ from .tokenizer import get_tokenizer
 class AnalysisContext:
     """What an analysis sees. The model and tokenizer are built on first use and shared."""
 
-    def __init__(self, spec, model=None):
+    def __init__(self, spec, model=None, weights=None):
         self.spec = spec
         self._model = model
+        self._weights = weights  # a checkpoint for model() to load
         self._shapes = None
         self._tokenizer = None
 
@@ -29,7 +30,7 @@ class AnalysisContext:
         """
         if self._model is None:
             check_fits(self.spec, self.shape_model())
-            self._model = build_model(self.spec)
+            self._model = build_model(self.spec, weights=self._weights)
         return self._model
 
     def shape_model(self):
@@ -118,19 +119,23 @@ def select(registry, only=None):
     return chosen
 
 
-def analyze(spec, only=None, model=None, progress=None):
+def analyze(spec, only=None, model=None, progress=None, weights=None):
     """Run analyses on ``spec`` and return the report as a dict.
 
     ``only`` names the analyses to run (default: every analysis marked default). ``model`` is an
-    already built model to analyse instead of building one from the spec. ``progress``, if given,
+    already built model to analyse instead of building one from the spec; ``weights`` a
+    checkpoint to load into the one built (checked against the spec before any analysis runs,
+    and only once it is known to fit in memory). ``progress``, if given,
     is called with each analysis's name once it has run. An analysis that raises is reported
     under ``failures`` with the plugin's name; the others still run.
     """
     registry = spec.plugin_manager.registry()
     chosen = select(registry, only)
-    ctx = AnalysisContext(spec, model)
+    ctx = AnalysisContext(spec, model, weights)
     if model is None and any(a.needs_weights for a in chosen):
         check_fits(spec, ctx.shape_model())  # refuse before allocating, not halfway through
+    if weights is not None:
+        ctx.model()  # a checkpoint that does not match the spec fails here, as one line
     report = {
         "spec": spec.to_dict(),
         "source": spec.source,

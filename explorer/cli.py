@@ -84,6 +84,11 @@ def _manager(plugins):
     return get_plugin_manager(plugins=plugins)
 
 
+def _names(only):
+    """``--only a,b`` as a list of names, or None for the default set."""
+    return [n.strip() for n in only.split(",") if n.strip()] if only else None
+
+
 def _warn_broken(manager):
     for name, reason in manager.registry().broken.items():
         click.echo(f"warning: plugin {name}: {reason}", err=True)
@@ -123,16 +128,9 @@ def build(spec_path, only, overrides, fmt, out_path, plugins, weights, corpus):
     overrides = _with_corpus(overrides, corpus)
     spec, weights = _spec_and_weights(spec_path, overrides, manager, weights)
     _warn_broken(manager)
-    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
-
     from .analysis import analyze  # imports torch
 
-    model = None
-    if weights:
-        from .model import build_model
-
-        model = build_model(spec, weights=weights)
-    report = analyze(spec, only=names, model=model)
+    report = analyze(spec, only=_names(only), weights=weights)
     if fmt == "json":
         from .report import to_json
 
@@ -203,7 +201,7 @@ def compare(spec_paths, only, overrides, seed, fmt, plots_dir, weights, out_path
              for path, w in zip(spec_paths, per_spec or [None] * len(spec_paths))]
     specs = [spec for spec, _ in pairs]
     _warn_broken(manager)
-    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    names = _names(only)
 
     from .analysis import select
     from .comparison import compare as run_compare, to_markdown, to_text

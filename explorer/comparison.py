@@ -70,12 +70,8 @@ def compare(specs, only=None, seed=None, progress=None, weights=None):
     reports = []
     for i, spec in enumerate(specs):
         callback = (lambda name, i=i: progress(i, name)) if progress else None
-        model = None
-        if weights and weights[i]:
-            from .model import build_model
-
-            model = build_model(spec, weights=weights[i])
-        reports.append(analyze(spec, only=only, model=model, progress=callback))
+        reports.append(analyze(spec, only=only, progress=callback,
+                               weights=weights[i] if weights else None))
 
     names = []
     for report in reports:
