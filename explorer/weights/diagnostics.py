@@ -56,17 +56,23 @@ def _shape(shape):
     return str(list(shape))
 
 
+# After a tensor's sentence when no spec value is known: why the model cannot take it.
+_NO_FIT = {"missing": ", which the model needs", "unexpected": " but the model has no such tensor",
+           "shape": ""}
+
+
 def describe(m):
     """The sentence for ``m``, without the file name."""
     if m.problem not in PROBLEMS:
-        raise ValueError(f"Mismatch.problem must be one of {', '.join(PROBLEMS)}, got {m.problem!r}")
+        raise ValueError(f"Mismatch.problem must be one of {', '.join(PROBLEMS)}, "
+                         f"got {m.problem!r}")
     if m.problem == "unsupported":
         return f"cannot load a {m.source} checkpoint into this spec: {m.key} {m.note}"
     fixable = bool(m.key) and m.value is not None
-    name = f"{m.tensor} ({m.origin})" if m.origin and m.origin != m.tensor else m.tensor
     if m.problem == "saved":
         text = f"{m.source} was saved with {m.key}: {_yaml(m.have)}"
         return f"{text} but the spec has {_yaml(m.current)}; set {m.key}: {_yaml(m.value)}"
+    name = f"{m.tensor} ({m.origin})" if m.origin and m.origin != m.tensor else m.tensor
     if m.problem == "value":
         text = f"{m.source} has {m.field}: {_yaml(m.have)}"
     elif m.problem == "missing":
@@ -74,14 +80,14 @@ def describe(m):
     elif m.problem == "unexpected":
         text = f"{m.source} has {name}"
     else:
-        text = f"{m.source} has {name} with shape {_shape(m.have)} but the spec makes {_shape(m.want)}"
+        text = (f"{m.source} has {name} with shape {_shape(m.have)} "
+                f"but the spec makes {_shape(m.want)}")
     if m.note:
         text += f" ({m.note})"
     if fixable and m.problem != "shape":
         text += f" but the spec has {m.key}: {_yaml(m.current)}"
-    elif m.problem in ("missing", "unexpected", "shape"):
-        text += {"missing": ", which the model needs", "unexpected": " but the model has no such tensor",
-                 "shape": ""}[m.problem]
+    elif m.problem in _NO_FIT:
+        text += _NO_FIT[m.problem]
         if m.key and not fixable:
             text += f" (the spec's {m.key} is {_yaml(m.current)})"
     fix = f"set {m.key}: {_yaml(m.value)}" if fixable else m.advice

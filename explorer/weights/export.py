@@ -18,7 +18,8 @@ EXPLORER_TARGET = "explorer"  # explorer's own checkpoint, in the core
 
 def targets(registry):
     """Every name ``explorer export --to`` accepts: explorer's own, then the formats'."""
-    return [EXPLORER_TARGET, *dict.fromkeys(f.target for f in registry.formats.values() if f.target)]
+    named = (f.target for f in registry.formats.values() if f.target)
+    return [EXPLORER_TARGET, *dict.fromkeys(named)]
 
 
 def export_format(spec, target):

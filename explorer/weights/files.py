@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
+import yaml
 
 from ..errors import ExplorerError
 
@@ -162,7 +163,8 @@ def what_it_is(path, limit=1 << 20):
     """What a file that is neither safetensors nor a torch file is, and what to give instead."""
     with open(path, "rb") as f:
         head = f.read(limit)
-    folder = f"give the directory that holds it ({path.parent}) or its weights file ({WEIGHTS_LIST})"
+    folder = (f"give the directory that holds it ({path.parent}) "
+              f"or its weights file ({WEIGHTS_LIST})")
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
@@ -175,8 +177,6 @@ def what_it_is(path, limit=1 << 20):
         return f"a JSON file, not a checkpoint; {folder}"
     except ValueError:
         pass
-    import yaml
-
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError:

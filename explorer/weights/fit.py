@@ -71,8 +71,14 @@ def first_mismatch(layout, shapes, origin, n_layers):
     return None
 
 
+def block_index(name):
+    """The index of the block that holds ``name``, or None outside the blocks."""
+    m = _BLOCK.match(name)
+    return int(m.group(1)) if m else None
+
+
 def n_blocks(names):
-    found = [int(m.group(1)) for name in names if (m := _BLOCK.match(name))]
+    found = [i for i in map(block_index, names) if i is not None]
     return max(found) + 1 if found else None
 
 
@@ -91,11 +97,11 @@ def in_model_order(names, model_names):
             first.setdefault(".".join(parts[:n]), i)
 
     def order(name):
-        m = _BLOCK.match(name)
         parts = _block0(name).split(".")
         pos = next((first[".".join(parts[:n])] for n in range(len(parts) - 1, 0, -1)
                     if ".".join(parts[:n]) in first), len(model_names))
-        return (int(m.group(1)) if m else -1, pos)
+        block = block_index(name)
+        return (-1 if block is None else block, pos)
 
     return sorted(names, key=order)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .fit import Layout
+from .fit import Layout, block_index
 
 MODEL_SIZES = ("vocab_size", "context_length", "emb_dim", "n_heads")
 
@@ -39,36 +39,48 @@ def kind_of(model, name):
     return kind
 
 
-def suggest(spec, model, layout, shapes, name):
-    """The :class:`Hint` under which the checkpoint's ``name`` fits and fewer tensors misfit."""
+def suggest(spec, model, shapes, name):
+    """The :class:`Hint` under which the checkpoint's ``name`` fits and fewer tensors misfit.
+
+    Candidates are built only as deep as the block that holds ``name`` and compared on the
+    tensors outside the blocks and in those blocks: as exact for that tensor, and a 48-block
+    model costs no more than a 1-block one.
+    """
     if spec.plugin_manager is None:
         return None
-    registry = spec.plugin_manager.registry()
-    baseline = layout.misfits(shapes)
-    best = None
     with torch.random.fork_rng(devices=[]):  # building seeds torch's RNG; keep the caller's
-        for key, current, value in _unique(_candidates(spec, registry, kind_of(model, name),
-                                                       shapes.get(name))):
-            candidate = _layout_with(spec, key, value)
-            if candidate is None or not candidate.fits(shapes, name):
-                continue
-            misfits = candidate.misfits(shapes)
-            if misfits < baseline and (best is None or misfits < best[0]):
-                note = (f"tied to {candidate.aliases[name]}" if name in candidate.aliases else "")
-                best = (misfits, Hint(key, current, value, note))
-                if misfits == 0:
-                    break
+        return _search(spec, spec.plugin_manager.registry(), kind_of(model, name), shapes, name)
+
+
+def _search(spec, registry, kind, shapes, name):
+    depth = min(spec.model.n_layers, (block_index(name) or 0) + 1)
+    shapes = {n: s for n, s in shapes.items() if (block_index(n) or 0) < depth}
+    base = _layout_with(spec, depth)
+    if base is None:
+        return None
+    baseline, best = base.misfits(shapes), None
+    for key, current, value in _unique(_candidates(spec, registry, kind, shapes.get(name))):
+        candidate = _layout_with(spec, depth, f"{key}={json.dumps(value)}")
+        if candidate is None or not candidate.fits(shapes, name):
+            continue
+        misfits = candidate.misfits(shapes)
+        if misfits < baseline and (best is None or misfits < best[0]):
+            note = f"tied to {candidate.aliases[name]}" if name in candidate.aliases else ""
+            best = (misfits, Hint(key, current, value, note))
+            if misfits == 0:
+                break
     return best[1] if best else None
 
 
-def _layout_with(spec, key, value):
-    """The Layout of ``spec`` with ``key`` set to ``value``, built on the meta device, or None."""
+def _layout_with(spec, depth, *overrides):
+    """The Layout of ``spec`` ``depth`` blocks deep with ``overrides``, built on the meta
+    device, or None if the spec or a factory refuses them."""
     from ..model import build_model
     from ..spec import spec_from_dict
 
     try:
         changed = spec_from_dict(spec.to_dict(), source=spec.source, plugins=spec.plugin_manager,
-                                 overrides=[f"{key}={json.dumps(value)}"])
+                                 overrides=[f"model.n_layers={depth}", *overrides])
         return Layout(build_model(changed, device="meta"))
     except Exception:  # a value the spec or a factory refuses is simply not the answer
         return None

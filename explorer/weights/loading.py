@@ -49,7 +49,7 @@ def load_weights(model, spec, path):
     shapes = {name: tuple(t.shape) for name, t in tensors.items()}
     m = first_mismatch(layout, shapes, origin, spec.model.n_layers)
     if m is not None:
-        raise mismatch_error(ckpt.path, _with_fix(m, spec, model, layout, shapes))
+        raise mismatch_error(ckpt.path, _with_fix(m, spec, model, shapes))
     if fmt is not None:
         for m in formats.mismatches(registry, fmt, ckpt, spec):
             raise mismatch_error(ckpt.path, m)
@@ -69,12 +69,12 @@ def _drop_tied_copies(tensors, layout):
             del tensors[alias]
 
 
-def _with_fix(m, spec, model, layout, shapes):
+def _with_fix(m, spec, model, shapes):
     """``m`` with the spec key to change: found by :func:`hints.suggest`, else the component
     that holds the tensor."""
     if m.key:
         return m
-    hint = suggest(spec, model, layout, shapes, m.tensor)
+    hint = suggest(spec, model, shapes, m.tensor)
     if hint is not None:
         return replace(m, key=hint.key, current=hint.current, value=hint.value,
                        note=m.note or hint.note)

@@ -1,4 +1,4 @@
-"""Explorer's own checkpoints: a safetensors file of the model's parameters, the spec in its metadata.
+"""Explorer's own checkpoints: the model's parameters in safetensors, the spec in the metadata.
 
 The tensors keep the model's own ``state_dict`` names, whatever its components are, so this format
 needs no mapping and lives in the core. ``explorer build ckpt.safetensors`` needs no YAML.
