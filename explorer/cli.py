@@ -434,12 +434,9 @@ def export(spec_path, weights, target, overrides, plugins):
     spec, weights = _spec_and_weights(spec_path, overrides, manager, weights)
     _warn_broken(manager)
     fmt, out = target
-    from .weights import check_exportable, export as export_model, targets
+    from .weights import check_exportable, export as export_model
 
-    if fmt not in targets(manager.registry()):
-        raise UserError(f"--to: unknown format {fmt!r}; registered: "
-                        f"{', '.join(targets(manager.registry()))}")
-    check_exportable(spec, fmt)  # refuse before building or loading anything
+    check_exportable(spec, fmt)  # an unknown target or a spec it cannot hold: refuse before building
     from .model import build_model
 
     model = build_model(spec, weights=weights)

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from ..errors import ExplorerError
+from ..plugin_manager import FORMAT_KIND
 from . import formats
 from .native import save_checkpoint
 from .writing import atomic_write, save_safetensors
@@ -33,7 +34,8 @@ def export_format(spec, target):
     candidates = [f for f in registry.formats.values() if f.target == target]
     if not candidates:
         raise ExplorerError(f"--to {target}: unknown export target; registered: "
-                            f"{', '.join(targets(registry))}")
+                            f"{', '.join(targets(registry))} (explorer plugins --kind "
+                            f"{FORMAT_KIND} lists the formats)")
     reasons = []
     for fmt in candidates:
         problem = formats.unsupported(registry, fmt, spec)

@@ -25,40 +25,44 @@ def load_weights(model, spec, path):
     spec raises one :class:`explorer.ExplorerError` naming the first tensor that does not fit
     and the spec key to change. Returns ``model``.
     """
-    ckpt = read_file(path)
     if any(p.is_meta for p in model.parameters()):
         raise ExplorerError(f"{path}: cannot load weights into a model on the meta device")
+    ckpt = read_file(path)
     registry = formats.registry_of(spec)
-    fmt = None
-    if is_native(ckpt):
-        # The saved spec says exactly what differs; it comes before any tensor it explains.
-        for m in spec_mismatches(saved_spec(ckpt.metadata, ckpt.path), spec):
-            raise mismatch_error(ckpt.path, m)
-        tensors, origin = dict(ckpt.tensors), {}
-    else:
-        fmt = formats.detect(registry, ckpt)
-        problem = formats.unsupported(registry, fmt, spec)
-        if problem:
-            key, reason = problem
-            raise mismatch_error(ckpt.path, Mismatch("unsupported", source=fmt.label, key=key,
-                                                     note=reason))
-        tensors, origin = formats.to_model(registry, fmt, ckpt, model, spec)
-
+    fmt, tensors, origin = _mapped(registry, ckpt, model, spec)
     layout = Layout(model)
     _drop_tied_copies(tensors, layout)
     shapes = {name: tuple(t.shape) for name, t in tensors.items()}
     m = first_mismatch(layout, shapes, origin, spec.model.n_layers)
     if m is not None:
         raise mismatch_error(ckpt.path, _with_fix(m, spec, model, shapes))
-    if fmt is not None:
-        for m in formats.mismatches(registry, fmt, ckpt, spec):
-            raise mismatch_error(ckpt.path, m)
+    found = formats.mismatches(registry, fmt, ckpt, spec) if fmt is not None else []
+    if found:
+        raise mismatch_error(ckpt.path, found[0])
 
     state = model.state_dict()
     with torch.no_grad():
         for name, tensor in tensors.items():
             state[name].copy_(tensor)  # into the model's own storage, in its dtype and device
     return model
+
+
+def _mapped(registry, ckpt, model, spec):
+    """(format or None for explorer's own, tensors under the model's names, their names in the
+    file where those differ); refuses a spec the checkpoint cannot hold."""
+    if is_native(ckpt):
+        # The saved spec says exactly what differs; it comes before any tensor it explains.
+        saved = spec_mismatches(saved_spec(ckpt.metadata, ckpt.path), spec)
+        if saved:
+            raise mismatch_error(ckpt.path, saved[0])
+        return None, dict(ckpt.tensors), {}
+    fmt = formats.detect(registry, ckpt)
+    problem = formats.unsupported(registry, fmt, spec)
+    if problem:
+        key, reason = problem
+        raise mismatch_error(ckpt.path, Mismatch("unsupported", source=fmt.label, key=key,
+                                                 note=reason))
+    return (fmt, *formats.to_model(registry, fmt, ckpt, model, spec))
 
 
 def _drop_tied_copies(tensors, layout):
