@@ -15,10 +15,10 @@ One concern a module:
 
 from .diagnostics import Mismatch
 from .export import check_exportable, export, export_format, export_hf, targets
-from .files import CheckpointFile, read_file
+from .files import CheckpointFile, read_file, weight_files
 from .loading import load_weights
 from .native import SPEC_METADATA_KEY, save_checkpoint, spec_from_checkpoint
 
 __all__ = ["CheckpointFile", "Mismatch", "SPEC_METADATA_KEY", "check_exportable", "export",
            "export_format", "export_hf", "load_weights", "read_file", "save_checkpoint",
-           "spec_from_checkpoint", "targets"]
+           "spec_from_checkpoint", "targets", "weight_files"]

@@ -69,8 +69,18 @@ def read_file(path):
 
 
 def weight_files(path):
-    """The weight files of ``path``: a file, or a Hugging Face / training output directory."""
-    path = Path(path)
+    """The weight files of ``path`` (a file, or a Hugging Face / training output directory),
+    each checked to be safetensors or a torch file; reads only their first bytes."""
+    files = _weight_files(Path(path))
+    for file in files:
+        if not file.is_file():
+            raise ExplorerError(f"{file}: no such file (named by the shard index)")
+        if not is_safetensors(file) and not _is_torch_file(file):
+            raise ExplorerError(f"{file}: {what_it_is(file)}")
+    return files
+
+
+def _weight_files(path):
     if not path.exists():
         raise ExplorerError(f"{path}: no such file or directory")
     if path.is_file():
@@ -127,12 +137,14 @@ def read_safetensors(path, tensors_too=True):
     return tensors, metadata
 
 
-def read_pickle(path):
-    """A torch checkpoint, unpickled with ``weights_only=True``: tensors and containers only."""
+def _is_torch_file(path):
     with open(path, "rb") as f:
         head = f.read(4)
-    if not any(head.startswith(sig) for sig in TORCH_SIGNATURES):
-        raise ExplorerError(f"{path}: {what_it_is(path)}")
+    return any(head.startswith(sig) for sig in TORCH_SIGNATURES)
+
+
+def read_pickle(path):
+    """A torch checkpoint, unpickled with ``weights_only=True``: tensors and containers only."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
