@@ -52,7 +52,8 @@ def _weights_option(f):
     return click.option(
         "--weights", metavar="PATH",
         help="Load weights: a Hugging Face GPT-2 directory or file (model.safetensors, "
-             "pytorch_model.bin), a book model.pth, or an explorer checkpoint.",
+             "pytorch_model.bin), a book model.pth, an explorer checkpoint, or any format a "
+             "plugin registers.",
     )(f)
 
 
@@ -342,22 +343,24 @@ def generate_text(spec_path, prompt, max_new_tokens, temperature, top_k, top_p, 
 
 
 @cli.command(name="plugins")
-@click.option("--kind", help="Only this kind (norm, attention, ..., tokenizer), or 'analysis'.")
+@click.option("--kind", help="Only this kind (norm, attention, ..., tokenizer), 'analysis' or "
+                             "'checkpoint_format'.")
 @_format_option
 @_plugins_option
 def list_plugins(kind, fmt, plugins):
-    """List every registered component and analysis, with parameters and provider.
+    """List every registered component, analysis and checkpoint format, with parameters and
+    provider.
 
     Example:
 
         explorer plugins --kind attention
     """
     from .components import REGISTERED_KINDS
-    from .plugin_manager import unknown_name_message
+    from .plugin_manager import FORMAT_KIND, unknown_name_message
 
     manager = _manager(plugins)
     registry = manager.registry()
-    kinds = (*REGISTERED_KINDS, "analysis")
+    kinds = (*REGISTERED_KINDS, "analysis", FORMAT_KIND)
     if kind and kind not in kinds:
         raise UserError("--kind: " + unknown_name_message("kind", kind, list(kinds)))
     entries = []
@@ -366,6 +369,9 @@ def list_plugins(kind, fmt, plugins):
         entries.append((k, name, comp, registry.provider[(k, name)]))
     for name, analysis in sorted(registry.analyses.items()):
         entries.append(("analysis", name, analysis, registry.provider[("analysis", name)]))
+    for name, checkpoint_format in registry.formats.items():  # in detection order
+        provider = registry.provider[(FORMAT_KIND, name)]
+        entries.append((FORMAT_KIND, name, checkpoint_format, provider))
     entries = [e for e in entries if not kind or e[0] == kind]
     broken = registry.broken
 
@@ -375,7 +381,9 @@ def list_plugins(kind, fmt, plugins):
                 "kind": k, "name": name, "description": item.description,
                 "params": [{"name": p.name, "type": p.type_name, "default": p.default,
                             "help": p.help, **({"choices": list(p.choices)} if p.choices else {})}
-                           for p in item.params],
+                           for p in getattr(item, "params", ())],
+                **({"reads": item.detect is not None, "target": item.target}
+                   if k == FORMAT_KIND else {}),
                 "plugin": prov.plugin, "distribution": prov.distribution,
             } for k, name, item, prov in entries],
             "broken": broken,
@@ -388,7 +396,10 @@ def list_plugins(kind, fmt, plugins):
             click.echo(f"\n{k}:")
             current = k
         click.echo(f"  {name:<16} {item.description}")
-        for p in item.params:
+        if k == FORMAT_KIND:
+            click.echo(f"      reads: {'yes' if item.detect else 'no'}; export: "
+                       + (f"--to {item.target}" if item.target else "no"))
+        for p in getattr(item, "params", ()):
             choices = f" one of {', '.join(map(str, p.choices))}" if p.choices else ""
             click.echo(f"      {p.name}: {p.type_name} = {p.default!r}{choices}  {p.help}")
         click.echo(f"      from {prov}")
@@ -400,16 +411,20 @@ def list_plugins(kind, fmt, plugins):
 
 @cli.command()
 @click.argument("spec_path", metavar="SPEC")
-@_weights_option
-@click.option("--to", "target", nargs=2, type=(click.Choice(["hf", "explorer"]), str),
-              required=True, metavar="FORMAT OUT",
+@click.option("--weights", metavar="PATH",
+              help="The weights to export (any checkpoint --weights reads elsewhere). Without "
+                   "it, the spec's initial weights at its seed: an untrained baseline.")
+@click.option("--to", "target", nargs=2, type=(str, str), required=True, metavar="FORMAT OUT",
               help="hf OUT_DIR: config.json + model.safetensors for transformers' "
-                   "GPT2LMHeadModel; explorer OUT.safetensors: a checkpoint that carries the spec.")
+                   "GPT2LMHeadModel; explorer OUT.safetensors: a checkpoint that carries the "
+                   "spec; or a target a plugin registers (explorer plugins --kind "
+                   "checkpoint_format).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a spec key for this run, e.g. model.dropout.attention=0. Repeatable.")
 @_plugins_option
 def export(spec_path, weights, target, overrides, plugins):
-    """Write the model SPEC describes, with --weights loaded, in another format.
+    """Write the model SPEC describes in another format: with --weights loaded, or else the
+    spec's seeded initial weights (a random baseline for Hugging Face tooling, say).
 
     Example:
 
@@ -418,17 +433,16 @@ def export(spec_path, weights, target, overrides, plugins):
     manager = _manager(plugins)
     spec, weights = _spec_and_weights(spec_path, overrides, manager, weights)
     _warn_broken(manager)
-    if not weights:
-        raise UserError("export needs --weights PATH (or an explorer checkpoint as SPEC)")
     fmt, out = target
-    from .model import build_model
-    from .weights import check_hf_exportable, export_hf, save_checkpoint
+    from .weights import check_exportable, export as export_model
 
-    if fmt == "hf":
-        check_hf_exportable(spec)  # refuse before loading anything
+    check_exportable(spec, fmt)  # an unknown target or a spec it cannot hold: refuse before building
+    from .model import build_model
+
     model = build_model(spec, weights=weights)
-    paths = export_hf(model, spec, out) if fmt == "hf" else [save_checkpoint(model, spec, out)]
-    for path in paths:
+    if not weights:
+        click.echo(f"no --weights: exporting the initial weights of seed {spec.seed} (untrained)")
+    for path in export_model(model, spec, fmt, out):
         click.echo(f"wrote {path}")
 
 

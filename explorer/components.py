@@ -28,6 +28,9 @@ class Param:
     default: Any
     help: str = ""
     choices: tuple = ()  # the allowed values, when only a few are
+    # True when the value picks only how the same function is computed (an ``impl``): the
+    # weights mean the same whatever it is, so a checkpoint loads under any value of it.
+    numerics_only: bool = False
 
     @property
     def type_name(self):
@@ -105,6 +108,49 @@ class Analysis:
 
     def defaults(self):
         return {p.name: p.default for p in self.params}
+
+
+@dataclass(frozen=True)
+class CheckpointFormat:
+    """A checkpoint layout a plugin contributes (see ``hookspecs.explorer_checkpoint_formats``).
+
+    Reading needs ``detect`` and ``to_model``; exporting needs ``target`` and ``from_model``.
+    Each callable may be a ``"module:attribute"`` string, imported on first use.
+    """
+
+    name: str
+    description: str = ""
+    title: str = ""  # how messages name it ("Hugging Face GPT-2"); the name if empty
+    detect: Callable | str | None = None  # detect(ckpt) -> bool
+    to_model: Callable | str | None = None  # to_model(ckpt, model, spec) -> {name: (src, tensor)}
+    check: Callable | str | None = None  # check(ckpt, spec) -> iterable of Mismatch
+    unsupported: Callable | str | None = None  # unsupported(spec) -> None or (spec key, reason)
+    target: str = ""  # the name ``explorer export --to`` gives it; "" if it cannot be written
+    from_model: Callable | str | None = None  # from_model(model, spec) -> {name in file: tensor}
+    config: Callable | str | None = None  # config(model, spec) -> dict, written as config.json
+
+    @property
+    def label(self):
+        return self.title or self.name
+
+    def load(self, part):
+        """The callable of field ``part`` ("detect", "to_model", ...), or None if not given."""
+        target = getattr(self, part)
+        return _resolve(target) if target is not None else None
+
+    def problem(self):
+        """Why this descriptor is unusable, or None: what reading and writing each need."""
+        if not self.name or not isinstance(self.name, str):
+            return f"checkpoint format {self.name!r} needs a non-empty name"
+        if (self.detect is None) != (self.to_model is None):
+            return (f"checkpoint format {self.name!r} gives only one of detect and to_model; "
+                    "reading needs both")
+        if bool(self.target) != (self.from_model is not None):
+            return (f"checkpoint format {self.name!r} gives only one of target and from_model; "
+                    "exporting needs both")
+        if self.detect is None and not self.target:
+            return f"checkpoint format {self.name!r} can neither read nor write (no detect, no target)"
+        return None
 
 
 @dataclass

@@ -86,3 +86,39 @@ def explorer_analyses():
     ``ctx.model()`` (built once per report, seeded with the spec's seed) and the tokenizer through
     ``ctx.tokenizer()``.
     """
+
+
+@hookspec
+def explorer_checkpoint_formats():
+    """Contribute checkpoint formats: other programs' weight layouts, to read and to export.
+
+    Return a list of :class:`explorer.CheckpointFormat`. Each has a ``name`` (what ``explorer
+    plugins`` lists), a one-line ``description``, a ``title`` for messages ("Hugging Face
+    GPT-2"), and callables (or ``"module:attribute"`` strings, imported on first use):
+
+    - ``detect(ckpt) -> bool``: whether a checkpoint is in this format. ``ckpt`` is an
+      :class:`explorer.weights.CheckpointFile`: ``ckpt.names`` (tensor names), ``ckpt.tensors``,
+      ``ckpt.metadata`` (safetensors header metadata), ``ckpt.config`` (the ``config.json``
+      beside the weights, or None) and ``ckpt.path``. The first registered format that says
+      yes reads the file; explorer's own checkpoints (the spec in their metadata) are read by
+      the core before any format is asked.
+    - ``to_model(ckpt, model, spec) -> {model name: (name in the file, tensor)}``: the tensors
+      under the model's ``state_dict`` names. ``model`` is the built model, so a mapping can
+      read shapes from it (to split fused projections, say). Buffers the model rebuilds from
+      the spec (causal masks, rotary tables) may be left out. Raise
+      :class:`explorer.ExplorerError` for a file that cannot be in this format.
+    - ``check(ckpt, spec) -> iterable of explorer.weights.Mismatch`` (optional): what tensor
+      shapes cannot show (head count, norm eps, activation in ``config.json``); the core
+      reports the first.
+    - ``unsupported(spec) -> None or (spec key, reason)`` (optional): the first spec key this
+      layout cannot express, e.g. ``("components.positional", "is rope; GPT-2 has only
+      learned")``. Checked before loading and before exporting.
+    - ``target`` and ``from_model(model, spec) -> {name in the file: tensor}``: make the format
+      an ``explorer export --to TARGET`` choice; ``config(model, spec) -> dict`` (optional) is
+      written beside the weights as ``config.json``. ``--to TARGET`` uses the first registered
+      format for that target whose ``unsupported`` finds nothing.
+
+    Tensor shapes and presence are compared with the model by the core, which also finds the
+    spec key to change for a tensor that does not fit. A name registered twice is an error that
+    names both plugins.
+    """

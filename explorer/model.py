@@ -109,8 +109,9 @@ def build_model(spec, seed=None, device=None, weights=None):
     :func:`explorer.weights.load_weights`.
     """
     if weights is not None:
-        from .weights import load_weights
+        from .weights import load_weights, weight_files
 
+        weight_files(weights)  # a path that holds no checkpoint is refused before building
         return load_weights(build_model(spec, seed=seed, device=device), spec, weights)
     plugins = spec.plugin_manager
     if plugins is None:

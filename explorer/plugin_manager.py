@@ -19,7 +19,8 @@ from pathlib import Path
 import pluggy
 
 from . import hookspecs
-from .components import COMPONENT_KINDS, REGISTERED_KINDS, Analysis, Component, Provider
+from .components import (COMPONENT_KINDS, REGISTERED_KINDS, Analysis, CheckpointFormat, Component,
+                         Provider)
 from .errors import PluginError
 
 ENTRY_POINT_GROUP = "explorer"
@@ -36,6 +37,7 @@ DEFAULT_PLUGINS = (
     "explorer.plugins.residual",
     "explorer.plugins.weight_tying",
     "explorer.plugins.tokenizers",
+    "explorer.plugins.checkpoints",
     "explorer.plugins.analyses.params",
     "explorer.plugins.analyses.memory",
     "explorer.plugins.analyses.gradflow",
@@ -156,12 +158,17 @@ class Plugins:
         return self._registry
 
 
+FORMAT_KIND = "checkpoint_format"  # how `explorer plugins` and providers name checkpoint formats
+
+
 class Registry:
-    """Every registered component and analysis, keyed by (kind, name) and by name."""
+    """Every registered component, analysis and checkpoint format, keyed by (kind, name) and by
+    name."""
 
     def __init__(self):
         self.components = {}  # (kind, name) -> Component
         self.analyses = {}  # name -> Analysis
+        self.formats = {}  # name -> CheckpointFormat, in registration order (detection order)
         self.provider = {}  # (kind, name) or ("analysis", name) -> Provider
         self.broken = {}  # plugin name -> reason
 
@@ -172,6 +179,8 @@ class Registry:
             reg._add_all(plugins, name, items, Component, reg._add_component)
         for name, items in plugins._call_each("explorer_analyses"):
             reg._add_all(plugins, name, items, Analysis, reg._add_analysis)
+        for name, items in plugins._call_each("explorer_checkpoint_formats"):
+            reg._add_all(plugins, name, items, CheckpointFormat, reg._add_format)
         for name, reason in plugins.broken.items():
             reg._break(name, reason)
         return reg
@@ -214,6 +223,17 @@ class Registry:
             return (f"analysis {analysis.name!r} is already registered by "
                     f"{self.provider[key].plugin}; this one was skipped")
         self.analyses[analysis.name] = analysis
+        self.provider[key] = provider
+
+    def _add_format(self, fmt, provider):
+        problem = fmt.problem()
+        if problem:
+            return problem
+        key = (FORMAT_KIND, fmt.name)
+        if fmt.name in self.formats:
+            return (f"checkpoint format {fmt.name!r} is already registered by "
+                    f"{self.provider[key].plugin}; this one was skipped")
+        self.formats[fmt.name] = fmt
         self.provider[key] = provider
 
     def names(self, kind):

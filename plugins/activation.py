@@ -15,7 +15,8 @@ def explorer_components():
     return [
         Component(
             kind="activation", name="gelu_tanh", factory=f"{_LAYERS}:GELUTanh",
-            params=(Param("impl", str, "auto", IMPL_HELP, choices=("auto", "manual", "fused")),),
+            params=(Param("impl", str, "auto", IMPL_HELP, choices=("auto", "manual", "fused"),
+                          numerics_only=True),),
             description="GELU, tanh approximation (the book's and GPT-2's).",
         ),
         Component(

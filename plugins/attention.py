@@ -6,7 +6,7 @@ _COMMON = (
     Param("impl", str, "auto", "auto: sdpa unless attention dropout is active (training with "
           "a rate > 0), then manual, so training is the book's bit for bit; manual: the book's "
           "masked softmax; sdpa: torch's scaled_dot_product_attention",
-          choices=("auto", "manual", "sdpa")),
+          choices=("auto", "manual", "sdpa"), numerics_only=True),
     Param("window", int, 0, "sliding window: each token sees itself and the window - 1 tokens "
           "before it; 0 = the whole context"),
     Param("qk_norm", bool, False, "normalise queries and keys per head with the spec's norm "

@@ -17,7 +17,8 @@ def explorer_components():
         Component(
             kind="norm", name="layernorm", factory=f"{_LAYERS}:LayerNorm",
             params=(Param("eps", float, 1e-5, "added to the variance before the square root"),
-                    Param("impl", str, "auto", IMPL_HELP, choices=("auto", "manual", "fused"))),
+                    Param("impl", str, "auto", IMPL_HELP, choices=("auto", "manual", "fused"),
+                          numerics_only=True)),
             description="The book's LayerNorm: learnable scale and shift, biased variance.",
         ),
         Component(

@@ -16,8 +16,8 @@ from safetensors.torch import load_file, save_file
 import explorer
 from explorer import ExplorerError
 from explorer.cli import main
-from explorer.weights import (GPT2_COMPONENTS, GPT2_FREE_PARAMS, export_hf, load_weights,
-                              save_checkpoint, spec_from_checkpoint)
+from explorer.plugins.checkpoints.hf_gpt2 import GPT2_COMPONENTS, GPT2_FREE_PARAMS
+from explorer.weights import export_hf, load_weights, save_checkpoint, spec_from_checkpoint
 
 transformers = pytest.importorskip("transformers")
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
@@ -146,8 +146,9 @@ def test_cli_weights_samples_are_hf_greedy_tokens(capsys, hf_model, hf_dir, writ
 
 def test_hf_into_other_architecture_is_refused(hf_dir, hf_spec):
     # post_norm has exactly GPT-2's tensors; only the spec check stops a silent wrong model.
-    with pytest.raises(ExplorerError, match=r"needs a GPT-2 spec, but components\.residual is "
-                                            r"post_norm; GPT-2 has only pre_norm"):
+    with pytest.raises(ExplorerError, match=r"cannot load a Hugging Face GPT-2 checkpoint into this "
+                                            r"spec: components\.residual is post_norm; GPT-2 has "
+                                            r"only pre_norm$"):
         explorer.build_model(hf_spec(**{"components.residual": "post_norm"}), weights=hf_dir)
 
 
@@ -169,8 +170,9 @@ def test_qkv_bias_mismatch_names_the_tensor_and_key(hf_dir, hf_spec):
 
 
 def test_tied_checkpoint_into_untied_spec(hf_dir, hf_spec):
-    with pytest.raises(ExplorerError, match=r"checkpoint has no out_head\.weight \(its output head "
-                                            r"is tied.*set components\.weight_tying: tied$"):
+    with pytest.raises(ExplorerError, match=r"checkpoint has no out_head\.weight \[256, 32\] \(tied to "
+                                            r"tok_emb\.weight\) but the spec has components\."
+                                            r"weight_tying: none; set components\.weight_tying: tied$"):
         explorer.build_model(hf_spec(**{"components.weight_tying": "none"}), weights=hf_dir)
 
 
@@ -221,8 +223,8 @@ def test_book_training_checkpoint_with_optimizer_loads(book_checkpoint, book_spe
 @pytest.mark.parametrize("overrides, message", [
     (["model.qkv_bias=true"], r"checkpoint has no trf_blocks\.0\.att\.W_query\.bias \[32\] but the "
                               r"spec has model\.qkv_bias: true; set model\.qkv_bias: false$"),
-    (["components.weight_tying=tied"], r"checkpoint has a separate out_head\.weight, not equal to the token embedding, but the spec "
-                                       r"has components\.weight_tying: tied; set components\.weight_tying: none$"),
+    (["components.weight_tying=tied"], r"checkpoint has out_head\.weight \(separate from tok_emb\.weight\) but "
+                                       r"the spec has components\.weight_tying: tied; set components\.weight_tying: none$"),
     (["model.emb_dim=16"], r"checkpoint has tok_emb\.weight with shape \[256, 32\] but the spec makes "
                            r"\[256, 16\]; set model\.emb_dim: 32$"),
     (["model.vocab_size=300"], r"tok_emb\.weight with shape \[256, 32\] .*set model\.vocab_size: 256$"),
@@ -278,7 +280,8 @@ def test_malicious_pickle_is_refused(book_spec, tmp_path):
 
 def test_unknown_and_damaged_files(book_spec, tmp_path):
     save_file({"encoder.weight": torch.zeros(2)}, tmp_path / "other.safetensors")
-    with pytest.raises(ExplorerError, match=r"not a GPT-2 checkpoint explorer knows \(it has encoder\.weight\)"):
+    with pytest.raises(ExplorerError, match=r"no registered checkpoint format recognises it \(it has "
+                                            r"encoder\.weight\); formats: hf-gpt2, book"):
         explorer.build_model(book_spec(), weights=tmp_path / "other.safetensors")
     (tmp_path / "junk.pth").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ExplorerError, match=r"junk\.pth: not a readable torch checkpoint"):
@@ -380,7 +383,7 @@ def _non_gpt2_choices():
                                                        rf"GPT-2 has only {GPT2_COMPONENTS[kind]}"))
             continue
         for p in comp.params:
-            if p.name in GPT2_FREE_PARAMS.get(kind, ()):
+            if p.name in GPT2_FREE_PARAMS.get(kind, ()) or p.numerics_only:
                 continue
             if p.choices:
                 value = next(c for c in p.choices if c != p.default)

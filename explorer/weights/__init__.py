@@ -1,0 +1,24 @@
+"""Weights in and out: explorer's own checkpoints, and every registered checkpoint format.
+
+One concern a module:
+
+- ``files``: which files a path means; safetensors, or torch files read with
+  ``weights_only=True``; anything else named for what it is.
+- ``formats``: the registered :class:`explorer.CheckpointFormat` plugins (Hugging Face GPT-2 and
+  the book's ``model.pth`` are built-in plugins): which one reads a file, calls into them.
+- ``native``: explorer's own safetensors checkpoint, the resolved spec in its metadata.
+- ``fit`` and ``hints``: whether the tensors fit the model, and which spec key would make the
+  first misfit fit (found by rebuilding on the meta device, not by knowing component names).
+- ``diagnostics``: :class:`Mismatch` records and the one place they are worded.
+- ``loading``, ``export``, ``writing``: load into a model; export; atomic file writes.
+"""
+
+from .diagnostics import Mismatch
+from .export import check_exportable, export, export_format, export_hf, targets
+from .files import CheckpointFile, read_file, weight_files
+from .loading import load_weights
+from .native import SPEC_METADATA_KEY, save_checkpoint, spec_from_checkpoint
+
+__all__ = ["CheckpointFile", "Mismatch", "SPEC_METADATA_KEY", "check_exportable", "export",
+           "export_format", "export_hf", "load_weights", "read_file", "save_checkpoint",
+           "spec_from_checkpoint", "targets", "weight_files"]

@@ -1,0 +1,94 @@
+"""Explorer's own checkpoints: the model's parameters in safetensors, the spec in the metadata.
+
+The tensors keep the model's own ``state_dict`` names, whatever its components are, so this format
+needs no mapping and lives in the core. ``explorer build ckpt.safetensors`` needs no YAML.
+"""
+
+import json
+
+from ..errors import ExplorerError
+from .diagnostics import Mismatch
+from .files import is_safetensors, read_safetensors, weight_files
+from .writing import save_safetensors
+
+SPEC_METADATA_KEY = "explorer.spec"  # safetensors metadata: the resolved spec, as JSON
+MODEL_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias")
+
+
+def is_native(ckpt):
+    return SPEC_METADATA_KEY in ckpt.metadata
+
+
+def saved_spec(metadata, path):
+    """The spec dict an explorer checkpoint's metadata carries."""
+    try:
+        doc = json.loads(metadata[SPEC_METADATA_KEY])
+    except ValueError as exc:
+        raise ExplorerError(f"{path}: the spec in its metadata is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ExplorerError(f"{path}: the spec in its metadata is a {type(doc).__name__}, "
+                            "not a mapping")
+    return doc
+
+
+def save_checkpoint(model, spec, path):
+    """Write ``model``'s parameters to a safetensors file whose metadata carries ``spec``.
+
+    Buffers (causal masks, rotary tables) are left out: they are rebuilt from the spec. A tied
+    parameter is stored once, under its first name. Returns the path.
+    """
+    from .. import __version__
+
+    params = dict(model.named_parameters())  # each tensor once, under its first name
+    metadata = {"format": "pt", SPEC_METADATA_KEY: json.dumps(spec.to_dict()),
+                "explorer.version": __version__}
+    save_safetensors(params, path, metadata)
+    return str(path)
+
+
+def spec_from_checkpoint(path, overrides=(), plugins=None):
+    """The :class:`explorer.Spec` an explorer checkpoint was saved with (``--set`` overrides apply)."""
+    from ..spec import spec_from_dict
+
+    files = weight_files(path)
+    if len(files) != 1 or not is_safetensors(files[0]):
+        raise ExplorerError(f"{path}: not an explorer checkpoint (a safetensors file written by "
+                            "explorer); give a YAML spec and --weights instead")
+    _, metadata = read_safetensors(files[0], tensors_too=False)
+    if SPEC_METADATA_KEY not in metadata:
+        raise ExplorerError(f"{files[0]}: has no explorer spec in its metadata (a Hugging Face or "
+                            f"other safetensors file); give a YAML spec and --weights {path}")
+    return spec_from_dict(saved_spec(metadata, files[0]), source=str(files[0]),
+                          overrides=overrides, plugins=plugins)
+
+
+def spec_mismatches(saved, spec):
+    """A :class:`Mismatch` for each key where the saved spec dict and ``spec`` differ, in order.
+
+    Left out: what does not change what the weights compute (dropout rates, the seed, the name,
+    the analyses) and component parameters marked ``numerics_only`` (how the same function is
+    computed, such as ``impl``).
+    """
+    now = spec.to_dict()
+    registry = spec.plugin_manager.registry() if spec.plugin_manager else None
+    diffs = []
+    if saved.get("tokenizer") != now["tokenizer"]:
+        diffs.append(("tokenizer", saved.get("tokenizer"), now["tokenizer"]))
+    for key in MODEL_KEYS:
+        old, new = saved.get("model", {}).get(key), now["model"][key]
+        if old != new:
+            diffs.append((f"model.{key}", old, new))
+    comps = saved.get("components", {})
+    for kind, choice in now["components"].items():
+        old = comps.get(kind, {})
+        if old.get("name") != choice["name"]:
+            diffs.append((f"components.{kind}", old.get("name"), choice["name"]))
+            continue
+        component = registry.components.get((kind, choice["name"])) if registry else None
+        for p in sorted(set(old) | set(choice)):
+            param = component.param(p) if component else None
+            if p == "name" or (param is not None and param.numerics_only):
+                continue
+            if old.get(p) != choice.get(p):
+                diffs.append((f"components.{kind}.{p}", old.get(p), choice.get(p)))
+    return [Mismatch("saved", key=key, have=old, current=new, value=old) for key, old, new in diffs]
