@@ -1,5 +1,7 @@
 """Parameter counts: total, trainable, by component kind, per block, and with the head tied."""
 
+import math
+
 from explorer import Analysis, Chart, hookimpl
 
 
@@ -145,7 +147,11 @@ def draw_chart(fig, series):
     ax.set_yscale("symlog", linthresh=1)
     largest = max(abs(counts[kind][j] - counts[kind][0]) for kind in kinds
                   for j in range(len(series)))
-    ax.set_ylim(-10 * largest, 10 * largest)  # symmetric, a decade of room for the labels
+    top = math.ceil(math.log10(10 * largest))  # symmetric, a decade of room for the labels
+    ax.set_ylim(-(10 ** top), 10 ** top)
+    decades = [10 ** k for k in range(0, top + 1, max(1, math.ceil(top / 4)))]
+    ticks = [-d for d in reversed(decades)] + [0] + decades
+    ax.set_yticks(ticks, [_short(t) if t else "0" for t in ticks])
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xticks(range(len(kinds)), kinds, rotation=20)
     ax.set_ylabel("parameters (symmetric log scale)")
