@@ -19,7 +19,7 @@ BASE_TOTAL = V * H + 32 * H + 3 * BLOCK + 2 * H + V * H  # 1,618,464
 TIED_TOTAL = BASE_TOTAL - V * H  # 814,352: -49.7%
 # Quick default analyses on specs/tiny.yaml-based specs: 2 blocks, short sequences.
 QUICK = ["--set", "model.n_layers=2", "--set", "analyses.memory.seq_len=16",
-         "--set", "analyses.flops.seq_len=16"]
+         "--set", "analyses.flops.seq_len=16", "--set", "analyses.gradflow.steps=1"]
 
 
 @pytest.fixture
