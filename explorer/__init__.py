@@ -8,7 +8,7 @@
 Importing this package does not import torch; the functions that need it import it when called.
 """
 
-from .components import COMPONENT_KINDS, Analysis, CheckpointFormat, Component, Param
+from .components import COMPONENT_KINDS, Analysis, Chart, CheckpointFormat, Component, Param
 from .errors import ExplorerError, PluginError, ResourceError, SpecError
 from .plugin_manager import get_plugin_manager, hookimpl
 from .spec import ComponentChoice, Dropout, ModelConfig, Spec, load_spec
@@ -34,8 +34,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "COMPONENT_KINDS", "Analysis", "CheckpointFormat", "Component", "Param", "ExplorerError", "PluginError",
-    "ResourceError", "SpecError", "get_plugin_manager", "hookimpl", "ComponentChoice", "Dropout",
+    "COMPONENT_KINDS", "Analysis", "Chart", "CheckpointFormat", "Component", "Param",
+    "ExplorerError", "PluginError", "ResourceError", "SpecError", "get_plugin_manager", "hookimpl", "ComponentChoice", "Dropout",
     "ModelConfig", "Spec", "load_spec", *_LAZY,
 ]
 

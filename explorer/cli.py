@@ -150,24 +150,6 @@ def build(spec_path, only, overrides, fmt, out_path, plugins, weights, corpus):
         sys.exit(1)
 
 
-class _Progress:
-    """One bar per spec on stderr, advanced per analysis; silent unless stderr is a terminal."""
-
-    def __init__(self, names, n_analyses, enabled):
-        self.names, self.n, self.enabled = names, n_analyses, enabled
-        self.done = {}
-
-    def __call__(self, spec_index, analysis):
-        if not self.enabled:
-            return
-        k = self.done[spec_index] = self.done.get(spec_index, 0) + 1
-        width = 20
-        filled = int(width * k / max(1, self.n))
-        line = (f"\r{self.names[spec_index][:24]:<24} [{'#' * filled}{'.' * (width - filled)}] "
-                f"{k}/{self.n} {analysis:<12}")
-        click.echo(line, nl=k >= self.n, err=True)
-
-
 @cli.command()
 @click.argument("spec_paths", metavar="SPEC...", nargs=-1, required=True)
 @click.option("--only", metavar="A,B", help="Run only these analyses (comma-separated).")
@@ -176,17 +158,24 @@ class _Progress:
 @click.option("--seed", type=int, help="The seed for every spec (default: the first spec's).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
               show_default=True, help="Output format.")
-@click.option("--plots", "plots_dir", metavar="DIR", help="Write PNG charts into DIR.")
+@click.option("--figures", "figure_patterns", multiple=True, metavar="PATTERN",
+              help="Show only the figures PATTERN matches (fnmatch: 'memory.*'; a name also "
+                   "picks the figures under it: 'params'). Repeatable or comma-separated; JSON "
+                   "keeps every figure.")
+@click.option("--plots", "plots_dir", metavar="DIR",
+              help="Write each analysis's charts into DIR as PNG.")
 @click.option("--weights", "weights", multiple=True, metavar="PATH",
               help="Weights to load: once for every spec, or once per spec in order.")
 @_out_option
 @_plugins_option
 @_corpus_option
-def compare(spec_paths, only, overrides, seed, fmt, plots_dir, weights, out_path, plugins, corpus):
-    """Run the same analyses on every SPEC and print them side by side.
+def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, weights, out_path,
+            plugins, corpus):
+    """Run the same analyses on every SPEC and print their figures side by side.
 
-    Differences are against the first spec, absolute and in %; the spec keys that differ are
-    listed above the table.
+    Figures are rows, specs are columns; beside each value, its difference from the first spec
+    in %. The spec keys that differ are listed above the table. A line on stderr says when each
+    spec is done; one spec's failure leaves the others' results in the report (exit code 1).
 
     Example:
 
@@ -200,39 +189,52 @@ def compare(spec_paths, only, overrides, seed, fmt, plots_dir, weights, out_path
     per_spec = list(weights) * len(spec_paths) if len(weights) == 1 else list(weights)
     pairs = [_spec_and_weights(path, overrides, manager, w)
              for path, w in zip(spec_paths, per_spec or [None] * len(spec_paths))]
-    specs = [spec for spec, _ in pairs]
     _warn_broken(manager)
     names = _names(only)
 
     from .analysis import select
-    from .comparison import compare as run_compare, to_markdown, to_text
+    from .compare_table import to_markdown, to_text
+    from .comparison import analyses_of, patterns, pick, same_seed, tabulate, unmatched
+    from .progress import run_showing_progress
 
-    n_analyses = len(select(manager.registry(), names))
-    progress = _Progress([s.name for s in specs], n_analyses,
-                         enabled=fmt != "json" and sys.stderr.isatty())
-    result = run_compare(specs, only=names, seed=seed, progress=progress,
-                         weights=[w for _, w in pairs])
-    if plots_dir:
+    specs = same_seed([spec for spec, _ in pairs], seed)
+    counts = [len(select(s.plugin_manager.registry(), names)) for s in specs]
+    chosen = patterns(figure_patterns)
+    reports = []
+    try:
+        for report in run_showing_progress(specs, counts, names, [w for _, w in pairs],
+                                           bar=fmt != "json", lines=fmt != "json"):
+            reports.append(report)
+    except KeyboardInterrupt:
+        click.echo(f"Interrupted: {len(reports)} of {len(specs)} specs finished.", err=True)
+    result = tabulate(specs, reports)
+    plot_failures = {}
+    if plots_dir and reports:
         from .plots import write_plots
 
-        result["plots"] = write_plots(result, plots_dir)
+        result["plots"], plot_failures = write_plots(result, analyses_of(specs, reports),
+                                                     plots_dir)
     if fmt == "json":
         from .report import to_json
 
         _emit(to_json(result), out_path)
-    elif fmt == "markdown":
-        _emit(to_markdown(result), out_path)
     else:
-        _emit(to_text(result), out_path)
+        render = to_markdown if fmt == "markdown" else to_text
+        _emit(render(result, pick(result["rows"], chosen)), out_path)
+        for pattern in unmatched(result["rows"], chosen):
+            click.echo(f"warning: --figures {pattern!r} matches no figure", err=True)
         for path in result.get("plots", []):
             click.echo(f"wrote {path}", err=bool(out_path))
     for spec, report in zip(result["specs"], result["reports"]):
         for warning in report["warnings"]:
             click.echo(f"warning: {spec}: {warning}", err=True)
-    failures = [m for r in result["reports"] for m in r["failures"].values()]
-    for message in failures:
-        click.echo(f"error: {message}", err=True)
-    if failures:
+    for failure in result["failures"]:
+        click.echo(f"error: {failure['spec']}: {failure['message']}", err=True)
+    for message in plot_failures.values():
+        click.echo(f"error: --plots: {message}", err=True)
+    if result["not_run"]:
+        sys.exit(130)
+    if result["failures"] or plot_failures:
         sys.exit(1)
 
 

@@ -1,12 +1,52 @@
-"""Comparing specs: the same analyses on each, one table of figures with differences to the first."""
+"""Comparing specs: the same analyses on each, their headline figures side by side.
+
+Each analysis says which flat figures it shows (``Analysis.figures``); compare prefixes them with
+the analysis name and computes differences against the first spec from the exact values.
+Rounding happens only when a figure is displayed (``explorer.compare_table``).
+"""
 
 import dataclasses
+import fnmatch
+import string
 
-from .analysis import analyze, select
+from .analysis import analyze, environment, select
+from .errors import ExplorerError
 
-# Result keys too detailed for a side-by-side table (they stay in each report and in the plots).
-DETAIL_KEYS = {"per_matrix", "per_block", "samples", "curve", "modules", "conventions", "train_curve",
-               "val_curve", "tree"}
+
+def same_seed(specs, seed=None):
+    """The specs with one seed (default: the first spec's), so their samples and weights match."""
+    seed = specs[0].seed if seed is None else seed
+    return [dataclasses.replace(s, seed=seed) for s in specs]
+
+
+def run_each(specs, only=None, weights=None, progress=None):
+    """Yield each spec's report as soon as it is done, in order.
+
+    An ``ExplorerError`` for one spec (a refusal before its model is built, a checkpoint that
+    does not fit it) fails that spec only: its report has no analyses and carries the message
+    under ``error``; the next spec still runs. An analysis that fails is in the report's
+    ``failures`` as for ``explorer build``. ``weights`` is an optional list with a checkpoint
+    path (or None) per spec; ``progress(spec_index, analysis_name)`` is called after each analysis.
+    """
+    for spec in specs:  # fail early, before any model is built, on an unknown analysis name
+        select(spec.plugin_manager.registry(), only)
+    for i, spec in enumerate(specs):
+        callback = (lambda name, i=i: progress(i, name)) if progress else None
+        try:
+            report = analyze(spec, only=only, progress=callback,
+                             weights=weights[i] if weights else None)
+        except ExplorerError as exc:
+            report = failed_report(spec, str(exc))
+        except MemoryError:
+            report = failed_report(spec, f"{spec.source or spec.name}: out of memory")
+        yield report
+
+
+def failed_report(spec, message):
+    """The report of a spec that failed before any analysis ran."""
+    return {"spec": spec.to_dict(), "source": spec.source, "components": {},
+            "environment": environment(), "analyses": {}, "failures": {}, "warnings": [],
+            "error": message}
 
 
 def spec_differences(dicts):
@@ -30,149 +70,152 @@ def _flatten(node, prefix=""):
     return out
 
 
-def figures(result, prefix, depth=2):
-    """Headline figures of one analysis result: numbers and short strings, nested dicts to ``depth``."""
-    out = {}
-    for key, value in result.items():
-        if key in DETAIL_KEYS:
+def analyses_of(specs, reports):
+    """{analysis name: Analysis} for every analysis with a result, in report order; each from the
+    registry of the first spec that ran it (each spec may load its own plugins)."""
+    found = {}
+    for spec, report in zip(specs, reports):
+        registry = spec.plugin_manager.registry()
+        for name in report["analyses"]:
+            if name not in found and name in registry.analyses:
+                found[name] = registry.analyses[name]
+    return found
+
+
+_FIGURE_TYPES = (int, float, str, type(None))  # bool is an int
+
+
+def report_figures(spec, report):
+    """One spec's figures, ``{analysis: {key: value}}``, and ``{analysis: message}`` for the
+    analyses whose ``figures`` raised or returned something that is not flat."""
+    registry = spec.plugin_manager.registry()
+    figures, failures = {}, {}
+    for name, result in report["analyses"].items():
+        analysis = registry.analyses.get(name)
+        if analysis is None or not isinstance(result, dict):
             continue
-        dotted = f"{prefix}.{key}"
-        if isinstance(value, dict) and depth > 1:
-            out.update(figures(value, dotted, depth - 1))
-        elif isinstance(value, bool) or isinstance(value, str) and len(value) <= 40:
-            out[dotted] = value
-        elif isinstance(value, (int, float)):
-            out[dotted] = value
-    return out
+        provider = registry.provider[("analysis", name)].plugin
+        try:
+            flat = analysis.figures_of(result)
+            if not isinstance(flat, dict):
+                raise TypeError(f"returned {type(flat).__name__}, expected a dict")
+            bad = next((k for k, v in flat.items() if not isinstance(v, _FIGURE_TYPES)), None)
+            if bad is not None:
+                raise TypeError(f"figure {bad!r} is a {type(flat[bad]).__name__}; figures are "
+                                "numbers, strings or booleans")
+        except Exception as exc:
+            failures[name] = (f"figures of analysis {name!r} (plugin {provider}) failed: "
+                              f"{type(exc).__name__}: {exc}")
+            continue
+        figures[name] = flat
+    return figures, failures
 
 
-def _delta(value, base):
-    numeric = (isinstance(value, (int, float)) and isinstance(base, (int, float))
-               and not isinstance(value, bool) and not isinstance(base, bool))
-    if not numeric:
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def delta(value, base):
+    """``(value - base, percent of base)`` from exact values; None where it has no meaning."""
+    if not (_number(value) and _number(base)):
         return None, None
     diff = value - base
     return diff, (100.0 * diff / base if base else None)
 
 
-def compare(specs, only=None, seed=None, progress=None, weights=None):
-    """Run the same analyses on every spec, with one seed (default: the first spec's).
+def labels(names):
+    """A label per spec for legends: the names, or ``A name``, ``B name`` where names repeat."""
+    if len(set(names)) == len(names):
+        return list(names)
+    return [f"{letter(i)} {name}" for i, name in enumerate(names)]
 
-    ``weights`` is an optional list with a checkpoint path (or None) per spec.
-    Returns ``{"specs", "sources", "seed", "spec_differences", "rows", "reports"}``; each row is
-    ``{"figure", "values", "delta", "delta_pct"}`` with the differences against the first spec.
-    ``progress(spec_index, analysis_name)`` is called after each analysis.
+
+def letter(i):
+    """A, B, ..., Z, AA, AB, ...: the short label of the i-th spec."""
+    text = ""
+    i += 1
+    while i:
+        i, rest = divmod(i - 1, 26)
+        text = string.ascii_uppercase[rest] + text
+    return text
+
+
+def tabulate(specs, reports):
+    """The comparison of ``reports`` (one per spec, in order; fewer when interrupted).
+
+    Returns ``{"specs", "labels", "sources", "seed", "spec_differences", "rows", "failures",
+    "not_run", "reports"}``. Each row is ``{"figure", "analysis", "values", "delta",
+    "delta_pct"}``, differences against the first spec. Each failure is ``{"spec", "analysis",
+    "message"}``, ``analysis`` None when the whole spec failed.
     """
-    seed = specs[0].seed if seed is None else seed
-    specs = [dataclasses.replace(s, seed=seed) for s in specs]
-    for s in specs:  # fail early, before any model is built, on an unknown analysis name
-        select(s.plugin_manager.registry(), only)
-    reports = []
-    for i, spec in enumerate(specs):
-        callback = (lambda name, i=i: progress(i, name)) if progress else None
-        reports.append(analyze(spec, only=only, progress=callback,
-                               weights=weights[i] if weights else None))
-
-    names = []
-    for report in reports:
-        names.extend(n for n in report["analyses"] if n not in names)
-    per_spec = []
-    for report in reports:
+    done = specs[:len(reports)]
+    names = [s.name for s in done]
+    per_spec, failures, keys = [], [], {}
+    for spec, name, report in zip(done, names, reports):
+        figures, figure_failures = report_figures(spec, report)
         flat = {}
-        for name in names:
-            if name in report["analyses"]:
-                flat.update(figures(report["analyses"][name], name))
+        for analysis, values in figures.items():
+            for key, value in values.items():
+                flat[f"{analysis}.{key}"] = value
+                keys.setdefault(f"{analysis}.{key}", analysis)  # in order of first appearance
         per_spec.append(flat)
-    keys = []
-    for flat in per_spec:
-        keys.extend(k for k in flat if k not in keys)
+        if report.get("error"):
+            failures.append({"spec": name, "analysis": None, "message": report["error"]})
+        for analysis, message in {**report["failures"], **figure_failures}.items():
+            failures.append({"spec": name, "analysis": analysis, "message": message})
     rows = []
-    for key in keys:
+    for key, analysis in keys.items():
         values = [flat.get(key) for flat in per_spec]
-        deltas = [_delta(v, values[0]) for v in values]
-        rows.append({"figure": key, "values": values,
+        deltas = [delta(v, values[0]) for v in values]
+        rows.append({"figure": key, "analysis": analysis, "values": values,
                      "delta": [d for d, _ in deltas], "delta_pct": [p for _, p in deltas]})
     return {
-        "specs": [s.name for s in specs],
-        "sources": [s.source for s in specs],
-        "seed": seed,
-        "spec_differences": spec_differences([s.to_dict() for s in specs]),
+        "specs": names,
+        "labels": labels(names),
+        "sources": [s.source for s in done],
+        "seed": specs[0].seed,
+        "spec_differences": spec_differences([s.to_dict() for s in done]),
         "rows": rows,
+        "failures": failures,
+        "not_run": [s.name for s in specs[len(reports):]],
         "reports": reports,
     }
 
 
-# -- rendering ---------------------------------------------------------------------------------
-
-def _fmt(value):
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}"
-    return str(value)
+def patterns(figures):
+    """``--figures`` values (each may hold several, comma-separated) as a list of patterns."""
+    if isinstance(figures, str):
+        figures = [figures]
+    return [p.strip() for item in figures or () for p in item.split(",") if p.strip()]
 
 
-def _fmt_delta(delta, pct):
-    if delta is None or delta == 0:
-        return ""
-    sign = "+" if delta > 0 else ""
-    text = f"{sign}{_fmt(delta)}"
-    return f"{text} ({sign}{pct:.1f}%)" if pct is not None else text
+def matches(figure, pattern):
+    """fnmatch-style, case-sensitive; a pattern also picks the figures below it, so ``params``
+    picks ``params.total`` and ``memory.weights_mb`` picks ``memory.weights_mb.fp32``."""
+    return fnmatch.fnmatchcase(figure, pattern) or fnmatch.fnmatchcase(figure, pattern + ".*")
 
 
-def _cells(result):
-    header = ["figure"]
-    for i, name in enumerate(result["specs"]):
-        header.append(name)
-        if i:
-            header.append(f"Δ vs {result['specs'][0]}")
-    body = []
-    for row in result["rows"]:
-        cells = [row["figure"]]
-        for i, value in enumerate(row["values"]):
-            cells.append(_fmt(value))
-            if i:
-                cells.append(_fmt_delta(row["delta"][i], row["delta_pct"][i]))
-        body.append(cells)
-    diffs = [[key, *[_fmt(v) for v in values]] for key, values in result["spec_differences"].items()]
-    return header, body, diffs
+def pick(rows, chosen):
+    """The rows whose figure matches one of the ``chosen`` patterns (all rows when none)."""
+    if not chosen:
+        return rows
+    return [r for r in rows if any(matches(r["figure"], p) for p in chosen)]
 
 
-def to_text(result):
-    header, body, diffs = _cells(result)
-    lines = [f"comparing {', '.join(result['specs'])} (seed {result['seed']})", ""]
-    lines.append("spec differences:" if diffs else "spec differences: none")
-    width = max((len(d[0]) for d in diffs), default=0)
-    for d in diffs:
-        lines.append(f"  {d[0]:<{width}}  " + "  |  ".join(d[1:]))
-    lines.append("")
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    align = lambda cells: "  ".join(  # noqa: E731 - figures left, numbers right
-        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-    lines.append(align(header))
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend(align(r) for r in body)
-    failures = [(result["specs"][i], n, m) for i, r in enumerate(result["reports"])
-                for n, m in r["failures"].items()]
-    for spec, name, message in failures:
-        lines.append(f"{spec}: {name} FAILED: {message}")
-    return "\n".join(lines)
+def unmatched(rows, chosen):
+    """The patterns that pick no row."""
+    return [p for p in chosen if not any(matches(r["figure"], p) for r in rows)]
 
 
-def to_markdown(result):
-    header, body, diffs = _cells(result)
-    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
-    lines = [f"Comparing {', '.join(f'`{s}`' for s in result['specs'])} (seed {result['seed']}).", ""]
-    if diffs:
-        lines.append("| spec key | " + " | ".join(result["specs"]) + " |")
-        lines.append("|---" * (len(result["specs"]) + 1) + "|")
-        lines.extend("| " + " | ".join(esc(c) for c in d) + " |" for d in diffs)
-        lines.append("")
-    lines.append("| " + " | ".join(esc(c) for c in header) + " |")
-    lines.append("|---" + "|---:" * (len(header) - 1) + "|")
-    lines.extend("| " + " | ".join(esc(c) for c in r) + " |" for r in body)
-    return "\n".join(lines)
+def compare(specs, only=None, seed=None, weights=None, figures=None, progress=None):
+    """Run the same analyses on every spec, with one seed (default: the first spec's).
+
+    ``weights`` is an optional list with a checkpoint path (or None) per spec. ``figures``: a
+    pattern or a list of patterns (fnmatch, e.g. ``"memory.*"``) that keep only the rows they
+    match. One spec's failure is recorded under ``failures`` and the others still run. Returns
+    the dict :func:`tabulate` describes.
+    """
+    specs = same_seed(specs, seed)
+    result = tabulate(specs, list(run_each(specs, only, weights, progress)))
+    result["rows"] = pick(result["rows"], patterns(figures))
+    return result

@@ -84,6 +84,40 @@ class Component:
 
 
 @dataclass(frozen=True)
+class Chart:
+    """A chart an analysis draws of several specs' results, side by side.
+
+    ``draw(fig, series)`` draws on ``fig``, a ``matplotlib.figure.Figure`` the core created (use
+    its object API: ``fig.subplots()``, never pyplot), for ``series = [(label, result), ...]``,
+    one per spec that has a result, in the order compare lists the specs. The core adds ``title``
+    above it and saves it: ``explorer compare --plots DIR`` writes ``DIR/<name>.png``; a report
+    can ask for SVG. ``draw`` may be a ``"module:attribute"`` string, imported on first use, so
+    registering a plugin never imports matplotlib.
+    """
+
+    name: str  # the file name without its suffix: gradflow -> gradflow.png
+    title: str
+    draw: Callable | str
+    size: tuple[float, float] = (7.0, 4.0)  # inches, before draw changes it
+
+    def load(self):
+        return _resolve(self.draw)
+
+
+def flat_figures(result, depth=2):
+    """The figures of an analysis that declares none: its scalars (numbers, strings, booleans),
+    nested dicts flattened to ``depth`` levels with dotted keys; lists are skipped."""
+    out = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            if depth > 1:
+                out.update({f"{key}.{k}": v for k, v in flat_figures(value, depth - 1).items()})
+        elif value is None or isinstance(value, (int, float, str)):  # bool is an int
+            out[str(key)] = value
+    return out
+
+
+@dataclass(frozen=True)
 class Analysis:
     """An analysis a plugin contributes (see ``hookspecs.explorer_analyses``)."""
 
@@ -96,12 +130,20 @@ class Analysis:
     # False for analyses that read only shapes (ctx.shape_model()): they run on the meta device,
     # so they still run when the weights would not fit in memory.
     needs_weights: bool = True
+    # figures(result) -> {name: int | float | str | bool}: the flat headline figures compare
+    # puts side by side, with exact values (rounding is for display). None: flat_figures.
+    figures: Callable | str | None = None
+    charts: tuple[Chart, ...] = ()  # what compare --plots draws of this analysis
 
     def load(self):
         return _resolve(self.run)
 
     def load_render(self):
         return _resolve(self.render) if self.render else None
+
+    def figures_of(self, result):
+        """The headline figures of ``result``, keys without the analysis name."""
+        return _resolve(self.figures)(result) if self.figures else flat_figures(result)
 
     def param(self, name):
         return next((p for p in self.params if p.name == name), None)

@@ -81,6 +81,13 @@ def explorer_analyses():
     defaults, settable as ``--option name.key=value``), whether it is in the ``default`` set that
     ``explorer build`` runs, and an optional ``render(result) -> str`` for the text report.
 
+    It owns its presentation in comparisons too: ``figures(result) -> dict`` gives the flat
+    headline figures ``explorer compare`` puts side by side (``{name: int | float | str |
+    bool}``, exact values; compare prefixes the analysis name and rounds only for display;
+    without it, the result's scalars and one nested level of dicts), and ``charts`` is a tuple
+    of :class:`explorer.Chart` whose ``draw(fig, series)`` draws on a matplotlib Figure for
+    ``series = [(spec label, result), ...]`` (``compare --plots`` saves it as ``<name>.png``).
+
     ``run`` returns a JSON-serialisable dict of plain numbers, strings, lists and dicts; integers
     stay exact (the JSON report carries them unrounded). It reaches the model through
     ``ctx.model()`` (built once per report, seeded with the spec's seed) and the tokenizer through

@@ -1,102 +1,112 @@
-"""PNG figures for ``explorer compare --plots DIR`` (matplotlib, Agg backend: no display needed)."""
+"""Charts: the core makes a matplotlib Figure, an analysis's Chart draws on it, the core saves it.
 
+Only matplotlib's object API (``matplotlib.figure.Figure``), never pyplot or ``matplotlib.use``:
+no global state, no display; a Figure renders itself to PNG (Agg) or SVG when saved. matplotlib
+is imported only when a chart is drawn. The helpers below are for analyses' draw functions.
+"""
+
+import io
+import math
 from pathlib import Path
 
 from .atomic import atomic_path
 
-KIND_COLOURS = {"embedding": "#4C72B0", "positional": "#64B5CD", "attention": "#DD8452",
-                "ffn": "#55A868", "norm": "#C44E52", "output_head": "#8172B3"}
+# Okabe & Ito's colour-blind-safe palette; yellow last, as it is faint on white.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000",
+           "#F0E442")
+DPI = 120
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+def colour(i):
+    """The i-th colour of PALETTE (repeating)."""
+    return PALETTE[i % len(PALETTE)]
 
 
-def _save(fig, path):
-    with atomic_path(path) as tmp:  # an interrupted run leaves no truncated PNG
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+def draw(chart, series):
+    """A Figure with ``chart`` drawn for ``series`` (``[(label, result), ...]``), titled."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=chart.size, layout="constrained")
+    chart.load()(fig, series)
+    fig.suptitle(chart.title)
+    return fig
 
 
-def gradflow_chart(names, results, path):
-    """Mean |grad| per block, one line per spec, log scale: the book's section 4.4 picture."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, result in zip(names, results):
-        if not result:
-            continue
-        values = [b["all"] for b in result["per_block"]]
-        ax.plot(range(len(values)), values, marker="o", label=name)
-    ax.set_yscale("log")
-    ax.set_xlabel("block")
-    ax.set_ylabel("mean |grad| of weight matrices")
-    ax.set_title("Gradient flow per block (one LM step, at initialization)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    _save(fig, path)
-    plt.close(fig)
+def save(fig, path, fmt="png"):
+    """Write ``fig`` to ``path`` through a temporary file: an interrupted run leaves no
+    truncated file."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format=fmt, bbox_inches="tight")
 
 
-def params_chart(names, results, path):
-    """Parameters by kind, one stacked bar per spec."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(names) + 2), 4))
-    kinds = []
-    for result in results:
-        kinds.extend(k for k in (result or {}).get("by_kind", {}) if k not in kinds)
-    bottoms = [0.0] * len(names)
-    for kind in kinds:
-        heights = [(r or {}).get("by_kind", {}).get(kind, 0) / 1e6 for r in results]
-        ax.bar(names, heights, bottom=bottoms, label=kind, color=KIND_COLOURS.get(kind))
-        bottoms = [b + h for b, h in zip(bottoms, heights)]
-    ax.set_ylabel("parameters (millions)")
-    ax.set_title("Parameters by component kind")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
-    _save(fig, path)
-    plt.close(fig)
+def to_svg(fig):
+    """``fig`` as an SVG document (text), for pages that inline their charts."""
+    out = io.StringIO()
+    fig.savefig(out, format="svg", bbox_inches="tight")
+    return out.getvalue()
 
 
-def loss_chart(names, results, path):
-    """Training and validation loss curves of the ``train`` analysis, one colour per spec."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i, (name, result) in enumerate(zip(names, results)):
-        if not result:
-            continue
-        steps = [point["step"] for point in result["curve"]]
-        colour = f"C{i}"
-        ax.plot(steps, [p["train_loss"] for p in result["curve"]], color=colour, alpha=0.5,
-                label=f"{name} train")
-        ax.plot(steps, [p["val_loss"] for p in result["curve"]], color=colour, linestyle="--",
-                label=f"{name} validation")
-        ax.axhline(result["unigram_baseline"], color=colour, linestyle=":", linewidth=1,
-                   label=f"{name} unigram baseline")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy loss (nats/token)")
-    ax.set_title("Training probe")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    _save(fig, path)
-    plt.close(fig)
+def write_plots(comparison, analyses, out_dir, fmt="png"):
+    """Draw every chart of ``analyses`` (``{name: Analysis}``) that has results in
+    ``comparison`` and save it as ``out_dir/<chart name>.<fmt>``.
 
-
-CHARTS = {"gradflow": ("gradflow.png", gradflow_chart), "params": ("params.png", params_chart),
-          "train": ("loss.png", loss_chart)}
-
-
-def write_plots(comparison, out_dir):
-    """Write every chart the comparison has data for; return the paths written."""
+    Returns ``(paths written, {chart file name: failure message})``: a chart that raises is
+    reported, the others are still written.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for analysis, (filename, chart) in CHARTS.items():
-        results = [r["analyses"].get(analysis) for r in comparison["reports"]]
-        if any(results):
-            chart(comparison["specs"], results, out_dir / filename)
-            written.append(str(out_dir / filename))
-    return written
+    written, failed, used = [], {}, set()
+    for name, analysis in analyses.items():
+        series = [(label, report["analyses"][name])
+                  for label, report in zip(comparison["labels"], comparison["reports"])
+                  if report["analyses"].get(name) is not None]
+        if not series:
+            continue
+        for chart in analysis.charts:
+            stem = chart.name if chart.name not in used else f"{name}-{chart.name}"
+            used.add(stem)
+            path = out_dir / f"{stem}.{fmt}"
+            try:
+                save(draw(chart, series), path, fmt)
+            except Exception as exc:
+                failed[path.name] = (f"chart {chart.name!r} of analysis {name!r} raised "
+                                     f"{type(exc).__name__}: {exc}")
+                continue
+            written.append(str(path))
+    return written, failed
+
+
+# -- helpers for draw functions ----------------------------------------------------------------
+
+def log_floor(values):
+    """Where zeros are drawn on a log axis: a decade below the smallest positive value."""
+    positive = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+    return min(positive) / 10 if positive else 1e-8
+
+
+def log_lines(ax, lines, floor):
+    """Plot ``lines`` (``[(label, xs, ys, colour), ...]``) on a log y axis, zeros made visible.
+
+    A log scale cannot show 0, so a line would silently lose its zero points (and an all-zero
+    line vanish while staying in the legend). Zeros are drawn as hollow triangles on a dotted
+    line at ``floor`` marked "0"; a line that is all zero is labelled "(all zero)".
+    """
+    ax.set_yscale("log")
+    any_zero = False
+    for label, xs, ys, line_colour in lines:
+        zero_xs = [x for x, y in zip(xs, ys) if y == 0]
+        any_zero = any_zero or bool(zero_xs)
+        if len(zero_xs) == len(xs):
+            ax.plot(xs, [floor] * len(xs), linestyle="none", marker="v", color=line_colour,
+                    label=f"{label} (all zero)")
+            continue
+        ax.plot(xs, [y if y != 0 else math.nan for y in ys], marker="o", markersize=4,
+                color=line_colour, label=label)
+        if zero_xs:
+            ax.plot(zero_xs, [floor] * len(zero_xs), linestyle="none", marker="v",
+                    markerfacecolor="none", color=line_colour)
+    if any_zero:
+        ax.axhline(floor, color="grey", linestyle=":", linewidth=0.8)
+        ax.text(1.01, floor, "0", transform=ax.get_yaxis_transform(), va="center",
+                color="grey", fontsize=8)
+        ax.set_ylim(bottom=floor / 2)

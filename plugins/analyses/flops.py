@@ -147,10 +147,16 @@ def render(result):
     return "\n".join(lines)
 
 
+def figures(result):
+    f, t = result["forward_per_token"], result["training_per_token"]
+    return {"forward_per_token": f["total"], "forward_causal": f["total_causal"],
+            "training_per_token": t["3x_forward"], "6N_nonembedding": t["6N_nonembedding"]}
+
+
 @hookimpl
 def explorer_analyses():
     return [Analysis(
-        name="flops", run=flops, render=render, needs_weights=False,
+        name="flops", run=flops, render=render, needs_weights=False, figures=figures,
         description="Forward FLOPs per token (closed form, attention's s x s terms), the 6N "
                     "training rule, and FlopCounterMode's count on the meta device.",
         params=(Param("seq_len", int, 0, "sequence length s (0: the context length)"),

@@ -1,7 +1,7 @@
 """Gradient flow: mean |grad| per block and per weight matrix, at initialization and after a few
 optimizer steps on the same sample batch."""
 
-from explorer import Analysis, Param, hookimpl
+from explorer import Analysis, Chart, Param, hookimpl
 
 SAMPLE_TEXT = ("Every effort moves you forward, and every day holds a new chance to learn "
                "something about the way language models work.")
@@ -124,10 +124,48 @@ def render(result):
     return "\n".join(lines)
 
 
+def figures(result):
+    """At initialization and ``after`` the AdamW steps: the loss and the first/last block ratio."""
+    out = {"loss": result["loss"], "first_over_last": result["first_over_last"]}
+    after = result.get("after_steps")
+    if after:
+        out.update({"after.loss": after["loss"], "after.first_over_last": after["first_over_last"]})
+    return out
+
+
+def draw_chart(fig, series):
+    """Mean |grad| per block, one line per spec, log scale (the book's section 4.4 picture): at
+    initialization, and after the AdamW steps (where a model without shortcuts collapses)."""
+    from matplotlib.ticker import MaxNLocator
+
+    from explorer.plots import colour, log_floor, log_lines
+
+    panels = [("at initialization", [r["per_block"] for _, r in series])]
+    if any(r.get("after_steps") for _, r in series):
+        steps = sorted({r["after_steps"]["steps"] for _, r in series if r.get("after_steps")})
+        panels.append((f"after {'/'.join(map(str, steps))} AdamW steps",
+                       [r["after_steps"]["per_block"] if r.get("after_steps") else None
+                        for _, r in series]))
+    floor = log_floor([b["all"] for _, blocks in panels for bs in blocks if bs for b in bs])
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, (title, per_spec) in zip(axes, panels):
+        log_lines(ax, [(label, range(len(blocks)), [b["all"] for b in blocks], colour(i))
+                       for i, ((label, _), blocks) in enumerate(zip(series, per_spec)) if blocks],
+                  floor)
+        ax.set_title(title)
+        ax.set_xlabel("block")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("mean |grad| of weight matrices")
+    axes[-1].legend(fontsize="small")
+
+
 @hookimpl
 def explorer_analyses():
     return [Analysis(
-        name="gradflow", run=gradient_flow, render=render,
+        name="gradflow", run=gradient_flow, render=render, figures=figures,
+        charts=(Chart("gradflow", "Gradient flow per block (one LM step on the sample text)",
+                      draw_chart, size=(10, 4)),),
         description="Mean |grad| per block (attention and FFN apart) of the LM loss, at "
                     "initialization and after a few AdamW steps.",
         params=(Param("text", str, SAMPLE_TEXT, "the sample text (inputs and shifted targets)"),

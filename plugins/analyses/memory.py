@@ -316,10 +316,26 @@ def render(result):
     return "\n".join(lines)
 
 
+def figures(result):
+    """In MB (2**20 bytes), unrounded: compare's differences are exact; display rounds."""
+    act, tr = result["activations"]["measured_bytes"], result["training_total_bytes"]
+    return {
+        "weights_mb.fp32": result["weights_bytes"]["fp32"] / MB,
+        # 16 bytes per parameter in fp32 and in bf16 mixed precision alike.
+        "adamw_mb": result["training_bytes"]["fp32"]["total"] / MB,
+        "activations_mb.fp32": act["fp32"] / MB,
+        "activations_mb.bf16": act["bf16"] / MB,
+        "kv_cache_mb.bf16": result["kv_cache"]["bytes_full_context"]["bf16"] / MB,
+        "inference_mb.bf16": result["inference_bytes"]["bf16"] / MB,
+        "train_total_mb.fp32": tr["fp32"] / MB,
+        "train_total_mb.bf16": tr["bf16_mixed"] / MB,
+    }
+
+
 @hookimpl
 def explorer_analyses():
     return [Analysis(
-        name="memory", run=footprint, render=render, needs_weights=False,
+        name="memory", run=footprint, render=render, needs_weights=False, figures=figures,
         description="Weights, AdamW footprint, activations autograd saves (measured) beside "
                     "Korthikanti et al.'s estimate, KV cache, inference and training totals.",
         params=(Param("batch_size", int, 1, "batch for the activations and the KV cache"),

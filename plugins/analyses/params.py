@@ -1,6 +1,8 @@
 """Parameter counts: total, trainable, by component kind, per block, and with the head tied."""
 
-from explorer import Analysis, hookimpl
+import math
+
+from explorer import Analysis, Chart, hookimpl
 
 
 def _kind_of(model):
@@ -88,7 +90,77 @@ def render(result):
     return "\n".join(lines)
 
 
+def figures(result):
+    return {"total": result["total"], "trainable": result["trainable"],
+            "with_tied_head": result["with_tied_head"], "head_tied": result["head_tied"],
+            **{f"by_kind.{kind}": n for kind, n in result["by_kind"].items()}}
+
+
+def _kinds(series):
+    kinds = []
+    for _, result in series:
+        kinds.extend(k for k in result["by_kind"] if k not in kinds)
+    return kinds
+
+
+def _short(n):
+    """A signed parameter count in a few characters: +18.4k, -38.6M."""
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:+.3g}{unit}"
+    return f"{n:+,}"
+
+
+def draw_chart(fig, series):
+    """Left: parameters by kind, one stacked bar per spec. Right: each kind's difference from the
+    first spec on a symmetric log scale, so a difference under 1% of the total still shows."""
+    from explorer.plots import colour
+
+    kinds = _kinds(series)
+    labels = [label for label, _ in series]
+    counts = {kind: [r["by_kind"].get(kind, 0) for _, r in series] for kind in kinds}
+    fig.set_size_inches(max(7.0, 2.2 * len(series) + 5), 4.5)
+    axes = fig.subplots(1, 2 if len(series) > 1 else 1, squeeze=False)[0]
+    bottoms = [0.0] * len(series)
+    for k, kind in enumerate(kinds):
+        heights = [n / 1e6 for n in counts[kind]]
+        axes[0].bar(labels, heights, bottom=bottoms, label=kind, color=colour(k))
+        bottoms = [b + h for b, h in zip(bottoms, heights)]
+    axes[0].set_ylabel("parameters (millions)")
+    axes[0].set_title("by component kind")
+    axes[0].tick_params(axis="x", labelrotation=20)
+    axes[0].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if len(series) < 2:
+        return
+    ax, others = axes[1], series[1:]
+    ax.set_title(f"difference from {labels[0]} by kind")
+    if all(counts[kind][j] == counts[kind][0] for kind in kinds for j in range(len(series))):
+        ax.text(0.5, 0.5, "no differences", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    width = 0.8 / len(others)
+    for j, (label, _) in enumerate(others, 1):
+        diffs = [counts[kind][j] - counts[kind][0] for kind in kinds]
+        xs = [k + (j - 1 - (len(others) - 1) / 2) * width for k in range(len(kinds))]
+        bars = ax.bar(xs, diffs, width, label=label, color=colour(j))
+        ax.bar_label(bars, labels=[_short(d) if d else "" for d in diffs], fontsize=7)
+    ax.set_yscale("symlog", linthresh=1)
+    largest = max(abs(counts[kind][j] - counts[kind][0]) for kind in kinds
+                  for j in range(len(series)))
+    top = math.ceil(math.log10(10 * largest))  # symmetric, a decade of room for the labels
+    ax.set_ylim(-(10 ** top), 10 ** top)
+    decades = [10 ** k for k in range(0, top + 1, max(1, math.ceil(top / 4)))]
+    ticks = [-d for d in reversed(decades)] + [0] + decades
+    ax.set_yticks(ticks, [_short(t) if t else "0" for t in ticks])
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xticks(range(len(kinds)), kinds, rotation=20)
+    ax.set_ylabel("parameters (symmetric log scale)")
+    ax.legend(fontsize="small")
+
+
 @hookimpl
 def explorer_analyses():
-    return [Analysis(name="params", run=count, render=render, needs_weights=False,
-                     description="Parameter counts: total, trainable, by kind, per block, tied head.")]
+    return [Analysis(
+        name="params", run=count, render=render, needs_weights=False, figures=figures,
+        charts=(Chart("params", "Parameters by component kind", draw_chart),),
+        description="Parameter counts: total, trainable, by kind, per block, tied head.")]

@@ -37,10 +37,20 @@ def render(result):
     return "\n".join(lines)
 
 
+def figures(result):
+    """The text each prompt was continued with (compare shows its start; JSON has it whole)."""
+    out = {}
+    for i, sample in enumerate(result["samples"]):
+        text, prompt = sample["text"], sample["prompt"]
+        key = "continuation" if i == 0 else f"continuation.{i}"
+        out[key] = text[len(prompt):] if text.startswith(prompt) else text
+    return out
+
+
 @hookimpl
 def explorer_analyses():
     return [Analysis(
-        name="samples", run=samples, render=render,
+        name="samples", run=samples, render=render, figures=figures,
         description="Continuations of prompts (greedy by default), decoded, with token ids.",
         params=(Param("prompts", list, ["Hello, I am"], "the prompts to continue"),
                 Param("max_new_tokens", int, 6, "tokens to generate per prompt"),

@@ -136,10 +136,15 @@ def render(result):
     return "\n".join(lines)
 
 
+def figures(result):
+    """None: the tree is for reading, and its totals are the params analysis's figures."""
+    return {}
+
+
 @hookimpl
 def explorer_analyses():
     return [Analysis(
-        name="summary", run=summary, render=render, needs_weights=False,
+        name="summary", run=summary, render=render, needs_weights=False, figures=figures,
         description="The module tree with output shapes and parameter counts (like torchinfo).",
         params=(Param("depth", int, 3, "how deep the tree is listed (0: the model only)"),
                 Param("seq_len", int, 8, "tokens in the (1, seq_len) input (0: the context length)")),

@@ -12,7 +12,7 @@ context: the cross-entropy of the validation targets under the train split's tok
 import math
 from pathlib import Path
 
-from explorer import Analysis, ExplorerError, Param, hookimpl
+from explorer import Analysis, Chart, ExplorerError, Param, hookimpl
 
 TRAIN_FRACTION = 0.9
 EVAL_CHUNK = 64  # windows per forward pass when evaluating
@@ -198,10 +198,44 @@ def render(result):
     return "\n".join(lines)
 
 
+def figures(result):
+    return {"final_train_loss": result["curve"][-1]["train_loss"],
+            "final_val_loss": result["final_val_loss"],
+            "final_val_perplexity": result["final_val_perplexity"],
+            "unigram_baseline": result["unigram_baseline"],
+            "below_unigram": result["below_unigram"]}
+
+
+def draw_chart(fig, series):
+    """Training (solid) and validation (dashed) loss per spec, one colour each; every distinct
+    unigram baseline drawn once (dotted), labelled with the specs that share it."""
+    from explorer.plots import colour
+
+    ax = fig.subplots()
+    baselines = {}  # baseline -> indices of the specs that have it
+    for i, (label, result) in enumerate(series):
+        steps = [point["step"] for point in result["curve"]]
+        ax.plot(steps, [p["train_loss"] for p in result["curve"]], color=colour(i), alpha=0.6,
+                label=f"{label} train")
+        ax.plot(steps, [p["val_loss"] for p in result["curve"]], color=colour(i),
+                linestyle="--", label=f"{label} validation")
+        baselines.setdefault(result["unigram_baseline"], []).append(i)
+    for baseline, users in baselines.items():
+        shared = len(users) > 1
+        who = "all specs" if len(users) == len(series) > 1 else ", ".join(series[i][0] for i in users)
+        ax.axhline(baseline, color="grey" if shared else colour(users[0]), linestyle=":",
+                   linewidth=1.2, label=f"unigram baseline {baseline:.4g} ({who})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy loss (nats/token)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+
+
 @hookimpl
 def explorer_analyses():
     return [Analysis(
-        name="train", run=train, render=render, default=False,
+        name="train", run=train, render=render, default=False, figures=figures,
+        charts=(Chart("loss", "Training probe: loss per step", draw_chart),),
         description="A short seeded AdamW run on a text corpus: train/validation loss curves, "
                     "final perplexity, and the unigram baseline to beat.",
         params=(Param("steps", int, 200, "optimizer steps"),
