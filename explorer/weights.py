@@ -320,19 +320,25 @@ def _spec_diffs(saved, spec):
     out = []
     if saved.get("tokenizer") != now["tokenizer"]:
         out.append(("tokenizer", saved.get("tokenizer"), now["tokenizer"]))
-    for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias"):
-        a, b = saved.get("model", {}).get(key), now["model"][key]
+    # A key the saved spec lacks was added to explorer after it was saved: it had the default.
+    model_defaults = {"scale_embeddings": False, "logit_softcap": 0.0}
+    for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias",
+                *model_defaults):
+        a, b = saved.get("model", {}).get(key, model_defaults.get(key)), now["model"][key]
         if a != b:
             out.append((f"model.{key}", a, b))
     comps = saved.get("components", {})
+    registry = spec.plugin_manager.registry() if spec.plugin_manager else None
     for kind, choice in now["components"].items():
         old = comps.get(kind, {})
         if old.get("name") != choice["name"]:
             out.append((f"components.{kind}", old.get("name"), choice["name"]))
             continue
+        defaults = registry.component(kind, choice["name"]).defaults() if registry else {}
         for p in sorted(set(old) | set(choice)):
-            if p != "name" and old.get(p) != choice.get(p):
-                out.append((f"components.{kind}.{p}", old.get(p), choice.get(p)))
+            saved_value = old.get(p, defaults.get(p))
+            if p != "name" and saved_value != choice.get(p):
+                out.append((f"components.{kind}.{p}", saved_value, choice.get(p)))
     return out
 
 
@@ -609,6 +615,10 @@ def gpt2_incompatibility(spec):
     tying = spec.components["weight_tying"].name
     if tying not in ("none", "tied"):
         return "components.weight_tying", f"is {tying}; GPT-2 has only tied or none"
+    if spec.model.scale_embeddings:
+        return "model.scale_embeddings", "is true; GPT-2 does not scale its embeddings"
+    if spec.model.logit_softcap:
+        return "model.logit_softcap", f"is {spec.model.logit_softcap}; GPT-2 has none (0.0)"
     return None
 
 

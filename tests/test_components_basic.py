@@ -174,7 +174,7 @@ def test_norm_matches_torch_with_its_own_weights(make_spec, name, eps):
 
 def test_rmsnorm_default_eps_weight_of_ones_and_formula(make_spec):
     spec = make_spec(norm="rmsnorm")
-    assert spec.components["norm"].params == {"eps": 1e-6}
+    assert spec.components["norm"].params == {"eps": 1e-6, "unit_offset": False}
     norm = make(spec, "norm", dim=H)
     assert list(norm.state_dict()) == ["weight"] and torch.equal(norm.weight, torch.ones(H))
     # By hand on one row: [3, 4] has mean square 12.5, so it becomes [3, 4] / sqrt(12.5 + eps).
