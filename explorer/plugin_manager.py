@@ -31,6 +31,7 @@ DEFAULT_PLUGINS = (
     "explorer.plugins.norm",
     "explorer.plugins.activation",
     "explorer.plugins.ffn",
+    "explorer.plugins.moe",
     "explorer.plugins.attention",
     "explorer.plugins.positional",
     "explorer.plugins.residual",
