@@ -33,6 +33,7 @@ DEFAULT_PLUGINS = (
     "explorer.plugins.ffn",
     "explorer.plugins.moe",
     "explorer.plugins.attention",
+    "explorer.plugins.mla",
     "explorer.plugins.positional",
     "explorer.plugins.residual",
     "explorer.plugins.weight_tying",
