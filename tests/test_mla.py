@@ -193,3 +193,15 @@ def test_bad_mla_values_are_one_line_spec_errors(make_spec, attention, key, frag
     with pytest.raises(explorer.SpecError,
                        match=rf"spec\d+\.yaml: components\.attention\.{key}: {fragment}"):
         explorer.build_model(spec)
+
+
+def test_explorer_plugins_lists_mla_and_moe(capsys):
+    from explorer.cli import main
+
+    for kind, name, param in [("attention", "mla", "kv_lora_rank: int = 512"),
+                              ("ffn", "moe", "top_k: int = 2")]:
+        with pytest.raises(SystemExit) as info:
+            main(["plugins", "--kind", kind])
+        out = capsys.readouterr().out
+        assert info.value.code == 0
+        assert f"\n  {name} " in out and param in out and f"from explorer.plugins.{name}" in out

@@ -79,9 +79,10 @@ class MultiHeadLatentAttention(nn.Module):
 
         tk = latent.shape[2]
         kv = self.kv_up(latent.squeeze(1))  # (B, Tk, nh * (nope + v))
-        kv = kv.view(b, tk, nh, self.nope + self.v_head_dim).transpose(1, 2)  # (B, nh, Tk, nope + v)
+        kv = kv.view(b, tk, nh, self.nope + self.v_head_dim).transpose(1, 2)  # (B, nh, Tk, nope+v)
         k_nope, values = kv.split([self.nope, self.v_head_dim], dim=-1)
-        keys = torch.cat((k_nope, k_rope.expand(b, nh, tk, self.rope)), dim=-1)  # (B, nh, Tk, nope + rope)
+        k_rope = k_rope.expand(b, nh, tk, self.rope)  # every head shares the one rope key
+        keys = torch.cat((k_nope, k_rope), dim=-1)  # (B, nh, Tk, nope + rope)
         queries = torch.cat((q_nope, q_rope), dim=-1)  # (B, nh, T, nope + rope)
         bias = pos.bias(positions, k_positions)  # (nh, T, Tk) or None
         context = attend(queries, keys, values, positions, k_positions, bias, self.window,
