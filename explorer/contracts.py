@@ -23,6 +23,23 @@ What an attention component promises in return (``forward(x, pos, positions, cac
    steps 3 and 4. With a sliding window the cache keeps only the last ``window`` keys.
 
 Positions are always absolute token indices, shape (T,), on the activations' device.
+
+What an attention exposes for analyses (the KV cache): ``n_heads``, ``n_kv_heads``, ``head_dim``
+and ``window`` (0 = none), and optionally ``kv_values_per_token``, the elements one token adds
+to this layer's cache when it is not ``2 * n_kv_heads * head_dim`` (keys and values): latent
+attention caches ``kv_lora_rank + qk_rope_head_dim``. Read it with :func:`kv_values_per_token`.
+
+Optional methods any module may expose (mixture of experts does), which training and analyses
+find by walking ``model.modules()``, so they need not know what the module is:
+
+6. ``explorer_aux_loss()`` -> a scalar tensor or None: the auxiliary losses of the last forward,
+   already multiplied by their coefficients, which training adds to the LM loss (an MoE's
+   load-balancing and router z-losses). :func:`aux_loss` sums them over a model.
+   ``explorer_stats()`` -> a dict of plain numbers (and lists of them) about the last forward,
+   for logging (an MoE's per-expert load). :func:`stats` gathers them by module name.
+7. ``active_parameters()`` -> int: the parameters one token uses in this module, where that is
+   fewer than the module holds (an MoE: router + shared experts + top_k routed experts).
+   :func:`active_parameter_count` gives a model's count per token.
 """
 
 from torch import nn
@@ -62,3 +79,46 @@ def causal_mask(q_positions, k_positions, window=0):
     if window:
         mask = mask | (distance >= window)
     return mask
+
+
+def kv_values_per_token(attention):
+    """Elements one token adds to one attention layer's KV cache (keys and values together)."""
+    given = getattr(attention, "kv_values_per_token", None)
+    return given if given is not None else 2 * attention.n_kv_heads * attention.head_dim
+
+
+def aux_loss(model):
+    """The sum of every module's ``explorer_aux_loss()`` after a forward, or None if none has one.
+
+    Training adds it to the LM loss: ``loss = lm_loss + aux`` when ``aux`` is not None.
+    """
+    losses = [loss for m in model.modules() if hasattr(m, "explorer_aux_loss")
+              for loss in [m.explorer_aux_loss()] if loss is not None]
+    return sum(losses[1:], losses[0]) if losses else None
+
+
+def stats(model):
+    """``{module name: explorer_stats()}`` for every module that reports some."""
+    return {name: found for name, m in model.named_modules() if hasattr(m, "explorer_stats")
+            for found in [m.explorer_stats()] if found}
+
+
+def active_parameter_count(model):
+    """Parameters used per token: all of them (a tied tensor once), except that a module with
+    ``active_parameters()`` counts that instead of everything it holds."""
+    seen, total = set(), 0
+    skip = set()  # modules inside one that already reported its active count
+
+    for name, module in model.named_modules():
+        if any(name.startswith(prefix) for prefix in skip):
+            continue
+        if hasattr(module, "active_parameters") and module is not model:
+            total += module.active_parameters()
+            seen.update(id(p) for p in module.parameters())
+            skip.add(name + ".")
+            continue
+        for p in module.parameters(recurse=False):
+            if id(p) not in seen:
+                seen.add(id(p))
+                total += p.numel()
+    return total

@@ -56,7 +56,12 @@ def explorer_components():
       scaled scores before the softmax, and masks with
       ``explorer.contracts.causal_mask(q_positions, k_positions, window)``, computed from
       positions rather than from ``[:T, :T]``. It exposes ``n_heads``, ``n_kv_heads``,
-      ``head_dim`` and ``window`` (0 = no sliding window) for analyses such as the KV cache.
+      ``head_dim`` and ``window`` (0 = no sliding window) for analyses such as the KV cache,
+      and ``kv_values_per_token`` when its cache holds something else than keys and values of
+      ``n_kv_heads`` heads (latent attention).
+
+    Any module may also expose ``explorer_aux_loss()``, ``explorer_stats()`` and
+    ``active_parameters()`` (a mixture of experts does): see explorer.contracts, points 6-7.
     - ``residual``: a transformer block, an ``nn.Module`` with ``forward(x, pos, positions,
       cache=None)``; it builds its own attention, feed-forward and norms with ``ctx.make`` (in the
       book's order: attention, feed-forward, norms), decides how they are wired to the shortcut,

@@ -84,7 +84,10 @@ class GPTModel(nn.Module):
             raise ValueError(f"Cannot forward sequence of length {t}{after}, "
                              f"context_length is only {self.config.context_length}")
         positions = torch.arange(start, start + t, device=in_idx.device)
-        x = self.pos_emb.embed(self.tok_emb(in_idx), positions)  # (B, T, C)
+        x = self.tok_emb(in_idx)  # (B, T, C)
+        if self.config.scale_embeddings:  # Gemma: sqrt(emb_dim) as float32, then rounded to x's dtype
+            x = x * torch.tensor(self.config.emb_dim ** 0.5, device=x.device).to(x.dtype)
+        x = self.pos_emb.embed(x, positions)
         x = self.drop_emb(x)
         for i, block in enumerate(self.trf_blocks):
             if cache is None:
@@ -96,7 +99,11 @@ class GPTModel(nn.Module):
         if last_only:
             x = x[:, -1:]  # (B, 1, C)
         x = self.final_norm(x)
-        return self.out_head(x)  # (B, T, vocab_size)
+        logits = self.out_head(x)  # (B, T, vocab_size)
+        if self.config.logit_softcap:  # Gemma 2: squash into (-c, c)
+            cap = self.config.logit_softcap
+            logits = cap * torch.tanh(logits / cap)
+        return logits
 
 
 def build_model(spec, seed=None, device=None, weights=None):

@@ -31,6 +31,8 @@ DROPOUT_PLACES = ("embedding", "attention", "residual")
 # assembling the model on the meta device finishes in seconds rather than hanging.
 MAX_SIZES = {"vocab_size": 2**24, "context_length": 2**21, "emb_dim": 2**17, "n_heads": 2**12,
              "n_layers": 1024}
+MODEL_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias",
+              "dropout", "scale_embeddings", "logit_softcap")
 TOP_KEYS = ("extends", "name", "description", "seed", "tokenizer", "model", "components",
             "plugins", "analyses")
 
@@ -51,6 +53,11 @@ class ModelConfig:
     n_layers: int  # transformer blocks
     qkv_bias: bool = False  # biases on the query, key and value projections
     dropout: Dropout = field(default_factory=Dropout)
+    # Gemma: multiply the token embeddings by sqrt(emb_dim), cast to their dtype, before anything
+    # else sees them (the embedding is initialised, and tied, at the scale of the head).
+    scale_embeddings: bool = False
+    # Gemma 2: the logits become c * tanh(logits / c), so none exceeds c in size; 0 = off.
+    logit_softcap: float = 0.0
 
     @property
     def head_dim(self):
@@ -91,6 +98,7 @@ class Spec:
                 "emb_dim": m.emb_dim, "n_heads": m.n_heads, "n_layers": m.n_layers,
                 "qkv_bias": m.qkv_bias,
                 "dropout": {p: getattr(m.dropout, p) for p in DROPOUT_PLACES},
+                "scale_embeddings": m.scale_embeddings, "logit_softcap": m.logit_softcap,
             },
             "components": {k: {"name": c.name, **c.params} for k, c in self.components.items()},
             "plugins": list(self.plugins),
@@ -253,6 +261,12 @@ class _Validator:
             raise self.error(key, f"must be <= {maximum:,}, got {value:,}")
         return value
 
+    def boolean(self, node, key):
+        value = node.get(key.rsplit(".", 1)[-1], False)
+        if not isinstance(value, bool):
+            raise self.error(key, f"expected true or false, got {_show(value)}")
+        return value
+
     def rate(self, value, key):
         value = _as_float(value)
         if not isinstance(value, float) or not (0.0 <= value < 1.0) or math.isnan(value):
@@ -304,8 +318,7 @@ def _validate(doc, source, origins, registry):
         raise SpecError(source, "model", "missing",
                         "a spec needs model: {vocab_size, context_length, emb_dim, n_heads, n_layers}")
     model = v.mapping(doc["model"], "model")
-    v.unknown_keys(model, ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
-                           "qkv_bias", "dropout"), "model.")
+    v.unknown_keys(model, MODEL_KEYS, "model.")
     sizes = {}
     for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
         if key not in model:
@@ -315,13 +328,17 @@ def _validate(doc, source, origins, registry):
         raise v.error("model.emb_dim", f"emb_dim {sizes['emb_dim']} is not divisible by "
                       f"n_heads {sizes['n_heads']}",
                       "choose emb_dim a multiple of n_heads (head size = emb_dim / n_heads)")
-    qkv_bias = model.get("qkv_bias", False)
-    if not isinstance(qkv_bias, bool):
-        raise v.error("model.qkv_bias", f"expected true or false, got {_show(qkv_bias)}")
+    qkv_bias = v.boolean(model, "model.qkv_bias")
+    scale_embeddings = v.boolean(model, "model.scale_embeddings")
+    logit_softcap = _as_float(model.get("logit_softcap", 0.0))
+    if not isinstance(logit_softcap, float) or not 0.0 <= logit_softcap < math.inf:
+        raise v.error("model.logit_softcap", f"expected a number >= 0, got {_show(logit_softcap)}",
+                      "0 for no final-logit soft-capping, e.g. 30.0 (Gemma 2)")
     rates = v.mapping(model.get("dropout", {}), "model.dropout")
     v.unknown_keys(rates, DROPOUT_PLACES, "model.dropout.")
     dropout = Dropout(**{p: v.rate(rates.get(p, 0.0), f"model.dropout.{p}") for p in DROPOUT_PLACES})
-    config = ModelConfig(qkv_bias=qkv_bias, dropout=dropout, **sizes)
+    config = ModelConfig(qkv_bias=qkv_bias, dropout=dropout, scale_embeddings=scale_embeddings,
+                         logit_softcap=logit_softcap, **sizes)
 
     comps = v.mapping(doc.get("components", {}), "components")
     v.unknown_keys(comps, COMPONENT_KINDS, "components.")

@@ -2,16 +2,29 @@
 
 from explorer import Component, Param, hookimpl
 
+# How scores are scaled and capped; shared with every attention that scores q.k (mla too).
+SCORE_PARAMS = (
+    Param("softcap", float, 0.0, "attention-logit soft-capping: scores become softcap * "
+          "tanh(scores / softcap), after scaling, before the mask (Gemma 2: 50.0); 0 = off. "
+          "sdpa cannot cap: auto uses the manual path when it is on"),
+    Param("query_pre_attn_scalar", int, 0, "divide the scores by sqrt(this) instead of "
+          "sqrt(head size) (Gemma 2 27B: 144); 0 = the head size"),
+)
+
+IMPL = Param("impl", str, "auto", "auto: sdpa unless attention dropout is active (training "
+             "with a rate > 0) or softcap is on, then manual, so training is the book's bit for "
+             "bit; manual: the book's masked softmax; sdpa: torch's scaled_dot_product_attention",
+             choices=("auto", "manual", "sdpa"), numerics_only=True)
+WINDOW = Param("window", int, 0, "sliding window: each token sees itself and the window - 1 "
+               "tokens before it; 0 = the whole context")
+
 _COMMON = (
-    Param("impl", str, "auto", "auto: sdpa unless attention dropout is active (training with "
-          "a rate > 0), then manual, so training is the book's bit for bit; manual: the book's "
-          "masked softmax; sdpa: torch's scaled_dot_product_attention",
-          choices=("auto", "manual", "sdpa"), numerics_only=True),
-    Param("window", int, 0, "sliding window: each token sees itself and the window - 1 tokens "
-          "before it; 0 = the whole context"),
+    IMPL,
+    WINDOW,
     Param("qk_norm", bool, False, "normalise queries and keys per head with the spec's norm "
           "(OLMo-2, Gemma 3)"),
     Param("out_bias", bool, True, "a bias on the output projection (GPT-2: yes; Llama: no)"),
+    *SCORE_PARAMS,
 )
 
 

@@ -24,7 +24,9 @@ def explorer_components():
         Component(
             kind="norm", name="rmsnorm", factory=f"{_LAYERS}:RMSNorm",
             params=(Param("eps", float, 1e-6, "added to the mean square before the square root "
-                          "(1e-6: Llama 1, T5, Gemma; Llama 2 and Mistral use 1e-5)"),),
+                          "(1e-6: Llama 1, T5, Gemma; Llama 2 and Mistral use 1e-5)"),
+                    Param("unit_offset", bool, False, "scale by 1 + weight, weight initialised "
+                          "to zeros (Gemma); false: scale by weight, initialised to ones")),
             description="RMSNorm (Zhang & Sennrich 2019; Llama): x / rms(x) * weight, no mean, "
                         "no shift.",
         ),

@@ -31,3 +31,15 @@ def make_spec(write_spec):
         return explorer.load_spec(write_spec(doc), plugins=plugins)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and lose a lot on a busy machine: use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -203,7 +203,8 @@ def test_attention_dropout_only_in_training(make_spec, impl):
         assert not torch.allclose(first, att(x, model.pos_emb, positions))  # a fresh mask each call
 
 
-@pytest.mark.parametrize("attention", ATTENTION)
+@pytest.mark.parametrize("attention", [name for name in ATTENTION
+                                       if REGISTRY.component("attention", name).param("qk_norm")])
 def test_qk_norm_makes_attention_blind_to_query_and_key_scale(make_spec, attention):
     for qk_norm in (True, False):
         model = build(make_spec, attention, qk_norm=qk_norm, n_kv_heads=2)

@@ -98,7 +98,7 @@ FFNS = REGISTRY.names("ffn")
 def test_every_registered_activation_and_norm_has_a_reference_here():
     assert set(ACTIVATIONS) == set(SCALAR_FORMULAS) == set(BUILTINS) == set(PINNED)
     assert set(NORMS) == set(NORM_PARAMS)
-    assert set(FFNS) == {"mlp", "glu"}
+    assert set(FFNS) == {"mlp", "glu", "moe"}
 
 
 def _inputs(dtype):
@@ -174,7 +174,7 @@ def test_norm_matches_torch_with_its_own_weights(make_spec, name, eps):
 
 def test_rmsnorm_default_eps_weight_of_ones_and_formula(make_spec):
     spec = make_spec(norm="rmsnorm")
-    assert spec.components["norm"].params == {"eps": 1e-6}
+    assert spec.components["norm"].params == {"eps": 1e-6, "unit_offset": False}
     norm = make(spec, "norm", dim=H)
     assert list(norm.state_dict()) == ["weight"] and torch.equal(norm.weight, torch.ones(H))
     # By hand on one row: [3, 4] has mean square 12.5, so it becomes [3, 4] / sqrt(12.5 + eps).
@@ -299,7 +299,10 @@ def test_bad_ffn_sizes_are_spec_errors(make_spec, ffn, key, fragment):
 # -- every combination, end to end ----------------------------------------------------------------
 
 FFN_CHOICES = {"mlp": ({"name": "mlp"}, mlp_params(4 * H, True)),
-               "glu": ({"name": "glu", "hidden": 32}, glu_params(32, False))}
+               "glu": ({"name": "glu", "hidden": 32}, glu_params(32, False)),
+               # router H x 4, four routed experts and one shared, each a glu of 8 (test_moe.py)
+               "moe": ({"name": "moe", "n_experts": 4, "top_k": 2, "n_shared": 1, "hidden": 8},
+                       4 * H + 5 * glu_params(8, False))}
 
 
 @pytest.mark.parametrize("norm, act, ffn", list(itertools.product(NORMS, ACTIVATIONS, FFNS)))

@@ -13,6 +13,9 @@ from .writing import save_safetensors
 
 SPEC_METADATA_KEY = "explorer.spec"  # safetensors metadata: the resolved spec, as JSON
 MODEL_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias")
+# Keys added to the spec after checkpoints were first written: a saved spec without one had the
+# default.
+MODEL_KEY_DEFAULTS = {"scale_embeddings": False, "logit_softcap": 0.0}
 
 
 def is_native(ckpt):
@@ -74,8 +77,9 @@ def spec_mismatches(saved, spec):
     diffs = []
     if saved.get("tokenizer") != now["tokenizer"]:
         diffs.append(("tokenizer", saved.get("tokenizer"), now["tokenizer"]))
-    for key in MODEL_KEYS:
-        old, new = saved.get("model", {}).get(key), now["model"][key]
+    for key in (*MODEL_KEYS, *MODEL_KEY_DEFAULTS):
+        old = saved.get("model", {}).get(key, MODEL_KEY_DEFAULTS.get(key))
+        new = now["model"][key]
         if old != new:
             diffs.append((f"model.{key}", old, new))
     comps = saved.get("components", {})
@@ -85,10 +89,12 @@ def spec_mismatches(saved, spec):
             diffs.append((f"components.{kind}", old.get("name"), choice["name"]))
             continue
         component = registry.components.get((kind, choice["name"])) if registry else None
+        defaults = component.defaults() if component else {}
         for p in sorted(set(old) | set(choice)):
             param = component.param(p) if component else None
             if p == "name" or (param is not None and param.numerics_only):
                 continue
-            if old.get(p) != choice.get(p):
-                diffs.append((f"components.{kind}.{p}", old.get(p), choice.get(p)))
+            saved_value = old.get(p, defaults.get(p))  # a parameter added since it was saved
+            if saved_value != choice.get(p):
+                diffs.append((f"components.{kind}.{p}", saved_value, choice.get(p)))
     return [Mismatch("saved", key=key, have=old, current=new, value=old) for key, old, new in diffs]

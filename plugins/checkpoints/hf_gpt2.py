@@ -154,6 +154,10 @@ def unsupported(spec):
     tying = spec.components["weight_tying"].name
     if tying not in GPT2_TYING:
         return "components.weight_tying", f"is {tying}; GPT-2 has only {' or '.join(GPT2_TYING)}"
+    if spec.model.scale_embeddings:
+        return "model.scale_embeddings", "is true; GPT-2 does not scale its embeddings"
+    if spec.model.logit_softcap:
+        return "model.logit_softcap", f"is {spec.model.logit_softcap}; GPT-2 has none (0.0)"
     return None
 
 

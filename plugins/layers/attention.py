@@ -20,6 +20,9 @@ class GroupedQueryAttention(nn.Module):
     anything between that divides n_heads is grouped-query attention (Ainslie et al., 2023).
     ``window`` > 0 limits each token to the last ``window`` positions (Mistral's sliding window);
     ``qk_norm`` normalises queries and keys per head with the spec's norm (OLMo-2, Gemma 3);
+    ``softcap`` > 0 squashes the scaled scores into (-softcap, softcap) with tanh (Gemma 2), and
+    ``query_pre_attn_scalar`` > 0 divides the scores by its square root instead of the head
+    size's (Gemma 2 27B);
     ``impl`` picks the book's explicit softmax ("manual"), torch's fused kernel ("sdpa"), or
     ("auto", the default) the fused kernel whenever attention dropout is inactive (eval mode, or
     rate 0) and the book's path when it is active, so training reproduces the book bit for bit.
@@ -28,15 +31,19 @@ class GroupedQueryAttention(nn.Module):
     earlier ones for incremental decoding.
     """
 
-    def __init__(self, ctx, n_kv_heads=1, impl="auto", window=0, qk_norm=False, out_bias=True):
+    def __init__(self, ctx, n_kv_heads=1, impl="auto", window=0, qk_norm=False, out_bias=True,
+                 softcap=0.0, query_pre_attn_scalar=0):
         super().__init__()
         cfg = ctx.config
         _check(ctx, n_kv_heads, window)
+        check_scores(ctx, impl, softcap, query_pre_attn_scalar)
         self.n_heads = cfg.n_heads
         self.n_kv_heads = n_kv_heads
         self.head_dim = cfg.head_dim
         self.impl = impl
         self.window = window
+        self.softcap = softcap
+        self.scale = query_pre_attn_scalar ** -0.5 if query_pre_attn_scalar else None
         d, kv = cfg.emb_dim, n_kv_heads * cfg.head_dim
         # Created in the book's order (query, key, value, out), so the seed gives its weights.
         self.W_query = nn.Linear(d, d, bias=cfg.qkv_bias)
@@ -64,59 +71,85 @@ class GroupedQueryAttention(nn.Module):
             # (B, nkv, Tk, hs), (Tk,)
 
         bias = pos.bias(positions, k_positions)  # (nh, T, Tk) or None
-        if self.fused():
-            context = self._sdpa(queries, keys, values, positions, k_positions, bias)
-        else:
-            mask = causal_mask(positions, k_positions, self.window)  # (T, Tk), True = hidden
-            context = self._manual(queries, keys, values, mask, bias)  # (B, nh, T, hs)
-
+        context = attend(queries, keys, values, positions, k_positions, bias, self.window,
+                         self.dropout, self.fused(), self.scale, self.softcap)  # (B, nh, T, hs)
         context = context.transpose(1, 2).contiguous().view(b, t, d)  # (B, T, nh*hs)
         return self.out_proj(context)
 
     def fused(self):
-        """Whether this forward uses torch's fused kernel; ``auto`` does unless dropout is on."""
-        if self.impl == "auto":
-            return not (self.training and self.dropout.p > 0)
-        return self.impl == "sdpa"
+        """Whether this forward uses torch's fused kernel; ``auto`` does unless dropout is on
+        (or soft-capping, which the kernel cannot do)."""
+        return uses_sdpa(self.impl, self.training and self.dropout.p > 0, self.softcap)
 
-    def _manual(self, queries, keys, values, mask, bias):
-        """The book's path: mask with -inf, then softmax(scores / sqrt(hs)), then dropout."""
-        groups = self.n_heads // self.n_kv_heads
-        if groups > 1:
-            keys = keys.repeat_interleave(groups, dim=1)  # (B, nh, Tk, hs)
-            values = values.repeat_interleave(groups, dim=1)
-        scores = queries @ keys.transpose(2, 3)  # (B, nh, T, Tk)
+
+def uses_sdpa(impl, dropout_active, softcap):
+    """``impl`` resolved: ``auto`` is sdpa unless attention dropout is active or scores are capped."""
+    if impl == "auto":
+        return not (dropout_active or softcap)
+    return impl == "sdpa"
+
+
+def attend(queries, keys, values, positions, k_positions, bias, window, dropout, fused,
+           scale=None, softcap=0.0):
+    """Causal attention of queries (B, nh, T, hs) over keys (B, nkv, Tk, hs) and values
+    (B, nkv, Tk, hv) at absolute ``positions`` (T,) and ``k_positions`` (Tk,); (B, nh, T, hv).
+
+    ``nkv`` divides ``nh`` (each key/value head serves nh / nkv query heads). Scores are scaled
+    by ``scale`` (None: 1 / sqrt(hs)), soft-capped if ``softcap`` > 0, get ``bias`` (nh, T, Tk)
+    added, and are masked causally (with a sliding ``window`` > 0). ``dropout`` (an
+    nn.Dropout) acts on the weights in training. ``fused`` picks torch's kernel over the book's.
+    """
+    if fused:
+        return _sdpa(queries, keys, values, positions, k_positions, bias, window, dropout, scale)
+    mask = causal_mask(positions, k_positions, window)  # (T, Tk), True = hidden
+    return _manual(queries, keys, values, mask, bias, dropout, scale, softcap)
+
+
+def _manual(queries, keys, values, mask, bias, dropout, scale, softcap):
+    """The book's path: mask with -inf, then softmax(scores / sqrt(hs)), then dropout."""
+    groups = queries.shape[1] // keys.shape[1]
+    if groups > 1:
+        keys = keys.repeat_interleave(groups, dim=1)  # (B, nh, Tk, hs)
+        values = values.repeat_interleave(groups, dim=1)
+    scores = queries @ keys.transpose(2, 3)  # (B, nh, T, Tk)
+    if softcap:
+        # Gemma 2: cap the scaled scores smoothly, then mask (tanh(-inf) would be -1, not -inf).
+        scores = softcap * torch.tanh(scores * (scale or keys.shape[-1] ** -0.5) / softcap)
         scores.masked_fill_(mask, -torch.inf)
-        scores = scores / keys.shape[-1] ** 0.5
-        if bias is not None:
-            scores = scores + bias.to(scores.dtype)
-        weights = torch.softmax(scores, dim=-1)
-        weights = self.dropout(weights)
-        return weights @ values  # (B, nh, T, hs)
+    else:
+        scores.masked_fill_(mask, -torch.inf)
+        # The book divides by sqrt(hs); a custom scale multiplies, as Gemma does.
+        scores = scores * scale if scale else scores / keys.shape[-1] ** 0.5
+    if bias is not None:
+        scores = scores + bias.to(scores.dtype)
+    weights = torch.softmax(scores, dim=-1)
+    weights = dropout(weights)
+    return weights @ values  # (B, nh, T, hv)
 
-    def _sdpa(self, queries, keys, values, positions, k_positions, bias):
-        """torch's scaled_dot_product_attention, sharing key/value heads without copying them.
 
-        The causal kernel when the mask is plain; no mask for one query that sees every key (a
-        cached decoding step); else the mask, and the bias, as an explicit ``attn_mask``.
-        """
-        dropout_p = self.dropout.p if self.training else 0.0
-        gqa = self.n_kv_heads != self.n_heads
-        attn_mask, is_causal = None, False
-        plain = bias is None and not self.window
-        if plain and positions is k_positions:
-            is_causal = True
-        elif plain and queries.shape[2] == 1:
-            pass  # the newest token: every cached key is at or before it
+def _sdpa(queries, keys, values, positions, k_positions, bias, window, dropout, scale):
+    """torch's scaled_dot_product_attention, sharing key/value heads without copying them.
+
+    The causal kernel when the mask is plain; no mask for one query that sees every key (a
+    cached decoding step); else the mask, and the bias, as an explicit ``attn_mask``.
+    """
+    dropout_p = dropout.p if dropout.training else 0.0
+    gqa = keys.shape[1] != queries.shape[1]
+    attn_mask, is_causal = None, False
+    plain = bias is None and not window
+    if plain and positions is k_positions:
+        is_causal = True
+    elif plain and queries.shape[2] == 1:
+        pass  # the newest token: every cached key is at or before it
+    else:
+        mask = causal_mask(positions, k_positions, window)  # (T, Tk), True = hidden
+        if bias is None:
+            attn_mask = ~mask  # True = attend
         else:
-            mask = causal_mask(positions, k_positions, self.window)  # (T, Tk), True = hidden
-            if bias is None:
-                attn_mask = ~mask  # True = attend
-            else:
-                attn_mask = bias.to(queries.dtype).masked_fill(mask, -torch.inf)  # (nh, T, Tk)
-        return F.scaled_dot_product_attention(queries, keys, values, attn_mask=attn_mask,
-                                              dropout_p=dropout_p, is_causal=is_causal,
-                                              enable_gqa=gqa)
+            attn_mask = bias.to(queries.dtype).masked_fill(mask, -torch.inf)  # (nh, T, Tk)
+    return F.scaled_dot_product_attention(queries, keys, values, attn_mask=attn_mask,
+                                          dropout_p=dropout_p, is_causal=is_causal,
+                                          enable_gqa=gqa, scale=scale)
 
 
 class MultiHeadAttention(GroupedQueryAttention):
@@ -126,10 +159,12 @@ class MultiHeadAttention(GroupedQueryAttention):
     itself is computed from the positions, which gives the same entries.
     """
 
-    def __init__(self, ctx, impl="auto", window=0, qk_norm=False, out_bias=True):
+    def __init__(self, ctx, impl="auto", window=0, qk_norm=False, out_bias=True, softcap=0.0,
+                 query_pre_attn_scalar=0):
         cfg = ctx.config
         super().__init__(ctx, n_kv_heads=cfg.n_heads, impl=impl, window=window, qk_norm=qk_norm,
-                         out_bias=out_bias)
+                         out_bias=out_bias, softcap=softcap,
+                         query_pre_attn_scalar=query_pre_attn_scalar)
         self.register_buffer(
             "mask", torch.triu(torch.ones(cfg.context_length, cfg.context_length), diagonal=1))
 
@@ -146,3 +181,18 @@ def _check(ctx, n_kv_heads, window):
         raise SpecError(ctx.spec.source, "components.attention.window",
                         f"must be >= 0, got {window}",
                         "0 for no sliding window, or a window size >= 1")
+
+
+def check_scores(ctx, impl, softcap, query_pre_attn_scalar):
+    """Raise SpecError for score settings that cannot work (shared by every attention here)."""
+    key = "components.attention"
+    if not softcap >= 0 or softcap == float("inf"):
+        raise SpecError(ctx.spec.source, f"{key}.softcap", f"must be >= 0 and finite, got {softcap}",
+                        "0 for no capping, e.g. 50.0 (Gemma 2)")
+    if softcap and impl == "sdpa":
+        raise SpecError(ctx.spec.source, f"{key}.impl", "sdpa cannot soft-cap the scores "
+                        f"(softcap {softcap})", "impl auto or manual, or softcap 0")
+    if query_pre_attn_scalar < 0:
+        raise SpecError(ctx.spec.source, f"{key}.query_pre_attn_scalar",
+                        f"must be >= 0, got {query_pre_attn_scalar}",
+                        "0 for the head size, e.g. 144 (Gemma 2 27B)")

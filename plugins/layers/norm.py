@@ -30,16 +30,23 @@ class RMSNorm(nn.Module):
     No mean subtraction and no shift, so ``dim`` parameters (``weight``, initialised to ones)
     instead of LayerNorm's 2 * dim. Like Llama, it normalises in float32 at least and casts back
     to the input's dtype before the scale. Equals ``torch.nn.RMSNorm(dim, eps)``.
+
+    ``unit_offset`` is Gemma's parametrisation: the scale is ``1 + weight`` with ``weight``
+    initialised to zeros (so weight decay pulls the scale towards 1, not 0), and, as Gemma does,
+    the scale is applied in float32 before the cast back.
     """
 
-    def __init__(self, ctx, dim, eps=1e-6):
+    def __init__(self, ctx, dim, eps=1e-6, unit_offset=False):
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.unit_offset = unit_offset
+        self.weight = nn.Parameter(torch.zeros(dim) if unit_offset else torch.ones(dim))
 
     def forward(self, x):
         h = x.to(torch.promote_types(x.dtype, torch.float32))  # bf16/fp16 -> fp32, fp64 stays
         norm_x = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        if self.unit_offset:
+            return (norm_x * (1.0 + self.weight.to(h.dtype))).to(x.dtype)
         return self.weight * norm_x.to(x.dtype)
 
 

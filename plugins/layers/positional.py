@@ -63,8 +63,11 @@ def _rotate_half(x):
 class RotaryPositional(PositionalEncoding):
     """Rotary position embedding (Su et al., 2021), the rotate-half form of GPT-NeoX/Llama/litgpt.
 
-    Dimension j of each head is paired with j + hs/2 and the pair is rotated by the angle
-    p * theta^(-2j/hs). Then q(p) . k(p') depends only on p - p', and norms are unchanged.
+    Dimension j of a rotated vector of size hs is paired with j + hs/2 and the pair is rotated by
+    the angle p * theta^(-2j/hs). Then q(p) . k(p') depends only on p - p', and norms are
+    unchanged. hs is the last dim of what attention rotates: the head size emb_dim / n_heads
+    (kept as a buffer), or another size, such as latent attention's rope part (computed on first
+    use and cached per size and device).
     """
 
     def __init__(self, ctx, theta=10000.0):
@@ -79,11 +82,27 @@ class RotaryPositional(PositionalEncoding):
         if not theta > 0:
             raise SpecError(ctx.spec.source, "components.positional.theta",
                             f"must be > 0, got {theta}", "e.g. 10000.0 (GPT-NeoX, Llama 2)")
-        inv_freq = theta ** (-torch.arange(0, hs, 2, dtype=torch.float32) / hs)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)  # (hs/2,)
+        self.theta = theta
+        self.register_buffer("inv_freq", self._inverse_frequencies(hs), persistent=False)  # (hs/2,)
+        self._other_sizes = {}  # (hs, device) -> (hs/2,)
+
+    def _inverse_frequencies(self, hs, device=None):
+        return self.theta ** (-torch.arange(0, hs, 2, dtype=torch.float32, device=device) / hs)
+
+    def frequencies(self, hs, device):
+        """theta^(-2j/hs) for j < hs/2: the buffer for the head size, else cached per size."""
+        if hs == 2 * self.inv_freq.shape[0]:
+            return self.inv_freq
+        if hs % 2:
+            raise ValueError(f"rope rotates pairs of dimensions, but the rotated size is odd: {hs}")
+        key = (hs, device)
+        if key not in self._other_sizes:
+            self._other_sizes[key] = self._inverse_frequencies(hs, device)
+        return self._other_sizes[key]
 
     def rotate(self, q, k, positions):
-        angles = positions[:, None].float() * self.inv_freq  # (T, hs/2)
+        inv_freq = self.frequencies(q.shape[-1], positions.device)  # (hs/2,)
+        angles = positions[:, None].float() * inv_freq  # (T, hs/2)
         angles = torch.cat((angles, angles), dim=-1)  # (T, hs)
         cos, sin = angles.cos(), angles.sin()
         q = q * cos.to(q.dtype) + _rotate_half(q) * sin.to(q.dtype)  # (B, nh, T, hs)

@@ -1,0 +1,186 @@
+"""Mixture of experts: a router sends each token to its top-k of n gated FFNs (imported only when
+building).
+
+Switch Transformer (Fedus et al. 2021), Mixtral (Jiang et al. 2024) and DeepSeekMoE (Dai et al.
+2024): each expert is the spec's gated FFN (the ``glu`` layer with the spec's activation, so
+SwiGLU with silu); ``n_shared`` always-on experts see every token, as in DeepSeek-V2/V3.
+Tokens are routed per expert: each expert runs once on exactly the tokens that chose it
+(``index_select``) and its outputs are added back in place (``index_add_``), so a forward costs
+the active experts only, never every expert on every token.
+
+The contracts of explorer.contracts point 6: ``explorer_aux_loss()`` (the load-balancing and
+router z-losses of the last forward, times their coefficients), ``explorer_stats()`` (the
+per-expert load) and ``active_parameters()`` (router + shared + top_k experts).
+"""
+
+import torch
+from torch import nn
+
+from explorer import SpecError
+from explorer.plugins.moe import moe_problem
+
+from .ffn import GLU
+
+class MixtureOfExperts(nn.Module):
+    """``router`` (a bias-free Linear emb_dim -> n_experts), ``experts`` (n_experts GLUs of
+    ``hidden`` units) and, with ``n_shared`` > 0, ``shared``: one GLU of n_shared * hidden units,
+    which computes exactly the sum of n_shared experts of ``hidden`` units (their hidden units
+    side by side), DeepSeek's own layout.
+
+    The router's weights per token (``router``):
+
+    - ``softmax_topk``: softmax over all experts, then the top-k probabilities as they are
+      (Switch, DeepSeek-V2, Qwen2-MoE without norm_topk_prob); they sum to less than 1.
+    - ``softmax_topk_renorm``: the same top-k probabilities divided by their sum (Hugging Face's
+      Mixtral, Qwen2/3-MoE with norm_topk_prob).
+    - ``topk_softmax``: softmax over the top-k logits only (Mistral's reference Mixtral). This
+      equals ``softmax_topk_renorm`` exactly: exp(l_i) / Z renormalised over the top k is
+      exp(l_i) / sum_topk exp(l_j), and softmax keeps the order, so both pick the same experts.
+
+    The weights are then multiplied by ``routed_scaling`` (DeepSeek's routed_scaling_factor:
+    V2 16.0, V3 2.5, V2-Lite 1.0).
+    """
+
+    def __init__(self, ctx, n_experts, top_k, n_shared, hidden, multiple_of, router,
+                 routed_scaling, aux_loss_coef, z_loss_coef, bias):
+        super().__init__()
+        problem = moe_problem(dict(
+            n_experts=n_experts, top_k=top_k, n_shared=n_shared, routed_scaling=routed_scaling,
+            aux_loss_coef=aux_loss_coef, z_loss_coef=z_loss_coef))
+        if problem:  # (param, what is wrong, what is valid)
+            raise SpecError(ctx.spec.source, f"components.ffn.{problem[0]}", *problem[1:])
+        d = ctx.config.emb_dim
+        self.n_experts, self.top_k, self.n_shared = n_experts, top_k, n_shared
+        self.routing = router
+        self.routed_scaling = routed_scaling
+        self.aux_loss_coef, self.z_loss_coef = aux_loss_coef, z_loss_coef
+        # Created in DeepSeek's order (experts, router, shared); GLU checks hidden, multiple_of.
+        self.experts = nn.ModuleList(
+            GLU(ctx, hidden=hidden, multiple_of=multiple_of, bias=bias) for _ in range(n_experts))
+        self.hidden = self.experts[0].proj.in_features  # hidden, or Llama's rule for 0
+        self.router = nn.Linear(d, n_experts, bias=False)
+        self.shared = (GLU(ctx, hidden=n_shared * self.hidden, multiple_of=multiple_of, bias=bias)
+                       if n_shared else None)
+        self._last = None  # what the last forward measured, for the aux loss and the stats
+
+    def forward(self, x):
+        b, t, d = x.shape
+        tokens = x.reshape(b * t, d)  # (N, C)
+        logits = self.router(tokens)  # (N, E)
+        probs, weights, chosen = self.route(logits)  # (N, E), (N, k), (N, k)
+        out = self._dispatch(tokens, weights.to(x.dtype), chosen)  # (N, C)
+        if self.shared is not None:
+            out = out + self.shared(tokens)
+        self._last = _Routing(logits, probs, chosen, self.n_experts)
+        return out.view(b, t, d)
+
+    def route(self, logits):
+        """Router probabilities over all experts (N, E), and each token's top-k expert weights
+        (N, k) and indices (N, k); in float32 at least, as Mixtral and DeepSeek route."""
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        probs = torch.softmax(logits, dim=-1)  # (N, E)
+        if self.routing == "topk_softmax":
+            top_logits, chosen = logits.topk(self.top_k, dim=-1)  # (N, k)
+            weights = torch.softmax(top_logits, dim=-1)
+        else:
+            weights, chosen = probs.topk(self.top_k, dim=-1)  # (N, k)
+            if self.routing == "softmax_topk_renorm":
+                weights = weights / weights.sum(dim=-1, keepdim=True)
+        if self.routed_scaling != 1.0:
+            weights = weights * self.routed_scaling
+        return probs, weights, chosen
+
+    def _dispatch(self, tokens, weights, chosen):
+        """sum_j weights[n, j] * expert_{chosen[n, j]}(tokens[n]) for every token n: (N, C)."""
+        n, k = chosen.shape
+        flat = chosen.flatten()  # (N*k,) the expert of each (token, slot) assignment
+        order = flat.argsort(stable=True)  # the assignments grouped by expert
+        rows = order // k  # (N*k,) the token of each grouped assignment
+        scales = weights.flatten()[order]  # (N*k,)
+        counts = self._tokens_per_expert(flat, n * k)
+        out = torch.zeros_like(tokens)
+        for expert, idx, w in zip(self.experts, rows.split(counts), scales.split(counts)):
+            if idx.numel():
+                out.index_add_(0, idx, expert(tokens.index_select(0, idx)) * w[:, None])
+        return out
+
+    def _tokens_per_expert(self, flat, assignments):
+        """How many assignments each expert got, as Python ints (the split sizes).
+
+        Tensors that only carry shapes (meta, or FakeTensorMode as the memory analysis uses)
+        have no routing to read: they get a balanced one, assignments / n_experts each, so
+        shape-only analyses see the compute and activations of top_k experts per token.
+        """
+        if _shapes_only(flat):
+            share, extra = divmod(assignments, self.n_experts)
+            return [share + (e < extra) for e in range(self.n_experts)]
+        return torch.bincount(flat, minlength=self.n_experts).tolist()
+
+    def __getstate__(self):
+        # The last forward's tensors belong to its autograd graph, which cannot be copied: a
+        # copy (copy.deepcopy(model), as gradflow makes) or a pickle has not run a forward yet.
+        return {**self.__dict__, "_last": None}
+
+    # -- the contracts for analyses and training (explorer.contracts, point 6) -----------------
+
+    def explorer_aux_loss(self):
+        """aux_loss_coef * load-balancing loss + z_loss_coef * router z-loss, of the last forward
+        (a scalar tensor with its graph), or None before any forward or with both coefs 0."""
+        if self._last is None or not (self.aux_loss_coef or self.z_loss_coef):
+            return None
+        return (self.aux_loss_coef * self._last.load_balancing_loss()
+                + self.z_loss_coef * self._last.z_loss())
+
+    def explorer_stats(self):
+        """The last forward's routing as plain numbers: each expert's share of the assignments
+        (``expert_load``, sums to 1), the load-balancing loss and the router z-loss."""
+        if self._last is None or _shapes_only(self._last.logits):
+            return {}
+        return {
+            "expert_load": (self._last.counts() / self._last.chosen.numel()).tolist(),
+            "load_balancing_loss": self._last.load_balancing_loss().item(),
+            "router_z_loss": self._last.z_loss().item(),
+        }
+
+    def active_parameters(self):
+        """Parameters one token uses: the router, the shared experts and top_k routed experts."""
+        def count(module):
+            return sum(p.numel() for p in module.parameters()) if module is not None else 0
+        return count(self.router) + count(self.shared) + self.top_k * count(self.experts[0])
+
+
+class _Routing:
+    """One forward's router logits (N, E), probabilities (N, E) and choices (N, k)."""
+
+    def __init__(self, logits, probs, chosen, n_experts):
+        self.logits, self.probs, self.chosen, self.n_experts = logits, probs, chosen, n_experts
+
+    def counts(self):
+        """(E,) how many tokens chose each expert among their top k (sums to N * k)."""
+        ones = torch.ones(self.chosen.numel(), dtype=self.probs.dtype, device=self.probs.device)
+        return self.probs.new_zeros(self.n_experts).scatter_add_(0, self.chosen.flatten(), ones)
+
+    def load_balancing_loss(self):
+        """Switch Transformer's n_experts * sum_i f_i * P_i, in Mixtral's form (Hugging Face's
+        load_balancing_loss_func): f_i is the fraction of tokens that have expert i among their
+        top k (the f_i sum to top_k), P_i the mean router probability of expert i. Only P_i
+        carries gradient. Uniform routing gives top_k."""
+        f = self.counts() / self.chosen.shape[0]  # (E,)
+        return self.n_experts * (f * self.probs.mean(dim=0)).sum()
+
+    def z_loss(self):
+        """ST-MoE's router z-loss (Zoph et al. 2022): the mean over tokens of
+        logsumexp(router logits)^2, which keeps the logits small."""
+        logits = self.logits.to(self.probs.dtype)
+        return torch.logsumexp(logits, dim=-1).pow(2).mean()
+
+
+def _shapes_only(tensor):
+    """True for tensors without data: the meta device, or FakeTensorMode's fake tensors."""
+    if tensor.is_meta:
+        return True
+    # FakeTensorMode ships with torch (the memory analysis uses it) but lives in a private module.
+    from torch._subclasses.fake_tensor import is_fake
+
+    return is_fake(tensor)
+

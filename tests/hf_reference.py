@@ -1,0 +1,80 @@
+"""Helpers for reference tests against Hugging Face transformers: tiny random models whose
+weights are copied into an explorer model built from an equivalent spec."""
+
+import pytest
+import torch
+import yaml
+
+import explorer
+
+transformers = pytest.importorskip("transformers")
+
+# Byte tokens, so vocab_size 256 passes the tokenizer check.
+TINY = {"vocab_size": 256, "context_length": 64, "emb_dim": 32, "n_heads": 4, "n_layers": 2,
+        "qkv_bias": False, "drop_rate": 0.0}
+
+
+def build_spec(write_spec, components, **model):
+    doc = {"name": "reference", "seed": 0, "tokenizer": "bytes", "model": {**TINY, **model},
+           "components": components}
+    return explorer.load_spec(write_spec(doc))
+
+
+def randomize(hf_model, seed=0):
+    """Move every weight well off its initialisation (N(0, 0.02) would make all logits tiny, and
+    a 1e-4 comparison of tiny logits proves little): matrices ~ N(0, 0.3^2), vectors (norm
+    scales) ~ U(0.5, 1.5). Returns the model in eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in hf_model.parameters():
+            if p.dim() >= 2:
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+            else:
+                p.copy_(0.5 + torch.rand(p.shape, generator=gen))
+    return hf_model.eval()
+
+
+def load_exactly(model, tensors):
+    """Copy ``tensors`` (explorer name -> tensor) into ``model``: every parameter, nothing else."""
+    params = dict(model.named_parameters())
+    assert set(tensors) == set(params), (set(params) ^ set(tensors))
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            assert params[name].shape == tensor.shape, name
+            params[name].copy_(tensor)
+    return model.eval()
+
+
+def tokens(batch, length, seed=0, vocab=256):
+    return torch.randint(0, vocab, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+def assert_same_logits(ours, hf_model, ids, atol=1e-4):
+    """Equal logits to ``atol``, on logits spread widely enough for that to mean something."""
+    with torch.no_grad():
+        want = hf_model(ids).logits
+        got = ours(ids)
+    assert want.std() > 0.5
+    torch.testing.assert_close(got, want, atol=atol, rtol=0)
+
+
+def rope_halves_from_pairs(rows):
+    """Rows ordered for rotate-half RoPE from rows for interleaved-pair RoPE (DeepSeek's HF code).
+
+    HF DeepSeek rotates pairs (2i, 2i+1) by frequency i; explorer rotates (j, j + d/2) by
+    frequency j. Putting row 2j at j and row 2j+1 at j + d/2 makes the two rotations the same map
+    up to that fixed permutation, applied to queries and keys alike, so every q . k is unchanged.
+    """
+    d = rows.shape[0]
+    order = torch.cat((torch.arange(0, d, 2), torch.arange(1, d, 2)))
+    return rows[order]
+
+
+def experts_from_hf(sd, src, dst):
+    """HF's stacked expert tensors (Mixtral, DeepSeek) as one glu per expert."""
+    out = {}
+    for e, (gate_up, down) in enumerate(zip(sd[f"{src}gate_up_proj"], sd[f"{src}down_proj"])):
+        gate, up = gate_up.chunk(2, dim=0)  # (f, C) each
+        out.update({f"{dst}{e}.fc_1.weight": gate, f"{dst}{e}.fc_2.weight": up,
+                    f"{dst}{e}.proj.weight": down})
+    return out
