@@ -204,7 +204,7 @@ def test_cli_refuses_a_negative_logit_softcap_in_one_line(write_spec):
 
 
 def test_gpt2_export_refuses_the_model_switches(make_spec):
-    from explorer.weights import gpt2_incompatibility
+    from explorer.plugins.checkpoints.hf_gpt2 import unsupported as gpt2_incompatibility
 
     assert gpt2_incompatibility(make_spec()) is None
     assert gpt2_incompatibility(make_spec(model={"logit_softcap": 30.0})) == (
