@@ -588,7 +588,9 @@ def save_checkpoint(model, spec, path):
     from . import __version__
 
     params = dict(model.named_parameters())  # a tied head appears once, as tok_emb.weight
-    metadata = {"format": "pt", SPEC_METADATA_KEY: json.dumps(spec.to_dict()),
+    # Plugin files relative to the checkpoint's folder: loading resolves them against it.
+    saved = spec.to_dict(relative_to=Path(path).parent)
+    metadata = {"format": "pt", SPEC_METADATA_KEY: json.dumps(saved),
                 "explorer.version": __version__}
     _save_safetensors(params, path, metadata)
     return str(path)

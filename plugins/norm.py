@@ -16,14 +16,16 @@ def explorer_components():
     return [
         Component(
             kind="norm", name="layernorm", factory=f"{_LAYERS}:LayerNorm",
-            params=(Param("eps", float, 1e-5, "added to the variance before the square root"),
+            params=(Param("eps", float, 1e-5, "added to the variance before the square root",
+                          min=0, exclusive_min=True),
                     Param("impl", str, "auto", IMPL_HELP, choices=("auto", "manual", "fused"))),
             description="The book's LayerNorm: learnable scale and shift, biased variance.",
         ),
         Component(
             kind="norm", name="rmsnorm", factory=f"{_LAYERS}:RMSNorm",
             params=(Param("eps", float, 1e-6, "added to the mean square before the square root "
-                          "(1e-6: Llama 1, T5, Gemma; Llama 2 and Mistral use 1e-5)"),),
+                          "(1e-6: Llama 1, T5, Gemma; Llama 2 and Mistral use 1e-5)",
+                          min=0, exclusive_min=True),),
             description="RMSNorm (Zhang & Sennrich 2019; Llama): x / rms(x) * weight, no mean, "
                         "no shift.",
         ),

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from explorer import SpecError
 from explorer.contracts import causal_mask
 
 
@@ -28,10 +27,9 @@ class GroupedQueryAttention(nn.Module):
     earlier ones for incremental decoding.
     """
 
-    def __init__(self, ctx, n_kv_heads=1, impl="auto", window=0, qk_norm=False, out_bias=True):
+    def __init__(self, ctx, n_kv_heads, impl, window, qk_norm, out_bias):
         super().__init__()
         cfg = ctx.config
-        _check(ctx, n_kv_heads, window)
         self.n_heads = cfg.n_heads
         self.n_kv_heads = n_kv_heads
         self.head_dim = cfg.head_dim
@@ -126,23 +124,10 @@ class MultiHeadAttention(GroupedQueryAttention):
     itself is computed from the positions, which gives the same entries.
     """
 
-    def __init__(self, ctx, impl="auto", window=0, qk_norm=False, out_bias=True):
+    def __init__(self, ctx, impl, window, qk_norm, out_bias):
         cfg = ctx.config
         super().__init__(ctx, n_kv_heads=cfg.n_heads, impl=impl, window=window, qk_norm=qk_norm,
                          out_bias=out_bias)
         self.register_buffer(
             "mask", torch.triu(torch.ones(cfg.context_length, cfg.context_length), diagonal=1))
 
-
-def _check(ctx, n_kv_heads, window):
-    """Raise SpecError for values only attention can judge."""
-    n_heads = ctx.config.n_heads
-    if n_kv_heads < 1 or n_kv_heads > n_heads or n_heads % n_kv_heads:
-        divisors = [k for k in range(1, n_heads + 1) if n_heads % k == 0]
-        raise SpecError(ctx.spec.source, "components.attention.n_kv_heads",
-                        f"{n_kv_heads} key/value heads cannot be shared by n_heads {n_heads} "
-                        f"query heads", f"a divisor of n_heads: {', '.join(map(str, divisors))}")
-    if window < 0:
-        raise SpecError(ctx.spec.source, "components.attention.window",
-                        f"must be >= 0, got {window}",
-                        "0 for no sliding window, or a window size >= 1")

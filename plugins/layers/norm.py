@@ -8,7 +8,7 @@ from torch.nn import functional as F
 class LayerNorm(nn.Module):
     """The book's LayerNorm (section 4.2): normalise over the last dim, then scale and shift."""
 
-    def __init__(self, ctx, dim, eps=1e-5, impl="auto"):
+    def __init__(self, ctx, dim, eps, impl):
         super().__init__()
         self.eps = eps
         self.impl = impl
@@ -32,7 +32,7 @@ class RMSNorm(nn.Module):
     to the input's dtype before the scale. Equals ``torch.nn.RMSNorm(dim, eps)``.
     """
 
-    def __init__(self, ctx, dim, eps=1e-6):
+    def __init__(self, ctx, dim, eps):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
