@@ -28,7 +28,8 @@ class Param:
 
     The one source of its default: the core passes every declared parameter to the factory (or
     the analysis's ``run``), so their signatures carry no defaults. ``min``/``max`` bound a
-    number (inclusive; ``exclusive_min=True`` makes the lower bound strict: ``> min``).
+    number (inclusive; ``exclusive_min=True`` makes the lower bound strict: ``> min``); a float
+    must be finite.
     """
 
     name: str
@@ -73,8 +74,8 @@ class Param:
         return value
 
     def _check_range(self, value):
-        if isinstance(value, float) and math.isnan(value):
-            raise ParamError(self.name, "expected a number, got nan")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParamError(self.name, f"expected a finite number, got {value!r}")
         low_ok = self.min is None or (value > self.min if self.exclusive_min else value >= self.min)
         if not low_ok:
             raise ParamError(self.name, f"must be {'>' if self.exclusive_min else '>='} "

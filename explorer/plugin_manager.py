@@ -71,6 +71,8 @@ class Plugins:
         self.providers = {}  # plugin name -> Provider
         self.broken = {}  # plugin name -> one-line reason it was skipped
         self._registry = None
+        # Writes only once EXPLORER_TRACE_PLUGINS gives pluggy's tracer a writer.
+        self._trace = self.pm.trace.root.get("explorer")
 
     @property
     def blocked(self):
@@ -148,6 +150,7 @@ class Plugins:
             others = [other.plugin for other in impls if other is not impl]
             only_this = self.pm.subset_hook_caller(hook_name, remove_plugins=others)
             name = self.pm.get_name(impl.plugin)
+            self._trace(f"{hook_name}: plugin {name}")
             try:
                 results = only_this(**kwargs)
             except Exception as exc:

@@ -56,6 +56,8 @@ def test_trace_env_traces_every_hook_call_to_stderr():
     lines = proc.stderr.splitlines()
     calls = [line for line in lines if line.strip() == "explorer_components [hook]"]
     assert len(calls) == len(REGISTRY_COMPONENT_PLUGINS), proc.stderr[:500]
+    # Each call is preceded by the plugin it goes to.
+    assert "explorer_components: plugin explorer.plugins.norm [explorer]" in lines
     assert any(line.strip() == "explorer_analyses [hook]" for line in lines)
     quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
     assert quiet.stderr == ""

@@ -31,7 +31,8 @@ BAD = [
     (["components.norm.eps=-1"], "--set components.norm.eps: must be > 0, got -1.0"),
     (["components.norm=rmsnorm", "components.norm.eps=0"],
      "--set components.norm.eps: must be > 0, got 0.0"),
-    (["components.norm.eps=.nan"], "--set components.norm.eps: expected a number, got nan"),
+    (["components.norm.eps=.nan"], "--set components.norm.eps: expected a finite number, got nan"),
+    (["analyses.train.lr=.inf"], "--set analyses.train.lr: expected a finite number, got inf"),
     (["components.positional=rope", "model.n_heads=64"],
      "--set components.positional: rope rotates pairs of dimensions, but the head size is odd: "
      "emb_dim 64 / n_heads 64 = 1; choose emb_dim / n_heads even"),
@@ -120,7 +121,8 @@ def test_a_default_that_a_changed_size_breaks_names_who_chose_the_component(writ
     (Param("n", int, 1, min=1), 0, "must be >= 1, got 0"),
     (Param("x", float, 1.0, min=0, exclusive_min=True), 0.0, "must be > 0, got 0.0"),
     (Param("x", float, 1.0, min=0, max=1, exclusive_min=True), 1.5, "must be <= 1, got 1.5"),
-    (Param("x", float, 1.0, max=2), float("nan"), "expected a number, got nan"),
+    (Param("x", float, 1.0, max=2), float("nan"), "expected a finite number, got nan"),
+    (Param("x", float, 1.0), float("-inf"), "expected a finite number, got -inf"),
     (Param("n", int, 1, min=1), "1", "expected int, got '1'"),
     (Param("s", str, "a", choices=("a", "b")), "c", "'c' is not one of 'a', 'b'"),
 ])
