@@ -9,7 +9,7 @@ Importing this package does not import torch; the functions that need it import 
 """
 
 from .components import COMPONENT_KINDS, Analysis, Chart, CheckpointFormat, Component, Param
-from .errors import ExplorerError, PluginError, ResourceError, SpecError
+from .errors import ExplorerError, ParamError, PluginError, ResourceError, SpecError
 from .plugin_manager import get_plugin_manager, hookimpl
 from .spec import ComponentChoice, Dropout, ModelConfig, Spec, load_spec
 
@@ -35,7 +35,8 @@ _LAZY = {
 
 __all__ = [
     "COMPONENT_KINDS", "Analysis", "Chart", "CheckpointFormat", "Component", "Param",
-    "ExplorerError", "PluginError", "ResourceError", "SpecError", "get_plugin_manager", "hookimpl", "ComponentChoice", "Dropout",
+    "ExplorerError", "ParamError", "PluginError", "ResourceError", "SpecError",
+    "get_plugin_manager", "hookimpl", "ComponentChoice", "Dropout",
     "ModelConfig", "Spec", "load_spec", *_LAZY,
 ]
 

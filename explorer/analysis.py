@@ -139,6 +139,7 @@ def analyze(spec, only=None, model=None, progress=None, weights=None):
     report = {
         "spec": spec.to_dict(),
         "source": spec.source,
+        "overrides": list(spec.overrides),  # the --set KEY=VALUE texts applied to the source
         "components": {},
         "environment": environment(),
         "analyses": {},

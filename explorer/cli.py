@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .errors import ExplorerError, one_line
+from .errors import ExplorerError, PluginError, one_line
 
 
 class UserError(click.ClickException):
@@ -80,9 +80,13 @@ def _with_corpus(overrides, corpus):
 
 
 def _manager(plugins):
+    """A fresh plugin manager with the -p/--plugin plugins, which must load: the user named them."""
     from .plugin_manager import get_plugin_manager
 
-    return get_plugin_manager(plugins=plugins)
+    try:
+        return get_plugin_manager(plugins=plugins)
+    except PluginError as exc:
+        raise UserError(f"--plugin: {exc}") from None
 
 
 def _names(only):
@@ -90,9 +94,14 @@ def _names(only):
     return [n.strip() for n in only.split(",") if n.strip()] if only else None
 
 
-def _warn_broken(manager):
-    for name, reason in manager.registry().broken.items():
-        click.echo(f"warning: plugin {name}: {reason}", err=True)
+def _warn_broken(*managers):
+    """Warn once about each installed plugin that failed (several managers see the same ones)."""
+    seen = set()
+    for manager in managers:
+        for name, reason in manager.registry().broken.items():
+            if (name, reason) not in seen:
+                seen.add((name, reason))
+                click.echo(f"warning: plugin {name}: {reason}", err=True)
 
 
 @click.group()
@@ -184,12 +193,14 @@ def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, 
     if len(weights) not in (0, 1, len(spec_paths)):
         raise UserError(f"--weights: given {len(weights)} times for {len(spec_paths)} specs; "
                         "give it once (for every spec) or once per spec")
-    manager = _manager(plugins)
     overrides = _with_corpus(overrides, corpus)
     per_spec = list(weights) * len(spec_paths) if len(weights) == 1 else list(weights)
-    pairs = [_spec_and_weights(path, overrides, manager, w)
+    # Each spec gets its own plugin manager: it sees the installed plugins, those given with
+    # -p/--plugin and its own plugins:, never another spec's.
+    pairs = [_spec_and_weights(path, overrides, _manager(plugins), w)
              for path, w in zip(spec_paths, per_spec or [None] * len(spec_paths))]
-    _warn_broken(manager)
+    specs = [spec for spec, _ in pairs]
+    _warn_broken(*(spec.plugin_manager for spec in specs))
     names = _names(only)
 
     from .analysis import select
@@ -344,6 +355,17 @@ def generate_text(spec_path, prompt, max_new_tokens, temperature, top_k, top_p, 
     printer.close()
 
 
+def _param_json(p):
+    out = {"name": p.name, "type": p.type_name, "default": p.default, "help": p.help}
+    if p.choices:
+        out["choices"] = list(p.choices)
+    if p.min is not None:
+        out.update(min=p.min, exclusive_min=p.exclusive_min)
+    if p.max is not None:
+        out["max"] = p.max
+    return out
+
+
 @cli.command(name="plugins")
 @click.option("--kind", help="Only this kind (norm, attention, ..., tokenizer), 'analysis' or "
                              "'checkpoint_format'.")
@@ -381,15 +403,13 @@ def list_plugins(kind, fmt, plugins):
         click.echo(json.dumps({
             "components": [{
                 "kind": k, "name": name, "description": item.description,
-                "params": [{"name": p.name, "type": p.type_name, "default": p.default,
-                            "help": p.help, **({"choices": list(p.choices)} if p.choices else {})}
-                           for p in getattr(item, "params", ())],
+                "params": [_param_json(p) for p in getattr(item, "params", ())],
                 **({"reads": item.detect is not None, "target": item.target}
                    if k == FORMAT_KIND else {}),
                 "plugin": prov.plugin, "distribution": prov.distribution,
             } for k, name, item, prov in entries],
             "broken": broken,
-            "blocked": sorted(manager.blocked),
+            "blocked": manager.blocked,
         }, indent=2))
         return
     current = None
@@ -403,11 +423,12 @@ def list_plugins(kind, fmt, plugins):
                        + (f"--to {item.target}" if item.target else "no"))
         for p in getattr(item, "params", ()):
             choices = f" one of {', '.join(map(str, p.choices))}" if p.choices else ""
-            click.echo(f"      {p.name}: {p.type_name} = {p.default!r}{choices}  {p.help}")
+            bounds = f" ({p.range_text})" if p.range_text else ""
+            click.echo(f"      {p.name}: {p.type_name} = {p.default!r}{choices}{bounds}  {p.help}")
         click.echo(f"      from {prov}")
     for name, reason in broken.items():
         click.echo(f"\nbroken plugin {name}: {reason}")
-    for name in sorted(manager.blocked):
+    for name in manager.blocked:
         click.echo(f"\nblocked plugin {name} (EXPLORER_DISABLE_PLUGINS)")
 
 

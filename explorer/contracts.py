@@ -1,11 +1,15 @@
-"""The contracts between components that must cooperate: positional encodings and attention.
+"""The contracts between explorer's core and its components: what each kind's factory returns.
 
-A positional encoding can act in three places. Each method defaults to doing nothing, so a
-scheme overrides only where it acts: learned and sinusoidal positions in ``embed``, RoPE in
+Every kind is a :class:`typing.Protocol` below (structural: a component need not inherit from
+it), except positional encodings, which subclass :class:`PositionalEncoding`, whose methods
+default to doing nothing. The core calls a factory as ``factory(ctx, **params, **extra)``
+(:class:`ComponentFactory`); each Protocol's docstring says what ``extra`` holds for its kind.
+
+Positional encoding and attention must cooperate. A positional encoding can act in three
+places, and overrides only where it acts: learned and sinusoidal positions in ``embed``, RoPE in
 ``rotate``, ALiBi in ``bias``. The model owns one encoding (``model.pos_emb``) and hands it to
-every block, so any positional scheme works with any attention.
-
-What an attention component promises in return (``forward(x, pos, positions, cache=None)``):
+every block, so any positional scheme works with any attention. What an attention promises in
+return (``forward(x, pos, positions, cache=None)``):
 
 1. Project ``x`` to queries (B, nh, T, hs) and keys/values (B, nkv, T, hs); ``nkv`` divides
    ``nh`` (grouped-query, multi-query) or equals it.
@@ -40,32 +44,112 @@ find by walking ``model.modules()``, so they need not know what the module is:
 7. ``active_parameters()`` -> int: the parameters one token uses in this module, where that is
    fewer than the module holds (an MoE: router + shared experts + top_k routed experts).
    :func:`active_parameter_count` gives a model's count per token.
+Importing this module does not import torch (hookspecs.py refers to it, and listing plugins or
+validating a spec must stay fast): :class:`PositionalEncoding`, an ``nn.Module``, is defined on
+first access.
 """
 
-from torch import nn
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import torch
+
+    from .kv_cache import KVCache
+    from .model import BuildContext, GPTModel
 
 
-class PositionalEncoding(nn.Module):
-    """Base class: a positional encoding that does nothing (NoPE). Override what the scheme uses."""
+class ComponentFactory(Protocol):
+    """``factory(ctx, **params, **extra)``: ``ctx`` an :class:`explorer.BuildContext`, ``params``
+    every declared :class:`explorer.Param` (the spec's values merged over the defaults: declare
+    no defaults in the signature, the Param is their one source), ``extra`` the kind's arguments.
+    Returns what the kind's Protocol below describes."""
 
-    def embed(self, x, positions):
-        """Add absolute position information to token embeddings ``x`` (B, T, C)."""
-        return x
+    def __call__(self, ctx: BuildContext, /, **params_and_extra: Any) -> Any: ...
 
-    def rotate(self, q, k, positions):
-        """Transform queries (B, nh, T, hs) and keys (B, nkv, T, hs) at absolute ``positions`` (T,).
 
-        Acts on the last dim only, per position, identically for every head, so it works for any
-        ``nkv`` (grouped-query and multi-query attention call it before repeating the keys).
-        """
-        return q, k
+@runtime_checkable
+class Norm(Protocol):
+    """``norm`` (extra: ``dim``): an ``nn.Module`` mapping ``(..., dim)`` to the same shape."""
 
-    def bias(self, q_positions, k_positions):
-        """An additive bias (nh, Tq, Tk) for the scaled scores, or None.
+    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
 
-        Only the entries where ``k_positions <= q_positions`` matter: the others are masked.
-        """
-        return None
+
+@runtime_checkable
+class Activation(Protocol):
+    """``activation``: an ``nn.Module`` applied elementwise (any shape to the same shape)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class FeedForward(Protocol):
+    """``ffn``: an ``nn.Module`` mapping ``(B, T, emb_dim)`` to ``(B, T, emb_dim)``; it builds
+    its activation with ``ctx.make("activation")``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Attention(Protocol):
+    """``attention``: causal self-attention, an ``nn.Module`` keeping points 1-5 above.
+
+    ``x`` (B, T, emb_dim) -> (B, T, emb_dim); ``pos`` is the model's :class:`PositionalEncoding`,
+    ``positions`` the absolute positions (T,) of ``x``'s tokens, ``cache`` the layer's KV cache
+    while decoding (else None). A QK-norm is built with ``ctx.make("norm", dim=head_dim)``. The
+    attributes describe its shape to analyses (the KV cache, memory): query heads, key/value
+    heads, the size of one head, and the sliding window (0: none).
+    """
+
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    window: int
+
+    def forward(self, x: torch.Tensor, pos: PositionalEncoding, positions: torch.Tensor,
+                cache: KVCache | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Block(Protocol):
+    """``residual``: one transformer block, an ``nn.Module`` that wires its sublayers to the
+    shortcut.
+
+    It builds its attention and feed-forward with ``ctx.make("attention")`` and
+    ``ctx.make("ffn")`` (the core tags each with ``explorer_kind``, which is how analyses find
+    them, whatever the attribute names), then its norms with ``ctx.make("norm", dim=emb_dim)``,
+    in that order so a seed gives the same weights whatever the style. ``forward(x, pos,
+    positions, cache=None)``: ``x`` (B, T, emb_dim) -> (B, T, emb_dim); ``pos`` and
+    ``positions`` are passed on to the attention unchanged, and so is ``cache``
+    (``attention(h, pos, positions, cache=cache)``). The block applies residual dropout itself,
+    ``nn.Dropout(ctx.config.dropout.residual)`` on each sublayer's output before it joins the
+    shortcut.
+    """
+
+    def forward(self, x: torch.Tensor, pos: PositionalEncoding, positions: torch.Tensor,
+                cache: KVCache | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class WeightTying(Protocol):
+    """``weight_tying``: a callable applied once to the assembled model, e.g. making the output
+    head share the token embedding (``model.out_head.weight = model.tok_emb.weight``)."""
+
+    def __call__(self, model: GPTModel) -> None: ...
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What a ``tokenizer`` factory returns; the factory is called with no arguments. ``n_vocab``
+    is the number of token ids it produces (declare it on the Component too, as ``n_vocab``, so
+    that a spec with a smaller ``vocab_size`` is refused without loading the tokenizer)."""
+
+    n_vocab: int
+
+    def encode(self, text: str, allowed_special: Any = ()) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
 
 
 def causal_mask(q_positions, k_positions, window=0):
@@ -122,3 +206,42 @@ def active_parameter_count(model):
                 seen.add(id(p))
                 total += p.numel()
     return total
+def _define_positional_encoding():
+    from torch import nn
+
+    class PositionalEncoding(nn.Module):
+        """``positional``: the model's one positional encoding; this base does nothing (NoPE).
+
+        Subclass it and override what the scheme uses; ``positions`` are absolute (T,).
+        """
+
+        def embed(self, x, positions):
+            """Add absolute position information to token embeddings ``x`` (B, T, C)."""
+            return x
+
+        def rotate(self, q, k, positions):
+            """Transform queries (B, nh, T, hs) and keys (B, nkv, T, hs) at ``positions`` (T,).
+
+            Acts on the last dim only, per position, identically for every head, so it works
+            for any ``nkv`` (grouped-query and multi-query attention call it before repeating
+            the keys).
+            """
+            return q, k
+
+        def bias(self, q_positions, k_positions):
+            """An additive bias (nh, Tq, Tk) for the scaled scores, or None.
+
+            Only the entries where ``k_positions <= q_positions`` matter: the others are masked.
+            """
+            return None
+
+    PositionalEncoding.__module__ = __name__
+    PositionalEncoding.__qualname__ = "PositionalEncoding"  # pickle finds it by this name
+    return PositionalEncoding
+
+
+def __getattr__(name):
+    if name == "PositionalEncoding":
+        globals()[name] = cls = _define_positional_encoding()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,10 +23,24 @@ class SpecError(ExplorerError):
     def __init__(self, source, key, problem, valid=None):
         self.source, self.key, self.problem, self.valid = source, key, problem, valid
         where = f"{source}: " if source else ""
-        at = f"{key}: " if key else ""
+        # A key set by ``--set KEY=...`` has ``--set KEY`` as its source: no need to name it twice.
+        at = f"{key}: " if key and source != f"--set {key}" else ""
         hint = f"; {valid}" if valid else ""
         # One line, whatever a key or value in the user's file contains.
         super().__init__(one_line(f"{where}{at}{problem}{hint}"))
+
+
+class ParamError(ValueError):
+    """A parameter value a component or analysis refuses.
+
+    Raised by :meth:`explorer.Param.check` and by a component's or analysis's ``check``;
+    ``param`` names one of its parameters (None: the choice as a whole). Spec validation turns it
+    into a :class:`SpecError` that names the file and the dotted key.
+    """
+
+    def __init__(self, param, problem, valid=None):
+        self.param, self.problem, self.valid = param, problem, valid
+        super().__init__(f"{problem}; {valid}" if valid else problem)
 
 
 class PluginError(ExplorerError):

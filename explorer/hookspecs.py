@@ -7,84 +7,68 @@ registered by the same call, so a built-in has no powers a third-party plugin la
 
 A hook implementation may accept fewer arguments than its spec lists (pluggy's opt-in
 arguments); none of the hooks below take arguments yet, so they can grow without breaking plugins.
+The core calls each plugin's implementation through pluggy, one plugin at a time, so a plugin
+that raises is reported and skipped without spoiling the others (``EXPLORER_TRACE_PLUGINS=1``
+traces the calls to stderr).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import pluggy
+
+if TYPE_CHECKING:
+    from .components import Analysis, Component
 
 hookspec = pluggy.HookspecMarker("explorer")
 
 
 @hookspec
-def explorer_components():
+def explorer_components() -> list[Component]:
     """Contribute model components.
 
     Return a list of :class:`explorer.Component`. Each names its ``kind`` (one of
     ``explorer.COMPONENT_KINDS``: norm, activation, ffn, attention, positional, residual,
-    weight_tying), its ``name`` (what a spec writes, e.g. ``norm: rmsnorm``), its ``factory``, its
-    ``params`` (:class:`explorer.Param`, each with a type and a default) and a one-line
-    ``description``.
+    weight_tying; or ``tokenizer``, chosen by the spec's top-level ``tokenizer:`` key), its
+    ``name`` (what a spec writes, e.g. ``norm: rmsnorm``), its ``factory``, its ``params``
+    (:class:`explorer.Param`, each with a type, a default and optionally a range or choices), an
+    optional ``check(config, params)`` for rules across parameters (raising
+    :class:`explorer.ParamError`), and a one-line ``description``. A tokenizer also declares
+    ``n_vocab``.
 
     The factory is a callable, or a ``"module:attribute"`` string imported on first use (so
     listing and validating specs never imports torch). The core calls it as
-    ``factory(ctx, **params, **extra)`` where ``ctx`` is an :class:`explorer.BuildContext`
-    (``ctx.config`` is the validated :class:`explorer.ModelConfig`, ``ctx.make(kind, **extra)``
-    builds the spec's choice for another kind, ``ctx.layer`` is the block index or None),
-    ``params`` are the spec's values merged over the declared defaults, and ``extra`` are the
-    kind-specific arguments below. What each kind's factory returns:
-
-    - ``norm`` (extra: ``dim``): an ``nn.Module`` mapping ``(..., dim)`` to the same shape.
-    - ``activation``: an ``nn.Module`` applied elementwise.
-    - ``ffn``: an ``nn.Module`` mapping ``(B, T, emb_dim)`` to ``(B, T, emb_dim)``; it gets its
-      activation from ``ctx.make("activation")``.
-    - ``positional``: an :class:`explorer.contracts.PositionalEncoding` (one per model, stored as
-      ``model.pos_emb`` and passed to every block). It takes part in three places, each
-      defaulting to "do nothing": ``embed(x, positions)`` adds absolute position information to
-      the token embeddings ``(B, T, C)`` (learned, sinusoidal); ``rotate(q, k, positions)``
-      transforms queries ``(B, nh, T, hs)`` and keys ``(B, nkv, T, hs)`` inside attention, acting
-      on the last dim only so any number of key heads works (RoPE); ``bias(q_positions,
-      k_positions)`` returns a bias ``(nh, Tq, Tk)`` added to the scaled scores ``q.k/sqrt(hs)``,
-      or None (ALiBi; only entries with key position <= query position matter). ``positions``
-      are absolute token positions ``(T,)``, so a KV cache passes ``offset + arange(T)``.
-    - ``attention``: an ``nn.Module`` with ``forward(x, pos, positions, cache=None)``, ``x`` of
-      shape ``(B, T, emb_dim)``, ``pos`` the model's PositionalEncoding and ``positions`` a
-      ``(T,)`` tensor, returning ``(B, T, emb_dim)``. ``cache``, during incremental decoding, is
-      the layer's :class:`explorer.kv_cache.KVCache`: after ``pos.rotate`` the attention calls
-      ``keys, values, k_positions = cache.update(keys, values, positions, window)`` and attends
-      to those (explorer.contracts, point 5). It normalises queries and keys first if it does
-      (QK-norm, built with ``ctx.make("norm", dim=head_dim)``), then calls ``pos.rotate`` with the
-      keys at their own head count (before grouped-query repetition), adds ``pos.bias`` to its
-      scaled scores before the softmax, and masks with
-      ``explorer.contracts.causal_mask(q_positions, k_positions, window)``, computed from
-      positions rather than from ``[:T, :T]``. It exposes ``n_heads``, ``n_kv_heads``,
-      ``head_dim`` and ``window`` (0 = no sliding window) for analyses such as the KV cache,
-      and ``kv_values_per_token`` when its cache holds something else than keys and values of
-      ``n_kv_heads`` heads (latent attention).
-
-    Any module may also expose ``explorer_aux_loss()``, ``explorer_stats()`` and
+    ``factory(ctx, **params, **extra)``, :class:`explorer.contracts.ComponentFactory`: ``ctx`` is
+    an :class:`explorer.BuildContext` (``ctx.config`` is the validated
+    :class:`explorer.ModelConfig`, ``ctx.make(kind, **extra)`` builds the spec's choice for
+    another kind, ``ctx.layer`` is the block index or None), ``params`` every declared parameter
+    with the spec's values merged over the defaults (already validated: ranges, choices and
+    ``check``), and ``extra`` the kind's arguments. What each kind must return and expose is a
+    Protocol in :mod:`explorer.contracts`: ``Norm``, ``Activation``, ``FeedForward``,
+    ``Attention``, ``PositionalEncoding`` (a base class), ``Block`` (kind ``residual``),
+    ``WeightTying`` and ``Tokenizer``. An attention whose cache holds something other than keys
+    and values of ``n_kv_heads`` heads (latent attention) also exposes ``kv_values_per_token``;
+    any module may expose ``explorer_aux_loss()``, ``explorer_stats()`` and
     ``active_parameters()`` (a mixture of experts does): see explorer.contracts, points 6-7.
-    - ``residual``: a transformer block, an ``nn.Module`` with ``forward(x, pos, positions,
-      cache=None)``; it builds its own attention, feed-forward and norms with ``ctx.make`` (in the
-      book's order: attention, feed-forward, norms), decides how they are wired to the shortcut,
-      and passes ``cache`` on to its attention as ``att(h, pos, positions, cache=cache)``. The
-      model passes ``cache`` only while decoding with a KV cache.
-    - ``weight_tying``: a callable ``tie(model)`` applied once the model is assembled.
-    - ``tokenizer`` (chosen by the spec's top-level ``tokenizer:`` key, not under ``components``):
-      the factory is called with no arguments and returns an object with ``n_vocab``,
-      ``encode(text, allowed_special=()) -> list[int]`` and ``decode(ids) -> str``.
 
     A name registered twice for one kind is an error that names both plugins.
     """
 
 
 @hookspec
-def explorer_analyses():
+def explorer_analyses() -> list[Analysis]:
     """Contribute analyses.
 
     Return a list of :class:`explorer.Analysis`. Each has a ``name`` (what ``--only`` selects),
     a ``run`` callable (or ``"module:attribute"`` string) called as ``run(ctx, **options)`` with
-    an :class:`explorer.AnalysisContext`, a one-line ``description``, its ``params`` (options with
-    defaults, settable as ``--option name.key=value``), whether it is in the ``default`` set that
-    ``explorer build`` runs, and an optional ``render(result) -> str`` for the text report.
+    an :class:`explorer.AnalysisContext` and every declared option, a one-line ``description``,
+    its ``params`` (options with defaults, types and ranges, settable in a spec's ``analyses:``
+    or with ``--set analyses.NAME.KEY=VALUE``; the Param is the one source of each default, so
+    ``run`` declares none), an optional ``check(config, options)`` (raising
+    :class:`explorer.ParamError`) run when the spec is validated, whether it is in the
+    ``default`` set that ``explorer build`` runs, and an optional ``render(result) -> str`` for
+    the text report.
 
     It owns its presentation in comparisons too: ``figures(result) -> dict`` gives the flat
     headline figures ``explorer compare`` puts side by side (``{name: int | float | str |

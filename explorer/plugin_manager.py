@@ -1,10 +1,11 @@
 """The plugin manager: built-in plugins, entry points and user plugins, registered alike.
 
 As in pytest (``default_plugins``) and datasette (``DEFAULT_PLUGINS``), the built-in plugins are
-ordinary plugin modules that go through the same ``_register`` call as the plugins found in the
-``explorer`` entry-point group or named on the command line or in a spec. A plugin that fails to
-import, raises in a hook or returns something malformed is reported by name and skipped; the
-others keep working.
+ordinary plugin modules that go through the same ``register`` call as the plugins found in the
+``explorer`` entry-point group or named on the command line or in a spec. An installed plugin
+that fails to import, raises in a hook or returns something malformed is reported by name and
+skipped; the others keep working. A plugin the user named (``-p``, ``--plugin``, a spec's
+``plugins:``) that fails to import or register is an error: the user asked for it.
 """
 
 import difflib
@@ -25,6 +26,7 @@ from .errors import PluginError
 
 ENTRY_POINT_GROUP = "explorer"
 DISABLE_ENV = "EXPLORER_DISABLE_PLUGINS"
+TRACE_ENV = "EXPLORER_TRACE_PLUGINS"
 
 # Module names only: the core never imports a concrete component, it registers these modules the
 # way it registers any third-party plugin.
@@ -59,6 +61,11 @@ def _own_distribution():
         return "explorer (not installed)"
 
 
+def is_plugin_path(entry):
+    """Whether a ``-p``/``plugins:`` entry names a ``.py`` file (else it is a module name)."""
+    return entry.endswith(".py") or "/" in entry or os.sep in entry
+
+
 class Plugins:
     """A pluggy PluginManager plus what explorer needs to report about each plugin."""
 
@@ -67,72 +74,68 @@ class Plugins:
         self.pm.add_hookspecs(hookspecs)
         self.providers = {}  # plugin name -> Provider
         self.broken = {}  # plugin name -> one-line reason it was skipped
-        self.blocked = set()  # plugin names blocked by EXPLORER_DISABLE_PLUGINS
         self._registry = None
+        # Writes only once EXPLORER_TRACE_PLUGINS gives pluggy's tracer a writer.
+        self._trace = self.pm.trace.root.get("explorer")
+
+    @property
+    def blocked(self):
+        """The plugin names blocked with ``pm.set_blocked`` (EXPLORER_DISABLE_PLUGINS)."""
+        return sorted(name for name, plugin in self.pm.list_name_plugin() if plugin is None)
+
+    def _skip(self, *names):
+        """Whether a plugin is blocked or already registered under one of ``names``."""
+        return any(self.pm.is_blocked(n) or self.pm.has_plugin(n) for n in names)
 
     def register(self, plugin, name, distribution=""):
-        """The one registration call, for built-ins and third-party plugins alike."""
-        if name in self.blocked or self.pm.is_registered(plugin) or self.pm.has_plugin(name):
+        """The one registration call, for built-ins and third-party plugins alike.
+
+        A plugin pluggy refuses (a misspelt hook, a wrong signature) is recorded as broken.
+        """
+        try:
+            self._register(plugin, name, distribution)
+        except PluginError as exc:
+            self.broken[name] = str(exc)
+
+    def _register(self, plugin, name, distribution):
+        if self._skip(name) or self.pm.is_registered(plugin):
             return
         try:
             self.pm.register(plugin, name=name)
         except Exception as exc:  # pluggy validates hookimpl names and signatures
-            self.broken[name] = f"cannot register: {exc}"
-            return
+            raise PluginError(f"cannot register: {exc}") from None
         self.providers[name] = Provider(name, distribution)
         self._registry = None
 
-    def unregister(self, name):
-        self.pm.unregister(name=name)
-        self.providers.pop(name, None)
-        self._registry = None
-
-    def load_module(self, module_name, name=None, distribution=""):
-        """Import a module by dotted name and register it; an import failure marks it broken."""
-        name = name or module_name
-        if name in self.blocked:
+    def load_module(self, module_name, distribution=""):
+        """Import an installed or built-in module and register it; a failure marks it broken."""
+        if self._skip(module_name):
             return
         try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:
-            self.broken[name] = f"failed to import {module_name}: {type(exc).__name__}: {exc}"
-            return
-        self.register(module, name, distribution)
+            self._register(_import_module(module_name), module_name, distribution)
+        except PluginError as exc:
+            self.broken[module_name] = str(exc)
 
-    def load_path(self, path, distribution=""):
-        """Import a plugin from a ``.py`` file and register it under the file's resolved path,
-        so one file named by two relative paths (CLI and spec, two specs) loads once."""
-        path = Path(path)
+    def load(self, plugin):
+        """Load a plugin the user named (``-p``, ``--plugin``, a spec's ``plugins:``): a ``.py``
+        file, registered under its resolved path (so one file named by two relative paths loads
+        once), or a module name. Raises PluginError, naming it, if it fails to import or
+        register."""
+        if not is_plugin_path(plugin):
+            if not self._skip(plugin):
+                self._register(_import_module(plugin), plugin, "")
+            return
+        path = Path(plugin)
         if not path.is_file():
             raise PluginError(f"plugin file {path} does not exist")
         name = str(path.resolve())
-        if {name, str(path)} & self.blocked or self.pm.has_plugin(name):
-            return
-        # Unique per file: two plugins both called plugin.py must not share a module.
-        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
-        module_name = f"explorer_plugin_{path.stem}_{digest}"
-        try:
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            sys.modules.pop(module_name, None)
-            self.broken[name] = f"failed to import {path}: {type(exc).__name__}: {exc}"
-            return
-        self.register(module, name, distribution)
-
-    def load(self, plugin):
-        """Load a plugin named on the command line or in a spec: a file path or a module name."""
-        if plugin.endswith(".py") or os.sep in plugin or "/" in plugin:
-            self.load_path(plugin)
-        else:
-            self.load_module(plugin)
+        if not self._skip(name, str(path)):
+            self._register(_import_file(path, name), name, "")
 
     def load_entry_points(self):
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else ""
-            if ep.name in self.blocked or self.pm.has_plugin(ep.name):
+            if self._skip(ep.name):
                 continue
             try:
                 plugin = ep.load()
@@ -143,16 +146,21 @@ class Plugins:
 
     # -- what the plugins contribute ---------------------------------------------------------
 
-    def _call_each(self, hook_name):
-        """Call one hook on every plugin separately, so one that raises spoils only itself."""
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():  # registration order
+    def _call_each(self, hook_name, **kwargs):
+        """Call one hook through pluggy on every plugin separately (registration order), so one
+        that raises spoils only itself; yields ``(plugin name, its result or None)``."""
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        for impl in impls:
+            others = [other.plugin for other in impls if other is not impl]
+            only_this = self.pm.subset_hook_caller(hook_name, remove_plugins=others)
             name = self.pm.get_name(impl.plugin)
+            self._trace(f"{hook_name}: plugin {name}")
             try:
-                result = impl.function()
+                results = only_this(**kwargs)
             except Exception as exc:
                 self.broken[name] = f"{hook_name} raised {type(exc).__name__}: {exc}"
                 continue
-            yield name, result
+            yield name, results[0] if results else None
 
     def registry(self):
         if self._registry is None:
@@ -267,13 +275,43 @@ def unknown_name_message(what, name, valid):
     return f"unknown {what} {name!r}{hint}; registered: {', '.join(valid) or 'none'}"
 
 
+def _import_module(module_name):
+    try:
+        return importlib.import_module(module_name)
+    except Exception as exc:
+        raise PluginError(f"failed to import {module_name}: {type(exc).__name__}: {exc}") from None
+
+
+def _import_file(path, name):
+    # Unique per file: two plugins both called plugin.py must not share a module.
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    module_name = f"explorer_plugin_{path.stem}_{digest}"
+    try:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise PluginError(f"failed to import {path}: {type(exc).__name__}: {exc}") from None
+    return module
+
+
 def get_plugin_manager(entry_points=True, plugins=(), defaults=True):
     """A fresh plugin manager: the built-ins, then entry points, then ``plugins`` (names/paths).
 
-    ``EXPLORER_DISABLE_PLUGINS=a,b`` blocks plugins by registered name.
+    ``EXPLORER_DISABLE_PLUGINS=a,b`` blocks plugins by registered name (pluggy's
+    ``set_blocked``); ``EXPLORER_TRACE_PLUGINS=1`` traces every hook call to stderr. A plugin in
+    ``plugins`` that fails to import or register raises :class:`explorer.PluginError`.
     """
     manager = Plugins()
-    manager.blocked = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+    for name in os.environ.get(DISABLE_ENV, "").split(","):
+        if name.strip():
+            manager.pm.set_blocked(name.strip())
+    if os.environ.get(TRACE_ENV, "") not in ("", "0"):
+        # Looked up at each write, so a redirected or captured stderr gets the trace.
+        manager.pm.trace.root.setwriter(lambda text: sys.stderr.write(text))
+        manager.pm.enable_tracing()
     if defaults:
         own = _own_distribution()
         for module_name in DEFAULT_PLUGINS:

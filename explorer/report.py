@@ -2,6 +2,7 @@
 
 import json
 import math
+import shlex
 
 import yaml
 
@@ -29,7 +30,9 @@ def _params(params):
 def to_text(report, renderers):
     """``renderers`` maps an analysis name to its ``render(result) -> str`` (or None)."""
     spec = report["spec"]
-    lines = [f"{spec['name']}  ({report['source']})"]
+    # The source and the overrides as a shell would take them back: what this report describes.
+    sets = "".join(f" --set {shlex.quote(text)}" for text in report.get("overrides", ()))
+    lines = [f"{spec['name']}  ({report['source']}{sets})"]
     if spec.get("description"):
         lines.append(spec["description"])
     lines.append("")

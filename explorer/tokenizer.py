@@ -16,6 +16,7 @@ ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256db
 # GPT-2's pre-tokenization pattern (tiktoken's r50k_pat_str).
 GPT2_PATTERN = (r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
 END_OF_TEXT = "<|endoftext|>"
+GPT2_N_VOCAB = 50257  # 50,000 merges + 256 bytes + <|endoftext|>
 
 
 def _verified_path(name, digest):
@@ -46,7 +47,7 @@ def gpt2_tokenizer():
         encoder_json_hash=ENCODER_JSON_SHA256,
     )
     return tiktoken.Encoding(
-        name="gpt2", explicit_n_vocab=50257, pat_str=GPT2_PATTERN,
+        name="gpt2", explicit_n_vocab=GPT2_N_VOCAB, pat_str=GPT2_PATTERN,
         mergeable_ranks=ranks, special_tokens={END_OF_TEXT: 50256},
     )
 

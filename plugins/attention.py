@@ -1,14 +1,14 @@
 """Built-in attention components (implementations in layers/attention.py)."""
 
-from explorer import Component, Param, hookimpl
+from explorer import Component, Param, ParamError, hookimpl
 
 # How scores are scaled and capped; shared with every attention that scores q.k (mla too).
 SCORE_PARAMS = (
     Param("softcap", float, 0.0, "attention-logit soft-capping: scores become softcap * "
           "tanh(scores / softcap), after scaling, before the mask (Gemma 2: 50.0); 0 = off. "
-          "sdpa cannot cap: auto uses the manual path when it is on"),
+          "sdpa cannot cap: auto uses the manual path when it is on", min=0),
     Param("query_pre_attn_scalar", int, 0, "divide the scores by sqrt(this) instead of "
-          "sqrt(head size) (Gemma 2 27B: 144); 0 = the head size"),
+          "sqrt(head size) (Gemma 2 27B: 144); 0 = the head size", min=0),
 )
 
 IMPL = Param("impl", str, "auto", "auto: sdpa unless attention dropout is active (training "
@@ -16,7 +16,7 @@ IMPL = Param("impl", str, "auto", "auto: sdpa unless attention dropout is active
              "bit; manual: the book's masked softmax; sdpa: torch's scaled_dot_product_attention",
              choices=("auto", "manual", "sdpa"), numerics_only=True)
 WINDOW = Param("window", int, 0, "sliding window: each token sees itself and the window - 1 "
-               "tokens before it; 0 = the whole context")
+               "tokens before it; 0 = the whole context", min=0)
 
 _COMMON = (
     IMPL,
@@ -28,12 +28,32 @@ _COMMON = (
 )
 
 
+
+def scores_can_be_computed(config, params):
+    """torch's fused kernel cannot soft-cap the scores."""
+    if params["softcap"] and params["impl"] == "sdpa":
+        raise ParamError("impl", f"sdpa cannot soft-cap the scores (softcap {params['softcap']})",
+                         "impl auto or manual, or softcap 0")
+
+
+def kv_heads_divide_heads(config, params):
+    """Grouped-query attention shares each key/value head by n_heads / n_kv_heads query heads."""
+    scores_can_be_computed(config, params)
+    n_heads, n_kv_heads = config.n_heads, params["n_kv_heads"]
+    if n_heads % n_kv_heads:
+        divisors = [k for k in range(1, n_heads + 1) if n_heads % k == 0]
+        raise ParamError("n_kv_heads", f"{n_kv_heads} key/value heads cannot be shared by "
+                         f"n_heads {n_heads} query heads",
+                         f"a divisor of n_heads: {', '.join(map(str, divisors))}")
+
+
 @hookimpl
 def explorer_components():
     return [
         Component(
             kind="attention", name="mha", factory="explorer.plugins.layers.attention:MultiHeadAttention",
             params=_COMMON,
+            check=scores_can_be_computed,
             description="Causal multi-head attention, the book's chapter-3 design "
                         "(W_query, W_key, W_value, out_proj).",
         ),
@@ -41,8 +61,9 @@ def explorer_components():
             kind="attention", name="gqa",
             factory="explorer.plugins.layers.attention:GroupedQueryAttention",
             params=(Param("n_kv_heads", int, 1, "key/value heads, each shared by n_heads / "
-                          "n_kv_heads query heads: 1 = multi-query, n_heads = multi-head"),
+                          "n_kv_heads query heads: 1 = multi-query, n_heads = multi-head", min=1),
                     *_COMMON),
+            check=kv_heads_divide_heads,
             description="Causal grouped-query attention (Llama 2/3, Mistral); multi-query "
                         "with n_kv_heads 1.",
         ),

@@ -16,7 +16,8 @@ def explorer_components():
     return [
         Component(
             kind="norm", name="layernorm", factory=f"{_LAYERS}:LayerNorm",
-            params=(Param("eps", float, 1e-5, "added to the variance before the square root"),
+            params=(Param("eps", float, 1e-5, "added to the variance before the square root",
+                          min=0, exclusive_min=True),
                     Param("impl", str, "auto", IMPL_HELP, choices=("auto", "manual", "fused"),
                           numerics_only=True)),
             description="The book's LayerNorm: learnable scale and shift, biased variance.",
@@ -24,7 +25,8 @@ def explorer_components():
         Component(
             kind="norm", name="rmsnorm", factory=f"{_LAYERS}:RMSNorm",
             params=(Param("eps", float, 1e-6, "added to the mean square before the square root "
-                          "(1e-6: Llama 1, T5, Gemma; Llama 2 and Mistral use 1e-5)"),
+                          "(1e-6: Llama 1, T5, Gemma; Llama 2 and Mistral use 1e-5)",
+                          min=0, exclusive_min=True),
                     Param("unit_offset", bool, False, "scale by 1 + weight, weight initialised "
                           "to zeros (Gemma); false: scale by weight, initialised to ones")),
             description="RMSNorm (Zhang & Sennrich 2019; Llama): x / rms(x) * weight, no mean, "

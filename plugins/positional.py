@@ -1,8 +1,16 @@
 """Built-in positional encodings (see explorer.contracts.PositionalEncoding)."""
 
-from explorer import Component, Param, hookimpl
+from explorer import Component, Param, ParamError, hookimpl
 
 _LAYERS = "explorer.plugins.layers.positional"
+
+
+def even_head_size(config, params):
+    """RoPE rotates pairs of dimensions within each head."""
+    if config.head_dim % 2:
+        raise ParamError(None, f"rope rotates pairs of dimensions, but the head size is odd: "
+                               f"emb_dim {config.emb_dim} / n_heads {config.n_heads} = "
+                               f"{config.head_dim}", "choose emb_dim / n_heads even")
 
 
 @hookimpl
@@ -15,13 +23,14 @@ def explorer_components():
         Component(
             kind="positional", name="sinusoidal", factory=f"{_LAYERS}:SinusoidalPositional",
             params=(Param("base", float, 10000.0, "the wavelengths grow geometrically up to "
-                          "2*pi*base"),),
+                          "2*pi*base", min=0, exclusive_min=True),),
             description="Fixed sin/cos position vectors added to the tokens (Vaswani et al. 2017).",
         ),
         Component(
             kind="positional", name="rope", factory=f"{_LAYERS}:RotaryPositional",
             params=(Param("theta", float, 10000.0, "the rotation base: pair j of a head turns "
-                          "by position * theta^(-2j/head_dim)"),),
+                          "by position * theta^(-2j/head_dim)", min=0, exclusive_min=True),),
+            check=even_head_size,
             description="Rotary embedding of queries and keys (RoPE; GPT-NeoX, Llama).",
         ),
         Component(

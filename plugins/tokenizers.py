@@ -1,6 +1,7 @@
 """Built-in tokenizers: GPT-2's BPE (built offline, see explorer.tokenizer) and raw bytes."""
 
 from explorer import Component, hookimpl
+from explorer.tokenizer import GPT2_N_VOCAB
 
 
 class ByteTokenizer:
@@ -20,7 +21,9 @@ class ByteTokenizer:
 def explorer_components():
     return [
         Component(kind="tokenizer", name="gpt2", factory="explorer.tokenizer:gpt2_tokenizer",
+                  n_vocab=GPT2_N_VOCAB,
                   description="GPT-2's byte-level BPE, 50,257 tokens (tiktoken, built offline)."),
         Component(kind="tokenizer", name="bytes", factory=ByteTokenizer,
+                  n_vocab=ByteTokenizer.n_vocab,
                   description="UTF-8 bytes, 256 tokens: for tiny models and training probes."),
     ]

@@ -3,8 +3,10 @@ import yaml
 
 import explorer
 
-# A small model every test can build in milliseconds: 2 blocks, 16 wide, 4 heads.
-TINY_MODEL = {"vocab_size": 97, "context_length": 32, "emb_dim": 16, "n_heads": 4,
+# A small model every test can build in milliseconds: 2 blocks, 16 wide, 4 heads, with the byte
+# tokenizer's 256 tokens (a vocabulary smaller than the spec's tokenizer is refused).
+TINY_TOKENIZER = "bytes"
+TINY_MODEL = {"vocab_size": 256, "context_length": 32, "emb_dim": 16, "n_heads": 4,
               "n_layers": 2, "qkv_bias": False, "drop_rate": 0.0}
 
 
@@ -25,9 +27,9 @@ def write_spec(tmp_path):
 def make_spec(write_spec):
     """Load a tiny spec with the given components/model keys, e.g. make_spec(norm="rmsnorm")."""
 
-    def make(model=None, plugins=None, **components):
-        doc = {"name": "tiny", "seed": 123, "model": {**TINY_MODEL, **(model or {})},
-               "components": components}
+    def make(model=None, plugins=None, tokenizer=TINY_TOKENIZER, **components):
+        doc = {"name": "tiny", "seed": 123, "tokenizer": tokenizer,
+               "model": {**TINY_MODEL, **(model or {})}, "components": components}
         return explorer.load_spec(write_spec(doc), plugins=plugins)
 
     return make

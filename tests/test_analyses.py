@@ -8,8 +8,8 @@ import explorer
 from explorer import Analysis, hookimpl
 from explorer.plugins.analyses.gradflow import SAMPLE_TEXT
 
-# make_spec's tiny model: V=97, s_max=32, h=16, L=2, f=4h=64, no qkv bias, untied head.
-V, S, H, L, F4 = 97, 32, 16, 2, 64
+# make_spec's tiny model: V=256 (bytes), s_max=32, h=16, L=2, f=4h=64, no qkv bias, untied head.
+V, S, H, L, F4 = 256, 32, 16, 2, 64
 ATTN = 3 * H * H + (H * H + H)  # W_query, W_key, W_value without bias; out_proj with bias
 FFN = (H * F4 + F4) + (F4 * H + H)
 NORMS = 2 * 2 * H  # two LayerNorms per block, scale + shift
@@ -18,7 +18,7 @@ TOTAL = V * H + S * H + L * (ATTN + FFN + NORMS) + 2 * H + V * H
 
 def test_params_by_kind_by_hand(make_spec):
     result = explorer.analyze(make_spec(), only=["params"])["analyses"]["params"]
-    assert result["total"] == TOTAL == 10_112
+    assert result["total"] == TOTAL == 15_200
     assert result["trainable"] == TOTAL
     assert result["by_kind"] == {"embedding": V * H, "positional": S * H, "attention": L * ATTN,
                                  "ffn": L * FFN, "norm": L * NORMS + 2 * H, "output_head": V * H}
@@ -51,7 +51,7 @@ def test_memory_by_hand(make_spec):
 
 
 def test_gradflow_matches_plain_torch(make_spec):
-    spec = make_spec(model={"vocab_size": 50257, "drop_rate": 0.1})
+    spec = make_spec(model={"vocab_size": 50257, "drop_rate": 0.1}, tokenizer="gpt2")
     result = explorer.analyze(spec, only=["gradflow"])["analyses"]["gradflow"]
 
     # Recompute by hand: same seed for the weights and for the dropout masks.
@@ -76,7 +76,7 @@ def test_gradflow_matches_plain_torch(make_spec):
 
 
 def test_samples_greedy_equals_argmax_loop(make_spec):
-    spec = make_spec(model={"vocab_size": 50257})
+    spec = make_spec(model={"vocab_size": 50257}, tokenizer="gpt2")
     result = explorer.analyze(spec, only=["samples"])["analyses"]["samples"]
     model = explorer.build_model(spec).eval()
     ids = [15496, 11, 314, 716]  # "Hello, I am"
@@ -103,16 +103,21 @@ def test_samples_options_from_spec(write_spec):
 
 
 def test_analysis_options_are_validated(write_spec):
-    doc = {"model": {"vocab_size": 97, "context_length": 32, "emb_dim": 16, "n_heads": 4, "n_layers": 1},
+    doc = {"tokenizer": "bytes",
+           "model": {"vocab_size": 256, "context_length": 32, "emb_dim": 16, "n_heads": 4, "n_layers": 1},
            "analyses": {"samples": {"max_tokens": 3}}}
     with pytest.raises(explorer.SpecError, match="analyses.samples.max_tokens: unknown parameter .* "
                                                  "did you mean 'max_new_tokens'"):
         explorer.load_spec(write_spec(doc))
 
 
-def test_vocab_too_small_for_tokenizer_is_reported(make_spec):
-    report = explorer.analyze(make_spec(), only=["samples"])
-    assert "model.vocab_size: 97 is too small for the gpt2 tokenizer" in report["failures"]["samples"]
+def test_vocab_smaller_than_the_tokenizer_is_refused_when_the_spec_loads(make_spec):
+    # Before, the spec loaded and only the analyses that encode text failed, at run time.
+    with pytest.raises(explorer.SpecError) as info:
+        make_spec(model={"vocab_size": 97}, tokenizer="gpt2")
+    assert str(info.value).endswith(
+        "model.vocab_size: 97 is smaller than the gpt2 tokenizer's 50,257 tokens; use "
+        "vocab_size >= 50257 or tokenizer: bytes (256)")
 
 
 def test_unknown_analysis_name(make_spec):
@@ -131,7 +136,8 @@ class Exploding:
 def test_an_analysis_that_raises_is_reported_by_plugin_name(write_spec):
     plugins = explorer.get_plugin_manager(entry_points=False)
     plugins.register(Exploding(), "exploding-plugin")
-    doc = {"model": {"vocab_size": 97, "context_length": 32, "emb_dim": 16, "n_heads": 4, "n_layers": 1}}
+    doc = {"tokenizer": "bytes",
+           "model": {"vocab_size": 256, "context_length": 32, "emb_dim": 16, "n_heads": 4, "n_layers": 1}}
     spec = explorer.load_spec(write_spec(doc), plugins=plugins)
     report = explorer.analyze(spec, only=["params", "exploding"])
     assert report["analyses"]["params"]["total"] > 0

@@ -8,6 +8,10 @@ import torch
 import explorer
 from explorer.contracts import causal_mask
 
+from conftest import TINY_MODEL
+
+V = TINY_MODEL["vocab_size"]  # make_spec's vocabulary, also BOOK_CFG's
+
 REGISTRY = explorer.get_plugin_manager(entry_points=False).registry()
 ATTENTION = REGISTRY.names("attention")
 POSITIONAL = REGISTRY.names("positional")
@@ -26,13 +30,13 @@ def build(make_spec, attention="mha", positional="learned", model=None, seed=0, 
 
 
 def tokens(*shape, seed=0):
-    return torch.randint(0, 97, shape, generator=torch.Generator().manual_seed(seed))
+    return torch.randint(0, V, shape, generator=torch.Generator().manual_seed(seed))
 
 
 # -- the book ---------------------------------------------------------------------------------
 
 book = pytest.importorskip("llms_from_scratch.ch04")
-BOOK_CFG = {"vocab_size": 97, "context_length": 16, "emb_dim": 32, "n_heads": 4, "n_layers": 2,
+BOOK_CFG = {"vocab_size": V, "context_length": 16, "emb_dim": 32, "n_heads": 4, "n_layers": 2,
             "drop_rate": 0.1, "qkv_bias": False}
 
 
@@ -110,16 +114,21 @@ def test_gqa_against_a_head_by_head_reference(make_spec, n_kv_heads, positional,
         torch.testing.assert_close(out, reference_attention(att, x, slopes, window))
 
 
-@pytest.mark.parametrize("n_kv_heads", [0, 3, 8])
-def test_bad_n_kv_heads_is_a_spec_error(make_spec, n_kv_heads):
-    with pytest.raises(explorer.SpecError, match=r"components\.attention\.n_kv_heads: "
-                       rf"{n_kv_heads} key/value heads .* n_heads 4 .*; a divisor of n_heads: 1, 2, 4"):
-        build(make_spec, "gqa", n_kv_heads=n_kv_heads)
+@pytest.mark.parametrize("n_kv_heads, problem", [
+    (0, "must be >= 1, got 0"),
+    (3, "3 key/value heads cannot be shared by n_heads 4 query heads; a divisor of n_heads: 1, 2, 4"),
+    (8, "8 key/value heads cannot be shared by n_heads 4 query heads; a divisor of n_heads: 1, 2, 4"),
+])
+def test_bad_n_kv_heads_is_refused_when_the_spec_loads(make_spec, n_kv_heads, problem):
+    # The Param's range and gqa's check, before any model is built (the factory used to judge).
+    with pytest.raises(explorer.SpecError) as info:
+        make_spec(attention={"name": "gqa", "n_kv_heads": n_kv_heads})
+    assert str(info.value).endswith(f"components.attention.n_kv_heads: {problem}")
 
 
-def test_negative_window_is_a_spec_error(make_spec):
-    with pytest.raises(explorer.SpecError, match=r"components\.attention\.window: must be >= 0, got -1"):
-        build(make_spec, "mha", window=-1)
+def test_negative_window_is_refused_when_the_spec_loads(make_spec):
+    with pytest.raises(explorer.SpecError, match=r"components\.attention\.window: must be >= 0, got -1$"):
+        make_spec(attention={"name": "mha", "window": -1})
 
 
 # -- masks: causality and sliding windows -----------------------------------------------------
@@ -141,7 +150,7 @@ def test_changing_a_token_never_changes_earlier_logits(make_spec, attention, pos
         before = model(batch)
         for t in (0, 4, 8):
             changed = batch.clone()
-            changed[0, t + 1] = (changed[0, t + 1] + 1) % 97
+            changed[0, t + 1] = (changed[0, t + 1] + 1) % V
             after = model(changed)
             torch.testing.assert_close(after[:, :t + 1], before[:, :t + 1], atol=1e-6, rtol=0)
             assert not torch.allclose(after[:, t + 1], before[:, t + 1])
@@ -154,7 +163,7 @@ def test_sliding_window_hides_tokens_outside_it(make_spec, positional, impl):
 
     def logits_at_t(model, changed_position):
         changed = batch.clone()
-        changed[0, changed_position] = (changed[0, changed_position] + 1) % 97
+        changed[0, changed_position] = (changed[0, changed_position] + 1) % V
         with torch.no_grad():
             return model(batch)[0, t], model(changed)[0, t]
 

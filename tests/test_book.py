@@ -109,7 +109,8 @@ def test_state_dict_keys_are_the_books(gpt2_small_seed123):
 
 book = pytest.importorskip("llms_from_scratch.ch04")
 
-TINY_CFG = {"vocab_size": 97, "context_length": 16, "emb_dim": 32, "n_heads": 4, "n_layers": 3,
+V = 256  # the byte tokenizer's vocabulary: make_spec's tokenizer
+TINY_CFG = {"vocab_size": V, "context_length": 16, "emb_dim": 32, "n_heads": 4, "n_layers": 3,
             "drop_rate": 0.1, "qkv_bias": False}
 
 
@@ -132,7 +133,7 @@ def test_weights_are_the_books_bit_for_bit(tiny_pair):
 
 def test_training_mode_forward_is_the_books_bit_for_bit(tiny_pair):
     ours, theirs = tiny_pair
-    batch = torch.randint(0, 97, (2, 16), generator=torch.Generator().manual_seed(0))
+    batch = torch.randint(0, V, (2, 16), generator=torch.Generator().manual_seed(0))
     torch.manual_seed(7)
     out_ours = ours(batch)
     torch.manual_seed(7)
@@ -146,7 +147,7 @@ def test_book_checkpoint_loads_strictly(tiny_pair, tmp_path):
     torch.save(theirs.state_dict(), tmp_path / "model.pth")
     state = torch.load(tmp_path / "model.pth", weights_only=True)
     ours.load_state_dict(state, strict=True)
-    batch = torch.randint(0, 97, (1, 10), generator=torch.Generator().manual_seed(1))
+    batch = torch.randint(0, V, (1, 10), generator=torch.Generator().manual_seed(1))
     torch.manual_seed(3)  # training mode, dropout active: the book's path, bit for bit
     out_ours = ours(batch)
     torch.manual_seed(3)

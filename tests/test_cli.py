@@ -94,8 +94,8 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         f"Error: {bad}: model.n_head: unknown key; did you mean 'n_heads'? valid keys: vocab_size, "
-        "context_length, emb_dim, n_heads, n_layers, qkv_bias, dropout, scale_embeddings, "
-        "logit_softcap")
+        "context_length, emb_dim, n_heads, n_layers, qkv_bias, drop_rate, dropout, "
+        "scale_embeddings, logit_softcap")
     assert proc.stdout == ""
 
 
@@ -114,3 +114,36 @@ def test_corpus_option_sets_the_train_corpus(capsys, tmp_path):
     code, _, err = run(capsys, "build", "specs/tiny.yaml", "--only", "train", "--corpus",
                        str(tmp_path / "missing.txt"))
     assert code == 1 and f"corpus {tmp_path / 'missing.txt'}: no such file" in err
+
+
+def test_build_header_and_json_show_the_overrides(capsys):
+    # The header used to name the spec file alone, as if nothing had been overridden.
+    args = ["build", "specs/tiny.yaml", "--only", "params", "--set", "model.n_layers=2",
+            "--set", "analyses.samples.prompts=[Hi there]"]
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    assert out.splitlines()[0] == ("tiny  (specs/tiny.yaml --set model.n_layers=2 "
+                                   "--set 'analyses.samples.prompts=[Hi there]')")
+    code, out, err = run(capsys, *args, "--format", "json")
+    assert json.loads(out)["overrides"] == ["model.n_layers=2", "analyses.samples.prompts=[Hi there]"]
+    code, out, _ = run(capsys, "build", "specs/tiny.yaml", "--only", "params")
+    assert out.splitlines()[0] == "tiny  (specs/tiny.yaml)"
+
+
+def test_torch_lower_bound_covers_every_api_used():
+    import configparser
+    import re
+
+    # The torch release that introduced each API the package or its tests use.
+    introduced = {
+        "F.scaled_dot_product_attention(enable_gqa=...) (gqa)": (2, 5),
+        "torch.nn.RMSNorm (tests)": (2, 4),
+        "torch.utils.flop_counter.FlopCounterMode (flops)": (2, 1),
+    }
+    cfg = configparser.ConfigParser()
+    cfg.read("setup.cfg")
+    bound = re.search(r"torch>=(\d+)\.(\d+)", cfg["options"]["install_requires"])
+    assert bound, "setup.cfg states a lower bound for torch"
+    assert tuple(map(int, bound.groups())) >= max(introduced.values())
+    pinned = re.search(r"torch==(\d+)\.(\d+)", open("constraints.txt").read())
+    assert tuple(map(int, pinned.groups())) >= tuple(map(int, bound.groups()))

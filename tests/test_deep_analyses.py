@@ -15,8 +15,9 @@ from explorer.plugins.analyses.gradflow import SAMPLE_TEXT
 from explorer.plugins.analyses.train import load_corpus
 
 # A spec whose sizes are all different, so no two terms of the hand count can be confused:
-# batch B=2 of T=6 tokens, context 8, width h=12, a=3 heads, vocab V=11, L=2 blocks, f=4h.
-B, T, C, H, A, V, L = 2, 6, 8, 12, 3, 11, 2
+# batch B=2 of T=6 tokens, context 8, width h=12, a=3 heads, vocab V=256 (the byte tokenizer's:
+# a vocabulary smaller than the tokenizer's is refused), L=2 blocks, f=4h.
+B, T, C, H, A, V, L = 2, 6, 8, 12, 3, 256, 2
 FF = 4 * H
 N = B * T  # token positions in the batch
 
@@ -31,7 +32,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _spec(write_spec, drop_rate=0.0, analyses=None, tokenizer="gpt2", impl="auto", **model):
+def _spec(write_spec, drop_rate=0.0, analyses=None, tokenizer="bytes", impl="auto", **model):
     doc = {"name": "hand", "seed": 123, "tokenizer": tokenizer,
            "model": {"vocab_size": V, "context_length": C, "emb_dim": H, "n_heads": A,
                      "n_layers": L, "drop_rate": drop_rate, **model},
@@ -156,8 +157,9 @@ def test_korthikanti_estimate_and_kv_cache_of_gpt2_small():
 
 
 def test_kv_cache_with_grouped_queries_and_a_window(write_spec):
-    doc = {"name": "gqa", "model": {"vocab_size": V, "context_length": 64, "emb_dim": H,
-                                    "n_heads": 4, "n_layers": L},
+    doc = {"name": "gqa", "tokenizer": "bytes",
+           "model": {"vocab_size": V, "context_length": 64, "emb_dim": H, "n_heads": 4,
+                     "n_layers": L},
            "components": {"attention": {"name": "gqa", "n_kv_heads": 2, "window": 16}}}
     spec = explorer.load_spec(write_spec(doc))
     kv = _memory(spec, batch_size=3, seq_len=4)["kv_cache"]
@@ -175,8 +177,9 @@ def _hand_forward_flops(n_matmul, s, h=H, vocab=V, layers=L):
 
 
 def _flops_spec(write_spec, components):
-    doc = {"name": "f", "model": {"vocab_size": V, "context_length": C, "emb_dim": H,
-                                  "n_heads": A, "n_layers": L},
+    doc = {"name": "f", "tokenizer": "bytes",
+           "model": {"vocab_size": V, "context_length": C, "emb_dim": H, "n_heads": A,
+                     "n_layers": L},
            "components": components, "analyses": {"flops": {"seq_len": T}}}
     return explorer.load_spec(write_spec(doc))
 
@@ -313,7 +316,7 @@ def test_summary_counts_add_up_to_the_params_total(make_spec, tying):
                     and r["name"].startswith(name + "." if name else "")]
         if row["depth"] < summary["depth"]:
             assert row["params"] == row["own_params"] + sum(c["params"] for c in children)
-    h, vocab = 16, 97  # conftest's tiny model
+    h, vocab = 16, 256  # conftest's tiny model
     assert rows["tok_emb"]["params"] == vocab * h
     assert rows["trf_blocks.0.att"]["params"] == 3 * h * h + h * h + h
     assert rows["trf_blocks.0.ff"]["output_shape"] == [1, 8, h]
@@ -322,7 +325,8 @@ def test_summary_counts_add_up_to_the_params_total(make_spec, tying):
     assert summary["tied"] == (["out_head.weight = tok_emb.weight"] if tying == "tied" else [])
 
     ctx = explorer.AnalysisContext(spec)
-    spec.plugin_manager.registry().analysis("summary").load()(ctx)
+    summary_analysis = spec.plugin_manager.registry().analysis("summary")
+    summary_analysis.load()(ctx, **summary_analysis.defaults())  # the Params hold the defaults
     assert ctx._model is None  # it ran on the meta device: no weights were built
 
 

@@ -103,7 +103,7 @@ def test_last_only_runs_the_head_on_the_last_position(make_spec):
     with torch.no_grad():
         last = model(idx, last_only=True)
         torch.testing.assert_close(last, model(idx)[:, -1:], atol=1e-6, rtol=0)
-    assert last.shape == (2, 1, 97)
+    assert last.shape == (2, 1, 256)  # conftest.TINY_MODEL's vocab_size
 
 
 @pytest.mark.parametrize("positional", ["learned", "rope"])
@@ -118,7 +118,7 @@ def test_past_the_context_generation_crops_like_the_book(make_spec, positional):
     assert widths == [7] + [1] * 5 + [12] * 9
     assert torch.equal(cached, explorer.generate(model, prompt, 15, use_cache=False))
     if positional == "learned":  # the book's own loop, on the book's own model with our weights
-        cfg = {"vocab_size": 97, "context_length": 12, "emb_dim": 16, "n_heads": 4,
+        cfg = {"vocab_size": 256, "context_length": 12, "emb_dim": 16, "n_heads": 4,
                "n_layers": 2, "drop_rate": 0.0, "qkv_bias": False}
         theirs = book.GPTModel(cfg).eval()
         theirs.load_state_dict(model.state_dict())
@@ -353,8 +353,9 @@ def test_stream_printer_holds_a_split_character_back():
     (["--max-new-tokens", "-1"], "max_new_tokens must be >= 0, got -1"),
     (["--prompt", "x" * 200], "--prompt is 200 tokens, context_length is only 128"),
     (["--prompt", ""], "--prompt is empty"),
-    (["--set", "tokenizer=gpt2"], "model.vocab_size 256 is too small for the gpt2 tokenizer "
-                                  r"\(token id 31373 in the prompt\); use vocab_size >= 50257"),
+    # Refused when the spec loads, before the prompt is even encoded.
+    (["--set", "tokenizer=gpt2"], "model.vocab_size: 256 is smaller than the gpt2 tokenizer's "
+                                  "50,257 tokens; use vocab_size >= 50257 or tokenizer: bytes"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(capsys, args, message):
     prompt = [] if "--prompt" in args else ["--prompt", "hello"]

@@ -127,7 +127,8 @@ override_keys = st.sampled_from([
     "model.n_layers", "model.emb_dim", "model.n_heads", "model.drop_rate", "model.dropout.attention",
     "components.norm", "components.norm.eps", "components.ffn.expansion", "components",
     "model", "seed", "name", "tokenizer", "model.nope", "analyses.samples.max_new_tokens", "", ".",
-    "a..b", "components.attention"])
+    "a..b", "components.attention", "components.attention.n_kv_heads", "components.attention.window",
+    "analyses.train.seq_len", "analyses.memory.batch_size", "plugins"])
 override_values = st.one_of(st.sampled_from(["2", "0", "-1", "x", "1e-3", "[1, 2]", "{a: 1}",
                                              "layernorm", "tied", "", "null", "true", "{name: mlp}"]),
                             st.text(max_size=6))

@@ -11,7 +11,7 @@ from explorer.numerics import first_nonfinite_module, nonfinite_report
 
 
 def poisoned(make_spec, where="trf_blocks.1.ff.layers.0.weight", value=float("inf")):
-    spec = make_spec(model={"vocab_size": 50257})
+    spec = make_spec(model={"vocab_size": 50257}, tokenizer="gpt2")
     model = explorer.build_model(spec)
     with torch.no_grad():
         model.get_parameter(where)[0, 0] = value
@@ -22,7 +22,7 @@ def test_first_module_with_a_nonfinite_output(make_spec):
     _, model = poisoned(make_spec)
     idx = torch.tensor([[1, 2, 3]])
     assert first_nonfinite_module(model, idx) == "trf_blocks.1.ff.layers.0"
-    fine = explorer.build_model(make_spec(model={"vocab_size": 50257}))
+    fine = explorer.build_model(make_spec(model={"vocab_size": 50257}, tokenizer="gpt2"))
     assert first_nonfinite_module(fine, idx) is None
     assert nonfinite_report(fine, idx, fine(idx)) is None
 
@@ -34,7 +34,7 @@ def test_nan_in_the_embedding_is_named(make_spec):
 
 
 def test_nonfinite_gradients_are_named(make_spec):
-    model = explorer.build_model(make_spec(model={"vocab_size": 50257}))
+    model = explorer.build_model(make_spec(model={"vocab_size": 50257}, tokenizer="gpt2"))
     idx = torch.tensor([[1, 2, 3]])
     model(idx).sum().backward()
     model.trf_blocks[0].att.W_key.weight.grad[0, 0] = float("nan")

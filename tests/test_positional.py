@@ -71,10 +71,16 @@ def test_rope_at_position_zero_is_the_identity(make_spec):
     assert torch.equal(q_rot, q) and torch.equal(k_rot, k)
 
 
-def test_rope_needs_an_even_head_size(make_spec):
+def test_rope_needs_an_even_head_size_when_the_spec_loads(make_spec):
     with pytest.raises(explorer.SpecError, match=r"components\.positional: .*head size is odd: "
-                       r"emb_dim 12 / n_heads 4 = 3"):
-        positional(make_spec, "rope", model={"emb_dim": 12, "n_heads": 4})
+                       r"emb_dim 12 / n_heads 4 = 3; choose emb_dim / n_heads even$"):
+        make_spec(positional="rope", model={"emb_dim": 12, "n_heads": 4})
+
+
+@pytest.mark.parametrize("name, key", [("rope", "theta"), ("sinusoidal", "base")])
+def test_positional_bases_must_be_positive_when_the_spec_loads(make_spec, name, key):
+    with pytest.raises(explorer.SpecError, match=rf"components\.positional\.{key}: must be > 0, got 0\.0$"):
+        make_spec(positional={"name": name, key: 0})
 
 
 # -- ALiBi -----------------------------------------------------------------------------------
@@ -148,7 +154,7 @@ def test_learned_adds_the_row_of_each_position(make_spec):
 def test_learned_is_initialised_like_nn_embedding(make_spec):
     learned = positional(make_spec, "learned")
     torch.manual_seed(0)
-    torch.nn.Embedding(97, 16)  # the token embedding, created first
+    torch.nn.Embedding(256, 16)  # the token embedding (conftest.TINY_MODEL), created first
     assert torch.equal(learned.weight, torch.nn.Embedding(32, 16).weight)
 
 

@@ -6,11 +6,12 @@ import yaml
 import explorer
 from explorer import SpecError
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, TINY_TOKENIZER
 
 
 def base_doc(**changes):
-    doc = {"name": "t", "model": dict(TINY_MODEL), "components": {"norm": "layernorm"}}
+    doc = {"name": "t", "tokenizer": TINY_TOKENIZER, "model": dict(TINY_MODEL),
+           "components": {"norm": "layernorm"}}
     doc.update(changes)
     return doc
 
@@ -30,7 +31,7 @@ def test_gpt2_small_resolves_to_the_books_config():
 
 def test_component_with_parameters_and_yaml11_float(write_spec):
     # PyYAML reads "1e-6" as a string (YAML 1.1); a float parameter accepts it.
-    path = write_spec("name: t\nmodel: {vocab_size: 97, context_length: 32, emb_dim: 16, "
+    path = write_spec("name: t\nmodel: {vocab_size: 50257, context_length: 32, emb_dim: 16, "
                       "n_heads: 4, n_layers: 2}\ncomponents:\n  norm: {name: layernorm, eps: 1e-6}\n")
     assert explorer.load_spec(path).components["norm"].params["eps"] == 1e-6
 
@@ -98,37 +99,37 @@ BAD = [
     ("- a\n- b\n", None, "not a mapping"),
     ("name: [unclosed\n", "line", "malformed YAML"),
     ("a: !!python/object/apply:os.system ['echo hi']\n", "line", "malformed YAML"),
-    ("model: {vocab_size: 97, context_length: 32, emb_dim: 16, n_head: 4, n_layers: 2}\n",
+    ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_head: 4, n_layers: 2}\n",
      "model.n_head", "did you mean 'n_heads'?"),
-    ("model: {vocab_size: 97, context_length: 32, emb_dim: 16, n_heads: four, n_layers: 2}\n",
+    ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: four, n_layers: 2}\n",
      "model.n_heads", "expected an integer, got 'four'"),
-    ("model: {vocab_size: 97, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 0}\n",
+    ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 0}\n",
      "model.n_layers", "must be >= 1, got 0"),
     ("model: {vocab_size: -5, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n",
      "model.vocab_size", "must be >= 1, got -5"),
-    ("model: {vocab_size: 97, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2, drop_rate: 1.0}\n",
+    ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2, drop_rate: 1.0}\n",
      "model.dropout.embedding", "dropout rate must be in [0, 1), got 1.0"),
-    ("model: {vocab_size: 97, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2, "
+    ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2, "
      "dropout: {attention: -0.1}}\n", "model.dropout.attention", "must be in [0, 1)"),
-    ("model: {vocab_size: 97, context_length: 32, emb_dim: 18, n_heads: 4, n_layers: 2}\n",
+    ("model: {vocab_size: 50257, context_length: 32, emb_dim: 18, n_heads: 4, n_layers: 2}\n",
      "model.emb_dim", "emb_dim 18 is not divisible by n_heads 4"),
-    ("model: {vocab_size: 97, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2, qkv_bias: maybe}\n",
+    ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2, qkv_bias: maybe}\n",
      "model.qkv_bias", "expected true or false"),
-    ("model: {vocab_size: 97, context_length: 32, emb_dim: 16, n_heads: 4}\n",
+    ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4}\n",
      "model.n_layers", "missing"),
     ("name: t\n", "model", "missing"),
-    ("model: {vocab_size: 97, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
+    ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
      "components: {norm: layernrom}\n", "components.norm",
      "unknown norm component 'layernrom' (did you mean 'layernorm'?); registered: "),
-    ("model: {vocab_size: 97, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
+    ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
      "components: {norm: {name: layernorm, epsilon: 0.1}}\n", "components.norm.epsilon",
      "unknown parameter of norm 'layernorm'; did you mean 'eps'? parameters: eps"),
-    ("model: {vocab_size: 97, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
+    ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
      "components: {norm: {name: layernorm, eps: small}}\n", "components.norm.eps",
      "expected float, got 'small'"),
-    ("model: {vocab_size: 97, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
+    ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
      "components: {normalisation: layernorm}\n", "components.normalisation", "valid keys: norm, "),
-    ("model: {vocab_size: 97, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
+    ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
      "tokenizer: sentencepiece\n", "tokenizer", "unknown tokenizer 'sentencepiece'; registered: bytes, gpt2"),
     ("modle: {}\n", "modle", "did you mean 'model'?"),
     ("extends: missing.yaml\n", "extends", "does not exist"),
@@ -181,7 +182,8 @@ def test_bad_overrides(write_spec):
     path = write_spec(base_doc())
     with pytest.raises(SpecError, match=r"^--set: model\.n_layers: expected KEY=VALUE"):
         explorer.load_spec(path, overrides=["model.n_layers"])
-    with pytest.raises(SpecError, match=r"^--set model\.n_layers: model\.n_layers: must be >= 1"):
+    # The --set names the key once (it used to read "--set model.n_layers: model.n_layers: ...").
+    with pytest.raises(SpecError, match=r"^--set model\.n_layers: must be >= 1, got 0$"):
         explorer.load_spec(path, overrides=["model.n_layers=0"])
     with pytest.raises(SpecError, match="unknown norm component 'nope'"):
         explorer.load_spec(path, overrides=["components.norm=nope"])
@@ -193,3 +195,35 @@ def test_safe_load_never_constructs_objects(write_spec, tmp_path):
     with pytest.raises(SpecError):
         explorer.load_spec(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("text, line", [
+    ("name: t\nmodel:\n  emb_dim: [16\n  n_heads: 4\n",
+     "line 4, column 10: malformed YAML: expected ',' or ']', but got ':'"),
+    ("name: t\n\tseed: 1\n", r"line 2, column 1: malformed YAML: found character '\t' that "
+                             "cannot start any token"),
+    ("name: t\nseed: !!python/name:os.system\n",
+     "line 2, column 7: malformed YAML: could not determine a constructor for the tag "
+     "'tag:yaml.org,2002:python/name:os.system'; write plain YAML mappings, lists and scalars "
+     "(no !!python tags)"),
+])
+def test_yaml_errors_give_line_and_column_and_mention_tags_only_for_tags(write_spec, text, line):
+    # Every syntax error used to end with "(no !!python tags)", and gave no column.
+    path = write_spec(text, name="bad.yaml")
+    with pytest.raises(SpecError) as info:
+        explorer.load_spec(path)
+    assert str(info.value) == f"{path}: {line}"
+
+
+def test_model_keys_list_drop_rate(write_spec):
+    path = write_spec(base_doc(model={**TINY_MODEL, "droprate": 0.1}))
+    with pytest.raises(SpecError, match="did you mean 'drop_rate'. valid keys: vocab_size, "
+                                        "context_length, emb_dim, n_heads, n_layers, qkv_bias, "
+                                        "drop_rate, dropout, scale_embeddings, logit_softcap$"):
+        explorer.load_spec(path)
+
+
+def test_overrides_are_kept_on_the_spec(write_spec):
+    spec = explorer.load_spec(write_spec(base_doc()), overrides=["model.n_layers=1", "seed=4"])
+    assert spec.overrides == ("model.n_layers=1", "seed=4")
+    assert "overrides" not in spec.to_dict()  # the resolved spec already holds their effect

@@ -20,7 +20,7 @@ ABLATIONS = sorted((SPECS / "ablations").glob("*.yaml"))
 # Shrinks any shipped spec to a model that builds in milliseconds: 4 heads divide every spec's
 # n_kv_heads choices (1 and 4).
 SHRINK = ["model.n_layers=2", "model.emb_dim=32", "model.n_heads=4", "model.context_length=32",
-          "model.vocab_size=300"]
+          "tokenizer=bytes", "model.vocab_size=300"]
 
 # gpt2-small (the book's layout, formulas.md): V vocab, S positions, H width, L blocks.
 V, S, H, L = 50257, 1024, 768, 12

@@ -17,9 +17,10 @@ from explorer.cli import main
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "explorer-scalenorm"
 MODULE = EXAMPLE / "explorer_scalenorm.py"
-TINY = {"vocab_size": 97, "context_length": 32, "emb_dim": 16, "n_heads": 4, "n_layers": 2}
-# make_spec's model with every norm a ScaleNorm: the book's count with 1 parameter per norm.
-H, L, V, S = 16, 2, 97, 32
+TINY = {"vocab_size": 256, "context_length": 32, "emb_dim": 16, "n_heads": 4, "n_layers": 2}
+# The tiny model (byte tokens) with every norm a ScaleNorm: the book's count with 1 parameter
+# per norm.
+H, L, V, S = 16, 2, 256, 32
 BOOK_COUNT_WITHOUT_NORMS = V * H + S * H + L * ((4 * H * H + H) + (8 * H * H + 5 * H)) + V * H
 SCALENORM_COUNT = BOOK_COUNT_WITHOUT_NORMS + (2 * L + 1)
 
@@ -52,7 +53,8 @@ def installed(tmp_path, monkeypatch):
 
 
 def spec_doc(norm="scalenorm", **extra):
-    return {"name": "t", "seed": 123, "model": TINY, "components": {"norm": norm}, **extra}
+    return {"name": "t", "seed": 123, "tokenizer": "bytes", "model": TINY,
+            "components": {"norm": norm}, **extra}
 
 
 def assert_scalenorm_model(model):
@@ -90,16 +92,16 @@ def test_cli_lists_the_installed_plugin_with_its_distribution(installed, capsys)
     entry = {e["name"]: e for e in json.loads(out)["components"]}["scalenorm"]
     assert (entry["plugin"], entry["distribution"]) == ("scalenorm", "explorer-scalenorm 0.1.0")
     assert entry["params"] == [{"name": "eps", "type": "float", "default": 1e-5,
-                                "help": entry["params"][0]["help"]}]
+                                "help": entry["params"][0]["help"], "min": 0,
+                                "exclusive_min": True}]
 
 
-def test_a_bad_parameter_value_is_one_line_from_the_plugin(installed, write_spec):
+def test_a_bad_parameter_value_is_one_line_from_the_plugins_param(installed, write_spec):
+    # The plugin's Param declares the range: refused when the spec loads, as for a built-in.
     path = write_spec(spec_doc(norm={"name": "scalenorm", "eps": 0}))
-    spec = explorer.load_spec(path)
     with pytest.raises(explorer.SpecError) as info:
-        explorer.build_model(spec)
-    assert str(info.value) == (f"{path}: components.norm.eps: must be > 0, got 0.0; a small "
-                               "positive number such as 1e-5 (it guards against x = 0)")
+        explorer.load_spec(path)
+    assert str(info.value) == f"{path}: components.norm.eps: must be > 0, got 0.0"
 
 
 # -- (b) not installed: a spec's plugins: list, and --plugin on the command line --------------
@@ -161,13 +163,17 @@ def working_spec(write_spec, plugins):
     assert_scalenorm_model(explorer.build_model(spec))
 
 
-def test_plugin_file_that_fails_to_import(tmp_path, write_spec):
+def test_a_named_plugin_that_fails_to_import_is_an_error(tmp_path):
+    # The user asked for it: an error naming it, not a warning (it used to be skipped).
     broken = tmp_path / "needs_missing.py"
     broken.write_text("import explorer_no_such_module\n")
-    plugins = explorer.get_plugin_manager(entry_points=False, plugins=[str(broken), str(MODULE)])
-    assert plugins.registry().broken == {str(broken): (
-        f"failed to import {broken}: ModuleNotFoundError: No module named 'explorer_no_such_module'")}
-    working_spec(write_spec, plugins)
+    with pytest.raises(explorer.PluginError) as info:
+        explorer.get_plugin_manager(entry_points=False, plugins=[str(MODULE), str(broken)])
+    assert str(info.value) == (f"failed to import {broken}: ModuleNotFoundError: "
+                               "No module named 'explorer_no_such_module'")
+    with pytest.raises(explorer.PluginError, match="^failed to import explorer_no_such_module: "
+                                                   "ModuleNotFoundError"):
+        explorer.get_plugin_manager(entry_points=False, plugins=["explorer_no_such_module"])
 
 
 def test_entry_point_that_fails_to_import(installed, write_spec):
@@ -204,31 +210,60 @@ def test_second_plugin_with_the_same_name_is_skipped_naming_both(installed, writ
     working_spec(write_spec, plugins)
 
 
-def test_cli_plugins_shows_the_broken_ones(tmp_path, capsys):
-    broken = tmp_path / "needs_missing.py"
-    broken.write_text("import explorer_no_such_module\n")
+def with_ghost(installed):
+    """The installed distribution also declares an entry point whose module does not exist."""
+    (installed / "entry_points.txt").write_text(
+        "[explorer]\nscalenorm = explorer_scalenorm\nghost = explorer_ghost_module\n")
+
+
+def test_cli_plugins_shows_the_broken_ones(installed, tmp_path, capsys):
+    with_ghost(installed)
     copycat = tmp_path / "copycat.py"
     copycat.write_text(MODULE.read_text())
-    code, out, err = run(capsys, "plugins", "--kind", "norm", "-p", str(MODULE), "-p", str(broken),
-                         "-p", str(copycat))
+    code, out, err = run(capsys, "plugins", "--kind", "norm", "-p", str(copycat))
     assert code == 0, err
-    assert f"from {MODULE}" in out
+    assert "from scalenorm (explorer-scalenorm 0.1.0)" in out
     lines = out.splitlines()
-    assert (f"broken plugin {broken}: failed to import {broken}: ModuleNotFoundError: "
-            "No module named 'explorer_no_such_module'") in lines
-    assert (f"broken plugin {copycat}: norm 'scalenorm' is already registered by {MODULE}; "
+    assert ("broken plugin ghost: failed to import explorer_ghost_module: ModuleNotFoundError: "
+            "No module named 'explorer_ghost_module'") in lines
+    assert (f"broken plugin {copycat}: norm 'scalenorm' is already registered by scalenorm; "
             "this one was skipped") in lines
 
 
-def test_build_warns_about_a_broken_plugin_and_still_builds(tmp_path, write_spec, capsys):
-    broken = tmp_path / "needs_missing.py"
-    broken.write_text("import explorer_no_such_module\n")
-    code, out, err = run(capsys, "build", str(write_spec(spec_doc())), "-p", str(MODULE),
-                         "-p", str(broken), "--only", "params", "--format", "json")
+def test_build_warns_about_a_broken_installed_plugin_and_still_builds(installed, write_spec,
+                                                                      capsys):
+    with_ghost(installed)
+    code, out, err = run(capsys, "build", str(write_spec(spec_doc())), "--only", "params",
+                         "--format", "json")
     assert code == 0
     assert json.loads(out)["analyses"]["params"]["total"] == SCALENORM_COUNT
-    assert err.splitlines() == [f"warning: plugin {broken}: failed to import {broken}: "
-                                "ModuleNotFoundError: No module named 'explorer_no_such_module'"]
+    assert err.splitlines() == ["warning: plugin ghost: failed to import explorer_ghost_module: "
+                                "ModuleNotFoundError: No module named 'explorer_ghost_module'"]
+
+
+@pytest.mark.parametrize("command", [["build", "SPEC", "--only", "params"], ["plugins"],
+                                     ["compare", "SPEC", "SPEC", "--only", "params"]])
+@pytest.mark.parametrize("option, plugin, reason", [
+    ("-p", "explorer_no_such_module", "failed to import explorer_no_such_module: "
+                                      "ModuleNotFoundError: No module named 'explorer_no_such_module'"),
+    ("--plugin", "nothere.py", "plugin file nothere.py does not exist"),
+])
+def test_a_plugin_named_on_the_command_line_that_fails_is_exit_2(write_spec, capsys, command,
+                                                                 option, plugin, reason):
+    # -p nosuchmodule used to warn and exit 0, while --plugin nothere.py exited 2.
+    path = str(write_spec({**spec_doc(), "components": {}}))
+    args = [path if arg == "SPEC" else arg for arg in command]
+    code, out, err = run(capsys, *args, option, plugin)
+    assert (code, out) == (2, "")
+    assert err == f"Error: --plugin: {reason}\n"
+
+
+def test_a_spec_plugin_that_fails_to_import_is_exit_2_naming_the_spec(write_spec, capsys):
+    path = write_spec({**spec_doc(), "plugins": ["explorer_no_such_module"]})
+    code, out, err = run(capsys, "build", str(path), "--only", "params")
+    assert (code, out) == (2, "")
+    assert err == (f"Error: {path}: plugins: failed to import explorer_no_such_module: "
+                   "ModuleNotFoundError: No module named 'explorer_no_such_module'\n")
 
 
 def test_disable_env_blocks_an_installed_plugin(installed, monkeypatch, write_spec, capsys):

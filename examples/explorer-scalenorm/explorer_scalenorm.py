@@ -17,22 +17,20 @@ import math
 import torch
 from torch import nn
 
-from explorer import Component, Param, SpecError, hookimpl
+from explorer import Component, Param, hookimpl
 
 
 class ScaleNorm(nn.Module):
     """Scale every vector to length ``g``; ``g`` starts at sqrt(dim), the length of a unit-RMS vector.
 
     A norm factory is called as ``ScaleNorm(ctx, dim=..., **params)``: ``ctx`` is explorer's
-    BuildContext (``ctx.config`` the model config, ``ctx.spec.source`` the spec's file), ``dim``
-    the width to normalise, and then the parameters declared in the hook below.
+    BuildContext (``ctx.config`` the model config), ``dim`` the width to normalise, and then
+    every parameter declared in the hook below, already checked against its type and range (the
+    Param holds the default, so the signature has none).
     """
 
-    def __init__(self, ctx, dim, eps=1e-5):
+    def __init__(self, ctx, dim, eps):
         super().__init__()
-        if eps <= 0:
-            raise SpecError(ctx.spec.source, "components.norm.eps", f"must be > 0, got {eps}",
-                            "a small positive number such as 1e-5 (it guards against x = 0)")
         self.eps = eps
         self.g = nn.Parameter(torch.tensor(math.sqrt(dim)))
 
@@ -46,7 +44,8 @@ def explorer_components():
     return [
         Component(
             kind="norm", name="scalenorm", factory=ScaleNorm,
-            params=(Param("eps", float, 1e-5, "the smallest norm divided by (guards x = 0)"),),
+            params=(Param("eps", float, 1e-5, "the smallest norm divided by (guards x = 0)",
+                          min=0, exclusive_min=True),),
             description="ScaleNorm: g * x / ||x||, one learnable scalar g = sqrt(dim) at init.",
         ),
     ]

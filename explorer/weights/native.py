@@ -5,6 +5,7 @@ needs no mapping and lives in the core. ``explorer build ckpt.safetensors`` need
 """
 
 import json
+from pathlib import Path
 
 from ..errors import ExplorerError
 from .diagnostics import Mismatch
@@ -43,7 +44,9 @@ def save_checkpoint(model, spec, path):
     from .. import __version__
 
     params = dict(model.named_parameters())  # each tensor once, under its first name
-    metadata = {"format": "pt", SPEC_METADATA_KEY: json.dumps(spec.to_dict()),
+    # Plugin files relative to the checkpoint's folder: loading resolves them against it.
+    saved = spec.to_dict(relative_to=Path(path).parent)
+    metadata = {"format": "pt", SPEC_METADATA_KEY: json.dumps(saved),
                 "explorer.version": __version__}
     save_safetensors(params, path, metadata)
     return str(path)

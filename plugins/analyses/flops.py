@@ -21,6 +21,7 @@ would miss the attention term: it has no formula for the CPU's fused kernel
 
 from explorer import Analysis, Param, hookimpl
 
+from . import seq_len_within_context
 from .params import unique_parameters
 
 
@@ -79,7 +80,7 @@ def count_flops(model, seq_len):
     return {"forward": forward, "forward_by_op": by_op, "forward_and_backward": total}
 
 
-def flops(ctx, seq_len=0, measure=True):
+def flops(ctx, seq_len, measure):
     from explorer import build_model
 
     cfg = ctx.spec.model
@@ -159,7 +160,8 @@ def explorer_analyses():
         name="flops", run=flops, render=render, needs_weights=False, figures=figures,
         description="Forward FLOPs per token (closed form, attention's s x s terms), the 6N "
                     "training rule, and FlopCounterMode's count on the meta device.",
-        params=(Param("seq_len", int, 0, "sequence length s (0: the context length)"),
+        params=(Param("seq_len", int, 0, "sequence length s (0: the context length)", min=0),
                 Param("measure", bool, True, "also count with FlopCounterMode (meta "
                       "device: no weights, free at any size)")),
+        check=seq_len_within_context,
     )]

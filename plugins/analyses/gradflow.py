@@ -47,7 +47,7 @@ def _first_over_last(blocks):
     return first / last if last else None
 
 
-def gradient_flow(ctx, text=SAMPLE_TEXT, train_mode=True, steps=3, lr=1e-3):
+def gradient_flow(ctx, text, train_mode, steps, lr):
     import copy
 
     import torch  # here, not at the top: registering this plugin must not import torch
@@ -171,6 +171,7 @@ def explorer_analyses():
         params=(Param("text", str, SAMPLE_TEXT, "the sample text (inputs and shifted targets)"),
                 Param("train_mode", bool, True, "dropout active, as in training"),
                 Param("steps", int, 3, "AdamW steps on the sample batch before measuring again "
-                      "(on a copy of the model; 0: only at initialization)"),
-                Param("lr", float, 1e-3, "the AdamW learning rate (weight decay 0.1, as the book)")),
+                      "(on a copy of the model; 0: only at initialization)", min=0),
+                Param("lr", float, 1e-3, "the AdamW learning rate (weight decay 0.1, as the book)",
+                      min=0, exclusive_min=True)),
     )]

@@ -10,6 +10,7 @@ section 4.1) is shown beside the measurement.
 
 from explorer import Analysis, ExplorerError, Param, hookimpl
 
+from . import seq_len_within_context
 from .params import unique_parameters
 
 MB = 2**20  # the book's MB
@@ -177,7 +178,7 @@ def _measure(ctx, batch_size, seq_len, device):
     return {"fp32": fp32, "bf16": bf16}
 
 
-def footprint(ctx, batch_size=1, seq_len=0, device="fake"):
+def footprint(ctx, batch_size, seq_len, device):
     cfg = ctx.spec.model
     seq_len = seq_len or cfg.context_length
     if not 1 <= seq_len <= cfg.context_length:
@@ -338,9 +339,11 @@ def explorer_analyses():
         name="memory", run=footprint, render=render, needs_weights=False, figures=figures,
         description="Weights, AdamW footprint, activations autograd saves (measured) beside "
                     "Korthikanti et al.'s estimate, KV cache, inference and training totals.",
-        params=(Param("batch_size", int, 1, "batch for the activations and the KV cache"),
-                Param("seq_len", int, 0, "tokens per sequence for the activations (0: context length)"),
+        params=(Param("batch_size", int, 1, "batch for the activations and the KV cache", min=1),
+                Param("seq_len", int, 0, "tokens per sequence for the activations (0: context "
+                      "length)", min=0),
                 Param("device", str, "fake", "where to measure the activations: fake (CPU "
                       "kernels on fake tensors: no memory, any size), meta (unfused attention) "
                       "or cpu (the real model)", choices=("fake", "meta", "cpu"))),
+        check=seq_len_within_context,
     )]

@@ -1,9 +1,9 @@
 """Text samples: continuations of prompts, greedy by default (the book's generate_text_simple)."""
 
-from explorer import Analysis, Param, hookimpl
+from explorer import Analysis, Param, ParamError, hookimpl
 
 
-def samples(ctx, prompts=("Hello, I am",), max_new_tokens=6, temperature=0.0, top_k=0, top_p=1.0):
+def samples(ctx, prompts, max_new_tokens, temperature, top_k, top_p):
     import torch  # here, not at the top: registering this plugin must not import torch
     from explorer.generation import generate
     from explorer.numerics import nonfinite_report
@@ -45,6 +45,11 @@ def figures(result):
         key = "continuation" if i == 0 else f"continuation.{i}"
         out[key] = text[len(prompt):] if text.startswith(prompt) else text
     return out
+def prompts_are_text(config, options):
+    for i, prompt in enumerate(options["prompts"]):
+        if not isinstance(prompt, str) or not prompt:
+            raise ParamError("prompts", f"prompt {i} is {prompt!r}, not text",
+                             'a list of non-empty strings, e.g. ["Hello, I am"]')
 
 
 @hookimpl
@@ -53,8 +58,10 @@ def explorer_analyses():
         name="samples", run=samples, render=render, figures=figures,
         description="Continuations of prompts (greedy by default), decoded, with token ids.",
         params=(Param("prompts", list, ["Hello, I am"], "the prompts to continue"),
-                Param("max_new_tokens", int, 6, "tokens to generate per prompt"),
-                Param("temperature", float, 0.0, "0 is greedy; > 0 samples"),
-                Param("top_k", int, 0, "sample only from the k likeliest tokens (0: all)"),
-                Param("top_p", float, 1.0, "nucleus sampling: the smallest set with this mass")),
+                Param("max_new_tokens", int, 6, "tokens to generate per prompt", min=0),
+                Param("temperature", float, 0.0, "0 is greedy; > 0 samples", min=0),
+                Param("top_k", int, 0, "sample only from the k likeliest tokens (0: all)", min=0),
+                Param("top_p", float, 1.0, "nucleus sampling: the smallest set with this mass",
+                      min=0, max=1, exclusive_min=True)),
+        check=prompts_are_text,
     )]

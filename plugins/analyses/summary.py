@@ -63,7 +63,7 @@ def module_rows(model, seq_len):
     return rows
 
 
-def summary(ctx, depth=3, seq_len=8):
+def summary(ctx, depth, seq_len):
     cfg = ctx.spec.model
     if depth < 0:
         raise ValueError(f"summary: depth must be >= 0, got {depth}")
@@ -146,6 +146,7 @@ def explorer_analyses():
     return [Analysis(
         name="summary", run=summary, render=render, needs_weights=False, figures=figures,
         description="The module tree with output shapes and parameter counts (like torchinfo).",
-        params=(Param("depth", int, 3, "how deep the tree is listed (0: the model only)"),
-                Param("seq_len", int, 8, "tokens in the (1, seq_len) input (0: the context length)")),
+        params=(Param("depth", int, 3, "how deep the tree is listed (0: the model only)", min=0),
+                Param("seq_len", int, 8, "tokens in the (1, seq_len) input (0: the context "
+                      "length; capped at it)", min=0)),
     )]

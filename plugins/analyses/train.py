@@ -14,6 +14,8 @@ from pathlib import Path
 
 from explorer import Analysis, Chart, ExplorerError, Param, hookimpl
 
+from . import seq_len_within_context
+
 TRAIN_FRACTION = 0.9
 EVAL_CHUNK = 64  # windows per forward pass when evaluating
 ONE_THREAD_BELOW = 5_000_000  # parameters: below this, per-op threading overhead dominates
@@ -76,8 +78,8 @@ def unigram_baseline(train_ids, targets, vocab_size):
     return -log_p[targets.flatten()].mean().item()
 
 
-def train(ctx, steps=200, batch_size=8, seq_len=0, lr=1e-3, weight_decay=0.1, eval_every=50,
-          eval_tokens=16384, corpus="", threads=0):
+def train(ctx, steps, batch_size, seq_len, lr, weight_decay, eval_every, eval_tokens, corpus,
+          threads):
     import torch
 
     model = ctx.model()
@@ -238,16 +240,18 @@ def explorer_analyses():
         charts=(Chart("loss", "Training probe: loss per step", draw_chart),),
         description="A short seeded AdamW run on a text corpus: train/validation loss curves, "
                     "final perplexity, and the unigram baseline to beat.",
-        params=(Param("steps", int, 200, "optimizer steps"),
-                Param("batch_size", int, 8, "sequences per step"),
-                Param("seq_len", int, 0, "tokens per sequence (0: the context length)"),
-                Param("lr", float, 1e-3, "AdamW learning rate"),
-                Param("weight_decay", float, 0.1, "AdamW weight decay (the book's 0.1)"),
-                Param("eval_every", int, 50, "steps between evaluations"),
+        params=(Param("steps", int, 200, "optimizer steps", min=1),
+                Param("batch_size", int, 8, "sequences per step", min=1),
+                Param("seq_len", int, 0, "tokens per sequence (0: the context length)", min=0),
+                Param("lr", float, 1e-3, "AdamW learning rate", min=0, exclusive_min=True),
+                Param("weight_decay", float, 0.1, "AdamW weight decay (the book's 0.1)", min=0),
+                Param("eval_every", int, 50, "steps between evaluations", min=1),
                 Param("eval_tokens", int, 16384, "tokens of each split the curve is measured "
-                      "on (0: the whole split)"),
+                      "on (0: the whole split)", min=0),
                 Param("corpus", str, "", "a UTF-8 text file (default: the standard library's "
                       "pydoc_data.topics)"),
                 Param("threads", int, 0, "CPU threads while training (0: one below 5M "
-                      "parameters, where threading overhead dominates; else torch's setting)")),
+                      "parameters, where threading overhead dominates; else torch's setting)",
+                      min=0)),
+        check=seq_len_within_context,
     )]

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 class GELUTanh(nn.Module):
     """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), written out as the book does."""
 
-    def __init__(self, ctx, impl="auto"):
+    def __init__(self, ctx, impl):
         super().__init__()
         self.impl = impl
 

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from explorer import SpecError
 from explorer.contracts import causal_mask
 
 
@@ -31,12 +30,10 @@ class GroupedQueryAttention(nn.Module):
     earlier ones for incremental decoding.
     """
 
-    def __init__(self, ctx, n_kv_heads=1, impl="auto", window=0, qk_norm=False, out_bias=True,
-                 softcap=0.0, query_pre_attn_scalar=0):
+    def __init__(self, ctx, n_kv_heads, impl, window, qk_norm, out_bias, softcap,
+                 query_pre_attn_scalar):
         super().__init__()
         cfg = ctx.config
-        _check(ctx, n_kv_heads, window)
-        check_scores(ctx, impl, softcap, query_pre_attn_scalar)
         self.n_heads = cfg.n_heads
         self.n_kv_heads = n_kv_heads
         self.head_dim = cfg.head_dim
@@ -159,8 +156,7 @@ class MultiHeadAttention(GroupedQueryAttention):
     itself is computed from the positions, which gives the same entries.
     """
 
-    def __init__(self, ctx, impl="auto", window=0, qk_norm=False, out_bias=True, softcap=0.0,
-                 query_pre_attn_scalar=0):
+    def __init__(self, ctx, impl, window, qk_norm, out_bias, softcap, query_pre_attn_scalar):
         cfg = ctx.config
         super().__init__(ctx, n_kv_heads=cfg.n_heads, impl=impl, window=window, qk_norm=qk_norm,
                          out_bias=out_bias, softcap=softcap,
@@ -168,31 +164,3 @@ class MultiHeadAttention(GroupedQueryAttention):
         self.register_buffer(
             "mask", torch.triu(torch.ones(cfg.context_length, cfg.context_length), diagonal=1))
 
-
-def _check(ctx, n_kv_heads, window):
-    """Raise SpecError for values only attention can judge."""
-    n_heads = ctx.config.n_heads
-    if n_kv_heads < 1 or n_kv_heads > n_heads or n_heads % n_kv_heads:
-        divisors = [k for k in range(1, n_heads + 1) if n_heads % k == 0]
-        raise SpecError(ctx.spec.source, "components.attention.n_kv_heads",
-                        f"{n_kv_heads} key/value heads cannot be shared by n_heads {n_heads} "
-                        f"query heads", f"a divisor of n_heads: {', '.join(map(str, divisors))}")
-    if window < 0:
-        raise SpecError(ctx.spec.source, "components.attention.window",
-                        f"must be >= 0, got {window}",
-                        "0 for no sliding window, or a window size >= 1")
-
-
-def check_scores(ctx, impl, softcap, query_pre_attn_scalar):
-    """Raise SpecError for score settings that cannot work (shared by every attention here)."""
-    key = "components.attention"
-    if not softcap >= 0 or softcap == float("inf"):
-        raise SpecError(ctx.spec.source, f"{key}.softcap", f"must be >= 0 and finite, got {softcap}",
-                        "0 for no capping, e.g. 50.0 (Gemma 2)")
-    if softcap and impl == "sdpa":
-        raise SpecError(ctx.spec.source, f"{key}.impl", "sdpa cannot soft-cap the scores "
-                        f"(softcap {softcap})", "impl auto or manual, or softcap 0")
-    if query_pre_attn_scalar < 0:
-        raise SpecError(ctx.spec.source, f"{key}.query_pre_attn_scalar",
-                        f"must be >= 0, got {query_pre_attn_scalar}",
-                        "0 for the head size, e.g. 144 (Gemma 2 27B)")

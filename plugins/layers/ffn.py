@@ -6,8 +6,6 @@ SwiGLU, with gelu GeGLU and with relu ReGLU (Shazeer 2020).
 
 from torch import nn
 
-from explorer import SpecError
-
 
 class MLP(nn.Module):
     """The book's FeedForward: emb_dim -> expansion * emb_dim -> emb_dim.
@@ -16,11 +14,8 @@ class MLP(nn.Module):
     book's (``ff.layers.0.weight``, ``ff.layers.2.weight``).
     """
 
-    def __init__(self, ctx, expansion=4, bias=True):
+    def __init__(self, ctx, expansion, bias):
         super().__init__()
-        if expansion < 1:
-            raise SpecError(ctx.spec.source, "components.ffn.expansion",
-                            f"must be >= 1, got {expansion}", "e.g. 4 (GPT-2, the book)")
         d = ctx.config.emb_dim
         self.layers = nn.Sequential(
             nn.Linear(d, expansion * d, bias=bias),
@@ -32,7 +27,7 @@ class MLP(nn.Module):
         return self.layers(x)
 
 
-def llama_hidden(emb_dim, multiple_of=256):
+def llama_hidden(emb_dim, multiple_of):
     """Llama's FFN size: int(2 * 4 * emb_dim / 3), rounded up to a multiple of ``multiple_of``.
 
     Two thirds of a 4h MLP's hidden size, so the three matrices of a gated FFN (3 * h * f) hold
@@ -50,15 +45,9 @@ class GLU(nn.Module):
     Created in that order. ``hidden`` 0 picks :func:`llama_hidden`; any other value is used as is.
     """
 
-    def __init__(self, ctx, hidden=0, multiple_of=256, bias=False):
+    def __init__(self, ctx, hidden, multiple_of, bias):
         super().__init__()
         d = ctx.config.emb_dim
-        if hidden < 0:
-            raise SpecError(ctx.spec.source, "components.ffn.hidden", f"must be >= 0, got {hidden}",
-                            "0 for Llama's rule, or a hidden size >= 1")
-        if multiple_of < 1:
-            raise SpecError(ctx.spec.source, "components.ffn.multiple_of",
-                            f"must be >= 1, got {multiple_of}", "e.g. 256 (Llama)")
         f = hidden or llama_hidden(d, multiple_of)
         self.fc_1 = nn.Linear(d, f, bias=bias)
         self.fc_2 = nn.Linear(d, f, bias=bias)

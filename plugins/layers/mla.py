@@ -12,10 +12,8 @@ query [q_nope, q_rope]; the scores are scaled by 1/sqrt(qk_nope_head_dim + qk_ro
 import torch
 from torch import nn
 
-from explorer import SpecError
-from explorer.plugins.mla import mla_problem
 
-from .attention import attend, check_scores, uses_sdpa
+from .attention import attend, uses_sdpa
 
 
 class MultiHeadLatentAttention(nn.Module):
@@ -36,12 +34,6 @@ class MultiHeadLatentAttention(nn.Module):
                  v_head_dim, impl, window, out_bias, softcap, query_pre_attn_scalar):
         super().__init__()
         cfg = ctx.config
-        problem = mla_problem(dict(
-            kv_lora_rank=kv_lora_rank, q_lora_rank=q_lora_rank, qk_nope_head_dim=qk_nope_head_dim,
-            qk_rope_head_dim=qk_rope_head_dim, v_head_dim=v_head_dim, window=window))
-        if problem:  # (param, what is wrong, what is valid)
-            raise SpecError(ctx.spec.source, f"components.attention.{problem[0]}", *problem[1:])
-        check_scores(ctx, impl, softcap, query_pre_attn_scalar)
         self.n_heads, self.n_kv_heads = cfg.n_heads, 1
         self.kv_lora_rank, self.q_lora_rank = kv_lora_rank, q_lora_rank
         self.nope, self.rope, self.v_head_dim = qk_nope_head_dim, qk_rope_head_dim, v_head_dim

@@ -16,8 +16,6 @@ per-expert load) and ``active_parameters()`` (router + shared + top_k experts).
 import torch
 from torch import nn
 
-from explorer import SpecError
-from explorer.plugins.moe import moe_problem
 
 from .ffn import GLU
 
@@ -44,11 +42,6 @@ class MixtureOfExperts(nn.Module):
     def __init__(self, ctx, n_experts, top_k, n_shared, hidden, multiple_of, router,
                  routed_scaling, aux_loss_coef, z_loss_coef, bias):
         super().__init__()
-        problem = moe_problem(dict(
-            n_experts=n_experts, top_k=top_k, n_shared=n_shared, routed_scaling=routed_scaling,
-            aux_loss_coef=aux_loss_coef, z_loss_coef=z_loss_coef))
-        if problem:  # (param, what is wrong, what is valid)
-            raise SpecError(ctx.spec.source, f"components.ffn.{problem[0]}", *problem[1:])
         d = ctx.config.emb_dim
         self.n_experts, self.top_k, self.n_shared = n_experts, top_k, n_shared
         self.routing = router

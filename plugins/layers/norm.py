@@ -8,7 +8,7 @@ from torch.nn import functional as F
 class LayerNorm(nn.Module):
     """The book's LayerNorm (section 4.2): normalise over the last dim, then scale and shift."""
 
-    def __init__(self, ctx, dim, eps=1e-5, impl="auto"):
+    def __init__(self, ctx, dim, eps, impl):
         super().__init__()
         self.eps = eps
         self.impl = impl
@@ -36,7 +36,7 @@ class RMSNorm(nn.Module):
     the scale is applied in float32 before the cast back.
     """
 
-    def __init__(self, ctx, dim, eps=1e-6, unit_offset=False):
+    def __init__(self, ctx, dim, eps, unit_offset):
         super().__init__()
         self.eps = eps
         self.unit_offset = unit_offset

@@ -6,7 +6,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from explorer import SpecError
 from explorer.contracts import PositionalEncoding
 
 
@@ -42,7 +41,7 @@ class SinusoidalPositional(PositionalEncoding):
     so it has no length limit.
     """
 
-    def __init__(self, ctx, base=10000.0):
+    def __init__(self, ctx, base):
         super().__init__()
         self.dim = ctx.config.emb_dim
         inv_freq = base ** (-torch.arange(0, self.dim, 2, dtype=torch.float32) / self.dim)
@@ -70,18 +69,9 @@ class RotaryPositional(PositionalEncoding):
     use and cached per size and device).
     """
 
-    def __init__(self, ctx, theta=10000.0):
+    def __init__(self, ctx, theta):
         super().__init__()
-        cfg = ctx.config
-        hs = cfg.head_dim
-        if hs % 2:
-            raise SpecError(ctx.spec.source, "components.positional",
-                            f"rope rotates pairs of dimensions, but the head size is odd: "
-                            f"emb_dim {cfg.emb_dim} / n_heads {cfg.n_heads} = {hs}",
-                            "choose emb_dim / n_heads even")
-        if not theta > 0:
-            raise SpecError(ctx.spec.source, "components.positional.theta",
-                            f"must be > 0, got {theta}", "e.g. 10000.0 (GPT-NeoX, Llama 2)")
+        hs = ctx.config.head_dim
         self.theta = theta
         self.register_buffer("inv_freq", self._inverse_frequencies(hs), persistent=False)  # (hs/2,)
         self._other_sizes = {}  # (hs, device) -> (hs/2,)
