@@ -104,7 +104,7 @@ def make_spec(write_spec):
     def make(model=None, **components):
         doc = {"name": "tiny", "seed": 123, "tokenizer": "bytes",
                "model": {**TINY_MODEL, "vocab_size": 256, **(model or {})},
-               "components": components}
+               "components": components, "analyses": {"gradflow": {"steps": 0}}}
         return explorer.load_spec(write_spec(doc), plugins=manager)
 
     return make
