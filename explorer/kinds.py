@@ -2,7 +2,7 @@
 
 ``BuildContext.make`` sets ``explorer_kind`` on every module it builds (``attention``, ``ffn``,
 ``norm``, ...), so analyses find a block's attention and feed-forward whatever attribute names
-the block gives them (``att``/``ff``, ``attn``/``mlp``, ...). Nothing here knows a built-in.
+the block gives them (``attn`` and ``mlp``, say). Nothing here knows a built-in.
 """
 
 
