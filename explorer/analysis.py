@@ -1,26 +1,44 @@
 """The analysis runner: run registered analyses on one spec and collect a report (plain data)."""
 
-import os
+import contextlib
+import copy
 import platform
 
 import torch
 
+from .activations import cast_floating, saved_activation_bytes
 from .errors import ExplorerError, ResourceError
 from .model import build_model
 from .numerics import describe
 from .plugin_manager import unknown_name_message
+from .resources import available_memory, refuse_unless_fits, training_need
 from .tokenizer import get_tokenizer
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 class AnalysisContext:
-    """What an analysis sees. The model and tokenizer are built on first use and shared."""
+    """What an analysis sees: the spec, and the models and measurements analyses share.
+
+    Each model is built on first use and kept for the report's other analyses: the real one
+    (:meth:`model`), one on the meta device (:meth:`meta_model`) and one of fake tensors
+    (:meth:`fake_model`). Activation measurements are cached per (seq_len, batch, dtype, device).
+    """
 
     def __init__(self, spec, model=None, weights=None):
         self.spec = spec
         self._model = model
         self._weights = weights  # a checkpoint for model() to load
-        self._shapes = None
+        self._meta = None
+        self._fake_mode = None
+        self._fake = None
+        self._activations = {}
         self._tokenizer = None
+
+    @property
+    def source(self):
+        """The spec's file name (or name), for messages."""
+        return self.spec.source or self.spec.name
 
     def model(self):
         """The model with real weights, seeded with the spec's seed (built once).
@@ -34,13 +52,105 @@ class AnalysisContext:
         return self._model
 
     def shape_model(self):
-        """For analyses that need only shapes: the real model if built, else one on the meta
-        device, which allocates no weights (a 175B spec is analysable on a laptop)."""
-        if self._model is not None:
-            return self._model
-        if self._shapes is None:
-            self._shapes = build_model(self.spec, device="meta")
-        return self._shapes
+        """For analyses that need only shapes: the real model if built, else :meth:`meta_model`."""
+        return self._model if self._model is not None else self.meta_model()
+
+    def meta_model(self):
+        """The model on the meta device, which allocates no weights (a 175B spec is analysable
+        on a laptop); always meta, also once the real model is built. Built once."""
+        if self._meta is None:
+            self._meta = build_model(self.spec, device="meta")
+        return self._meta
+
+    @contextlib.contextmanager
+    def fake_model(self, dtype="fp32"):
+        """``with ctx.fake_model() as model:`` a model of fake CPU tensors (torch's
+        FakeTensorMode): every op dispatches to the CPU's kernels for shapes and dtypes, yet no
+        memory is allocated, at any size.
+
+        Fake tensors work only inside their mode, so the block runs inside it (create inputs
+        there too) and the mode is left on exit, also on an exception. The model is built once
+        and shared; ``dtype`` (``"fp32"`` or ``"bf16"``) casts every floating tensor in place,
+        which costs nothing and loses nothing on tensors that hold no values.
+        """
+        # FakeTensorMode ships with torch (torch.compile traces with it) but lives in a private
+        # module; the memory analysis falls back to the meta device when it fails.
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        if self._fake_mode is None:
+            self._fake_mode = FakeTensorMode()
+        with self._fake_mode:
+            if self._fake is None:
+                self._fake = build_model(self.spec)
+            yield cast_floating(self._fake, DTYPES[dtype])
+
+    @contextlib.contextmanager
+    def mode(self, model, train):
+        """``with ctx.mode(model, train=False):`` the model in training (dropout active) or eval
+        mode for the block, and back in the mode it was in afterwards, whatever happens inside."""
+        was_training = model.training
+        model.train(train)
+        try:
+            yield model
+        finally:
+            model.train(was_training)
+
+    def saved_activations(self, seq_len, batch_size=1, dtype="fp32", device="fake"):
+        """What autograd saves for backward in one training forward + loss, in bytes (``total``,
+        ``per_block``, ...: see :func:`explorer.activations.saved_activation_bytes`), measured
+        once per set of arguments and shared by the analyses.
+
+        ``device``: ``fake`` (the CPU's kernels, no memory), ``meta`` (no memory; fused
+        attention runs unfused there, so it saves more) or ``cpu`` (the real model).
+        """
+        key = (seq_len, batch_size, dtype, device)
+        if key not in self._activations:
+            if device == "fake":
+                with self.fake_model(dtype) as model:
+                    measured = saved_activation_bytes(model, batch_size, seq_len)
+            else:
+                model = self.meta_model() if device == "meta" else self.model()
+                if dtype != "fp32":
+                    model = cast_floating(copy.deepcopy(model), DTYPES[dtype])
+                measured = saved_activation_bytes(model, batch_size, seq_len)
+            self._activations[key] = measured
+        return self._activations[key]
+
+    def activations_per_sequence(self, seq_len):
+        """fp32 bytes autograd saves per sequence of ``seq_len`` tokens (batch 1), for
+        predictions: on fake tensors, or on the meta device (more: unfused attention) for a
+        component fake tensors cannot run."""
+        try:
+            return self.saved_activations(seq_len)["total"]
+        except ExplorerError:
+            raise
+        except Exception:  # data-dependent code in a component
+            return self.saved_activations(seq_len, device="meta")["total"]
+
+    def training_need(self, what, lower, batch_size, seq_len, copies=1, optimizer=True):
+        """The :class:`~explorer.resources.Need` of training the model on ``batch_size`` x
+        ``seq_len`` tokens: ``copies`` of the weights (the shared model and the analysis's own
+        copies), gradients, AdamW moments if ``optimizer``, the activations measured at batch 1
+        times the batch, and the logits with their gradients. ``lower`` names the options that
+        make it smaller, for the refusal."""
+        model = self.shape_model()
+        return training_need(
+            what, lower, weights=weight_bytes(model), parameters=parameter_bytes(model),
+            activations=self.activations_per_sequence(seq_len), batch_size=batch_size,
+            seq_len=seq_len, logits_per_token=logits_bytes_per_token(self.spec, model),
+            copies=copies, optimizer=optimizer)
+
+    def require(self, need):
+        """Refuse with a one-line :class:`ResourceError` unless ``need`` (a
+        :class:`~explorer.resources.Need`) fits in the memory available now.
+
+        A need counts the shared model; once it is built, the system no longer reports its
+        bytes as available, so they are added back rather than counted twice.
+        """
+        available = available_memory()
+        if available is not None and self._model is not None:
+            available += weight_bytes(self._model)
+        refuse_unless_fits(need, available, self.source)
 
     def tokenizer(self):
         if self._tokenizer is None:
@@ -59,21 +169,6 @@ class AnalysisContext:
         return ids
 
 
-def available_memory():
-    """Bytes of memory available to a new allocation now (Linux: MemAvailable), or None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def weight_bytes(model):
     """Bytes the model's parameters (each tensor once) and buffers take, from shapes alone."""
     seen, total = set(), 0
@@ -84,17 +179,32 @@ def weight_bytes(model):
     return total
 
 
-def check_fits(spec, shape_model):
+def parameter_bytes(model):
+    """Bytes of the trainable parameters, each tensor once: what the gradients take, and each
+    AdamW moment."""
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
+
+def logits_bytes_per_token(spec, model):
+    """Bytes of one position's logits, in the dtype of the model's parameters."""
+    return spec.model.vocab_size * next(model.parameters()).element_size()
+
+
+def check_fits(spec, shape_model, suggest_shape_analyses=True):
+    """Refuse (:class:`ResourceError`) a model whose weights alone would not fit in memory,
+    suggesting the analyses that need only shapes unless not ``suggest_shape_analyses``."""
     needed = weight_bytes(shape_model)
     available = available_memory()
     # Leave room for activations and gradients: refuse above 80% of what is available.
-    if available is not None and needed > 0.8 * available:
+    if available is None or needed <= 0.8 * available:
+        return
+    message = (f"{spec.source or spec.name}: the weights need {needed / 2**30:.1f} GiB but only "
+               f"{available / 2**30:.1f} GiB is available")
+    if suggest_shape_analyses:
         registry = spec.plugin_manager.registry()
         can_run = sorted(a.name for a in registry.analyses.values() if not a.needs_weights)
-        raise ResourceError(
-            f"{spec.source or spec.name}: the weights need {needed / 2**30:.1f} GiB but only "
-            f"{available / 2**30:.1f} GiB is available; analyses that need only shapes can still "
-            f"run: --only {','.join(can_run)}")
+        message += f"; analyses that need only shapes can still run: --only {','.join(can_run)}"
+    raise ResourceError(message)
 
 
 def environment():
@@ -127,7 +237,8 @@ def analyze(spec, only=None, model=None, progress=None, weights=None):
     checkpoint to load into the one built (checked against the spec before any analysis runs,
     and only once it is known to fit in memory). ``progress``, if given,
     is called with each analysis's name once it has run. An analysis that raises is reported
-    under ``failures`` with the plugin's name; the others still run.
+    under ``failures`` with the plugin's name; the others still run. A :class:`ResourceError`
+    (an analysis predicted it would not fit in memory, and refused before allocating) is raised.
     """
     registry = spec.plugin_manager.registry()
     chosen = select(registry, only)
@@ -156,9 +267,13 @@ def analyze(spec, only=None, model=None, progress=None, weights=None):
         provider = registry.provider[("analysis", analysis.name)]
         options = {**analysis.defaults(), **spec.analyses.get(analysis.name, {})}
         try:
-            result = report["analyses"][analysis.name] = analysis.load()(ctx, **options)
+            # Analyses seed the global stream for their dropout masks: keep that to themselves.
+            with torch.random.fork_rng(devices=[]):
+                result = report["analyses"][analysis.name] = analysis.load()(ctx, **options)
             if isinstance(result, dict) and result.get("nonfinite"):
                 report["warnings"].append(f"{analysis.name}: {describe(result['nonfinite'])}")
+        except ResourceError:
+            raise  # a refusal of the whole request, before the analysis allocated anything
         except ExplorerError as exc:
             report["failures"][analysis.name] = str(exc)
         except Exception as exc:

@@ -6,6 +6,7 @@ Torch is imported only inside the commands that build models, so ``explorer --he
 import json
 import os
 import sys
+import unicodedata
 
 import click
 
@@ -249,36 +250,21 @@ def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, 
         sys.exit(1)
 
 
-class _StreamPrinter:
-    """Print the text of generated tokens as they come, flushing each piece.
+def _stdout_is_terminal():
+    return sys.stdout.isatty()
 
-    A BPE token can end inside a multi-byte UTF-8 character; the text is held back while it ends
-    in a replacement character, until the next token completes it (at most 3 more bytes).
-    """
 
-    def __init__(self, decode):
-        self.decode = decode
-        self.ids, self.printed, self.held = [], "", 0
+def terminal_safe(text):
+    """``text`` with control characters (other than newline and tab) written as escapes, e.g.
+    ``\\x01``: a model's raw bytes must not drive the terminal (ESC sequences, carriage returns)."""
+    return "".join(c.encode("unicode_escape").decode("ascii")
+                   if c not in "\n\t" and unicodedata.category(c) == "Cc" else c for c in text)
 
-    def add(self, token_id):
-        self.ids.append(token_id)
-        text = self.decode(self.ids)
-        if text.endswith("\ufffd") and self.held < 3:
-            self.held += 1
-            return
-        self.held = 0
-        self._show(text)
 
-    def close(self):
-        self._show(self.decode(self.ids))
-        click.echo("")
-
-    def _show(self, text):
-        piece = text[len(self.printed):] if text.startswith(self.printed) else text
-        if piece:
-            click.echo(piece, nl=False)
-            sys.stdout.flush()
-        self.printed = text
+def _echo_piece(text, escape):
+    if text:
+        click.echo(terminal_safe(text) if escape else text, nl=False)
+        sys.stdout.flush()
 
 
 @cli.command(name="generate")
@@ -332,9 +318,12 @@ def generate_text(spec_path, prompt, max_new_tokens, temperature, top_k, top_p, 
 
     import torch
 
-    from .generation import generate_stream
+    from .analysis import check_fits
+    from .generation import TextStream, generate_stream
     from .model import build_model
 
+    # Refuse before allocating the weights (a meta model has only shapes).
+    check_fits(spec, build_model(spec, device="meta"), suggest_shape_analyses=False)
     model = build_model(spec, weights=weights).eval()
     stream = generate_stream(model, torch.tensor([ids]), max_new_tokens, temperature=temperature,
                              top_k=top_k, top_p=top_p, seed=spec.seed if seed is None else seed)
@@ -348,11 +337,14 @@ def generate_text(spec_path, prompt, max_new_tokens, temperature, top_k, top_p, 
         click.echo(json.dumps({"prompt": prompt, "token_ids": ids + new,
                                "text": decode(ids + new)}, indent=2))
         return
-    click.echo(prompt, nl=False)
-    printer = _StreamPrinter(decode)
+    # On a terminal control characters are shown escaped; piped output keeps the exact text.
+    escape = _stdout_is_terminal()
+    _echo_piece(prompt, escape)
+    text = TextStream(decode)
     for token in stream:
-        printer.add(int(token))
-    printer.close()
+        _echo_piece(text.add(int(token)), escape)
+    _echo_piece(text.close(), escape)
+    click.echo("")
 
 
 def _param_json(p):

@@ -12,6 +12,8 @@ layer's keys). Generation then does what the book does, a full forward over the 
 per token, and the tokens stay identical to ``use_cache=False``.
 """
 
+import os
+
 import torch
 
 from .errors import ExplorerError
@@ -98,3 +100,40 @@ def generate(model, idx, max_new_tokens, context_size=None, temperature=0.0, top
     new = list(generate_stream(model, idx, max_new_tokens, context_size, temperature, top_k,
                                top_p, seed, use_cache))
     return torch.cat((idx, *new), dim=1)
+
+
+class TextStream:
+    """Text for a stream of token ids, decoding only the newest tokens, never the whole sequence.
+
+    ``add(token_id)`` returns the text to show now. A BPE token can end inside a multi-byte UTF-8
+    character (its text then ends in U+FFFD): it is held back, and shown with the tokens that
+    complete it, at most ``MAX_HELD`` tokens later (a character has at most 4 bytes). Each new
+    piece is decoded together with the previous piece and cut after it, as text-generation-
+    inference does, so a decoder whose output depends on the tokens before (one that drops a
+    leading space at the start of a text) gives what decoding the whole sequence gives.
+    ``close()`` returns whatever is still held.
+    """
+
+    MAX_HELD = 3
+
+    def __init__(self, decode):
+        self.decode = decode
+        self.shown = []  # the ids of the piece shown last: decoded again, as context
+        self.pending = []  # the ids not shown yet
+
+    def add(self, token_id):
+        self.pending.append(token_id)
+        text = self.decode(self.shown + self.pending)
+        if text.endswith("\ufffd") and len(self.pending) <= self.MAX_HELD:
+            return ""
+        return self._take(text)
+
+    def close(self):
+        return self._take(self.decode(self.shown + self.pending)) if self.pending else ""
+
+    def _take(self, text):
+        """The part of ``text`` (the last piece and the pending tokens) after the last piece."""
+        shown = self.decode(self.shown)
+        self.shown, self.pending = self.pending, []
+        # Past a character given up on after MAX_HELD tokens the two may differ: cut where they do.
+        return text[len(os.path.commonprefix([shown, text])):]

@@ -103,3 +103,40 @@ class ModelCache:
                 raise RuntimeError(f"block {i} did not update its KV cache ({layer.length} tokens "
                                    f"stored, {self.offset} expected): its residual or attention "
                                    "forward ignores the cache argument")
+
+
+# What an attention exposes for the KV-cache figures (explorer.contracts).
+LAYOUT_ATTRIBUTES = ("n_kv_heads", "head_dim", "window")
+
+
+def cache_layout(model):
+    """What each attention caches, read from the modules' contract attributes (any device).
+
+    A list with one entry per attention module (one per block, normally): ``layer`` (the block
+    index), ``module`` (its name), ``n_kv_heads``, ``head_dim``, ``window`` (0: none) and
+    ``values_per_token``, the elements it caches per token: ``kv_values_per_token`` if the
+    module defines it (a latent attention caches fewer), else keys and values,
+    ``2 * n_kv_heads * head_dim``. Attention modules are found by their ``attention`` kind tag,
+    whatever a block calls them.
+    """
+    from .errors import PluginError
+    from .kinds import sublayers
+
+    layout = []
+    for i, block in enumerate(model.trf_blocks):
+        for name, kind, module in sublayers(block):
+            if kind != "attention":
+                continue
+            where = f"trf_blocks.{i}.{name}"
+            missing = [a for a in LAYOUT_ATTRIBUTES if not isinstance(getattr(module, a, None), int)]
+            if missing:
+                raise PluginError(f"{where} ({type(module).__name__}) does not expose "
+                                  f"{', '.join(missing)} as an int: an attention exposes "
+                                  f"{', '.join(LAYOUT_ATTRIBUTES)} (explorer.contracts)")
+            values = getattr(module, "kv_values_per_token", None)
+            if values is None:
+                values = 2 * module.n_kv_heads * module.head_dim  # keys and values
+            layout.append({"layer": i, "module": where, "n_kv_heads": module.n_kv_heads,
+                           "head_dim": module.head_dim, "window": module.window,
+                           "values_per_token": values})
+    return layout

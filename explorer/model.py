@@ -6,6 +6,8 @@ token embedding and the head comes from a registered component, built in the boo
 that ``torch.manual_seed(123)`` gives the book's weights.
 """
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -106,27 +108,65 @@ class GPTModel(nn.Module):
         return logits
 
 
-def build_model(spec, seed=None, device=None, weights=None):
+def build_model(spec, seed=None, device=None, weights=None, fork_rng=True):
     """Build the model a spec describes, seeded with ``seed`` (default: the spec's seed).
 
     Parameters are created in the book's order, so ``build_model(load_spec(
     "specs/gpt2_small.yaml"), seed=123)`` holds the same weights as the book's
-    ``torch.manual_seed(123); GPTModel(GPT_CONFIG_124M)``. ``weights`` is a checkpoint to load
-    (a Hugging Face GPT-2 file or directory, a book ``model.pth``, an explorer checkpoint); see
+    ``torch.manual_seed(123); GPTModel(GPT_CONFIG_124M)``. The build draws from a forked random
+    stream: the caller's global random state (CPU, and the accelerator built on) is the same
+    afterwards. ``fork_rng=False`` builds from the global stream instead, as the book does, and
+    leaves it where the build stopped: the book's training-mode forward then draws its dropout
+    masks from there. ``weights`` is a checkpoint to load (a Hugging Face GPT-2 file or
+    directory, a book ``model.pth``, an explorer checkpoint); see
     :func:`explorer.weights.load_weights`.
     """
     if weights is not None:
         from .weights import load_weights, weight_files
 
         weight_files(weights)  # a path that holds no checkpoint is refused before building
-        return load_weights(build_model(spec, seed=seed, device=device), spec, weights)
+        return load_weights(build_model(spec, seed=seed, device=device, fork_rng=fork_rng),
+                            spec, weights)
     plugins = spec.plugin_manager
     if plugins is None:
         from .plugin_manager import get_plugin_manager
         plugins = get_plugin_manager()
-    torch.manual_seed(spec.seed if seed is None else seed)
     ctx = BuildContext(spec, plugins.registry())
-    if device is None:
-        return GPTModel(ctx)
-    with torch.device(device):
-        return GPTModel(ctx)
+    device = torch.device(device) if device is not None else None
+    with _seeded(spec.seed if seed is None else seed, device, fork_rng):
+        if device is None:
+            return GPTModel(ctx)
+        with device:
+            return GPTModel(ctx)
+
+
+@contextlib.contextmanager
+def _seeded(seed, device, fork=True):
+    """Seed the generator that initialises weights on ``device`` (None: the CPU) inside
+    ``torch.random.fork_rng`` (unless not ``fork``), which restores every generator it forked.
+
+    Only that device's generator is seeded (``torch.manual_seed`` would also reseed every CUDA
+    device, which fork_rng on the CPU does not restore). The meta device draws no numbers.
+    """
+    kind, devices = rng_devices(device)
+    with torch.random.fork_rng(devices=devices, device_type=kind, enabled=fork):
+        torch.default_generator.manual_seed(seed)
+        if devices:
+            device_module = torch.get_device_module(kind)
+            if kind == "cuda":
+                with device_module.device(devices[0]):
+                    device_module.manual_seed(seed)
+            else:
+                device_module.manual_seed(seed)
+        yield
+
+
+def rng_devices(device):
+    """``(device_type, devices)`` for ``torch.random.fork_rng`` when building on ``device``:
+    no accelerator for the CPU and meta (fork_rng always forks the CPU's generator), else the
+    one device built on (an index-less ``cuda`` is the current device; MPS has one generator)."""
+    if device is None or device.type in ("cpu", "meta"):
+        return "cuda", []
+    if device.type == "cuda" and device.index is None:
+        return "cuda", [torch.cuda.current_device()]
+    return device.type, [device.index or 0]

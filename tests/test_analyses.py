@@ -67,7 +67,7 @@ def test_gradflow_matches_plain_torch(make_spec):
         expected = sum(g.abs().sum().item() for g in grads) / sum(g.numel() for g in grads)
         assert result["per_block"][i]["all"] == pytest.approx(expected, rel=1e-6)
         att = [p.grad for p in block.att.parameters() if p.dim() >= 2]
-        assert result["per_block"][i]["att"] == pytest.approx(
+        assert result["per_block"][i]["attention"] == pytest.approx(
             sum(g.abs().sum().item() for g in att) / sum(g.numel() for g in att), rel=1e-6)
     assert result["per_matrix"]["trf_blocks.0.att.W_query.weight"] == pytest.approx(
         model.trf_blocks[0].att.W_query.weight.grad.abs().mean().item(), rel=1e-6)

@@ -218,15 +218,16 @@ def test_qk_norm_makes_attention_blind_to_query_and_key_scale(make_spec, attenti
     for qk_norm in (True, False):
         model = build(make_spec, attention, qk_norm=qk_norm, n_kv_heads=2)
         att = model.trf_blocks[0].att
-        x, positions = torch.randn(2, 8, 16), torch.arange(8)
+        x = torch.randn(2, 8, 16, generator=torch.Generator().manual_seed(0))
+        positions = torch.arange(8)
         with torch.no_grad():
             before = att(x, model.pos_emb, positions)
             att.W_query.weight *= 5.0
             att.W_key.weight *= 5.0
             after = att(x, model.pos_emb, positions)
-        if qk_norm:  # LayerNorm per head of 4: (5q - mean) / std is q's
+        if qk_norm:  # LayerNorm per head of 4: (5q - mean) / std is q's, up to eps / var
             assert att.q_norm.scale.shape == att.k_norm.scale.shape == (4,)
-            torch.testing.assert_close(after, before, atol=1e-4, rtol=0)
+            torch.testing.assert_close(after, before, atol=1e-3, rtol=0)
         else:
             assert att.q_norm is None and not torch.allclose(after, before, atol=1e-2)
 

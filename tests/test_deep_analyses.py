@@ -281,8 +281,8 @@ def test_gradflow_after_steps_matches_plain_torch(write_spec):
     assert after["loss"] == pytest.approx(losses[3], rel=1e-5)
     assert after["loss"] < result["loss"]
     for i, block in enumerate(model.trf_blocks):
-        assert after["per_block"][i]["att"] == pytest.approx(_mean_abs(block.att.parameters()), rel=1e-4)
-        assert after["per_block"][i]["ff"] == pytest.approx(_mean_abs(block.ff.parameters()), rel=1e-4)
+        assert after["per_block"][i]["attention"] == pytest.approx(_mean_abs(block.att.parameters()), rel=1e-4)
+        assert after["per_block"][i]["ffn"] == pytest.approx(_mean_abs(block.ff.parameters()), rel=1e-4)
         assert after["per_block"][i]["all"] == pytest.approx(_mean_abs(block.parameters()), rel=1e-4)
     assert set(result) >= {"loss", "per_block", "per_matrix", "first_over_last", "after_steps"}
 

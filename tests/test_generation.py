@@ -333,17 +333,74 @@ def test_cli_json_gives_prompt_ids_and_text(capsys):
     assert ids[:9] == list(b"Once upon")
 
 
-def test_stream_printer_holds_a_split_character_back():
-    from explorer.cli import _StreamPrinter
+def _stream(tok, ids):
+    """The pieces TextStream shows for ``ids``, and the length of every list it decoded."""
+    from explorer.generation import TextStream
 
+    lengths = []
+
+    def decode(part):
+        lengths.append(len(part))
+        return tok.decode(part)
+
+    stream = TextStream(decode)
+    pieces = [stream.add(i) for i in ids] + [stream.close()]
+    return pieces, lengths
+
+
+def test_stream_holds_a_split_character_back():
     tok = explorer.get_tokenizer("gpt2")
-    pieces = []
-    printer = _StreamPrinter(tok.decode)
-    printer._show = lambda text: (pieces.append(text[len(printer.printed):]),
-                                  setattr(printer, "printed", text))
-    for token_id in [447, 247, 82]:  # "’" is two BPE tokens (bytes e2 80 | 99), then "s"
-        printer.add(token_id)
-    assert tok.decode([447]) == "\ufffd" and pieces == ["’", "s"]
+    pieces, _ = _stream(tok, [447, 247, 82])  # "’" is two BPE tokens (bytes e2 80 | 99), then "s"
+    assert tok.decode([447]) == "\ufffd" and pieces == ["", "’", "s", ""]
+
+
+@pytest.mark.parametrize("tokenizer, text", [
+    ("gpt2", "It’s 20°C in Zürich — naïve 🦊 日本語 “quoted” ’s"),
+    ("bytes", "a 🦊 é 日本 \x01\x1c end"),  # 4-, 2- and 3-byte characters, a byte per token
+])
+def test_stream_decodes_only_new_tokens_and_gives_the_whole_text(tokenizer, text):
+    tok = explorer.get_tokenizer(tokenizer)
+    ids = tok.encode(text) * 4
+    assert any(tok.decode([i]).endswith("\ufffd") for i in ids)  # characters span tokens
+    pieces, lengths = _stream(tok, ids)
+    assert "".join(pieces) == tok.decode(ids) == text * 4
+    # Each decode sees the previous piece and the new tokens, never the whole sequence.
+    assert max(lengths) <= 8 < len(ids)
+
+
+def test_terminal_output_escapes_control_characters():
+    from explorer.cli import terminal_safe
+
+    assert terminal_safe("a\x1b[31mb\r\n\tc\x01\x1c\x7f\x85 é🦊") == (
+        "a\\x1b[31mb\\r\n\tc\\x01\\x1c\\x7f\\x85 é🦊")
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_cli_escapes_control_bytes_only_on_a_terminal(capsys, monkeypatch, terminal):
+    """specs/tiny.yaml's random weights emit control bytes (0x01, 0x1c, ...): a terminal shows
+    them escaped; a pipe, like --format json, gets the exact text."""
+    import explorer.cli
+
+    monkeypatch.setattr(explorer.cli, "_stdout_is_terminal", lambda: terminal)
+    code, out, err = run(capsys, "generate", ROOT / "specs/tiny.yaml", "--prompt", "Hi\x01",
+                         "--max-new-tokens", 40, "--set", "model.n_layers=1")
+    assert code == 0, err
+    tok, ids = expected_ids(ROOT / "specs/tiny.yaml", "Hi\x01", 40, "model.n_layers=1")
+    text = tok.decode(ids)
+    assert sum(c < "\x20" and c not in "\n\t" for c in text) >= 2  # prompt's and the model's
+    if terminal:
+        assert out == explorer.cli.terminal_safe(text) + "\n"
+        assert out.startswith("Hi\\x01")
+    else:
+        assert out == text + "\n"
+
+
+def test_cli_refuses_weights_that_do_not_fit(capsys, monkeypatch):
+    monkeypatch.setenv("EXPLORER_AVAILABLE_MEMORY", "1GiB")  # 650.4 GiB of parameters + 1.5 of masks
+    code, out, err = run(capsys, "generate", ROOT / "specs/gpt3_175b.yaml", "--prompt", "Hi")
+    assert (code, out) == (2, "")
+    assert err == (f"Error: {ROOT / 'specs/gpt3_175b.yaml'}: the weights need 652.0 GiB but only "
+                   "1.0 GiB is available\n")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -81,8 +81,6 @@ def count_flops(model, seq_len):
 
 
 def flops(ctx, seq_len, measure):
-    from explorer import build_model
-
     cfg = ctx.spec.model
     seq_len = seq_len or cfg.context_length
     if not 1 <= seq_len <= cfg.context_length:
@@ -92,11 +90,8 @@ def flops(ctx, seq_len, measure):
     result = {"seq_len": seq_len, **closed_form(model, cfg, seq_len)}
     result["measured"] = m = None
     if measure:
-        # On the meta device: FlopCounterMode needs only shapes, so this is free at any size.
-        if next(model.parameters()).device.type != "meta":
-            model = build_model(ctx.spec, device="meta")
-        try:
-            m = count_flops(model, seq_len)
+        try:  # on the meta device: FlopCounterMode needs only shapes, free at any size
+            m = count_flops(ctx.meta_model(), seq_len)
         except (NotImplementedError, RuntimeError) as exc:  # a component that cannot run on meta
             result["measure_error"] = f"FlopCounterMode on the meta device failed: {exc}"
     if m:

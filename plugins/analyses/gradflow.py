@@ -1,5 +1,9 @@
 """Gradient flow: mean |grad| per block and per weight matrix, at initialization and after a few
-optimizer steps on the same sample batch."""
+optimizer steps on the same sample batch.
+
+Each block's figures are split by the kind of the sublayer a weight belongs to (``attention``,
+``ffn``; the tag ``BuildContext.make`` gives every component), so a plugin block gets them
+whatever it names its sublayers."""
 
 from explorer import Analysis, Chart, Param, hookimpl
 
@@ -28,15 +32,19 @@ def _lm_loss_backward(model, inputs, targets, seed):
 
 
 def _block_grads(model):
-    """Per block: mean |grad| over all weight matrices and per sublayer (att, ff, ...)."""
+    """Per block: mean |grad| over all weight matrices and per sublayer kind (attention, ffn),
+    the sublayers found by the kind the registry tagged them with, not by attribute name."""
+    from explorer.kinds import parameter_sublayer_kinds
+
     blocks, matrices = [], {}
     for i, block in enumerate(model.trf_blocks):
+        kinds = parameter_sublayer_kinds(block)
         groups = {"all": []}
         for name, p in block.named_parameters():
             if p.grad is None or p.dim() < 2:  # weight matrices only, as the book plots
                 continue
             groups["all"].append(p.grad)
-            groups.setdefault(name.split(".")[0], []).append(p.grad)
+            groups.setdefault(kinds[name] or "other", []).append(p.grad)
             matrices[f"trf_blocks.{i}.{name}"] = p.grad.abs().mean().item()
         blocks.append({part: _mean_abs(grads) for part, grads in groups.items()})
     return blocks, matrices
@@ -54,20 +62,22 @@ def gradient_flow(ctx, text, train_mode, steps, lr):
 
     if steps < 0:
         raise ValueError(f"gradflow: steps must be >= 0, got {steps}")
-    model = ctx.model()
     ids = ctx.encode(text)[: ctx.spec.model.context_length + 1]
     if len(ids) < 2:
         raise ValueError(f"the gradflow text needs at least 2 tokens, got {len(ids)}")
+    # The shared model, and a copy with its AdamW moments when there are steps to take.
+    ctx.require(ctx.training_need("gradflow", "lower analyses.gradflow.steps to 0 (no copy), or "
+                                  "shorten analyses.gradflow.text", 1, len(ids) - 1,
+                                  copies=2 if steps else 1, optimizer=bool(steps)))
+    model = ctx.model()
     batch = torch.tensor([ids])
     inputs, targets = batch[:, :-1], batch[:, 1:]  # (1, T): predict each next token
     seed = ctx.spec.seed
 
-    was_training = model.training
-    model.train(train_mode)
-    loss, fault = _lm_loss_backward(model, inputs, targets, seed)
-    blocks, matrices = _block_grads(model)
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
+    with ctx.mode(model, train_mode):
+        loss, fault = _lm_loss_backward(model, inputs, targets, seed)
+        blocks, matrices = _block_grads(model)
+        model.zero_grad(set_to_none=True)
     result = {
         "loss": loss,
         "tokens": inputs.shape[1],
@@ -102,8 +112,13 @@ def gradient_flow(ctx, text, train_mode, steps, lr):
 def _table(blocks):
     lines = ["block  mean|grad|  (attention / ffn)"]
     for i, b in enumerate(blocks):
-        lines.append(f"{i:>5}  {b['all']:.3e}  ({b.get('att', 0):.3e} / {b.get('ff', 0):.3e})")
+        lines.append(f"{i:>5}  {b['all']:.3e}  ({_grad(b, 'attention')} / {_grad(b, 'ffn')})")
     return lines
+
+
+def _grad(block, kind):
+    """A block's figure for one sublayer kind, or n/a when the block has no such sublayer."""
+    return f"{block[kind]:.3e}" if kind in block else "n/a"
 
 
 def _ratio(ratio):

@@ -1,14 +1,16 @@
 """Memory: weights, the AdamW training footprint, activations for backward, and the KV cache.
 
-Activations are measured exactly: one training forward (model + cross-entropy loss) runs under
-``torch.autograd.graph.saved_tensors_hooks`` and the bytes of every storage autograd keeps for
-backward are summed, each storage once. Parameters and buffers that autograd saves (a Linear
-saves its weight) are weights, not activations, and are left out. The closed-form estimate of
-Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer Models",
-section 4.1) is shown beside the measurement.
+Activations are measured exactly (explorer.activations, shared through the AnalysisContext with
+the analyses whose memory the core predicts): one training forward (model + cross-entropy loss)
+runs under ``torch.autograd.graph.saved_tensors_hooks`` and the bytes of every storage autograd
+keeps for backward are summed, each storage once. Parameters and buffers that autograd saves (a
+Linear saves its weight) are weights, not activations, and are left out. The closed-form
+estimate of Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer
+Models", section 4.1) is shown beside the measurement.
 """
 
 from explorer import Analysis, ExplorerError, Param, hookimpl
+from explorer.resources import Need, Part
 
 from . import seq_len_within_context
 from .params import unique_parameters
@@ -41,106 +43,45 @@ def korthikanti_at(p, s, b, h, a, attention_dropout, residual_dropout):
     return p * values + masks
 
 
-def saved_activation_bytes(model, batch_size, seq_len):
-    """Bytes autograd saves for backward in one training forward + cross-entropy, by region.
+def _kv_cache(ctx, batch_size):
+    """KV cache bytes, per token and at the full context, from each attention module's own
+    layout (explorer.kv_cache.cache_layout), so any attention plugin gets its own figures."""
+    from explorer.kv_cache import cache_layout
 
-    Each storage is counted once, in the region that first saves it (its full size: a saved
-    view keeps its whole storage alive). Storages of parameters and buffers are not counted.
-    Works on meta and fake tensors too, which allocate no memory.
-    """
-    import torch
-    from torch.nn import functional as F
-
-    device = next(model.parameters()).device
-    # Storage identity: ``_cdata`` is the StorageImpl pointer, which also tells meta storages apart.
-    weights = {t.untyped_storage()._cdata for t in (*model.parameters(), *model.buffers())}
-    seen, excluded = set(), set()
-    by_region = {"embedding": 0}
-    region = ["embedding"]
-
-    def pack(t):
-        storage = t.untyped_storage()
-        key = storage._cdata
-        if key in weights:
-            excluded.add(key)
-        elif key not in seen:
-            seen.add(key)
-            by_region[region[0]] = by_region.get(region[0], 0) + storage.nbytes()
-        return t
-
-    def enter(name):
-        def hook(module, args):
-            region[0] = name
-        return hook
-
-    def leave(module, args, output):
-        region[0] = "head"  # what follows the last block: final norm and output head
-
-    handles = []
-    for i, block in enumerate(model.trf_blocks):
-        by_region[f"block {i}"] = 0
-        handles.append(block.register_forward_pre_hook(enter(f"block {i}")))
-        handles.append(block.register_forward_hook(leave))
-    by_region["head"] = by_region["loss"] = 0
-    inputs = torch.zeros(batch_size, seq_len, dtype=torch.long, device=device)
-    targets = torch.zeros(batch_size, seq_len, dtype=torch.long, device=device)
-    was_training = model.training
-    model.train()  # dropout masks are part of what training saves
-    try:
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            logits = model(inputs)  # (B, T, V)
-            region[0] = "loss"
-            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-        del logits, loss  # frees the graph and what it saved
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    blocks = [by_region[f"block {i}"] for i in range(len(model.trf_blocks))]
-    return {
-        "total": sum(by_region.values()),
-        "embedding": by_region["embedding"],
-        "blocks": sum(blocks),
-        "per_block": blocks,
-        "head": by_region["head"],
-        "loss": by_region["loss"],
-        "weight_storages_saved": len(excluded),
+    context = ctx.spec.model.context_length
+    layers = cache_layout(ctx.shape_model())
+    for layer in layers:  # a sliding window caps what a layer keeps
+        layer["tokens"] = min(context, layer["window"]) if layer["window"] else context
+        layer["bytes_per_token"] = {p: layer["values_per_token"] * size for p, size in BYTES.items()}
+    shapes = {(l["n_kv_heads"], l["head_dim"], l["window"], l["values_per_token"]) for l in layers}
+    first = layers[0] if len(shapes) == 1 else {}
+    result = {
+        "n_kv_heads": first.get("n_kv_heads"), "head_dim": first.get("head_dim"),
+        "window": first.get("window") or None, "batch_size": batch_size,
+        "tokens": max((l["tokens"] for l in layers), default=0),
+        "bytes_per_token": {p: sum(l["bytes_per_token"][p] for l in layers) for p in BYTES},
+        "bytes_full_context": {p: batch_size * sum(l["bytes_per_token"][p] * l["tokens"]
+                                                   for l in layers) for p in BYTES},
     }
+    if len(shapes) > 1:  # layers differ: show each
+        result["per_layer"] = layers
+    return result
 
 
-def _kv_cache(spec, batch_size):
-    cfg = spec.model
-    params = spec.components["attention"].params
-    k = params.get("n_kv_heads") or cfg.n_heads
-    d = params.get("head_dim") or cfg.head_dim
-    window = params.get("window") or None
-    tokens = min(cfg.context_length, window) if window else cfg.context_length
-    per_token = {p: 2 * cfg.n_layers * k * d * size for p, size in BYTES.items()}  # K and V
-    return {
-        "n_kv_heads": k, "head_dim": d, "window": window, "batch_size": batch_size,
-        "tokens": tokens,
-        "bytes_per_token": per_token,
-        "bytes_full_context": {p: v * batch_size * tokens for p, v in per_token.items()},
-    }
+def _cpu_need(ctx, batch_size, seq_len):
+    """Measuring on the real model holds its weights, a bf16 copy, and one forward's saved
+    activations (predicted from the fake-tensor measurement) with its logits."""
+    from explorer.analysis import logits_bytes_per_token, weight_bytes
 
-
-def _cast(model, dtype):
-    """``model.to(dtype)`` by reassignment (fake tensors cannot be swapped in place); tied
-    parameters stay tied."""
-    import torch
-    from torch import nn
-
-    done = {}
-    for module in model.modules():
-        for store, wrap in ((module._parameters, nn.Parameter), (module._buffers, None)):
-            for name, t in store.items():
-                if t is None or not t.is_floating_point():
-                    continue
-                if id(t) not in done:
-                    cast = t.detach().to(dtype)
-                    done[id(t)] = wrap(cast) if wrap else cast
-                store[name] = done[id(t)]
-    return model
+    model = ctx.shape_model()
+    weights = weight_bytes(model)
+    measuring = (
+        Part("activations", ctx.activations_per_sequence(seq_len) * batch_size,
+             note=f"at batch {batch_size} x {seq_len}"),
+        Part("logits", batch_size * seq_len * logits_bytes_per_token(ctx.spec, model)))
+    return Need("memory on device cpu", (Part("weights", weights), Part("a bf16 copy", weights // 2)),
+                "lower analyses.memory.batch_size or analyses.memory.seq_len, or measure on "
+                "analyses.memory.device fake (no memory used)", (measuring,))
 
 
 def _measure(ctx, batch_size, seq_len, device):
@@ -149,33 +90,11 @@ def _measure(ctx, batch_size, seq_len, device):
     ``fake``: a model of fake CPU tensors (torch's FakeTensorMode): no memory is allocated, yet
     every op dispatches as on the CPU, fused attention kernels included. ``meta``: the meta
     device, where scaled_dot_product_attention falls back to its unfused math. ``cpu``: the
-    real model.
+    real model, refused first if the prediction does not fit in memory.
     """
-    import copy
-
-    import torch
-
-    from explorer import build_model
-
-    if device == "fake":
-        # FakeTensorMode ships with torch (torch.compile traces with it) but lives in a private
-        # module; meta is the fallback if it moves.
-        from torch._subclasses.fake_tensor import FakeTensorMode
-
-        with FakeTensorMode():
-            model = build_model(ctx.spec)
-            fp32 = saved_activation_bytes(model, batch_size, seq_len)
-            bf16 = saved_activation_bytes(_cast(model, torch.bfloat16), batch_size, seq_len)
-        return {"fp32": fp32, "bf16": bf16}
-    if device == "meta":
-        model = ctx.shape_model()
-        if next(model.parameters()).device.type != "meta":
-            model = build_model(ctx.spec, device="meta")
-    else:
-        model = ctx.model()
-    fp32 = saved_activation_bytes(model, batch_size, seq_len)
-    bf16 = saved_activation_bytes(copy.deepcopy(model).to(torch.bfloat16), batch_size, seq_len)
-    return {"fp32": fp32, "bf16": bf16}
+    if device == "cpu":
+        ctx.require(_cpu_need(ctx, batch_size, seq_len))
+    return {p: ctx.saved_activations(seq_len, batch_size, p, device) for p in BYTES}
 
 
 def footprint(ctx, batch_size, seq_len, device):
@@ -232,7 +151,7 @@ def footprint(ctx, batch_size, seq_len, device):
             if estimate and per_block else None),
         "ratio_fp32_block_to_korthikanti_fp32": mean_block / same_list_fp32 if same_list_fp32 else None,
     }
-    kv = _kv_cache(ctx.spec, batch_size)
+    kv = _kv_cache(ctx, batch_size)
     inference = {p: weights[p] + kv["bytes_full_context"][p] for p in BYTES}
     training_total = {
         "fp32": training["fp32"]["total"] + measured["fp32"]["total"],
@@ -305,11 +224,16 @@ def render(result):
                      f"its tensors at fp32: {_mb(act['korthikanti_per_layer_fp32_same_tensors'])} "
                      f"(measured fp32 / it = {act['ratio_fp32_block_to_korthikanti_fp32']:.2f})")
     kv = result["kv_cache"]
-    window = f", window {kv['window']}" if kv["window"] else ""
-    lines.append(f"KV cache ({kv['n_kv_heads']} KV heads x {kv['head_dim']}{window}): "
+    layers = kv.get("per_layer")
+    shape = "layers differ" if layers else _kv_shape(kv)
+    at = "the full context" if layers else f"{kv['tokens']:,} tokens"
+    lines.append(f"KV cache ({shape}): "
                  f"{kv['bytes_per_token']['fp32']:,} / {kv['bytes_per_token']['bf16']:,} bytes per "
-                 f"token fp32 / bf16; at {kv['tokens']:,} tokens x batch {kv['batch_size']}: "
+                 f"token fp32 / bf16; at {at} x batch {kv['batch_size']}: "
                  f"{_mb(kv['bytes_full_context']['fp32'])} / {_mb(kv['bytes_full_context']['bf16'])}")
+    for layer in layers or ():
+        lines.append(f"  {layer['module']}: {_kv_shape(layer)}, {layer['values_per_token']:,} "
+                     f"values per token, {layer['tokens']:,} tokens")
     inf, tr = result["inference_bytes"], result["training_total_bytes"]
     lines.append(f"inference (weights + KV cache)  fp32 {_mb(inf['fp32'])}  bf16 {_mb(inf['bf16'])}")
     lines.append(f"training (AdamW + activations)  fp32 {_mb(tr['fp32'])}  "
@@ -331,6 +255,9 @@ def figures(result):
         "train_total_mb.fp32": tr["fp32"] / MB,
         "train_total_mb.bf16": tr["bf16_mixed"] / MB,
     }
+def _kv_shape(kv):
+    window = f", window {kv['window']}" if kv["window"] else ""
+    return f"{kv['n_kv_heads']} KV heads x {kv['head_dim']}{window}"
 
 
 @hookimpl

@@ -8,25 +8,41 @@ def samples(ctx, prompts, max_new_tokens, temperature, top_k, top_p):
     from explorer.generation import generate
     from explorer.numerics import nonfinite_report
 
-    model = ctx.model()
     tok = ctx.tokenizer()
-    was_training = model.training
-    model.eval()
+    encoded = [ctx.encode(prompt) for prompt in prompts]
+    ctx.require(_need(ctx, max((len(ids) for ids in encoded), default=0), max_new_tokens))
+    model = ctx.model()
     out, fault = [], None
-    for prompt in prompts:
-        ids = ctx.encode(prompt)
-        with torch.no_grad():
-            fault = fault or nonfinite_report(model, torch.tensor([ids]), model(torch.tensor([ids])))
-        result = generate(model, torch.tensor([ids]), max_new_tokens,
-                          temperature=temperature, top_k=top_k or None, top_p=top_p,
-                          seed=ctx.spec.seed)[0].tolist()
-        out.append({"prompt": prompt, "token_ids": result, "text": tok.decode(result)})
-    model.train(was_training)
+    with ctx.mode(model, train=False):
+        for prompt, ids in zip(prompts, encoded):
+            with torch.no_grad():
+                fault = fault or nonfinite_report(model, torch.tensor([ids]),
+                                                  model(torch.tensor([ids])))
+            result = generate(model, torch.tensor([ids]), max_new_tokens,
+                              temperature=temperature, top_k=top_k or None, top_p=top_p,
+                              seed=ctx.spec.seed)[0].tolist()
+            out.append({"prompt": prompt, "token_ids": result, "text": tok.decode(result)})
     mode = "greedy" if temperature == 0 else f"temperature {temperature}"
     result = {"decoding": mode, "max_new_tokens": max_new_tokens, "samples": out}
     if fault:
         result["nonfinite"] = fault  # the samples are garbage: say so, and where it starts
     return result
+
+
+def _need(ctx, prompt_tokens, max_new_tokens):
+    """The weights, the longest prompt's logits and a KV cache for prompt and continuation."""
+    from explorer.analysis import logits_bytes_per_token, weight_bytes
+    from explorer.kv_cache import cache_layout
+    from explorer.resources import Need, Part
+
+    model = ctx.shape_model()
+    tokens = min(prompt_tokens + max_new_tokens, ctx.spec.model.context_length)
+    cache = sum(layer["values_per_token"] * min(layer["window"] or tokens, tokens)
+                for layer in cache_layout(model)) * next(model.parameters()).element_size()
+    return Need("samples", (Part("weights", weight_bytes(model)),),
+                "shorten analyses.samples.prompts or lower analyses.samples.max_new_tokens", ((
+                    Part("logits", prompt_tokens * logits_bytes_per_token(ctx.spec, model)),
+                    Part("KV cache", cache, note=f"for {tokens} tokens")),))
 
 
 def render(result):

@@ -9,6 +9,7 @@ context: the cross-entropy of the validation targets under the train split's tok
 (add-one smoothed over the vocabulary). A model below it has learned more than token frequencies.
 """
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -52,20 +53,17 @@ def _windows(ids, seq_len, max_tokens):
     return usable[: n * seq_len].view(n, seq_len), usable[1: n * seq_len + 1].view(n, seq_len)
 
 
-def _eval_loss(model, inputs, targets):
+def _eval_loss(ctx, model, inputs, targets):
     """Mean next-token cross-entropy over every target in the windows (eval mode, no grad)."""
     import torch
     from torch.nn import functional as F
 
-    was_training = model.training
-    model.eval()
     total = 0.0
-    with torch.no_grad():
+    with ctx.mode(model, train=False), torch.no_grad():
         for i in range(0, len(inputs), EVAL_CHUNK):
             logits = model(inputs[i: i + EVAL_CHUNK])  # (n, T, V)
             total += F.cross_entropy(logits.flatten(0, 1), targets[i: i + EVAL_CHUNK].flatten(),
                                      reduction="sum").item()
-    model.train(was_training)
     return total / targets.numel()
 
 
@@ -82,14 +80,13 @@ def train(ctx, steps, batch_size, seq_len, lr, weight_decay, eval_every, eval_to
           threads):
     import torch
 
-    model = ctx.model()
     if threads <= 0:
-        n = sum(p.numel() for p in model.parameters())
+        n = sum(p.numel() for p in ctx.shape_model().parameters())
         threads = 1 if n < ONE_THREAD_BELOW else torch.get_num_threads()
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        result = _train(ctx, model, steps, batch_size, seq_len, lr, weight_decay, eval_every,
+        result = _train(ctx, steps, batch_size, seq_len, lr, weight_decay, eval_every,
                         eval_tokens, corpus)
     finally:
         torch.set_num_threads(before)
@@ -97,8 +94,28 @@ def train(ctx, steps, batch_size, seq_len, lr, weight_decay, eval_every, eval_to
     return result
 
 
-def _train(ctx, model, steps, batch_size, seq_len, lr, weight_decay, eval_every, eval_tokens,
-           corpus):
+def _need(ctx, batch_size, seq_len, eval_windows):
+    """The shared model and the trained copy, its gradients and AdamW moments, and the larger
+    of a training step (activations, logits and their gradients) and an evaluation pass (the
+    last step's logits, still referenced, beside a chunk's logits and log-probabilities)."""
+    from explorer.analysis import logits_bytes_per_token
+    from explorer.resources import Part
+
+    need = ctx.training_need("train", "lower analyses.train.batch_size or analyses.train.seq_len",
+                             batch_size, seq_len, copies=2)
+    per_token = logits_bytes_per_token(ctx.spec, ctx.shape_model())
+    chunk = min(EVAL_CHUNK, eval_windows)
+    evaluating = (Part("the last step's logits", per_token * batch_size * seq_len),
+                  Part("evaluation logits and log-probabilities", 2 * per_token * chunk * seq_len,
+                       note=f"at {chunk} x {seq_len}"))
+    need = dataclasses.replace(need, phases=(*need.phases, evaluating))
+    if need.peak_phase() is evaluating:  # fewer windows evaluated at once, or shorter ones
+        need = dataclasses.replace(need, lower="lower analyses.train.eval_tokens or "
+                                               "analyses.train.seq_len")
+    return need
+
+
+def _train(ctx, steps, batch_size, seq_len, lr, weight_decay, eval_every, eval_tokens, corpus):
     import copy
 
     import torch
@@ -129,18 +146,19 @@ def _train(ctx, model, steps, batch_size, seq_len, lr, weight_decay, eval_every,
                             f"need more than seq_len {seq_len} tokens")
     val_x, val_y = _windows(val_ids, seq_len, eval_tokens)
     train_x, train_y = _windows(train_ids, seq_len, eval_tokens)
+    ctx.require(_need(ctx, batch_size, seq_len, max(len(train_x), len(val_x))))
     baseline = unigram_baseline(train_ids, val_y, cfg.vocab_size)
 
     # A copy: the other analyses share ctx.model() and must see the initial weights.
-    model = copy.deepcopy(model).train()
+    model = copy.deepcopy(ctx.model()).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     batches = torch.Generator().manual_seed(seed)  # which windows each step draws
     torch.manual_seed(seed)  # the dropout masks
     offsets = torch.arange(seq_len)
 
     def evaluate(step):
-        return {"step": step, "train_loss": _eval_loss(model, train_x, train_y),
-                "val_loss": _eval_loss(model, val_x, val_y)}
+        return {"step": step, "train_loss": _eval_loss(ctx, model, train_x, train_y),
+                "val_loss": _eval_loss(ctx, model, val_x, val_y)}
 
     curve, batch_losses = [evaluate(0)], []
     for step in range(1, steps + 1):
