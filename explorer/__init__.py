@@ -30,6 +30,12 @@ _LAZY = {
     "save_checkpoint": "explorer.weights",
     "export_hf": "explorer.weights",
     "spec_from_checkpoint": "explorer.weights",
+    "train": "explorer.training",
+    "TrainConfig": "explorer.train_config",
+    "load_sweep": "explorer.sweep",
+    "run_sweep": "explorer.sweep",
+    "sweep_report": "explorer.sweep",
+    "sweep_status": "explorer.sweep",
 }
 
 __all__ = [

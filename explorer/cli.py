@@ -432,6 +432,11 @@ def export(spec_path, weights, target, overrides, plugins):
         click.echo(f"wrote {path}")
 
 
+from .cli_sweep import sweep as _sweep_command  # noqa: E402  (it imports the helpers above)
+
+cli.add_command(_sweep_command)
+
+
 def main(argv=None):
     """Console entry point: user errors become one line and exit code 2, never a traceback."""
     try:
