@@ -52,8 +52,12 @@ def point_costs(plan, todo):
 
 def execute(plan, store, executor="local", workers=None, threads=None, retry_failed=False,
             progress=None, **options):
-    """Run the plan's runs that are not done; return the executor's description (or None)."""
-    threads = threads or default_threads(plan)
+    """Run the plan's runs that are not done; return the executor's description (or None).
+
+    ``executor`` is a name (the driver makes the executor and closes it) or an executor object
+    (the caller's: it stays open).
+    """
+    threads = threads or getattr(executor, "threads", None) or default_threads(plan)
     keys = [run.key for run in plan.runs]
     with store.driver_lock():
         store.add(plan, threads)
@@ -61,46 +65,47 @@ def execute(plan, store, executor="local", workers=None, threads=None, retry_fai
         todo = store.todo(keys, retry_failed)
         if not todo:
             return None
-        device = plan.sweep.train.device
-        engine = make_executor(executor, workers, threads, device=device, **options)
-        where = engine.describe()
-        try:  # while the workers start: the costs of each point that has runs to do
-            costs = point_costs(plan, todo)
-        except BaseException:
-            engine.close(cancel=True)
-            raise
-        wanted = set(todo)
-        tasks = {run.key: run.task(threads, costs[run.point.index])
-                 for run in plan.runs if run.key in wanted}
-        progress = progress or Progress(plan.sweep.name, enabled=False)
-        _drive(engine, store, deque(tasks[k] for k in todo), keys, progress)
+        owned = isinstance(executor, str)
+        engine = make_executor(executor, workers, threads, device=plan.sweep.train.device,
+                               **options) if owned else executor
+        try:
+            where = engine.describe()
+            costs = point_costs(plan, todo)  # while the workers start
+            wanted = set(todo)
+            tasks = {run.key: run.task(threads, costs[run.point.index])
+                     for run in plan.runs if run.key in wanted}
+            _drive(engine, store, deque(tasks[k] for k in todo), keys,
+                   progress or Progress(plan.sweep.name, enabled=False))
+        finally:
+            if owned:
+                engine.close()
         return where
 
 
 def _drive(engine, store, queue, keys, progress):
-    in_flight = set()
+    running = 0
     try:
         with _terminate_as_interrupt():
             progress.update(store.counts(keys), engine.slots)
-            while queue or in_flight:
-                while queue and len(in_flight) < engine.slots:
+            while queue or running:
+                while queue and running < engine.slots:
                     task = queue.popleft()
                     where = engine.submit(task)
+                    running += 1
                     store.start(task["key"], where.get("worker"), where.get("host"))
-                    in_flight.add(task["key"])
                     progress.update(store.counts(keys), engine.slots)
                 for outcome in engine.wait(POLL_SECONDS):
-                    in_flight.discard(outcome["key"])
+                    running -= 1
                     store.finish(outcome)
                     progress.finished(outcome)
                     progress.update(store.counts(keys), engine.slots)
     except BaseException:
-        engine.close(cancel=True)
-        store.release(in_flight)
+        # Interrupted (or failing): whatever is in flight, wherever the interrupt landed
+        engine.cancel()
+        store.release()
         raise
     finally:
         progress.close()
-    engine.close()
 
 
 def run_sweep(sweep, executor="local", workers=None, threads=None, db=None, retry_failed=False,
@@ -108,7 +113,8 @@ def run_sweep(sweep, executor="local", workers=None, threads=None, db=None, retr
     """Run a sweep: what its store holds as done is kept, the rest is run; return the report.
 
     ``sweep`` is a path or a :class:`explorer.sweep.SweepFile`; ``executor`` ``"local"``
-    (``workers`` processes) or ``"ray"`` (``ray_address=`` joins a cluster); ``threads`` per run
+    (``workers`` processes), ``"ray"`` (``ray_address=`` joins a cluster) or an executor object
+    (:mod:`explorer.sweep.executors`), which is left open; ``threads`` per run
     (default: the sweep's ``train.threads``, else 1); ``db`` the SQLite store (default: beside
     the sweep file); ``retry_failed`` runs failed runs again (a run whose worker was killed is
     always retried). Raises :class:`explorer.ExplorerError` if another driver holds the store.

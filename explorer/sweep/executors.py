@@ -9,7 +9,9 @@ store. The methods an engine implements:
 - ``submit(task) -> {"worker": ..., "host": ...}``: start a run; what is known of where it runs;
 - ``wait(timeout) -> [outcome, ...]``: the runs that finished (possibly none) within ``timeout``
   seconds; a run whose worker died comes back ``failed`` with kind ``killed``;
-- ``close(cancel=False)``: stop; with ``cancel``, abandon the runs in flight.
+- ``cancel()``: abandon the runs in flight (the driver is being interrupted);
+- ``close()``: release the workers. The driver closes an executor it made from a name; one
+  passed to it as an object stays open for the caller to reuse.
 
 ``local`` (this module) runs worker processes on this machine; ``ray``
 (:mod:`explorer.sweep.ray_executor`) runs each run as a Ray task, on a local Ray or a cluster.
@@ -79,6 +81,7 @@ class LocalExecutor:
         self.threads = threads
         self.slots = workers or max(1, cpu_count() // threads)
         self._context = multiprocessing.get_context("spawn")  # fork is unsafe with torch's threads
+        # Started now, so they import torch while the driver prepares the runs.
         self._workers = [_Worker(self._context) for _ in range(self.slots)]
 
     def describe(self):
@@ -86,6 +89,9 @@ class LocalExecutor:
 
     def submit(self, task):
         worker = next((w for w in self._workers if w.task is None), None)
+        if worker is None and len(self._workers) < self.slots:  # one died: replace it now
+            worker = _Worker(self._context)
+            self._workers.append(worker)
         if worker is None:
             raise ExplorerError("local executor: every worker is busy")
         worker.conn.send(task)
@@ -112,18 +118,22 @@ class LocalExecutor:
             worker.process.join()
             outcomes.append(killed(worker.task, f"its worker process (pid {worker.process.pid}) "
                                    f"died ({_exit_reason(worker.process.exitcode)})"))
-            self._workers[self._workers.index(worker)] = _Worker(self._context)
+            self._workers.remove(worker)
         return outcomes
 
-    def close(self, cancel=False):
+    def cancel(self):
+        for worker in [w for w in self._workers if w.task is not None]:
+            worker.process.terminate()
+            worker.process.join()
+            self._workers.remove(worker)
+
+    def close(self):
+        self.cancel()
         for worker in self._workers:
-            if worker.task is None and not cancel:
-                try:
-                    worker.conn.send(None)
-                except OSError:
-                    pass
-            else:
-                worker.process.terminate()
+            try:
+                worker.conn.send(None)
+            except OSError:
+                pass
         for worker in self._workers:
             worker.process.join(timeout=10)
             if worker.process.is_alive():

@@ -126,23 +126,31 @@ class _Planner:
         self.train_keys = [k for k in sweep.grid if k.startswith(TRAIN_PREFIX)]
         self.digests = {}
 
-    def load(self, base, overrides, where):
-        """The base spec with ``overrides`` (key -> value); errors named in the sweep file."""
-        texts = [f"{k}={yaml_value(v)}" for k, v in {**self.sweep.fixed, **overrides}.items()]
+    def load(self, base, overrides, where=None):
+        """The base spec with ``set:`` and ``overrides`` (key -> value) applied.
+
+        Errors are named in the sweep file: with one override (``where`` None) it is the cause,
+        as the base spec and ``set:`` were checked alone first; with several, the point is.
+        """
+        given = {**self.sweep.fixed, **overrides}
+        texts = [f"{k}={yaml_value(v)}" for k, v in given.items()]
         try:
             return load_spec(self.sweep.base_path(base), overrides=texts, plugins=self.plugins)
         except SpecError as exc:
-            if not str(exc.source).startswith("--set"):
-                raise  # the base spec itself is broken: its own message names it
-            key = str(exc.source).removeprefix("--set ")
+            if not overrides:  # the base spec or set: alone
+                origin = str(exc.source).removeprefix("--set ")
+                if origin not in self.sweep.fixed:
+                    raise  # the base spec itself is broken: its own message names it
+                overrides, sweep_key = {origin: self.sweep.fixed[origin]}, f"set.{origin}"
+            elif where is None:
+                sweep_key = f"grid.{next(iter(overrides))}"
+            else:
+                raise SpecError(self.sweep.source, "grid", f"point {where}: {exc.key}: "
+                                f"{exc.problem}", exc.valid) from None
+            key, value = next(iter(overrides.items()))
             at = f"{exc.key}: " if exc.key and exc.key != key else ""
-            if where is None:
-                sweep_key = f"set.{key}" if key in self.sweep.fixed else f"grid.{key}"
-                value = {**self.sweep.fixed, **overrides}.get(key)
-                raise SpecError(self.sweep.source, sweep_key, f"{value!r}: {at}{exc.problem}",
-                                exc.valid) from None
-            raise SpecError(self.sweep.source, "grid", f"point {where}: {exc.key}: "
-                            f"{exc.problem}", exc.valid) from None
+            raise SpecError(self.sweep.source, sweep_key, f"{value!r}: {at}{exc.problem}",
+                            exc.valid) from None
 
     def corpus_digest(self, path):
         if path not in self.digests:
@@ -152,10 +160,10 @@ class _Planner:
     def check_values(self):
         """Each grid value on its own against each base, so an error names the key and value."""
         for base in self.sweep.bases:
-            self.load(base, {}, None)
+            self.load(base, {})
             for key in self.spec_keys:
                 for value in self.sweep.grid[key]:
-                    self.load(base, {key: value}, None)
+                    self.load(base, {key: value})
 
     def points(self):
         grid = self.sweep.grid

@@ -31,6 +31,11 @@ def import_ray(local):
     return ray
 
 
+def start_local_ray(ray, cpus=None):
+    """A Ray of our own on this machine: loopback only, no dashboard, quiet."""
+    ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+
+
 class RayExecutor:
     name = "ray"
 
@@ -42,9 +47,7 @@ class RayExecutor:
             if ray_address:
                 ray.init(address=ray_address, logging_level="ERROR", log_to_driver=False)
             else:
-                cpus = workers * threads if workers else None
-                ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR",
-                         log_to_driver=False)
+                start_local_ray(ray, workers * threads if workers else None)
         self.cpus = int(ray.cluster_resources().get("CPU", 1))
         self.slots = workers or max(1, self.cpus // threads)
         from .worker import execute_run
@@ -94,13 +97,15 @@ class RayExecutor:
                                                       f"{type(exc).__name__}: {first}")))
         return outcomes
 
-    def close(self, cancel=False):
-        if cancel:
-            for ref in self._tasks:
-                try:
-                    self.ray.cancel(ref, force=True)
-                except Exception:  # a task that already finished cannot be cancelled
-                    pass
+    def cancel(self):
+        for ref in self._tasks:
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # a task that already finished cannot be cancelled
+                pass
         self._tasks = {}
+
+    def close(self):
+        self.cancel()
         if self.started:
             self.ray.shutdown()

@@ -173,13 +173,13 @@ class Store:
                  outcome.get("host"), outcome.get("worker"), time.time(),
                  outcome.get("seconds"), outcome["key"], self.driver)).rowcount)
 
-    def release(self, keys):
-        """Put runs this driver started back to pending (it is stopping before they finish)."""
+    def release(self):
+        """Put every run this driver started and has not finished back to pending (it is
+        stopping before they finish)."""
         with self.db:
-            self.db.executemany(
+            return self.db.execute(
                 "UPDATE runs SET state = 'pending', reason = 'interrupted', worker = NULL "
-                "WHERE key = ? AND state = 'running' AND driver = ?",
-                [(key, self.driver) for key in keys])
+                "WHERE state = 'running' AND driver = ?", (self.driver,)).rowcount
 
     # -- reading -----------------------------------------------------------------------------
 
