@@ -22,8 +22,8 @@ def _todo(plan, db):
         return keys
     store = Store(db, readonly=True)
     try:
-        held = store.rows(keys)
-        return [k for k in keys if k not in held or k in set(store.todo(keys))]
+        held, todo = store.rows(keys), set(store.todo(keys))
+        return [k for k in keys if k not in held or k in todo]
     finally:
         store.close()
 

@@ -17,8 +17,10 @@ BUDGET_UNITS = ("steps", "tokens", "flops")
 ONE_THREAD_BELOW = 5_000_000  # parameters: below this, per-op threading overhead dominates
 
 
-def _help(text, minimum=None, choices=()):
-    return {"help": text, "min": minimum, "choices": choices}
+def _help(text, minimum=None, choices=(), above=None):
+    """A setting's metadata: its help line and what values are valid (``minimum`` inclusive,
+    ``above`` exclusive)."""
+    return {"help": text, "min": minimum, "above": above, "choices": choices}
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class TrainConfig:
     batch_size: int = field(default=8, metadata=_help("sequences per step", 1))
     seq_len: int = field(default=0, metadata=_help(
         "tokens per sequence (0: the context length)", 0))
-    lr: float = field(default=1e-3, metadata=_help("peak AdamW learning rate", 0.0))
+    lr: float = field(default=1e-3, metadata=_help("peak AdamW learning rate", above=0.0))
     min_lr: float = field(default=0.0, metadata=_help(
         "the learning rate the cosine or linear schedule decays to at the last step", 0.0))
     warmup: int = field(default=0, metadata=_help(
@@ -78,6 +80,14 @@ class TrainConfig:
     def from_dict(cls, options, source="", prefix="train"):
         """Validate ``options`` (a mapping of settings) into a TrainConfig, or raise SpecError."""
         return _Check(source, prefix).config(cls, options)
+
+    @classmethod
+    def from_options(cls, options, source="", prefix="analyses.train"):
+        """Like :meth:`from_dict` for options that arrive merged over the defaults (an
+        analysis's): a value equal to its default counts as not given."""
+        defaults = {p.name: p.default for p in cls.params()}
+        return cls.from_dict({k: v for k, v in options.items() if defaults.get(k, v) != v or
+                              k not in defaults}, source, prefix)
 
     def to_dict(self):
         """The settings as plain data."""
@@ -217,14 +227,14 @@ class _Check:
         if not ok or (f.type is float and not math.isfinite(value)):
             raise self.error(f.name, f"expected {'a number' if f.type is float else f.type.__name__}"
                              f", got {value!r}", f.metadata["help"])
-        low, choices = f.metadata["min"], f.metadata["choices"]
+        low, above, choices = f.metadata["min"], f.metadata["above"], f.metadata["choices"]
         if choices and value not in choices:
             raise self.error(f.name, f"{value!r} is not a {f.name}",
                              f"one of {', '.join(choices)}")
         if low is not None and value < low:
-            raise self.error(f.name, f"must be >= {low}, got {value}", f.metadata["help"])
-        if f.name == "lr" and value == 0:
-            raise self.error(f.name, "must be > 0, got 0", f.metadata["help"])
+            raise self.error(f.name, f"must be >= {low:g}, got {value:g}", f.metadata["help"])
+        if above is not None and value <= above:
+            raise self.error(f.name, f"must be > {above:g}, got {value:g}", f.metadata["help"])
         return value
 
     def budget(self, value):

@@ -38,7 +38,7 @@ def edit(path, **changes):
     ({"grid": {"components.norm": "rmsnorm"}}, "grid.components.norm: expected a non-empty list "
                                                "of values, got 'rmsnorm'"),
     ({"grid": {"seed": [1, 2]}}, "grid.seed: does not change what is trained"),
-    ({"grid": {"train.lr": [1e-3, -1]}}, "grid.train.lr: must be >= 0.0, got -1"),
+    ({"grid": {"train.lr": [1e-3, -1]}}, "grid.train.lr: must be > 0, got -1"),
     ({"baseline": {"components.norm": "scalenorm"}}, "baseline.components.norm: 'scalenorm' is "
                                                      "not one of its grid values"),
     ({"baseline": {"model.n_layers": 2}}, "baseline.model.n_layers: is not a grid key"),
@@ -152,3 +152,11 @@ def test_an_edited_sweep_keeps_the_keys_of_runs_that_still_match(tmp_path):
     changed = plan_of(edit(path, train={**doc["train"], "lr": 1e-3})).runs
     assert not set(r.key for r in changed) & set(before.values())
     assert len({r.key for r in changed}) == len(changed)
+
+
+def test_sweep_help_does_not_import_torch():
+    code = ("import sys\nfrom explorer.cli import main\ntry:\n    main(['sweep', '--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray'))[:3])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.splitlines()[-1] == "[]", proc.stderr

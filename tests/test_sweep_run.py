@@ -191,3 +191,37 @@ def test_kills_lose_only_the_runs_in_flight_and_a_restart_finishes_once(tmp_path
     assert {k: final[k] for k in done} == done  # finished before: not run again
     assert final[victim][2] >= 2  # the killed run was retried
     log.close()
+
+
+def test_the_cli_reports_status_dry_run_plots_and_files(finished, capsys, tmp_path):
+    path = str(finished[0])
+    main_ok = _cli(capsys)
+    out = main_ok(["sweep", path, "--status"])
+    assert out.splitlines()[1:3] == ["4 runs: 4 done, 0 failed, 0 running, 0 pending",
+                                     "driver: none running"]
+    out = main_ok(["sweep", path, "--dry-run", "--workers", "2"])
+    assert "4 runs, 0 to do; nothing is trained or stored by --dry-run" in out
+    assert "local: 2 workers x 1 thread = 2 of " in out
+    point = next(line for line in out.splitlines() if line.startswith("norm=rmsnorm"))
+    assert point.split()[1:6] == ["20", "1,280", "11,920", "4.61e+04", "5.9e+07"]
+    report_file = tmp_path / "report.md"
+    main_ok(["sweep", path, "--report", "--format", "markdown", "--plots", str(tmp_path / "png"),
+             "--out", str(report_file)])
+    assert report_file.read_text().startswith("**sweep sweep** (")
+    for name in ("curves.png", "cost.png"):
+        assert (tmp_path / "png" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", path, "--status", "--dry-run"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == "Error: --dry-run and --status: choose one\n"
+
+
+def _cli(capsys):
+    def run(argv):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        out, err = capsys.readouterr()
+        assert exit_.value.code == 0, err
+        return out
+
+    return run

@@ -159,3 +159,23 @@ def test_reports_in_three_formats_say_the_same(sweep, tmp_path):
     as_json = json.loads(report(path, db=db, fmt="json"))
     assert as_json["points"][1]["delta"]["mean"] == pytest.approx(-0.125)
     assert as_json["complete"] is True and as_json["columns"] == ["components.norm"]
+
+
+def test_the_progress_line_counts_runs_and_estimates_the_time_left():
+    import io
+
+    from explorer.sweep.progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress("positional", enabled=True, stream=stream)
+    progress.finished({"seconds": 10.0})
+    progress.finished({"seconds": 14.0})
+    progress.update({"done": 1, "failed": 1, "running": 2, "pending": 8}, slots=2)
+    progress.close()
+    # mean 12 s a run, 10 runs left, 2 at a time: 60 s
+    assert stream.getvalue() == ("\rsweep positional: 2/12 finished (1 done, 1 failed), 2 "
+                                 "running, 8 pending; about 1m00s left\n")
+    quiet = io.StringIO()
+    Progress("positional", enabled=False, stream=quiet).update(
+        {"done": 1, "failed": 0, "running": 0, "pending": 0}, slots=1)
+    assert quiet.getvalue() == ""

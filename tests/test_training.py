@@ -97,7 +97,8 @@ def test_training_flops_per_token_by_hand(micro):
     ({"lrr": 1}, "train.lrr: unknown setting; did you mean 'lr'?"),
     ({"batch_size": 0}, "train.batch_size: must be >= 1, got 0; sequences per step"),
     ({"lr": "fast"}, "train.lr: expected a number, got 'fast'"),
-    ({"lr": 0}, "train.lr: must be > 0, got 0"),
+    ({"lr": 0}, "train.lr: must be > 0, got 0; peak AdamW learning rate"),
+    ({"grad_clip": -1}, "train.grad_clip: must be >= 0, got -1"),
     ({"schedule": "cos"}, "train.schedule: 'cos' is not a schedule; one of constant, cosine, "
                           "linear"),
     ({"lr": 1e-3, "min_lr": 1e-2}, "train.min_lr: 0.01 is above lr 0.001"),
@@ -132,6 +133,17 @@ def test_resolve_names_what_does_not_fit_the_model(micro):
     with pytest.raises(explorer.SpecError, match=r"train.steps: 5 disagrees with budget "
                                                  r"\{tokens: 640\}, which gives 10 steps"):
         config(steps=5, budget={"tokens": 640}).resolve(micro)
+
+
+def test_analysis_options_merged_over_defaults_read_as_given(micro):
+    # the train analysis gets every option, defaults included: only changed ones count as given
+    options = {**{p.name: p.default for p in TrainConfig.params()}, "budget": {"tokens": 640},
+               "batch_size": 4, "seq_len": 16}
+    cfg = TrainConfig.from_options(options, "s.yaml")
+    assert cfg.given == {"budget", "batch_size", "seq_len"}
+    assert cfg.resolve(micro).steps == 10  # steps: 200 (the default) does not contradict it
+    with pytest.raises(explorer.SpecError, match="^s.yaml: analyses.train.lr: must be > 0, got -1"):
+        TrainConfig.from_options({**options, "lr": -1.0}, "s.yaml")
 
 
 def test_the_train_analysis_options_can_come_from_the_config():

@@ -41,15 +41,6 @@ def default_threads(plan):
     return plan.sweep.train.threads or 1
 
 
-def point_costs(plan, todo):
-    """:func:`explorer.costs.run_costs` of each point that has runs in ``todo``."""
-    from ..costs import run_costs
-
-    todo = set(todo)
-    return {p.index: run_costs(p.spec, p.train.batch_size, p.train.seq_len)
-            for p in plan.points if any(run.key in todo for run in plan.runs_of(p))}
-
-
 def execute(plan, store, executor="local", workers=None, threads=None, retry_failed=False,
             progress=None, **options):
     """Run the plan's runs that are not done; return the executor's description (or None).
@@ -70,10 +61,7 @@ def execute(plan, store, executor="local", workers=None, threads=None, retry_fai
                                **options) if owned else executor
         try:
             where = engine.describe()
-            costs = point_costs(plan, todo)  # while the workers start
-            wanted = set(todo)
-            tasks = {run.key: run.task(threads, costs[run.point.index])
-                     for run in plan.runs if run.key in wanted}
+            tasks = {run.key: run.task(threads) for run in plan.runs}
             _drive(engine, store, deque(tasks[k] for k in todo), keys,
                    progress or Progress(plan.sweep.name, enabled=False))
         finally:

@@ -44,14 +44,13 @@ class Run:
     point: Point
     seed: int
 
-    def task(self, threads, costs=None):
-        """What a worker needs to train this run, as plain data (picklable, JSON-able);
-        ``costs`` are the point's :func:`explorer.costs.run_costs`."""
+    def task(self, threads):
+        """What a worker needs to train this run, as plain data (picklable, JSON-able)."""
         spec = {**self.point.spec.to_dict(), "seed": self.seed}
         return {"key": self.key, "label": self.point.label, "seed": self.seed, "spec": spec,
                 "source": str(Path(self.point.spec.source).resolve()),
                 "train": {**self.point.train.to_dict(), "threads": threads},
-                "corpus_digest": self.point.corpus_digest, "costs": costs}
+                "corpus_digest": self.point.corpus_digest}
 
 
 @dataclass

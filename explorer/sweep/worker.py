@@ -6,11 +6,12 @@ returns an outcome (plain data): ``done`` with the metrics, the curve and the re
 raises for a run's own failure, so the rest of the sweep goes on. Memory is checked before the
 run starts: a run predicted not to fit in the memory available now is refused.
 
-A worker process keeps what several runs share: the plugin manager and the tokenized corpus.
-The run's static costs and memory estimate come with the task (the driver works them out once
-per grid point).
+A worker process keeps what several runs share: the plugin manager, the tokenized corpus, and
+each grid point's static costs and memory estimate (every seed trains the same point). The
+driver never imports torch: it starts at once, and the workers do this work in parallel.
 """
 
+import json
 import os
 import signal
 import socket
@@ -52,6 +53,16 @@ def _corpus(spec, config, digest, text):
     return _cached(("corpus", digest, spec.tokenizer, spec.model.vocab_size), make)
 
 
+def _point_costs(spec, config):
+    """:func:`explorer.costs.run_costs` of the run's grid point, once per worker."""
+    from ..costs import run_costs
+
+    identity = json.dumps([spec.to_dict()["model"], spec.to_dict()["components"],
+                           config.batch_size, config.seq_len], sort_keys=True)
+    return _cached(("costs", identity),
+                   lambda: run_costs(spec, config.batch_size, config.seq_len))
+
+
 def check_memory(needed, host):
     """Refuse (ResourceError) a run predicted to need more memory than is free now."""
     from ..analysis import available_memory
@@ -71,7 +82,7 @@ def _run(task, corpus_text, host):
 
     spec = spec_from_dict(task["spec"], source=task["source"], plugins=_plugins())
     config = TrainConfig(**task["train"])
-    costs = task["costs"]
+    costs = _point_costs(spec, config)
     check_memory(costs["memory_bytes"], host)
     corpus = _corpus(spec, config, task["corpus_digest"], corpus_text)
     result = train(build_model(spec, seed=task["seed"]), spec, config, corpus=corpus,
