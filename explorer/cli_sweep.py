@@ -44,7 +44,8 @@ def _check_modes(dry_run, show_status, report_only, executor, ray_address, plots
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
               show_default=True, help="Where runs execute: worker processes here, or Ray tasks.")
 @click.option("--ray-address", metavar="ADDR",
-              help="Join this Ray cluster (e.g. ray://head:10001) instead of starting a local Ray.")
+              help="Join the Ray cluster whose head is at ADDR (HOST:6379; run this on one of "
+                   "its nodes) instead of starting a local Ray.")
 @click.option("--workers", type=click.IntRange(min=1),
               help="Runs at once (default: the cores divided by --threads).")
 @click.option("--threads", type=click.IntRange(min=1),

@@ -160,3 +160,15 @@ def test_sweep_help_does_not_import_torch():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray'))[:3])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.splitlines()[-1] == "[]", proc.stderr
+
+
+def test_the_ray_executor_without_ray_says_how_to_install_it(monkeypatch):
+    from explorer.sweep.executors import make_executor
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray sees
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # restored afterwards
+    with pytest.raises(explorer.ExplorerError, match=r'^--executor ray needs Ray: pip install '
+                                                     r'-e "\.\[ray\]"$'):
+        make_executor("ray", workers=1)
+    with pytest.raises(explorer.ExplorerError, match="unknown executor 'dask'; known: local, ray"):
+        make_executor("dask")

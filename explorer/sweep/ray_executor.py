@@ -2,9 +2,9 @@
 the store.
 
 Without an address it starts a local Ray that listens on 127.0.0.1 only, with no dashboard
-(hence no job server); with ``ray_address`` (``ray://host:10001`` or ``host:6379``) it joins a
-running cluster, whose nodes need explorer installed (and, for a corpus file or plugin files,
-the same paths). The corpus text travels through Ray's object store, once per sweep. A task asks
+(hence no job server); with ``ray_address`` (``host:6379``, the head's GCS address) it joins a
+running cluster: run the driver on a node of that cluster. Every node needs explorer installed
+(and, for plugin files, the same paths). The corpus text travels through Ray's object store, once per sweep. A task asks
 for ``num_cpus`` = the threads per run, and ``num_gpus=1`` when the runs train on CUDA.
 
 If Ray is already initialised in this process (a notebook, a test), it is used as it is and
@@ -31,6 +31,14 @@ def import_ray(local):
     return ray
 
 
+def _loopback(address):
+    """A cluster on this machine's loopback (``ray start --head --node-ip-address=127.0.0.1``):
+    the driver must take 127.0.0.1 as its own address too, or it waits for a node that is not
+    there."""
+    host = address.removeprefix("ray://").rpartition(":")[0] or address
+    return host == "localhost" or host.startswith("127.")
+
+
 def start_local_ray(ray, cpus=None):
     """A Ray of our own on this machine: loopback only, no dashboard, quiet."""
     ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
@@ -40,12 +48,16 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, workers=None, threads=1, ray_address=None, device="cpu", **ignored):
-        ray = self.ray = import_ray(local=ray_address is None)
+        ray = self.ray = import_ray(local=ray_address is None or _loopback(ray_address))
         self.threads, self.address = threads, ray_address
         self.started = not ray.is_initialized()
         if self.started:
             if ray_address:
-                ray.init(address=ray_address, logging_level="ERROR", log_to_driver=False)
+                try:
+                    ray.init(address=ray_address, logging_level="ERROR", log_to_driver=False)
+                except ConnectionError as exc:
+                    raise ExplorerError(f"--ray-address {ray_address}: cannot connect: "
+                                        f"{one_line(exc)}") from None
             else:
                 start_local_ray(ray, workers * threads if workers else None)
         self.cpus = int(ray.cluster_resources().get("CPU", 1))
