@@ -154,8 +154,8 @@ def to_text(report):
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [f"sweep {report['sweep']}  ({report['source']}; store {report['store']})",
              _summary_line(report),
-             f"metric: final validation loss (nats); Δ: paired difference against the baseline "
-             f"on the same seeds, * when its 95% CI excludes 0", ""]
+             "metric: final validation loss (nats); Δ: paired difference against the baseline "
+             "on the same seeds, * when its 95% CI excludes 0", ""]
     for row in [header, *rows]:
         cells = [cell.rjust(w) if i in numeric else cell.ljust(w)
                  for i, (cell, w) in enumerate(zip(row, widths))]
@@ -181,9 +181,9 @@ def to_markdown(report):
              "|" + "|".join("---" if i < len(report["columns"]) else "---:"
                             for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
-    lines += ["", f"Final validation loss (nats/token): mean over seeds, sd, 95% CI (Student's "
-                  f"t). Δ: paired difference against the baseline on the same seeds; * when its "
-                  f"95% CI excludes 0."]
+    lines += ["", "Final validation loss (nats/token): mean over seeds, sd, 95% CI (Student's "
+                  "t). Δ: paired difference against the baseline on the same seeds; * when its "
+                  "95% CI excludes 0."]
     failures = _failures(report)
     if failures:
         lines += ["", "Failed runs:", ""] + [f"- {_md(f)}" for f in failures]
