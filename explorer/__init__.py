@@ -31,6 +31,12 @@ _LAZY = {
     "export_hf": "explorer.weights",
     "spec_from_checkpoint": "explorer.weights",
     "Mismatch": "explorer.weights",
+    "train": "explorer.training",
+    "TrainConfig": "explorer.train_config",
+    "load_sweep": "explorer.sweep",
+    "run_sweep": "explorer.sweep",
+    "sweep_report": "explorer.sweep",
+    "sweep_status": "explorer.sweep",
 }
 
 __all__ = [

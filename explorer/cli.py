@@ -461,11 +461,19 @@ def export(spec_path, weights, target, overrides, plugins):
         click.echo(f"wrote {path}")
 
 
+from .cli_sweep import sweep as _sweep_command  # noqa: E402  (it imports the helpers above)
+
+cli.add_command(_sweep_command)
+
+
 def main(argv=None):
     """Console entry point: user errors become one line and exit code 2, never a traceback."""
     try:
         cli.main(args=argv, prog_name="explorer", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # click wraps Ctrl-C in Abort
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
         click.echo("Aborted!", err=True)
         sys.exit(1)
     except click.ClickException as exc:

@@ -15,14 +15,15 @@ from .errors import SpecError
 from .plugin_manager import is_plugin_path
 
 
-def read_yaml(path):
-    """The YAML mapping in ``path``, or a SpecError saying why there is none."""
+def read_yaml(path, what="YAML spec", shape="a spec is a YAML mapping with a model: section"):
+    """The YAML mapping in ``path``, or a SpecError saying why there is none. ``what`` names the
+    kind of file in messages and ``shape`` says what it should hold."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(path, None, "no such file") from None
     except IsADirectoryError:
-        raise SpecError(path, None, "is a directory, not a YAML spec") from None
+        raise SpecError(path, None, f"is a directory, not a {what}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(path, None, f"cannot read: {exc}") from None
     try:
@@ -37,11 +38,10 @@ def read_yaml(path):
                         "write plain YAML mappings, lists and scalars (no !!python tags)"
                         if tagged else None) from None
     if doc is None:
-        raise SpecError(path, None, "the file is empty",
-                        "a spec is a YAML mapping with a model: section")
+        raise SpecError(path, None, "the file is empty", shape)
     if not isinstance(doc, dict):
         raise SpecError(path, None, f"the document is a {type(doc).__name__}, not a mapping",
-                        "a spec is a YAML mapping with a model: section")
+                        shape)
     return doc
 
 

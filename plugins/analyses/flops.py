@@ -20,44 +20,9 @@ would miss the attention term: it has no formula for the CPU's fused kernel
 """
 
 from explorer import Analysis, Param, hookimpl
+from explorer.costs import closed_form  # core: a training budget in FLOPs uses it too
 
 from . import seq_len_within_context
-from .params import unique_parameters
-
-
-def closed_form(model, cfg, seq_len):
-    """The closed-form counts for ``model`` (any device) at ``seq_len`` tokens."""
-    blocks = {id(p) for p in model.trf_blocks.parameters()}
-    positional = {id(p) for p in model.pos_emb.parameters()}
-    embedding = {id(model.tok_emb.weight), id(model.out_head.weight)}  # one id when tied
-    n_total = n_matmul = n_embedding = 0
-    for _, p in unique_parameters(model):
-        n_total += p.numel()
-        if id(p) in blocks and p.dim() >= 2:
-            n_matmul += p.numel()
-        if id(p) in embedding or id(p) in positional:
-            n_embedding += p.numel()
-    L, s, V = cfg.n_layers, seq_len, cfg.vocab_size
-    h = cfg.n_heads * cfg.head_dim  # the query width the scores are computed over
-    matmul, head = 2 * n_matmul, 2 * cfg.emb_dim * V
-    attention_full, attention_causal = 4 * L * s * h, 2 * L * s * h
-    n_nonembedding = n_total - n_embedding
-    return {
-        "parameters": n_total,
-        "matmul_parameters": n_matmul,
-        "nonembedding_parameters": n_nonembedding,
-        "forward_per_token": {
-            "matmul": matmul, "attention_full": attention_full,
-            "attention_causal": attention_causal, "head": head,
-            "total": matmul + attention_full + head,
-            "total_causal": matmul + attention_causal + head,
-        },
-        "training_per_token": {
-            "3x_forward": 3 * (matmul + attention_full + head),
-            "6N_nonembedding": 6 * n_nonembedding,
-            "6N_all": 6 * n_total,
-        },
-    }
 
 
 def count_flops(model, seq_len):

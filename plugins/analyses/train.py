@@ -1,100 +1,38 @@
-"""A short, seeded training run: the honest way to compare ablations.
+"""The ``train`` analysis: a short, seeded training run, the honest way to compare ablations.
 
-The corpus is the documentation text every Python installation ships (the standard library's
-``pydoc_data.topics``, about 465,000 characters) or a user's text file. It is tokenized with the
-spec's tokenizer and split 90/10 by position into train and validation. AdamW trains a copy of
-the model on random windows of the train split; the loss on fixed windows of both splits is
-recorded every ``eval_every`` steps. The unigram baseline is the loss of a model that ignores
-context: the cross-entropy of the validation targets under the train split's token frequencies
-(add-one smoothed over the vocabulary). A model below it has learned more than token frequencies.
+The training loop is the core's (:mod:`explorer.training`, the one a sweep's runs use): AdamW
+with warmup and a schedule on a copy of the model, on the standard library's documentation text
+(``pydoc_data.topics``) or a user's file, split 90/10 by position; train and validation loss on
+fixed windows; the unigram baseline (the validation cross-entropy of a model that ignores
+context). This module only checks the options, predicts the memory the run needs, and presents
+the result.
 """
 
 import dataclasses
-import math
-from pathlib import Path
 
-from explorer import Analysis, Chart, ExplorerError, Param, hookimpl
+from explorer import Analysis, Chart, ParamError, SpecError, hookimpl
+from explorer.train_config import TrainConfig
 
 from . import seq_len_within_context
 
-TRAIN_FRACTION = 0.9
-EVAL_CHUNK = 64  # windows per forward pass when evaluating
-ONE_THREAD_BELOW = 5_000_000  # parameters: below this, per-op threading overhead dominates
+
+def train(ctx, **options):
+    import copy
+
+    from explorer.training import EVAL_CHUNK, load_training_corpus, train as run
+    from explorer.corpus import windows
+
+    config = TrainConfig.from_options(options, ctx.spec.source).resolve(ctx.spec,
+                                                                     prefix="analyses.train")
+    corpus = load_training_corpus(config.corpus, ctx.spec, ctx.tokenizer())
+    eval_windows = max(len(windows(ids, config.seq_len, config.eval_tokens)[0])
+                       for ids in (corpus.train_ids, corpus.val_ids))
+    ctx.require(_need(ctx, config.batch_size, config.seq_len, min(EVAL_CHUNK, eval_windows)))
+    # A copy: the other analyses share ctx.model() and must see the initial weights.
+    return run(copy.deepcopy(ctx.model()), ctx.spec, config, corpus=corpus)
 
 
-def load_corpus(path=""):
-    """The corpus text and a line saying where it came from."""
-    if not path:
-        import platform
-
-        import pydoc_data.topics
-
-        topics = pydoc_data.topics.topics
-        text = "\n\n".join(topics[key] for key in sorted(topics))
-        return text, f"pydoc_data.topics (Python {platform.python_version()} documentation)"
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ExplorerError(f"train: corpus {path}: no such file") from None
-    except IsADirectoryError:
-        raise ExplorerError(f"train: corpus {path}: is a directory, not a text file") from None
-    except UnicodeDecodeError as exc:
-        raise ExplorerError(f"train: corpus {path}: not UTF-8 text ({exc.reason} at byte "
-                            f"{exc.start})") from None
-    except OSError as exc:
-        raise ExplorerError(f"train: corpus {path}: cannot read ({exc.strerror})") from None
-    return text, str(path)
-
-
-def _windows(ids, seq_len, max_tokens):
-    """Non-overlapping (inputs, targets) windows from the start of ``ids``: (n, T) each."""
-    usable = ids[: max_tokens + 1] if max_tokens else ids
-    n = (len(usable) - 1) // seq_len
-    return usable[: n * seq_len].view(n, seq_len), usable[1: n * seq_len + 1].view(n, seq_len)
-
-
-def _eval_loss(ctx, model, inputs, targets):
-    """Mean next-token cross-entropy over every target in the windows (eval mode, no grad)."""
-    import torch
-    from torch.nn import functional as F
-
-    total = 0.0
-    with ctx.mode(model, train=False), torch.no_grad():
-        for i in range(0, len(inputs), EVAL_CHUNK):
-            logits = model(inputs[i: i + EVAL_CHUNK])  # (n, T, V)
-            total += F.cross_entropy(logits.flatten(0, 1), targets[i: i + EVAL_CHUNK].flatten(),
-                                     reduction="sum").item()
-    return total / targets.numel()
-
-
-def unigram_baseline(train_ids, targets, vocab_size):
-    """Cross-entropy (nats) of ``targets`` under add-one smoothed train-split unigram frequencies."""
-    import torch
-
-    counts = torch.bincount(train_ids, minlength=vocab_size).double()
-    log_p = torch.log((counts + 1) / (len(train_ids) + vocab_size))
-    return -log_p[targets.flatten()].mean().item()
-
-
-def train(ctx, steps, batch_size, seq_len, lr, weight_decay, eval_every, eval_tokens, corpus,
-          threads):
-    import torch
-
-    if threads <= 0:
-        n = sum(p.numel() for p in ctx.shape_model().parameters())
-        threads = 1 if n < ONE_THREAD_BELOW else torch.get_num_threads()
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        result = _train(ctx, steps, batch_size, seq_len, lr, weight_decay, eval_every,
-                        eval_tokens, corpus)
-    finally:
-        torch.set_num_threads(before)
-    result["threads"] = threads
-    return result
-
-
-def _need(ctx, batch_size, seq_len, eval_windows):
+def _need(ctx, batch_size, seq_len, chunk):
     """The shared model and the trained copy, its gradients and AdamW moments, and the larger
     of a training step (activations, logits and their gradients) and an evaluation pass (the
     last step's logits, still referenced, beside a chunk's logits and log-probabilities)."""
@@ -104,7 +42,6 @@ def _need(ctx, batch_size, seq_len, eval_windows):
     need = ctx.training_need("train", "lower analyses.train.batch_size or analyses.train.seq_len",
                              batch_size, seq_len, copies=2)
     per_token = logits_bytes_per_token(ctx.spec, ctx.shape_model())
-    chunk = min(EVAL_CHUNK, eval_windows)
     evaluating = (Part("the last step's logits", per_token * batch_size * seq_len),
                   Part("evaluation logits and log-probabilities", 2 * per_token * chunk * seq_len,
                        note=f"at {chunk} x {seq_len}"))
@@ -115,106 +52,37 @@ def _need(ctx, batch_size, seq_len, eval_windows):
     return need
 
 
-def _train(ctx, steps, batch_size, seq_len, lr, weight_decay, eval_every, eval_tokens, corpus):
-    import copy
-
-    import torch
-    from torch.nn import functional as F
-
-    cfg, seed = ctx.spec.model, ctx.spec.seed
-    seq_len = seq_len or cfg.context_length
-    for name, value, low in (("steps", steps, 1), ("batch_size", batch_size, 1),
-                             ("eval_every", eval_every, 1), ("eval_tokens", eval_tokens, 0)):
-        if value < low:
-            raise ValueError(f"train: {name} must be >= {low}, got {value}")
-    if not 1 <= seq_len <= cfg.context_length:
-        raise ValueError(f"train: seq_len {seq_len} must be in 1..{cfg.context_length} "
-                         f"(the context length); 0 means the context length")
-
-    text, source = load_corpus(corpus)
-    tok = ctx.tokenizer()
-    ids = torch.tensor(tok.encode(text, allowed_special={"<|endoftext|>"}), dtype=torch.long)
-    if len(ids) and int(ids.max()) >= cfg.vocab_size:
-        raise ExplorerError(f"train: model.vocab_size {cfg.vocab_size} is too small for the "
-                            f"{ctx.spec.tokenizer} tokenizer (token id {int(ids.max())} in the "
-                            f"corpus); use vocab_size >= {tok.n_vocab}")
-    split = int(TRAIN_FRACTION * len(ids))
-    train_ids, val_ids = ids[:split], ids[split:]
-    if len(train_ids) <= seq_len or len(val_ids) <= seq_len:
-        raise ExplorerError(f"train: corpus {source} has {len(ids):,} tokens: its train "
-                            f"({len(train_ids):,}) and validation ({len(val_ids):,}) splits each "
-                            f"need more than seq_len {seq_len} tokens")
-    val_x, val_y = _windows(val_ids, seq_len, eval_tokens)
-    train_x, train_y = _windows(train_ids, seq_len, eval_tokens)
-    ctx.require(_need(ctx, batch_size, seq_len, max(len(train_x), len(val_x))))
-    baseline = unigram_baseline(train_ids, val_y, cfg.vocab_size)
-
-    # A copy: the other analyses share ctx.model() and must see the initial weights.
-    model = copy.deepcopy(ctx.model()).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    batches = torch.Generator().manual_seed(seed)  # which windows each step draws
-    torch.manual_seed(seed)  # the dropout masks
-    offsets = torch.arange(seq_len)
-
-    def evaluate(step):
-        return {"step": step, "train_loss": _eval_loss(ctx, model, train_x, train_y),
-                "val_loss": _eval_loss(ctx, model, val_x, val_y)}
-
-    curve, batch_losses = [evaluate(0)], []
-    for step in range(1, steps + 1):
-        starts = torch.randint(0, len(train_ids) - seq_len, (batch_size,), generator=batches)
-        inputs = train_ids[starts[:, None] + offsets]  # (B, T)
-        targets = train_ids[starts[:, None] + offsets + 1]
-        optimizer.zero_grad(set_to_none=True)
-        logits = model(inputs)  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-        loss.backward()
-        optimizer.step()
-        batch_losses.append(loss.item())
-        if step % eval_every == 0 or step == steps:
-            curve.append(evaluate(step))
-    del model, optimizer
-
-    final = curve[-1]["val_loss"]
-    return {
-        "corpus": {"source": source, "characters": len(text), "tokens": len(ids),
-                   "tokenizer": ctx.spec.tokenizer, "train_tokens": len(train_ids),
-                   "val_tokens": len(val_ids), "eval_tokens": {"train": train_y.numel(),
-                                                               "val": val_y.numel()}},
-        "steps": steps, "batch_size": batch_size, "seq_len": seq_len, "lr": lr,
-        "weight_decay": weight_decay, "tokens_seen": steps * batch_size * seq_len,
-        "curve": curve,
-        "batch_losses": batch_losses,
-        "final_val_loss": final,
-        "final_val_perplexity": math.exp(final),
-        "unigram_baseline": baseline,
-        "unigram_perplexity": math.exp(baseline),
-        "below_unigram": final < baseline,
-        "conventions": (
-            "losses are mean next-token cross-entropy in nats; the corpus is split 90/10 by "
-            "position; curve losses are on fixed non-overlapping windows of the first "
-            "eval_tokens tokens of each split (eval mode); batch_losses are the training "
-            "batches' losses (train mode); the unigram baseline is scored on the same validation "
-            "targets under add-one smoothed train-split frequencies; AdamW on a copy of the "
-            "model, seeded with the spec's seed."),
-    }
+def options_are_consistent(config, options):
+    """The rules across settings (min_lr <= lr, warmup < steps, a budget's shape, ...), checked
+    when the spec loads; and seq_len within the context."""
+    seq_len_within_context(config, options)
+    try:
+        TrainConfig.from_options(options, prefix="")
+    except SpecError as exc:
+        raise ParamError(exc.key.split(".")[0], exc.problem, exc.valid) from None
 
 
 def render(result):
-    c = result["corpus"]
+    c, cfg = result["corpus"], result["config"]
+    schedule = cfg["schedule"] + (f" to {cfg['min_lr']:g}" if cfg["schedule"] != "constant" else "")
+    warmup = f", warmup {cfg['warmup']}" if cfg["warmup"] else ""
+    clip = f", clip {cfg['grad_clip']:g}" if cfg["grad_clip"] else ""
     lines = [f"corpus: {c['source']}: {c['characters']:,} characters, {c['tokens']:,} "
              f"{c['tokenizer']} tokens ({c['train_tokens']:,} train / {c['val_tokens']:,} "
              f"validation)",
-             f"AdamW lr {result['lr']:g}, weight decay {result['weight_decay']:g}: "
-             f"{result['steps']} steps of {result['batch_size']} x {result['seq_len']} tokens "
-             f"({result['tokens_seen']:,} tokens seen)",
-             " step  train loss  val loss"]
-    lines.extend(f"{p['step']:>5}  {p['train_loss']:>10.4f}  {p['val_loss']:>8.4f}"
-                 for p in result["curve"])
+             f"AdamW lr {result['lr']:g} ({schedule}{warmup}{clip}), weight decay "
+             f"{result['weight_decay']:g}: {result['steps']} steps of {result['batch_size']} x "
+             f"{result['seq_len']} tokens ({result['tokens_seen']:,} tokens seen), seed "
+             f"{result['seed']}, {result['threads']} thread(s)",
+             " step      tokens  train loss  val loss"]
+    lines.extend(f"{p['step']:>5}  {p['tokens']:>10,}  {p['train_loss']:>10.4f}  "
+                 f"{p['val_loss']:>8.4f}" for p in result["curve"])
     verdict = "below" if result["below_unigram"] else "NOT below"
     lines.append(f"final validation loss {result['final_val_loss']:.4f} (perplexity "
                  f"{result['final_val_perplexity']:.2f}), {verdict} the unigram baseline "
                  f"{result['unigram_baseline']:.4f} (perplexity {result['unigram_perplexity']:.2f})")
+    lines.append(f"best validation loss {result['best_val_loss']:.4f} at step "
+                 f"{result['best_step']}; {result['tokens_per_second']:,.0f} training tokens/s")
     return "\n".join(lines)
 
 
@@ -223,7 +91,9 @@ def figures(result):
             "final_val_loss": result["final_val_loss"],
             "final_val_perplexity": result["final_val_perplexity"],
             "unigram_baseline": result["unigram_baseline"],
-            "below_unigram": result["below_unigram"]}
+            "below_unigram": result["below_unigram"],
+            "best_val_loss": result["best_val_loss"],
+            "tokens_per_second": result["tokens_per_second"]}
 
 
 def draw_chart(fig, series):
@@ -256,20 +126,9 @@ def explorer_analyses():
     return [Analysis(
         name="train", run=train, render=render, default=False, figures=figures,
         charts=(Chart("loss", "Training probe: loss per step", draw_chart),),
-        description="A short seeded AdamW run on a text corpus: train/validation loss curves, "
-                    "final perplexity, and the unigram baseline to beat.",
-        params=(Param("steps", int, 200, "optimizer steps", min=1),
-                Param("batch_size", int, 8, "sequences per step", min=1),
-                Param("seq_len", int, 0, "tokens per sequence (0: the context length)", min=0),
-                Param("lr", float, 1e-3, "AdamW learning rate", min=0, exclusive_min=True),
-                Param("weight_decay", float, 0.1, "AdamW weight decay (the book's 0.1)", min=0),
-                Param("eval_every", int, 50, "steps between evaluations", min=1),
-                Param("eval_tokens", int, 16384, "tokens of each split the curve is measured "
-                      "on (0: the whole split)", min=0),
-                Param("corpus", str, "", "a UTF-8 text file (default: the standard library's "
-                      "pydoc_data.topics)"),
-                Param("threads", int, 0, "CPU threads while training (0: one below 5M "
-                      "parameters, where threading overhead dominates; else torch's setting)",
-                      min=0)),
-        check=seq_len_within_context,
+        description="A short seeded AdamW run on a text corpus (warmup, schedule, clipping, "
+                    "budget): loss curves, final and best validation loss, tokens/s, and the "
+                    "unigram baseline to beat.",
+        params=TrainConfig.params(),
+        check=options_are_consistent,
     )]

@@ -1,0 +1,133 @@
+"""``explorer sweep``: a thin click layer over :mod:`explorer.sweep`.
+
+The sweep file and every grid point are validated before anything heavy runs; torch is imported
+only by the commands that train or time runs.
+"""
+
+import sys
+
+import click
+
+from .cli import UserError, _emit, _out_option
+
+FORMATS = ("text", "json", "markdown")
+
+
+def _todo(plan, db):
+    """The keys still to run, reading the store if there is one (a dry run creates nothing)."""
+    from .sweep.store import Store
+
+    keys = [run.key for run in plan.runs]
+    if not db.exists():
+        return keys
+    store = Store(db, readonly=True)
+    try:
+        held, todo = store.rows(keys), set(store.todo(keys))
+        return [k for k in keys if k not in held or k in todo]
+    finally:
+        store.close()
+
+
+def _check_modes(dry_run, show_status, report_only, executor, ray_address, plots_dir):
+    modes = [name for name, on in (("--dry-run", dry_run), ("--status", show_status),
+                                   ("--report", report_only)) if on]
+    if len(modes) > 1:
+        raise UserError(f"{' and '.join(modes)}: choose one")
+    if ray_address and executor != "ray":
+        raise UserError("--ray-address joins a Ray cluster: give it with --executor ray")
+    if plots_dir and (dry_run or show_status):
+        raise UserError(f"--plots draws the report's charts: not with {modes[0]}")
+
+
+@click.command(name="sweep")
+@click.argument("sweep_path", metavar="FILE")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="Where runs execute: worker processes here, or Ray tasks.")
+@click.option("--ray-address", metavar="ADDR",
+              help="Join the Ray cluster whose head is at ADDR (HOST:6379; run this on one of "
+                   "its nodes) instead of starting a local Ray.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Runs at once (default: the cores divided by --threads).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads per run (default: the sweep's train.threads, else 1).")
+@click.option("--dry-run", is_flag=True,
+              help="Show runs, FLOPs, time and memory per run, and whether they fit; train nothing.")
+@click.option("--status", "show_status", is_flag=True,
+              help="Show done / running / failed / pending from the store; run nothing.")
+@click.option("--report", "report_only", is_flag=True,
+              help="Print the report from the store as it is (mid-sweep too); run nothing.")
+@click.option("--retry-failed", is_flag=True,
+              help="Run failed runs again (runs whose worker was killed always are).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="Output format.")
+@click.option("--plots", "plots_dir", metavar="DIR",
+              help="Write curves.png and cost.png into DIR.")
+@click.option("--db", metavar="PATH",
+              help="The SQLite store (default: beside FILE, FILE.sqlite).")
+@_out_option
+def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_status, report_only,
+          retry_failed, fmt, plots_dir, db, out_path):
+    """Train every grid point of the sweep FILE on every seed and report the answer.
+
+    Runs already in the store are kept: a second start runs only what is missing, and an
+    edited FILE adds its new points. The report gives per point the final validation loss over
+    seeds (mean, sd, 95% CI) and the paired difference against the baseline.
+
+    Example:
+
+        explorer sweep sweeps/positional.yaml --workers 2 --format markdown
+    """
+    _check_modes(dry_run, show_status, report_only, executor, ray_address, plots_dir)
+    from pathlib import Path
+
+    from .sweep import load_sweep, make_plan
+
+    spec = load_sweep(sweep_path)
+    plan = make_plan(spec)
+    db = Path(db) if db else spec.default_store()
+    if show_status:
+        from .report import to_json
+        from .sweep import status
+        from .sweep.standing import status_text
+
+        result = status(spec, db, plan)
+        _emit(to_json(result) if fmt == "json" else status_text(result), out_path)
+        return
+    if dry_run:
+        from .report import to_json
+        from .sweep.driver import default_threads
+        from .sweep.estimate import dry_run_text, estimate
+
+        result = estimate(plan, _todo(plan, db), executor, workers,
+                          threads or default_threads(plan), ray_address)
+        _emit(to_json(result) if fmt == "json" else dry_run_text(result), out_path)
+        return
+    if not report_only:
+        from .sweep import run_sweep
+        from .sweep.progress import Progress
+
+        progress = Progress(spec.name, enabled=fmt != "json" and sys.stderr.isatty())
+        run_sweep(spec, executor=executor, workers=workers, threads=threads, db=db,
+                  retry_failed=retry_failed, progress=progress, plan=plan,
+                  ray_address=ray_address)
+    _report(spec, plan, db, fmt, plots_dir, out_path)
+
+
+def _report(spec, plan, db, fmt, plots_dir, out_path):
+    from .sweep import report
+    from .sweep.results import to_json, to_markdown, to_text
+
+    result = report(spec, db, plan=plan)
+    if plots_dir:
+        from .sweep.plots import write_plots
+
+        result["plots"] = write_plots(result, plots_dir)
+    _emit({"text": to_text, "markdown": to_markdown, "json": to_json}[fmt](result), out_path)
+    if fmt != "json":
+        for path in result.get("plots", []):
+            click.echo(f"wrote {path}", err=True)
+    failed = result["counts"]["failed"]
+    if failed:
+        click.echo(f"error: {failed} run{'s' * (failed != 1)} failed (reasons in the report); "
+                   "--retry-failed runs them again", err=True)
+        sys.exit(1)

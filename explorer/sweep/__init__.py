@@ -1,0 +1,57 @@
+"""Seeded ablation studies: ``explorer sweep FILE``.
+
+    >>> from explorer.sweep import load_sweep, make_plan, run_sweep, report
+    >>> sweep = load_sweep("sweeps/positional.yaml")
+    >>> result = run_sweep(sweep, executor="local", workers=2)  # the report, as a dict
+    >>> print(report(sweep, fmt="markdown"))                     # from the store, any time
+
+A sweep file (:mod:`.sweepfile`) names base specs, a grid of spec keys, seeds, train settings
+and a budget. The plan (:mod:`.plan`) expands it into runs keyed by what determines their
+result; the driver (:mod:`.driver`) runs the missing ones on an executor (:mod:`.executors`:
+local processes or Ray) and records each state change in a SQLite store (:mod:`.store`); the
+report (:mod:`.results`, :mod:`.stats`, :mod:`.plots`) answers from the store at any time.
+Importing this package does not import torch.
+"""
+
+from .driver import run_sweep
+from .plan import Plan, make_plan
+from .store import Store
+from .sweepfile import SweepFile, load_sweep
+
+__all__ = ["SweepFile", "Plan", "Store", "load_sweep", "make_plan", "run_sweep", "report",
+           "status"]
+
+
+def _open(sweep, db, plan):
+    if not hasattr(sweep, "grid"):
+        sweep = load_sweep(sweep)
+    return plan or make_plan(sweep), Store(db or sweep.default_store(), readonly=True)
+
+
+def report(sweep, db=None, fmt=None, plan=None):
+    """The sweep's report from its store (mid-sweep too): a dict, or text when ``fmt`` is
+    ``"text"``, ``"markdown"`` or ``"json"``. ``sweep`` is a path or a SweepFile."""
+    from .results import build_report, to_json, to_markdown, to_text
+
+    plan, store = _open(sweep, db, plan)
+    try:
+        result = build_report(plan, store)
+    finally:
+        store.close()
+    render = {"text": to_text, "markdown": to_markdown, "json": to_json}.get(fmt)
+    return render(result) if render else result
+
+
+def status(sweep, db=None, plan=None):
+    """Where the sweep stands: counts by state, per point, runs in flight, the live driver."""
+    from .standing import build_status
+
+    plan, store = _open(sweep, db, plan)
+    try:
+        return build_status(plan, store)
+    finally:
+        store.close()
+
+
+# The names explorer/__init__.py exports (``explorer.sweep_report``): explorer.report is a module.
+sweep_report, sweep_status = report, status

@@ -1,0 +1,196 @@
+"""The answer of a sweep, from its store, at any time: per grid point the final validation loss
+over seeds (mean, sd, 95% CI), the paired difference against its baseline, the costs; text,
+markdown and JSON. Config columns first, metric columns after (Ray Tune's tables).
+
+Mid-sweep the report is what the store holds: a point with runs still to come is marked
+incomplete and its statistics cover the seeds done so far.
+"""
+
+import time
+
+from . import stats
+from .plan import short_names, show
+
+METRIC = "final_val_loss"
+
+
+def _costs(done):
+    """Cost columns of a point from its finished runs (the same for every seed but speed)."""
+    if not done:
+        return {}
+    first = done[0]["metrics"]
+    speeds = [r["metrics"]["tokens_per_second"] for r in done
+              if r["metrics"].get("tokens_per_second")]
+    return {"parameters": first["parameters"],
+            "training_flops_per_token": first["training_flops_per_token"],
+            "steps": first["steps"], "tokens": first["tokens_seen"],
+            "memory_bytes": first.get("memory_bytes"),
+            "tokens_per_second": sum(speeds) / len(speeds) if speeds else None,
+            "seconds_per_run": sum(r["seconds"] or 0 for r in done) / len(done)}
+
+
+def _band(done):
+    """Validation curves of a point's seeds on one tokens axis: mean, min and max per point."""
+    curves = [r["curve"] for r in done if r.get("curve")]
+    if not curves:
+        return None
+    length = min(len(c) for c in curves)
+    columns = [[c[i]["val_loss"] for c in curves] for i in range(length)]
+    return {"tokens": [curves[0][i]["tokens"] for i in range(length)],
+            "mean": [sum(col) / len(col) for col in columns],
+            "low": [min(col) for col in columns], "high": [max(col) for col in columns],
+            "seeds": len(curves)}
+
+
+def build_report(plan, store):
+    """The report as plain data (what ``--format json`` prints)."""
+    rows = store.rows([run.key for run in plan.runs])
+    points, finals = [], {}
+    for point in plan.points:
+        runs = [rows.get(run.key) for run in plan.runs_of(point)]
+        runs = [r for r in runs if r is not None]
+        done = [r for r in runs if r["state"] == "done"]
+        finals[point.index] = {r["seed"]: r["metrics"][METRIC] for r in done}
+        states = {s: sum(r["state"] == s for r in runs) for s in ("done", "failed", "running",
+                                                                 "pending")}
+        points.append({
+            "index": point.index, "label": point.label, "config": point.coords,
+            "seeds": len(plan.sweep.seeds), **states,
+            "complete": states["done"] + states["failed"] == len(plan.sweep.seeds),
+            METRIC: stats.summarize(finals[point.index].values()),
+            "best_val_loss": stats.summarize(r["metrics"]["best_val_loss"] for r in done),
+            "baseline": plan.points[plan.baselines[point.index]].label,
+            "is_baseline": plan.baselines[point.index] == point.index,
+            "costs": _costs(done),
+            "failures": [{"seed": r["seed"], "kind": r["failure"], "reason": r["reason"]}
+                         for r in runs if r["state"] == "failed"],
+            "curve": _band(done),
+        })
+    for entry in points:
+        base = plan.baselines[entry["index"]]
+        entry["delta"] = None if entry["is_baseline"] else stats.paired_difference(
+            finals[entry["index"]], finals[base])
+    counts = store.counts(rows)
+    counts["pending"] += len(plan.runs) - len(rows)  # not yet added by a driver
+    return {
+        "sweep": plan.sweep.name, "description": plan.sweep.description,
+        "source": plan.sweep.source, "store": str(store.path),
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "metric": METRIC, "confidence": stats.CONFIDENCE,
+        "columns": plan.columns, "seeds": list(plan.sweep.seeds),
+        "train": plan.sweep.train.to_dict(), "versions": plan.versions,
+        "counts": counts, "complete": counts["done"] + counts["failed"] == len(plan.runs),
+        "other_runs_in_store": store.others(rows),
+        "points": points,
+        "conventions": (
+            "final_val_loss: the validation loss (nats/token) at the last step; mean over the "
+            "seeds done, sample sd, 95% CI of the mean (Student's t, n-1 df); delta: the mean "
+            "of (point - baseline) over the seeds both have done, with its 95% t CI; "
+            "significant (*) when that CI excludes 0. Costs: parameters, training FLOPs per "
+            "token (3 x forward), tokens/s over training steps (mean over seeds)."),
+    }
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+def _num(value, digits=4):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _interval(ci, digits=4):
+    return "-" if not ci else f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def _signed(value):
+    return "-" if value is None else f"{value:+.4f}"
+
+
+def _big(n):
+    if n is None:
+        return "-"
+    for scale, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.3g}"
+
+
+def table(report):
+    """Header and rows of the results table (strings), config columns first."""
+    names = short_names(report["columns"])
+    header = [names[c] for c in report["columns"]] + [
+        "seeds", "val loss", "sd", "95% CI", "Δ vs baseline", "Δ 95% CI", "",
+        "params", "FLOPs/token", "tokens/s"]
+    rows = []
+    for p in report["points"]:
+        m, d, c = p[METRIC], p["delta"], p["costs"]
+        seeds = f"{p['done']}/{p['seeds']}" + ("" if p["complete"] else " (incomplete)")
+        rows.append([show(p["config"][k]) for k in report["columns"]] + [
+            seeds, _num(m["mean"]), _num(m["sd"]), _interval(m["ci"]),
+            "baseline" if p["is_baseline"] else _signed(d["mean"]),
+            "" if p["is_baseline"] else _interval(d["ci"]),
+            "*" if d and d["significant"] else "",
+            f"{c['parameters']:,}" if c else "-", _big(c.get("training_flops_per_token")),
+            _num(c.get("tokens_per_second"), 0)])
+    return header, rows
+
+
+def _summary_line(report):
+    c = report["counts"]
+    total = sum(c.values())
+    state = "complete" if report["complete"] else "INCOMPLETE"
+    return (f"{total} runs ({len(report['points'])} points x {len(report['seeds'])} seeds): "
+            f"{c['done']} done, {c['failed']} failed, {c['running']} running, {c['pending']} "
+            f"pending ({state})")
+
+
+def _failures(report):
+    return [f"{p['label']} seed {f['seed']}: {f['kind']}: {f['reason']}"
+            for p in report["points"] for f in p["failures"]]
+
+
+def to_text(report):
+    header, rows = table(report)
+    numeric = set(range(len(report["columns"]), len(header)))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [f"sweep {report['sweep']}  ({report['source']}; store {report['store']})",
+             _summary_line(report),
+             "metric: final validation loss (nats); Δ: paired difference against the baseline "
+             "on the same seeds, * when its 95% CI excludes 0", ""]
+    for row in [header, *rows]:
+        cells = [cell.rjust(w) if i in numeric else cell.ljust(w)
+                 for i, (cell, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    failures = _failures(report)
+    if failures:
+        lines += ["", "failed runs:"] + [f"  {f}" for f in failures]
+    if report["other_runs_in_store"]:
+        lines += ["", f"the store also holds {report['other_runs_in_store']} runs of earlier "
+                      "versions of this sweep (kept, not shown)"]
+    return "\n".join(lines)
+
+
+def _md(text):
+    return str(text).replace("|", "\\|")
+
+
+def to_markdown(report):
+    header, rows = table(report)
+    lines = [f"**sweep {_md(report['sweep'])}** (`{_md(report['source'])}`): "
+             f"{_md(_summary_line(report))}", "",
+             "| " + " | ".join(_md(h) for h in header) + " |",
+             "|" + "|".join("---" if i < len(report["columns"]) else "---:"
+                            for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
+    lines += ["", "Final validation loss (nats/token): mean over seeds, sd, 95% CI (Student's "
+                  "t). Δ: paired difference against the baseline on the same seeds; * when its "
+                  "95% CI excludes 0."]
+    failures = _failures(report)
+    if failures:
+        lines += ["", "Failed runs:", ""] + [f"- {_md(f)}" for f in failures]
+    return "\n".join(lines)
+
+
+def to_json(report):
+    from ..report import to_json as strict_json  # NaN and inf as strings: strict JSON
+
+    return strict_json(report)

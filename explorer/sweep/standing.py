@@ -1,0 +1,50 @@
+"""``explorer sweep FILE --status``: where a sweep stands, read from its store (no torch)."""
+
+import time
+
+from .progress import duration
+
+
+def build_status(plan, store):
+    """Counts by state, per point, the runs in flight and the driver holding the store."""
+    rows = store.rows([run.key for run in plan.runs])
+    counts = store.counts(rows)
+    counts["pending"] += len(plan.runs) - len(rows)
+    points = []
+    for point in plan.points:
+        states = [rows[run.key]["state"] if run.key in rows else "pending"
+                  for run in plan.runs_of(point)]
+        points.append({"label": point.label, "config": point.coords,
+                       **{s: states.count(s) for s in ("done", "failed", "running", "pending")}})
+    now = time.time()
+    running = [{"label": r["label"], "seed": r["seed"], "host": r["host"], "worker": r["worker"],
+                "seconds": now - r["started"] if r["started"] else None}
+               for r in rows.values() if r["state"] == "running"]
+    return {"sweep": plan.sweep.name, "source": plan.sweep.source, "store": str(store.path),
+            "driver": store.driver_running(), "counts": counts, "runs": len(plan.runs),
+            "points": points, "running": running, "other_runs_in_store": store.others(rows)}
+
+
+def status_text(status):
+    c = status["counts"]
+    lines = [f"sweep {status['sweep']}  ({status['source']}; store {status['store']})",
+             f"{status['runs']} runs: {c['done']} done, {c['failed']} failed, {c['running']} "
+             f"running, {c['pending']} pending",
+             f"driver: {status['driver'] or 'none running'}"]
+    if c["running"] and not status["driver"]:
+        lines.append("  (runs marked running were left by a driver that stopped: the next "
+                     "start runs them again)")
+    width = max(len(p["label"]) for p in status["points"]) if status["points"] else 0
+    lines.append("")
+    for p in status["points"]:
+        lines.append(f"  {p['label']:<{width}}  done {p['done']}  failed {p['failed']}  "
+                     f"running {p['running']}  pending {p['pending']}")
+    for r in status["running"]:
+        since = f" for {duration(r['seconds'])}" if r["seconds"] is not None else ""
+        lines.append(f"  running: {r['label']} seed {r['seed']} on {r['host'] or '?'} "
+                     f"(worker {r['worker'] or '?'}){since}")
+    if status["other_runs_in_store"]:
+        lines.append(f"  the store also holds {status['other_runs_in_store']} runs of earlier "
+                     "versions of this sweep")
+    return "\n".join(lines)
+

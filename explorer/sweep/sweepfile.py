@@ -1,0 +1,198 @@
+"""The sweep file: one YAML document that says what to train, on which grid, with which seeds.
+
+```yaml
+base: ../specs/tiny.yaml            # one spec, or a list of specs (each a grid point of its own)
+set: {model.n_layers: 2}            # optional: overrides for every point, as --set spells them
+grid:                               # any spec key as --set spells it, or train.KEY
+  components.positional: [learned, rope, alibi, none]
+baseline: {components.positional: learned}   # deltas are against this point (default: the first)
+seeds: [1, 2, 3]                    # or a count: seeds: 3 is [1, 2, 3]
+train: {batch_size: 16, seq_len: 128, lr: 3.0e-3, warmup: 60, schedule: cosine}
+budget: {tokens: 1_228_800}         # or {steps: N} or {flops: F}
+```
+
+:func:`load_sweep` checks the document's shape and the train settings and raises
+:class:`explorer.SpecError` naming the file and the key. The grid's values are checked against
+the base specs when the plan is made (:func:`explorer.sweep.plan.make_plan`). No torch.
+"""
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+
+from ..errors import SpecError
+from ..train_config import TrainConfig
+
+TOP_KEYS = ("name", "description", "base", "set", "grid", "baseline", "seeds", "train", "budget")
+TRAIN_PREFIX = "train."
+BASE_KEY = "base"  # a grid coordinate (and baseline key) when the sweep has several base specs
+
+
+@dataclass(frozen=True)
+class SweepFile:
+    source: str  # the sweep file's path
+    name: str
+    description: str
+    bases: tuple  # the base specs' paths, as written (relative to the sweep file's folder)
+    fixed: dict  # ``set:``: spec key -> value, for every point
+    grid: dict  # key -> tuple of values; spec keys and ``train.KEY``
+    baseline: dict  # grid key (or ``base``) -> value
+    seeds: tuple
+    train: TrainConfig  # the budget folded in; corpus resolved against the sweep file's folder
+    train_options: dict  # the settings as given (and resolved as above): points add grid values
+
+    @property
+    def folder(self):
+        return Path(self.source).parent
+
+    def base_path(self, base):
+        return self.folder / base
+
+    def default_store(self):
+        """``sweeps/positional.yaml`` -> ``sweeps/positional.sqlite``."""
+        return Path(self.source).with_suffix(".sqlite")
+
+
+def _read(path):
+    from ..spec_reading import read_yaml
+
+    return read_yaml(path, "sweep file", "a sweep file is a mapping with base:, grid: and seeds:")
+
+
+def _unknown(source, key, allowed):
+    close = difflib.get_close_matches(str(key), allowed, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return SpecError(source, str(key), "unknown key", f"{hint}valid keys: {', '.join(allowed)}")
+
+
+def _dotted_key(source, where, key):
+    if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
+        raise SpecError(source, where, f"{key!r} is not a dotted key",
+                        "a spec key as --set spells it, e.g. components.norm or model.n_layers")
+    if key in ("seed", "name", "description", "extends", "plugins") or key.startswith(
+            ("analyses.", "analyses")):
+        raise SpecError(source, f"{where}.{key}" if where else key,
+                        "does not change what is trained",
+                        "sweep model keys (model.*, components.*, tokenizer) or train.*; "
+                        "seeds come from seeds:")
+    return key
+
+
+def _bases(source, value):
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, str) and v for v in values):
+        raise SpecError(source, "base", f"expected a spec path or a list of them, got {value!r}",
+                        "paths relative to the sweep file's folder, e.g. ../specs/tiny.yaml")
+    if len(set(values)) != len(values):
+        raise SpecError(source, "base", "lists a spec twice", "each base spec once")
+    for base in values:
+        if not (Path(source).parent / base).is_file():
+            raise SpecError(source, "base", f"spec {Path(source).parent / base} does not exist",
+                            "paths relative to the sweep file's folder")
+    return tuple(values)
+
+
+def _grid(source, value):
+    if not isinstance(value, dict):
+        raise SpecError(source, "grid", f"expected a mapping of key: [values], got {value!r}")
+    grid = {}
+    for key, values in value.items():
+        key = _dotted_key(source, "grid", key)
+        if not isinstance(values, list) or not values:
+            raise SpecError(source, f"grid.{key}", f"expected a non-empty list of values, got "
+                            f"{values!r}", f"e.g. {key}: [a, b]")
+        seen = []
+        for v in values:
+            if v in seen:
+                raise SpecError(source, f"grid.{key}", f"lists {v!r} twice", "each value once")
+            seen.append(v)
+        grid[key] = tuple(values)
+    return grid
+
+
+def _seeds(source, value):
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return tuple(range(1, value + 1))
+    ok = isinstance(value, list) and value and all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+    if not ok:
+        raise SpecError(source, "seeds", f"expected a list of seeds (non-negative integers) or "
+                        f"a count, got {value!r}", "e.g. seeds: [1, 2, 3] or seeds: 3")
+    if len(set(value)) != len(value):
+        raise SpecError(source, "seeds", "lists a seed twice", "each seed once")
+    return tuple(value)
+
+
+def _baseline(source, value, grid, bases):
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(source, "baseline", f"expected a mapping of grid key: value, got "
+                        f"{value!r}", "e.g. baseline: {components.positional: learned}")
+    choices = {**grid, **({BASE_KEY: bases} if len(bases) > 1 else {})}
+    for key, v in value.items():
+        if key not in choices:
+            raise SpecError(source, f"baseline.{key}", "is not a grid key",
+                            f"grid keys: {', '.join(choices) or 'none'}")
+        if v not in choices[key]:
+            raise SpecError(source, f"baseline.{key}", f"{v!r} is not one of its grid values",
+                            f"one of {', '.join(map(repr, choices[key]))}")
+    return dict(value)
+
+
+def _train(source, doc, grid):
+    options = doc.get("train", {})
+    if not isinstance(options, dict):
+        raise SpecError(source, "train", f"expected a mapping of settings, got {options!r}")
+    options = dict(options)
+    if "budget" in doc:
+        if "budget" in options:
+            raise SpecError(source, "budget", "given twice (also as train.budget)",
+                            "give the budget once")
+        options["budget"] = doc["budget"]
+    corpus = options.get("corpus")
+    if isinstance(corpus, str) and corpus:
+        options["corpus"] = str(Path(source).parent / corpus)
+    config = TrainConfig.from_dict(options, source, "train")
+    for key, values in grid.items():  # each train.KEY value on its own, against the rest
+        if key.startswith(TRAIN_PREFIX):
+            for v in values:
+                TrainConfig.from_dict({**options, key[len(TRAIN_PREFIX):]: v}, source, "grid.train")
+    return config, options
+
+
+def load_sweep(path):
+    """Read and check a sweep file; return a :class:`SweepFile`."""
+    source = str(path)
+    doc = _read(path)
+    for key in doc:
+        if key not in TOP_KEYS:
+            raise _unknown(source, key, TOP_KEYS)
+    if "base" not in doc:
+        raise SpecError(source, "base", "missing", "the spec (or list of specs) the grid varies")
+    bases = _bases(source, doc["base"])
+    name = doc.get("name", Path(source).stem)
+    description = doc.get("description", "")
+    for key, value in (("name", name), ("description", description)):
+        if not isinstance(value, str):
+            raise SpecError(source, key, f"expected a string, got {value!r}")
+    fixed = doc.get("set", {})
+    if not isinstance(fixed, dict):
+        raise SpecError(source, "set", f"expected a mapping of key: value, got {fixed!r}",
+                        "e.g. set: {model.n_layers: 2}")
+    for key in fixed:
+        if _dotted_key(source, "set", key).startswith(TRAIN_PREFIX):
+            raise SpecError(source, f"set.{key}", "is a train setting",
+                            f"put it under train: as {key[len(TRAIN_PREFIX):]}")
+    grid = _grid(source, doc.get("grid", {}))
+    overlap = sorted(set(fixed) & set(grid))
+    if overlap:
+        raise SpecError(source, f"set.{overlap[0]}", "is also a grid key", "vary it or fix it")
+    if "seeds" not in doc:
+        raise SpecError(source, "seeds", "missing", "e.g. seeds: [1, 2, 3]")
+    train, options = _train(source, doc, grid)
+    return SweepFile(
+        source=source, name=name, description=description, bases=bases, fixed=dict(fixed),
+        grid=grid, baseline=_baseline(source, doc.get("baseline"), grid, bases),
+        seeds=_seeds(source, doc["seeds"]), train=train, train_options=options)

@@ -1,0 +1,153 @@
+"""One run of a sweep, where it executes: a local worker process or a Ray task.
+
+:func:`execute_run` takes a task (plain data from :meth:`explorer.sweep.plan.Run.task`) and
+returns an outcome (plain data): ``done`` with the metrics, the curve and the result, or
+``failed`` with a one-line reason and its kind (``error``, ``diverged``, ``memory``). It never
+raises for a run's own failure, so the rest of the sweep goes on. Memory is checked before the
+run starts: a run predicted not to fit in the memory available now is refused.
+
+A worker process keeps what several runs share: the plugin manager, the tokenized corpus, and
+each grid point's static costs and memory estimate (every seed trains the same point). The
+driver never imports torch: it starts at once, and the workers do this work in parallel.
+"""
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+from ..errors import ExplorerError, ResourceError, one_line
+
+_CACHE = {}
+
+
+def _cached(key, make):
+    if key not in _CACHE:
+        _CACHE[key] = make()
+    return _CACHE[key]
+
+
+def _plugins():
+    from ..plugin_manager import get_plugin_manager
+
+    return _cached("plugins", get_plugin_manager)
+
+
+def _corpus(spec, config, digest, text):
+    """The tokenized corpus, read here (local workers) or sent by the driver (Ray)."""
+    from ..corpus import digest as content_digest, load_corpus
+    from ..tokenizer import get_tokenizer
+    from ..training import prepare_corpus
+
+    def make():
+        body, source = (text, config.corpus or "the driver's corpus") if text is not None \
+            else load_corpus(config.corpus)
+        if content_digest(body) != digest:
+            raise ExplorerError(f"train: corpus {source} changed since the sweep was planned; "
+                                "start the sweep again to plan it on the new text")
+        return prepare_corpus(body, source, spec, get_tokenizer(spec.tokenizer, _plugins()))
+
+    return _cached(("corpus", digest, spec.tokenizer, spec.model.vocab_size), make)
+
+
+def _point_costs(spec, config):
+    """:func:`explorer.costs.run_costs` of the run's grid point, once per worker."""
+    from ..costs import run_costs
+
+    identity = json.dumps([spec.to_dict()["model"], spec.to_dict()["components"],
+                           config.batch_size, config.seq_len], sort_keys=True)
+    return _cached(("costs", identity),
+                   lambda: run_costs(spec, config.batch_size, config.seq_len))
+
+
+def check_memory(parts, batch_size, seq_len, host):
+    """Refuse (ResourceError) a run predicted to need more memory than is free now, with the
+    same one line an analysis's refusal reads (explorer.resources)."""
+    from ..resources import Need, Part, available_memory, refuse_unless_fits
+
+    need = Need("the run", (
+        Part("weights, gradients and AdamW moments", parts["weights_and_optimizer"]),
+        Part("activations", parts["activations"], note=f"at batch {batch_size} x {seq_len}")),
+        lower="lower train.batch_size or train.seq_len")
+    refuse_unless_fits(need, available_memory(), f"memory on {host}")
+
+
+def _run(task, corpus_text, host):
+    from ..model import build_model
+    from ..spec import spec_from_dict
+    from ..train_config import TrainConfig
+    from ..training import train
+
+    spec = spec_from_dict(task["spec"], source=task["source"], plugins=_plugins())
+    config = TrainConfig(**task["train"])
+    costs = _point_costs(spec, config)
+    check_memory(costs["memory_parts"], config.batch_size, config.seq_len, host)
+    corpus = _corpus(spec, config, task["corpus_digest"], corpus_text)
+    result = train(build_model(spec, seed=task["seed"]), spec, config, corpus=corpus,
+                   seed=task["seed"])
+    metrics = {name: result[name] for name in (
+        "final_val_loss", "best_val_loss", "best_step", "best_tokens", "unigram_baseline",
+        "tokens_per_second", "train_seconds", "eval_seconds", "steps", "tokens_seen",
+        "parameters", "threads")}
+    metrics.update(training_flops_per_token=costs["training_flops_per_token"],
+                   memory_bytes=costs["memory_bytes"])
+    return metrics, result
+
+
+def execute_run(task, corpus_text=None):
+    """Train one run; return its outcome (never raises for the run's own failure)."""
+    from ..training import DivergedError
+
+    host = socket.gethostname()
+    outcome = {"key": task["key"], "host": host, "worker": str(os.getpid()),
+               "started": time.time()}
+    clock = time.perf_counter()
+    try:
+        metrics, result = _run(task, corpus_text, host)
+        outcome.update(state="done", metrics=metrics, result=result)
+    except DivergedError as exc:
+        outcome.update(state="failed", failure="diverged", reason=str(exc))
+    except ResourceError as exc:
+        outcome.update(state="failed", failure="memory", reason=str(exc))
+    except MemoryError:
+        outcome.update(state="failed", failure="memory", reason="ran out of memory")
+    except ExplorerError as exc:
+        outcome.update(state="failed", failure="error", reason=str(exc))
+    except Exception as exc:  # a plugin's bug: recorded, and the sweep goes on
+        outcome.update(state="failed", failure="error", reason=f"{type(exc).__name__}: {exc}")
+    outcome["seconds"] = time.perf_counter() - clock
+    if outcome["state"] == "failed":
+        outcome["reason"] = one_line(outcome["reason"])
+    return outcome
+
+
+def _die_with_parent(parent):
+    """Linux: have the kernel kill this worker when its driver dies (SIGKILL included)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the driver died before the request took effect
+        os._exit(0)
+
+
+def worker_main(conn, parent):
+    """A local worker process: take tasks from ``conn``, send back outcomes, until told to stop."""
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    from .. import training  # noqa: F401  (pay torch's import before the first task)
+
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        conn.send(execute_run(task))

@@ -1,0 +1,298 @@
+"""The training loop: a seeded AdamW run on a text corpus, the way a sweep's runs are made.
+
+``train(model, spec, config)`` trains ``model`` in place with a :class:`TrainConfig` and returns
+a result of plain data: train and validation loss curves on fixed windows, final and best
+validation loss, the unigram baseline, tokens per second.
+
+- Schedule: linear warmup to ``lr``, then constant, cosine or linear down to ``min_lr``
+  (:func:`explorer.train_config.learning_rate`). Gradient clipping on the global norm.
+- Budget: ``steps``, or ``budget: {steps | tokens | flops}``, turned into steps by
+  ``TrainConfig.resolve`` (FLOPs from :mod:`explorer.costs`: 3 x the forward).
+- Evaluation on the same fixed, non-overlapping windows of each split every ``eval_every``
+  steps, or every ``eval_every_tokens`` training tokens so that curves of runs with different
+  batch sizes line up on a tokens axis; step 0 and the last step always.
+- Seeds: one seed, three streams. The caller builds the model's weights with it
+  (``build_model(spec, seed=seed)``); the batch order and the dropout masks use streams derived
+  from it (:func:`derive_seed`), so changing one never shifts another.
+- Divergence: a loss (or gradient norm) that is NaN or inf stops the run at that step with a
+  :class:`DivergedError` naming the step and the first module whose output is not finite.
+- Auxiliary losses: any module of the model with a method ``explorer_aux_loss()`` is asked for
+  it after each training forward; a scalar tensor is added to the loss that is backpropagated
+  (None adds nothing). A mixture-of-experts layer returns its load-balancing loss this way.
+  The result reports the cross-entropy alone in ``batch_losses`` and the auxiliary part in
+  ``aux_losses``.
+"""
+
+import contextlib
+import hashlib
+import math
+import time
+
+import torch
+from torch.nn import functional as F
+
+from .corpus import load_corpus, tokenize, unigram_baseline, windows
+from .errors import ExplorerError
+from .numerics import first_nonfinite_module
+from .train_config import TrainConfig, eval_steps, learning_rate
+
+__all__ = ["TrainConfig", "train", "derive_seed", "DivergedError"]
+
+EVAL_CHUNK = 64  # windows per forward pass when evaluating
+AUX_LOSS_METHOD = "explorer_aux_loss"
+
+
+class DivergedError(ExplorerError):
+    """The loss or the gradient norm became NaN or inf; ``step`` is where it happened."""
+
+    def __init__(self, message, step):
+        super().__init__(message)
+        self.step = step
+
+
+def derive_seed(seed, stream):
+    """A seed for one random stream (``"batches"``, ``"dropout"``) derived from the run's seed."""
+    digest = hashlib.sha256(f"explorer:{seed}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1  # 63 bits: any torch generator takes it
+
+
+def eval_loss(model, inputs, targets):
+    """Mean next-token cross-entropy over every target in the windows (eval mode, no grad)."""
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(inputs), EVAL_CHUNK):
+            logits = model(inputs[i: i + EVAL_CHUNK])  # (n, T, V)
+            total += F.cross_entropy(logits.flatten(0, 1), targets[i: i + EVAL_CHUNK].flatten(),
+                                     reduction="sum").item()
+    model.train(was_training)
+    return total / targets.numel()
+
+
+def load_training_corpus(path, spec, tokenizer):
+    """Read and tokenize the corpus file (default: the standard library's) for ``spec``."""
+    return prepare_corpus(*load_corpus(path), spec, tokenizer)
+
+
+def prepare_corpus(text, source, spec, tokenizer):
+    """Tokenize ``text`` for ``spec`` and split it, checking its ids fit the vocabulary."""
+    corpus = tokenize(text, source, tokenizer, spec.tokenizer)
+    vocab = spec.model.vocab_size
+    for part in (corpus.train_ids, corpus.val_ids):
+        if len(part) and int(part.max()) >= vocab:
+            raise ExplorerError(f"train: model.vocab_size {vocab} is too small for the "
+                                f"{spec.tokenizer} tokenizer (token id {int(part.max())} in the "
+                                f"corpus); use vocab_size >= {tokenizer.n_vocab}")
+    return corpus
+
+
+def _device(name):
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ExplorerError(f"train: device {name}: CUDA is not available here (torch "
+                            f"{torch.__version__}); use device: cpu")
+    return torch.device(name)
+
+
+def _aux_modules(model):
+    return [(name, module) for name, module in model.named_modules()
+            if callable(getattr(module, AUX_LOSS_METHOD, None))]
+
+
+def _aux_loss(aux_modules):
+    """The sum of the modules' auxiliary losses (None when none has one), and who gave each."""
+    total, parts = None, []
+    for name, module in aux_modules:
+        value = getattr(module, AUX_LOSS_METHOD)()
+        if value is not None:
+            parts.append((name, value))
+            total = value if total is None else total + value
+    return total, parts
+
+
+class _Run:
+    """One training run's state: model, data, optimizer, clocks."""
+
+    def __init__(self, model, spec, config, corpus, seed, device):
+        self.model, self.spec, self.config, self.device = model, spec, config, device
+        s = config.seq_len
+        if len(corpus.train_ids) <= s or len(corpus.val_ids) <= s:
+            raise ExplorerError(f"train: corpus {corpus.source} has {corpus.tokens:,} tokens: "
+                                f"its train ({len(corpus.train_ids):,}) and validation "
+                                f"({len(corpus.val_ids):,}) splits each need more than seq_len "
+                                f"{s} tokens")
+        self.train_ids = corpus.train_ids.to(device)
+        self.val_x, self.val_y = (t.to(device) for t in windows(corpus.val_ids, s,
+                                                                config.eval_tokens))
+        self.train_x, self.train_y = (t.to(device) for t in windows(corpus.train_ids, s,
+                                                                    config.eval_tokens))
+        self.batches = torch.Generator(device=device).manual_seed(derive_seed(seed, "batches"))
+        self.offsets = torch.arange(s, device=device)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                           weight_decay=config.weight_decay)
+        self.aux_modules = _aux_modules(model)
+        self.train_seconds = self.eval_seconds = 0.0
+
+    def evaluate(self, step):
+        start = time.perf_counter()
+        point = {"step": step, "tokens": step * self.config.batch_size * self.config.seq_len,
+                 "train_loss": eval_loss(self.model, self.train_x, self.train_y),
+                 "val_loss": eval_loss(self.model, self.val_x, self.val_y)}
+        self.eval_seconds += time.perf_counter() - start
+        return point
+
+    def batch(self):
+        s = self.config.seq_len
+        starts = torch.randint(0, len(self.train_ids) - s, (self.config.batch_size,),
+                               generator=self.batches, device=self.device)
+        windows_at = starts[:, None] + self.offsets  # (B, T)
+        return self.train_ids[windows_at], self.train_ids[windows_at + 1]
+
+    def step(self, step, steps):
+        """One optimizer step; returns (cross-entropy, auxiliary loss or None, grad norm or None)."""
+        start = time.perf_counter()
+        lr = learning_rate(step, self.config, steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        inputs, targets = self.batch()
+        logits = self.model(inputs)  # (B, T, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        aux, parts = _aux_loss(self.aux_modules)
+        value, aux_value = loss.item(), None if aux is None else aux.item()
+        if not math.isfinite(value):
+            self.diverged(step, steps, f"the loss is {value}", inputs)
+        if aux_value is not None and not math.isfinite(aux_value):
+            bad = next(name for name, v in parts if not math.isfinite(v.item()))
+            self.diverged(step, steps, f"the auxiliary loss of {bad} is {aux_value}")
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss if aux is None else loss + aux).backward()
+        norm = None
+        if self.config.grad_clip:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                  self.config.grad_clip).item()
+            if not math.isfinite(norm):
+                self.diverged(step, steps, f"the gradient norm is {norm}")
+        self.optimizer.step()
+        self.train_seconds += time.perf_counter() - start
+        return value, aux_value, norm
+
+    def diverged(self, step, steps, what, inputs=None):
+        tokens = step * self.config.batch_size * self.config.seq_len
+        where = ""
+        if inputs is not None:
+            module = first_nonfinite_module(self.model, inputs)
+            where = f", first non-finite output at {module}" if module else ""
+        raise DivergedError(f"train: diverged at step {step} of {steps} ({tokens:,} tokens): "
+                            f"{what}{where}; lower train.lr or set train.grad_clip", step)
+
+
+def train(model, spec, config=None, corpus=None, tokenizer=None, seed=None):
+    """Train ``model`` (built from ``spec``) in place and return the result as plain data.
+
+    ``config`` is a :class:`TrainConfig` (default: its defaults); ``corpus`` an already
+    tokenized :class:`explorer.corpus.Corpus` (default: ``config.corpus`` read and tokenized
+    with ``tokenizer``, default the spec's); ``seed`` the run's seed (default: the spec's), of
+    which the batch order and dropout streams are derived. The model's weights are the
+    caller's: build them with the same seed. Raises :class:`DivergedError` on a non-finite
+    loss and :class:`ExplorerError` on a corpus that is missing or too short.
+    """
+    config = (config or TrainConfig()).resolve(spec)
+    seed = spec.seed if seed is None else seed
+    if corpus is None:
+        if tokenizer is None:
+            from .tokenizer import get_tokenizer
+
+            tokenizer = get_tokenizer(spec.tokenizer, spec.plugin_manager)
+        corpus = load_training_corpus(config.corpus, spec, tokenizer)
+    with _environment(model, config, seed) as (threads, device):
+        result = _train(model.to(device).train(), spec, config, corpus, seed, device)
+    result.update(threads=threads, device=str(device),
+                  parameters=sum(p.numel() for p in model.parameters()))
+    return result
+
+
+@contextlib.contextmanager
+def _environment(model, config, seed):
+    """Threads and device for the run; the dropout stream seeded; the caller's random state and
+    thread count restored afterwards."""
+    parameters = sum(p.numel() for p in model.parameters())
+    threads = config.threads_for(parameters, torch.get_num_threads())
+    device = _device(config.device)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(derive_seed(seed, "dropout"))
+            yield threads, device
+    finally:
+        torch.set_num_threads(before)
+
+
+def measure_speed(model, spec, config, corpus, seed=0, steps=2):
+    """Seconds per training step and per evaluation, timed on ``model`` (which it trains a few
+    steps: pass a throwaway one) after one warm-up step."""
+    config = config.resolve(spec)
+    with _environment(model, config, seed) as (_, device):
+        run = _Run(model.to(device).train(), spec, config, corpus, seed, device)
+        run.step(1, config.steps)  # warm-up: first-call allocations
+        run.train_seconds = 0.0
+        for step in range(2, steps + 2):
+            run.step(step, config.steps)
+        run.evaluate(0)
+    return {"step_seconds": run.train_seconds / steps, "eval_seconds": run.eval_seconds}
+
+
+def _train(model, spec, config, corpus, seed, device):
+    run = _Run(model, spec, config, corpus, seed, device)
+    steps, tokens_per_step = config.steps, config.batch_size * config.seq_len
+    evaluate_after = set(eval_steps(steps, tokens_per_step, config.eval_every,
+                                    config.eval_every_tokens))
+    baseline = unigram_baseline(corpus.train_ids, run.val_y.cpu(), spec.model.vocab_size)
+    curve, batch_losses, aux_losses, clipped, max_norm = [run.evaluate(0)], [], [], 0, 0.0
+    for step in range(1, steps + 1):
+        loss, aux, norm = run.step(step, steps)
+        batch_losses.append(loss)
+        if aux is not None:
+            aux_losses.append(aux)
+        if norm is not None:
+            max_norm = max(max_norm, norm)
+            clipped += norm > config.grad_clip
+        if step in evaluate_after:
+            curve.append(run.evaluate(step))
+    final = curve[-1]["val_loss"]
+    best = min(curve, key=lambda point: point["val_loss"])
+    tokens = steps * tokens_per_step
+    return {
+        "corpus": corpus.describe(run.train_y.numel(), run.val_y.numel()),
+        "steps": steps, "batch_size": config.batch_size, "seq_len": config.seq_len,
+        "lr": config.lr, "weight_decay": config.weight_decay, "tokens_seen": tokens,
+        "seed": seed,
+        "config": config.to_dict(),
+        "curve": curve,
+        "batch_losses": batch_losses,
+        **({"aux_losses": aux_losses} if aux_losses else {}),
+        "final_val_loss": final,
+        "final_val_perplexity": math.exp(final),
+        "best_val_loss": best["val_loss"], "best_step": best["step"],
+        "best_tokens": best["tokens"],
+        "unigram_baseline": baseline,
+        "unigram_perplexity": math.exp(baseline),
+        "below_unigram": final < baseline,
+        "grad_clip": {"max_norm": config.grad_clip, "clipped_steps": clipped,
+                      "largest_norm": max_norm} if config.grad_clip else None,
+        "train_seconds": run.train_seconds,
+        "eval_seconds": run.eval_seconds,
+        "tokens_per_second": tokens / run.train_seconds if run.train_seconds else None,
+        "conventions": (
+            "losses are mean next-token cross-entropy in nats; the corpus is split 90/10 by "
+            "position; curve losses are on fixed non-overlapping windows of the first "
+            "eval_tokens tokens of each split (eval mode), at step 0, every eval_every steps "
+            "(or at the first step reaching each multiple of eval_every_tokens) and the last "
+            "step; batch_losses are the training batches' cross-entropy (train mode, auxiliary "
+            "losses apart); the unigram baseline is scored on the same validation targets "
+            "under add-one smoothed train-split frequencies; AdamW with warmup and the "
+            "schedule; weights from the seed, batch order and dropout from streams derived "
+            "from it; tokens_per_second counts training steps only (evaluation excluded)."),
+    }
+
