@@ -237,8 +237,10 @@ def analyze(spec, only=None, model=None, progress=None, weights=None):
     checkpoint to load into the one built (checked against the spec before any analysis runs,
     and only once it is known to fit in memory). ``progress``, if given,
     is called with each analysis's name once it has run. An analysis that raises is reported
-    under ``failures`` with the plugin's name; the others still run. A :class:`ResourceError`
-    (an analysis predicted it would not fit in memory, and refused before allocating) is raised.
+    under ``failures`` with the plugin's name; the others still run. An analysis that predicted
+    it would not fit in memory refused before allocating (a :class:`ResourceError`): its one
+    line is under ``failures`` too and its name under ``refused``, and the others' results are
+    kept. Weights that would not fit at all raise :class:`ResourceError` before anything runs.
     """
     registry = spec.plugin_manager.registry()
     chosen = select(registry, only)
@@ -255,6 +257,7 @@ def analyze(spec, only=None, model=None, progress=None, weights=None):
         "environment": environment(),
         "analyses": {},
         "failures": {},
+        "refused": [],  # analyses that predicted they would not fit and allocated nothing
         "warnings": [],
     }
     for kind, choice in spec.components.items():
@@ -272,8 +275,9 @@ def analyze(spec, only=None, model=None, progress=None, weights=None):
                 result = report["analyses"][analysis.name] = analysis.load()(ctx, **options)
             if isinstance(result, dict) and result.get("nonfinite"):
                 report["warnings"].append(f"{analysis.name}: {describe(result['nonfinite'])}")
-        except ResourceError:
-            raise  # a refusal of the whole request, before the analysis allocated anything
+        except ResourceError as exc:  # refused before it allocated anything; the others go on
+            report["failures"][analysis.name] = str(exc)
+            report["refused"].append(analysis.name)
         except ExplorerError as exc:
             report["failures"][analysis.name] = str(exc)
         except Exception as exc:

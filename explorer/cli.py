@@ -142,7 +142,9 @@ def build(spec_path, only, overrides, fmt, out_path, plugins, weights, corpus):
     from .analysis import analyze  # imports torch
 
     report = analyze(spec, only=_names(only), weights=weights)
-    if fmt == "json":
+    if report["refused"] and not report["analyses"]:
+        pass  # every analysis asked for was refused: the refusal is the whole answer
+    elif fmt == "json":
         from .report import to_json
 
         _emit(to_json(report), out_path)
@@ -156,8 +158,9 @@ def build(spec_path, only, overrides, fmt, out_path, plugins, weights, corpus):
         click.echo(f"warning: {warning}", err=True)
     if report["failures"]:
         for name, message in report["failures"].items():
-            click.echo(f"error: {message}", err=True)
-        sys.exit(1)
+            # A refusal is bad input (too large for this machine): one line, exit 2, as ever.
+            click.echo(f"{'Error' if name in report['refused'] else 'error'}: {message}", err=True)
+        sys.exit(2 if report["refused"] else 1)
 
 
 @cli.command()

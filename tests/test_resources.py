@@ -122,12 +122,12 @@ def test_memory_on_cpu_prediction(write_spec, needs):
 def test_refusal_is_one_line_naming_the_figures_and_the_option(write_spec, monkeypatch):
     spec = _spec(write_spec, train={"batch_size": B, "eval_tokens": 64})
     monkeypatch.setenv(ENV_AVAILABLE, "4MiB")  # the weights alone (1.4 MiB) fit
-    with pytest.raises(explorer.ResourceError) as refused:
-        explorer.analyze(spec, only=["params", "train"])
+    report = explorer.analyze(spec, only=["params", "train"])
+    assert report["refused"] == ["train"] and "params" in report["analyses"]  # params is kept
     params, buffers, activations = _memory_figures(spec, T)
     logits = 3 * B * T * V * 4
     total = 2 * (params + buffers) + 3 * params + B * activations + logits
-    assert str(refused.value) == (
+    assert report["failures"]["train"] == (
         f"{spec.source}: train needs about {size(total)} (weights {size(params + buffers)} x 2 "
         f"copies, gradients {size(params)}, AdamW {size(2 * params)}, activations "
         f"{size(B * activations)} at batch {B} x {T}, logits and their gradients {size(logits)}) "
@@ -145,6 +145,18 @@ def test_cli_refuses_with_exit_2_before_training(write_spec, monkeypatch, capsys
     assert len(err.splitlines()) == 1
     assert err.startswith(f"Error: {path}: train needs about ")
     assert err.rstrip().endswith("lower analyses.train.batch_size or analyses.train.seq_len")
+
+
+def test_cli_keeps_what_ran_when_one_analysis_is_refused(write_spec, monkeypatch, capsys):
+    path = write_spec({**SPEC, "analyses": {"train": {"batch_size": B, "eval_tokens": 64}}})
+    monkeypatch.setenv(ENV_AVAILABLE, "4MiB")
+    with pytest.raises(SystemExit) as done:
+        main(["build", str(path), "--only", "params,train", "--format", "json"])
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert done.value.code == 2 and report["refused"] == ["train"]
+    assert report["analyses"]["params"]["total"] > 0  # what ran before the refusal is printed
+    assert err.startswith(f"Error: {path}: train needs about ") and len(err.splitlines()) == 1
 
 
 def test_kept_free_share_is_named_when_the_need_is_below_what_is_available():
