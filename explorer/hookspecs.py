@@ -34,7 +34,9 @@ def explorer_components() -> list[Component]:
     ``name`` (what a spec writes, e.g. ``norm: rmsnorm``), its ``factory``, its ``params``
     (:class:`explorer.Param`, each with a type, a default and optionally a range or choices), an
     optional ``check(config, params)`` for rules across parameters (raising
-    :class:`explorer.ParamError`), and a one-line ``description``. A tokenizer also declares
+    :class:`explorer.ParamError`; a check that takes a third argument, ``check(config, params,
+    choices)``, also gets the :class:`explorer.ComponentChoice` of every kind for the same layer,
+    for rules across kinds), and a one-line ``description``. A tokenizer also declares
     ``n_vocab``.
 
     The factory is a callable, or a ``"module:attribute"`` string imported on first use (so

@@ -7,6 +7,7 @@ line naming the file (or ``--set``) that wrote the offending key, the key, and w
 """
 
 import difflib
+import inspect
 import math
 from pathlib import Path
 
@@ -110,11 +111,17 @@ class _Validator:
                 raise self.error(f"{key}.{pname}", exc.problem, exc.valid) from None
         return values
 
-    def cross_check(self, key, owner, provider, config, values):
-        """Run ``owner``'s ``check(config, params)``; its ParamError names a key under ``key``."""
+    def cross_check(self, key, owner, provider, config, values, choices=None):
+        """Run ``owner``'s ``check(config, params)``; its ParamError names a key under ``key``.
+
+        A component's check that takes a third argument also gets ``choices``, the
+        :class:`ComponentChoice` of every kind for the same layer (rules across kinds: RoPE
+        needs the attention's head size even)."""
         try:
             check = owner.load_check()
-            if check is not None:
+            if check is not None and choices is not None and _takes_three(check):
+                check(config, dict(values), dict(choices))
+            elif check is not None:
                 check(config, dict(values))
         except ParamError as exc:
             raise self.error(f"{key}.{exc.param}" if exc.param else key, exc.problem,
@@ -122,6 +129,16 @@ class _Validator:
         except Exception as exc:
             raise PluginError(f"plugin {provider.plugin}: the check of {_what(owner)} raised "
                               f"{type(exc).__name__}: {exc}") from None
+
+
+def _takes_three(check):
+    """Whether ``check`` accepts a third positional argument (the opt-in ``choices``)."""
+    try:
+        params = inspect.signature(check).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
 def _what(owner):
@@ -174,10 +191,10 @@ def validate(doc, source, origins, registry):
 
     comps = v.mapping(doc.get("components", {}), "components")
     v.unknown_keys(comps, COMPONENT_KINDS, "components.")
-    components = {}
-    for kind in COMPONENT_KINDS:
-        components[kind] = _component(
-            v, config, kind, comps.get(kind, {"name": DEFAULT_COMPONENTS[kind]}))
+    components = {kind: _component(v, kind, comps.get(kind, {"name": DEFAULT_COMPONENTS[kind]}))
+                  for kind in COMPONENT_KINDS}
+    for kind, choice in components.items():  # once every kind is known: checks may read others
+        _check_choice(v, config, f"components.{kind}", choice, components)
 
     plugins = doc.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
@@ -241,8 +258,10 @@ def _check_vocabulary(v, config, tokenizer):
                   f"tokenizer's {n_vocab:,} tokens", f"use vocab_size >= {n_vocab}{others}")
 
 
-def _component(v, config, kind, choice):
-    key = f"components.{kind}"
+def _component(v, kind, choice, key=None):
+    """The :class:`ComponentChoice` a spec's ``{name: ..., param: value}`` makes, each parameter
+    checked against its Param (the cross-field ``check`` runs later: :func:`_check_choice`)."""
+    key = key or f"components.{kind}"
     registry = v.registry
     if not isinstance(choice, dict):
         raise v.error(key, f"expected a name or {{name: ..., param: value}}, got {_show(choice)}")
@@ -258,5 +277,12 @@ def _component(v, config, kind, choice):
     except KeyError as exc:
         raise v.error(key, exc.args[0]) from None
     values = v.params(key, component, {k: val for k, val in choice.items() if k != "name"})
-    v.cross_check(key, component, registry.provider[(kind, name)], config, values)
     return ComponentChoice(kind, name, values)
+
+
+def _check_choice(v, config, key, choice, choices):
+    """Run the component's ``check`` on ``choice``, with ``choices`` (kind -> ComponentChoice)
+    of the same layer for a check that reads other kinds."""
+    registry = v.registry
+    v.cross_check(key, registry.component(choice.kind, choice.name),
+                  registry.provider[(choice.kind, choice.name)], config, choice.params, choices)
