@@ -115,6 +115,9 @@ class Component:
     # Tokenizers only: how many token ids it produces, declared so that a spec whose vocab_size
     # is smaller is refused without loading the tokenizer. None: not declared.
     n_vocab: int | None = None
+    # True when it acts on the model as a whole, not inside a block (a positional encoding added
+    # to the token embeddings): a spec may choose it spec-wide only, not under ``layers:``.
+    model_wide: bool = False
 
     def load(self):
         return _resolve(self.factory)

@@ -9,6 +9,7 @@ line naming the file (or ``--set``) that wrote the offending key, the key, and w
 import difflib
 import inspect
 import math
+import re
 from pathlib import Path
 
 from .components import COMPONENT_KINDS
@@ -34,7 +35,7 @@ SIZE_KEYS = tuple(MAX_SIZES)
 # What a spec's model: section may hold (drop_rate is shorthand for dropout).
 MODEL_KEYS = (*SIZE_KEYS, "qkv_bias", "drop_rate", "dropout", "scale_embeddings", "logit_softcap")
 TOP_KEYS = ("extends", "name", "description", "seed", "tokenizer", "model", "components",
-            "plugins", "analyses")
+            "layers", "plugins", "analyses")
 
 
 class _Validator:
@@ -44,7 +45,7 @@ class _Validator:
     def origin(self, key):
         """The file (or ``--set KEY``) that wrote ``key``, or the closest enclosing key: a
         parameter left at its default belongs to whoever chose the component."""
-        parts = key.split(".")
+        parts = re.sub(r"\[\d+\]", "", key).split(".")  # layers[1].every was written by layers
         while parts:
             found = self.origins.get(".".join(parts))
             if found is not None:
@@ -195,6 +196,9 @@ def validate(doc, source, origins, registry):
                   for kind in COMPONENT_KINDS}
     for kind, choice in components.items():  # once every kind is known: checks may read others
         _check_choice(v, config, f"components.{kind}", choice, components)
+    from .layer_validation import validate_layers  # it builds on this module's helpers
+
+    layers = validate_layers(v, doc.get("layers", []), config, components)
 
     plugins = doc.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
@@ -213,7 +217,8 @@ def validate(doc, source, origins, registry):
                       options[aname])
 
     return Spec(name=name, seed=seed, tokenizer=tokenizer, model=config, components=components,
-                plugins=tuple(plugins), analyses=options, description=description, source=source)
+                layers=layers, plugins=tuple(plugins), analyses=options, description=description,
+                source=source)
 
 
 def _model_config(v, doc, source):
@@ -286,3 +291,4 @@ def _check_choice(v, config, key, choice, choices):
     registry = v.registry
     v.cross_check(key, registry.component(choice.kind, choice.name),
                   registry.provider[(choice.kind, choice.name)], config, choice.params, choices)
+

@@ -32,10 +32,12 @@ def explorer_components():
     return [
         Component(
             kind="positional", name="learned", factory=f"{_LAYERS}:LearnedPositional",
+            model_wide=True,
             description="A learned absolute position embedding added to the tokens (GPT-2).",
         ),
         Component(
             kind="positional", name="sinusoidal", factory=f"{_LAYERS}:SinusoidalPositional",
+            model_wide=True,
             params=(Param("base", float, 10000.0, "the wavelengths grow geometrically up to "
                           "2*pi*base", min=0, exclusive_min=True),),
             description="Fixed sin/cos position vectors added to the tokens (Vaswani et al. 2017).",

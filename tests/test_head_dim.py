@@ -9,8 +9,8 @@ import torch
 
 import explorer
 from explorer.generation import generate
-from hf_reference import (assert_same_logits, build_spec, load_exactly, randomize, tokens,
-                          transformers)
+from hf_reference import (assert_same_logits, build_spec, from_llama_like, load_exactly,
+                          randomize, tokens, transformers)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -142,23 +142,6 @@ def qwen3_reference():
     return randomize(transformers.Qwen3ForCausalLM(config))
 
 
-def from_qwen3(hf):
-    sd = hf.state_dict()
-    out = {"tok_emb.weight": sd["model.embed_tokens.weight"],
-           "final_norm.weight": sd["model.norm.weight"], "out_head.weight": sd["lm_head.weight"]}
-    for i in range(hf.config.num_hidden_layers):
-        src, dst = f"model.layers.{i}.", f"trf_blocks.{i}."
-        for theirs, ours in [
-                ("self_attn.q_proj", "att.W_query"), ("self_attn.k_proj", "att.W_key"),
-                ("self_attn.v_proj", "att.W_value"), ("self_attn.o_proj", "att.out_proj"),
-                ("self_attn.q_norm", "att.q_norm"), ("self_attn.k_norm", "att.k_norm"),
-                ("mlp.gate_proj", "ff.fc_1"), ("mlp.up_proj", "ff.fc_2"),
-                ("mlp.down_proj", "ff.proj"), ("input_layernorm", "norm1"),
-                ("post_attention_layernorm", "norm2")]:
-            out[f"{dst}{ours}.weight"] = sd[f"{src}{theirs}.weight"]
-    return out
-
-
 QWEN3 = {"norm": {"name": "rmsnorm", "eps": 1e-6}, "activation": "silu",
          "ffn": {"name": "glu", "hidden": 40},
          "attention": {"name": "gqa", "n_kv_heads": 2, "head_dim": 12, "qk_norm": True,
@@ -173,7 +156,7 @@ def test_logits_equal_qwen3(write_spec, impl):
     hf = qwen3_reference()
     ours = explorer.build_model(build_spec(write_spec, {**QWEN3, "attention": {
         **QWEN3["attention"], "impl": impl}}))
-    load_exactly(ours, from_qwen3(hf))
+    load_exactly(ours, from_llama_like(hf, qk_norm=True))
     assert_same_logits(ours, hf, tokens(2, 20))
 
 
