@@ -73,7 +73,7 @@ class RotaryPositional(PositionalEncoding):
         super().__init__()
         hs = ctx.config.head_dim
         self.theta = theta
-        self.head_size = hs  # what the buffer is for; another size (an attention's head_dim) is computed
+        self.head_size = hs  # the buffer's size; another (an attention's head_dim) is computed
         self.register_buffer("inv_freq", self._inverse_frequencies(hs), persistent=False)  # (hs/2,)
         self._other_sizes = {}  # (hs, device) -> (hs/2,)
 
