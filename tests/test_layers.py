@@ -345,3 +345,13 @@ def test_alternating_windows_equal_qwen3_layer_types(write_spec):
     everywhere = load_exactly(explorer.build_model(spec), weights)  # no windows: not Qwen3's
     with torch.no_grad():
         assert not torch.allclose(everywhere(ids), hf(ids).logits, atol=1e-2)
+
+
+def test_compare_shows_layer_patterns_not_entries(layout):
+    from explorer.comparison import spec_differences
+
+    dense = explorer.load_spec(layout.source, overrides=["layers=[]"])
+    differences = spec_differences([layout.to_dict(), dense.to_dict()])
+    assert differences["layers.attention"] == ["0,2 gqa window=0; 1,3 gqa window=4", None]
+    assert differences["layers.ffn"] == ["0 glu; 1-3 moe", None]
+    assert "layers" not in differences
