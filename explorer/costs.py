@@ -1,8 +1,11 @@
-"""The closed-form FLOPs of a model, layer by layer: what the ``flops`` analysis reports (and
-checks against torch's FlopCounterMode), and what training budgets can be computed from.
+"""Static cost figures of a model: parameters, FLOPs per token, and the memory a training run needs.
+
+These are core functions, not analyses: the training loop turns a FLOPs budget into steps with
+them, and a sweep shows them beside each run. The ``flops`` analysis reports the same closed
+form (and checks it against torch's FlopCounterMode).
 
 FLOPs are 2 per multiply-accumulate. Forward, per token, at sequence length s, summed over the
-layers l:
+layers l (which may differ: a spec's ``layers:``):
 
     2 * N_active(l)                     the block's weight matrices one token uses (each once)
   + 2 * s * n_heads(l) * (d_qk(l) + d_v(l))
@@ -20,12 +23,14 @@ then masked (a sliding window masks more, it computes the same); the causal half
 Biases, norms, activations, softmax and routing are elementwise and not counted. Training is
 forward + backward = 3 x forward.
 
-Importing this module does not import torch; the functions take a built model (the meta device
-is enough).
+Importing this module does not import torch; ``closed_form`` takes a built model (the meta
+device is enough).
 """
 
 from .contracts import active_parameter_count
 from .kinds import sublayers
+
+ADAMW_BYTES_PER_PARAMETER = 16  # fp32: weights 4 + gradients 4 + two moments 8
 
 
 def _unique(params, seen):
@@ -89,3 +94,45 @@ def closed_form(model, cfg, seq_len):
         },
         "per_layer": per_layer,
     }
+
+
+def static_costs(spec, seq_len):
+    """Parameters and training FLOPs per token (3 x the full forward) of ``spec`` at ``seq_len``,
+    from a model on the meta device: no weights are allocated, so any size answers at once."""
+    from .model import build_model
+
+    counts = closed_form(build_model(spec, device="meta"), spec.model, seq_len)
+    return {"parameters": counts["parameters"],
+            "forward_flops_per_token": counts["forward_per_token"]["total"],
+            "training_flops_per_token": counts["training_per_token"]["3x_forward"]}
+
+
+def activation_bytes(spec, batch_size, seq_len):
+    """Bytes autograd saves for backward in one fp32 training step, measured on fake tensors
+    (torch's FakeTensorMode runs the CPU's kernels and allocates nothing)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from .activations import saved_activation_bytes
+    from .model import build_model
+
+    with FakeTensorMode():
+        return saved_activation_bytes(build_model(spec), batch_size, seq_len)["total"]
+
+
+def run_costs(spec, batch_size, seq_len):
+    """The static figures of one training run: parameters, training FLOPs per token, and the
+    memory it holds at once (:func:`training_memory_bytes`)."""
+    costs = static_costs(spec, seq_len)
+    memory = training_memory_bytes(spec, batch_size, seq_len, costs["parameters"])
+    return {**costs, "memory_bytes": memory["total"], "memory_parts": memory}
+
+
+def training_memory_bytes(spec, batch_size, seq_len, parameters=None):
+    """What one fp32 AdamW training run holds at once: weights + gradients + two moments
+    (16 bytes per parameter) + the activations of one step at ``batch_size`` x ``seq_len``."""
+    if parameters is None:
+        parameters = static_costs(spec, seq_len)["parameters"]
+    weights_and_optimizer = ADAMW_BYTES_PER_PARAMETER * parameters
+    activations = activation_bytes(spec, batch_size, seq_len)
+    return {"weights_and_optimizer": weights_and_optimizer, "activations": activations,
+            "total": weights_and_optimizer + activations}

@@ -225,3 +225,12 @@ def test_gradflow_per_expert(layout):
 
 def test_gradflow_has_no_expert_figures_without_experts(make_spec):
     assert "per_expert" not in run(make_spec(), "gradflow")
+
+
+def test_static_costs_count_active_experts(layout):
+    """What a training budget in FLOPs is turned into steps with: 3 x the forward, which counts
+    top_k experts per token (explorer.costs)."""
+    from explorer.costs import static_costs
+
+    assert static_costs(layout, S) == {"parameters": 18_512, "forward_flops_per_token": 32_128,
+                                       "training_flops_per_token": 3 * 32_128}
