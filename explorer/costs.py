@@ -4,44 +4,82 @@ These are core functions, not analyses: the training loop turns a FLOPs budget i
 them, and a sweep shows them beside each run. The ``flops`` analysis reports the same closed
 form (and checks it against torch's FlopCounterMode).
 
-FLOPs are 2 per multiply-accumulate. Forward, per token, at sequence length s:
+FLOPs are 2 per multiply-accumulate. Forward, per token, at sequence length s, summed over the
+layers l (which may differ: a spec's ``layers:``):
 
-    2 * N_matmul            the weight matrices of all blocks (each weight used once per token)
-  + 4 * L * s * h           attention's Q.K^T and weights.V over all s key positions
-  + 2 * h * V               the output head
+    2 * N_active(l)                     the block's weight matrices one token uses (each once)
+  + 2 * s * n_heads(l) * (d_qk(l) + d_v(l))
+                                        its attention's Q.K^T (d_qk per head) and weights.V
+                                        (d_v per head) over all s key positions
+  + 2 * h * V                           the output head
 
-Training is forward + backward = 3 x forward.
+N_active counts parameters with 2+ dims; a module with ``active_parameters()`` (a mixture of
+experts, explorer.contracts point 7) counts the matrices one token uses: router + shared
+experts + top_k experts. Latent attention's projections (kv_up included: it expands each key's
+latent once in a full forward) are matrices like any other. d_qk is the attention's
+``head_dim``, d_v its ``v_head_dim`` if it has one (latent attention), else ``head_dim``: a
+plain attention's term is 4 * s * n_heads * head_dim. The s x s scores are computed in full,
+then masked (a sliding window masks more, it computes the same); the causal half is given too.
+Biases, norms, activations, softmax and routing are elementwise and not counted. Training is
+forward + backward = 3 x forward.
+
+Importing this module does not import torch; ``closed_form`` takes a built model (the meta
+device is enough).
 """
+
+from .contracts import active_parameter_count
+from .kinds import sublayers
 
 ADAMW_BYTES_PER_PARAMETER = 16  # fp32: weights 4 + gradients 4 + two moments 8
 
 
-def closed_form(model, cfg, seq_len):
-    """The closed-form counts for ``model`` (any device, the meta device included) at ``seq_len``.
+def _unique(params, seen):
+    for p in params:
+        if id(p) not in seen:
+            seen.add(id(p))
+            yield p
 
-    N_matmul counts the blocks' weight matrices (parameters with 2+ dimensions); biases, norms,
-    activations and softmax are elementwise and not counted. The attention term is "full" (the
-    s x s scores are computed, then masked); the causal half is given too.
-    """
-    blocks = {id(p) for p in model.trf_blocks.parameters()}
-    positional = {id(p) for p in model.pos_emb.parameters()}
-    embedding = {id(model.tok_emb.weight), id(model.out_head.weight)}  # one id when tied
-    n_total = n_matmul = n_embedding = 0
-    for p in model.parameters():  # each tensor once: a tied head is the embedding's Parameter
-        n_total += p.numel()
-        if id(p) in blocks and p.dim() >= 2:
-            n_matmul += p.numel()
-        if id(p) in embedding or id(p) in positional:
-            n_embedding += p.numel()
-    L, s, V = cfg.n_layers, seq_len, cfg.vocab_size
-    h = cfg.n_heads * cfg.head_dim  # the query width the scores are computed over
-    matmul, head = 2 * n_matmul, 2 * cfg.emb_dim * V
-    attention_full, attention_causal = 4 * L * s * h, 2 * L * s * h
-    n_nonembedding = n_total - n_embedding
+
+def attention_width(block):
+    """n_heads * (d_qk + d_v) summed over the block's attention modules (found by kind)."""
+    width = 0
+    for _, kind, att in sublayers(block):
+        if kind == "attention":
+            d_v = getattr(att, "v_head_dim", None) or att.head_dim
+            width += att.n_heads * (att.head_dim + d_v)
+    return width
+
+
+def layer_costs(block, seq_len):
+    """One block's forward FLOPs per token at ``seq_len``: ``matmul`` (2 * its active matrices),
+    ``attention_full`` and ``attention_causal``, with the parameter counts they come from."""
+    matrices = sum(p.numel() for p in block.parameters() if p.dim() >= 2)
+    active = active_parameter_count(block, matrices_only=True)
+    width = attention_width(block)
+    return {"matmul_parameters": matrices, "active_matmul_parameters": active,
+            "matmul": 2 * active, "attention_full": 2 * seq_len * width,
+            "attention_causal": seq_len * width}
+
+
+def closed_form(model, cfg, seq_len):
+    """The closed-form counts for ``model`` (any device, the meta device included) at
+    ``seq_len``: totals, ``per_layer`` (one :func:`layer_costs` per block), and the 6N rules."""
+    per_layer = [layer_costs(block, seq_len) for block in model.trf_blocks]
+    seen = set()
+    n_total = sum(p.numel() for p in _unique(model.parameters(), seen))
+    embedding_params = [model.tok_emb.weight, model.out_head.weight, *model.pos_emb.parameters()]
+    n_embedding = sum(p.numel() for p in _unique(embedding_params, set()))  # tied: once
+    n_active = active_parameter_count(model)
+    matmul = sum(layer["matmul"] for layer in per_layer)
+    attention_full = sum(layer["attention_full"] for layer in per_layer)
+    attention_causal = sum(layer["attention_causal"] for layer in per_layer)
+    head = 2 * cfg.emb_dim * cfg.vocab_size
     return {
         "parameters": n_total,
-        "matmul_parameters": n_matmul,
-        "nonembedding_parameters": n_nonembedding,
+        "active_parameters": n_active,
+        "matmul_parameters": sum(layer["matmul_parameters"] for layer in per_layer),
+        "active_matmul_parameters": sum(layer["active_matmul_parameters"] for layer in per_layer),
+        "nonembedding_parameters": n_total - n_embedding,
         "forward_per_token": {
             "matmul": matmul, "attention_full": attention_full,
             "attention_causal": attention_causal, "head": head,
@@ -50,9 +88,11 @@ def closed_form(model, cfg, seq_len):
         },
         "training_per_token": {
             "3x_forward": 3 * (matmul + attention_full + head),
-            "6N_nonembedding": 6 * n_nonembedding,
+            "6N_nonembedding": 6 * (n_total - n_embedding),
+            "6N_active_nonembedding": 6 * (n_active - n_embedding),
             "6N_all": 6 * n_total,
         },
+        "per_layer": per_layer,
     }
 
 

@@ -31,6 +31,7 @@ import time
 import torch
 from torch.nn import functional as F
 
+from .contracts import stats
 from .corpus import load_corpus, tokenize, unigram_baseline, windows
 from .errors import ExplorerError
 from .numerics import first_nonfinite_module
@@ -250,6 +251,7 @@ def _train(model, spec, config, corpus, seed, device):
                                     config.eval_every_tokens))
     baseline = unigram_baseline(corpus.train_ids, run.val_y.cpu(), spec.model.vocab_size)
     curve, batch_losses, aux_losses, clipped, max_norm = [run.evaluate(0)], [], [], 0, 0.0
+    module_stats = {}
     for step in range(1, steps + 1):
         loss, aux, norm = run.step(step, steps)
         batch_losses.append(loss)
@@ -259,7 +261,14 @@ def _train(model, spec, config, corpus, seed, device):
             max_norm = max(max_norm, norm)
             clipped += norm > config.grad_clip
         if step in evaluate_after:
-            curve.append(run.evaluate(step))
+            # This step's training batch, before evaluating runs other forwards through them.
+            module_stats = stats(model)
+            point = run.evaluate(step)
+            if aux is not None:
+                point["aux_loss"] = aux
+            if module_stats:
+                point["stats"] = module_stats
+            curve.append(point)
     final = curve[-1]["val_loss"]
     best = min(curve, key=lambda point: point["val_loss"])
     tokens = steps * tokens_per_step
@@ -272,6 +281,8 @@ def _train(model, spec, config, corpus, seed, device):
         "curve": curve,
         "batch_losses": batch_losses,
         **({"aux_losses": aux_losses} if aux_losses else {}),
+        # The last step's explorer_stats() by module (an MoE's per-expert load).
+        **({"stats": module_stats} if module_stats else {}),
         "final_val_loss": final,
         "final_val_perplexity": math.exp(final),
         "best_val_loss": best["val_loss"], "best_step": best["step"],
@@ -290,7 +301,9 @@ def _train(model, spec, config, corpus, seed, device):
             "eval_tokens tokens of each split (eval mode), at step 0, every eval_every steps "
             "(or at the first step reaching each multiple of eval_every_tokens) and the last "
             "step; batch_losses are the training batches' cross-entropy (train mode, auxiliary "
-            "losses apart); the unigram baseline is scored on the same validation targets "
+            "losses apart: aux_losses, each module's explorer_aux_loss() added to the loss); a "
+            "curve point's aux_loss and stats (an MoE's per-expert load: each expert's share of "
+            "the token assignments) are its step's training batch's; the unigram baseline is scored on the same validation targets "
             "under add-one smoothed train-split frequencies; AdamW with warmup and the "
             "schedule; weights from the seed, batch order and dropout from streams derived "
             "from it; tokens_per_second counts training steps only (evaluation excluded)."),

@@ -74,9 +74,12 @@ def render(result):
              f"{result['weight_decay']:g}: {result['steps']} steps of {result['batch_size']} x "
              f"{result['seq_len']} tokens ({result['tokens_seen']:,} tokens seen), seed "
              f"{result['seed']}, {result['threads']} thread(s)",
-             " step      tokens  train loss  val loss"]
+             " step      tokens  train loss  val loss"
+             + ("  aux loss" if result.get("aux_losses") else "")]
     lines.extend(f"{p['step']:>5}  {p['tokens']:>10,}  {p['train_loss']:>10.4f}  "
-                 f"{p['val_loss']:>8.4f}" for p in result["curve"])
+                 f"{p['val_loss']:>8.4f}" + (f"  {p['aux_loss']:>8.4f}" if "aux_loss" in p else "")
+                 for p in result["curve"])
+    lines += _load_lines(result.get("stats", {}), result["steps"])
     verdict = "below" if result["below_unigram"] else "NOT below"
     lines.append(f"final validation loss {result['final_val_loss']:.4f} (perplexity "
                  f"{result['final_val_perplexity']:.2f}), {verdict} the unigram baseline "
@@ -84,6 +87,20 @@ def render(result):
     lines.append(f"best validation loss {result['best_val_loss']:.4f} at step "
                  f"{result['best_step']}; {result['tokens_per_second']:,.0f} training tokens/s")
     return "\n".join(lines)
+
+
+def _load_lines(module_stats, step):
+    """Each module's expert load at the last step, one line per module: shares that sum to 1."""
+    loads = {name: found["expert_load"] for name, found in module_stats.items()
+             if "expert_load" in found}
+    if not loads:
+        return []
+    lines = [f"expert load at step {step} (each expert's share of the token assignments; "
+             "balanced: 1 / n_experts each):"]
+    for name, load in loads.items():
+        spread = f"max/min {max(load) / min(load):.2f}" if min(load) else "an expert unused"
+        lines.append(f"  {name}: {' '.join(f'{share:.3f}' for share in load)}  ({spread})")
+    return lines
 
 
 def figures(result):
