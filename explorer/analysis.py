@@ -58,7 +58,8 @@ class AnalysisContext:
         return self._model
 
     def shape_model(self):
-        """For analyses that need only shapes: the real model if built, else :meth:`meta_model`."""
+        """For analyses that need only shapes: the real model if built, else :meth:`meta_model`
+        (every block; :meth:`compact_model` builds one per distinct layer configuration)."""
         return self._model if self._model is not None else self.meta_model()
 
     def compact_model(self):

@@ -49,13 +49,14 @@ def count(ctx):
     kinds = _kind_of(model)
     by_kind = {k: 0 for k in ("embedding", "positional", "attention", "ffn", "norm", "output_head")}
     per_block = [{} for _ in range(plan.n_layers)]
+    layers_of = [plan.layers_of(k) for k in range(len(plan.built))]
     total = trainable = 0
     for name, p in unique_parameters(model):
         n = p.numel()
         kind = kinds.get(name, "other")
         layers = [None]  # outside the blocks: counted once
         if name.startswith("trf_blocks."):
-            layers = plan.layers_of(int(name.split(".")[1]))  # the layers this block is
+            layers = layers_of[int(name.split(".")[1])]  # the layers this block stands for
             if not layers:
                 continue  # built only to measure the block after it
         total += n * len(layers)
