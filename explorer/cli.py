@@ -49,6 +49,47 @@ def _emit(text, out_path):
         click.echo(text)
 
 
+def _html_option(f):
+    return click.option("--html", "html_path", metavar="FILE",
+                        help="Also write the report as one self-contained HTML page to FILE "
+                             "(opens offline in any browser; charts inline).")(f)
+
+
+def check_html_path(path):
+    """Refuse an --html FILE that cannot be written, before the report runs for minutes."""
+    if not path:
+        return
+    from pathlib import Path
+
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"--html {path}: is a directory; give a file name, e.g. "
+                        f"{target / 'report.html'}")
+    if not target.parent.is_dir():
+        raise UserError(f"--html {path}: folder {target.parent} does not exist")
+
+
+def write_html(page, path):
+    """Write an HTML page (explorer.html.Page) atomically; say where, and what failed in it.
+    Returns True when every part of the page could be drawn."""
+    try:
+        page.write(path)
+    except OSError as exc:
+        raise UserError(f"--html {path}: cannot write: {exc.strerror or exc}") from None
+    click.echo(f"wrote {path}", err=True)
+    for problem in page.problems:
+        click.echo(f"error: --html: {problem}", err=True)
+    return not page.problems
+
+
+def _command_line():
+    """This run's command line, for a page's provenance."""
+    from .html.provenance import command_line
+
+    root = click.get_current_context().find_root()
+    return command_line(root.obj.get("argv") if isinstance(root.obj, dict) else None)
+
+
 def _weights_option(f):
     return click.option(
         "--weights", metavar="PATH",
@@ -123,10 +164,11 @@ def cli():
               help="Override a spec key for this run, e.g. components.norm=layernorm. Repeatable.")
 @_format_option
 @_out_option
+@_html_option
 @_plugins_option
 @_weights_option
 @_corpus_option
-def build(spec_path, only, overrides, fmt, out_path, plugins, weights, corpus):
+def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights, corpus):
     """Build the model SPEC describes and report on it.
 
     Example:
@@ -135,6 +177,7 @@ def build(spec_path, only, overrides, fmt, out_path, plugins, weights, corpus):
 
     SPEC may also be an explorer checkpoint (.safetensors), which carries its spec.
     """
+    check_html_path(html_path)
     manager = _manager(plugins)
     overrides = _with_corpus(overrides, corpus)
     spec, weights = _spec_and_weights(spec_path, overrides, manager, weights)
@@ -154,13 +197,21 @@ def build(spec_path, only, overrides, fmt, out_path, plugins, weights, corpus):
         registry = manager.registry()
         renderers = {name: registry.analyses[name].load_render() for name in report["analyses"]}
         _emit(to_text(report, renderers), out_path)
+    html_ok = True
+    if html_path:
+        from .html import build_page, provenance
+
+        html_ok = write_html(build_page(report, manager.registry(), provenance(
+            _command_line(), spec.seed, report["environment"])), html_path)
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
-    if report["failures"]:
-        for name, message in report["failures"].items():
-            # A refusal is bad input (too large for this machine): one line, exit 2, as ever.
-            click.echo(f"{'Error' if name in report['refused'] else 'error'}: {message}", err=True)
-        sys.exit(2 if report["refused"] else 1)
+    for name, message in report["failures"].items():
+        # A refusal is bad input (too large for this machine): one line, exit 2, as ever.
+        click.echo(f"{'Error' if name in report['refused'] else 'error'}: {message}", err=True)
+    if report["refused"]:
+        sys.exit(2)
+    if report["failures"] or not html_ok:
+        sys.exit(1)
 
 
 @cli.command()
@@ -180,10 +231,11 @@ def build(spec_path, only, overrides, fmt, out_path, plugins, weights, corpus):
 @click.option("--weights", "weights", multiple=True, metavar="PATH",
               help="Weights to load: once for every spec, or once per spec in order.")
 @_out_option
+@_html_option
 @_plugins_option
 @_corpus_option
 def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, weights, out_path,
-            plugins, corpus):
+            html_path, plugins, corpus):
     """Run the same analyses on every SPEC and print their figures side by side.
 
     Figures are rows, specs are columns; beside each value, its difference from the first spec
@@ -194,6 +246,7 @@ def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, 
 
         explorer compare specs/gpt2_small.yaml specs/ablations/tied.yaml --only params,memory
     """
+    check_html_path(html_path)
     if len(weights) not in (0, 1, len(spec_paths)):
         raise UserError(f"--weights: given {len(weights)} times for {len(spec_paths)} specs; "
                         "give it once (for every spec) or once per spec")
@@ -247,9 +300,16 @@ def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, 
         click.echo(f"error: {failure['spec']}: {failure['message']}", err=True)
     for message in plot_failures.values():
         click.echo(f"error: --plots: {message}", err=True)
+    html_ok = True
+    if html_path and reports:
+        from .html import compare_page, provenance
+
+        html_ok = write_html(compare_page(
+            result, [s.plugin_manager.registry() for s in specs],
+            provenance(_command_line(), result["seed"], reports[0]["environment"])), html_path)
     if result["not_run"]:
         sys.exit(130)
-    if result["failures"] or plot_failures:
+    if result["failures"] or plot_failures or not html_ok:
         sys.exit(1)
 
 
@@ -472,7 +532,9 @@ cli.add_command(_sweep_command)
 def main(argv=None):
     """Console entry point: user errors become one line and exit code 2, never a traceback."""
     try:
-        cli.main(args=argv, prog_name="explorer", standalone_mode=False)
+        args = sys.argv[1:] if argv is None else list(argv)
+        # The arguments ride along for provenance: an HTML page records the command line.
+        cli.main(args=args, prog_name="explorer", standalone_mode=False, obj={"argv": args})
     except click.exceptions.Abort as exc:
         if isinstance(exc.__context__, KeyboardInterrupt):  # click wraps Ctrl-C in Abort
             click.echo("Interrupted.", err=True)

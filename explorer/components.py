@@ -183,6 +183,10 @@ class Analysis:
     # puts side by side, with exact values (rounding is for display). None: flat_figures.
     figures: Callable | str | None = None
     charts: tuple[Chart, ...] = ()  # what compare --plots draws of this analysis
+    # html(result) -> markupsafe.Markup | str: the body of this analysis's section in an HTML
+    # page (``--html``), replacing the default (a table of ``figures`` and the ``render`` text).
+    # Markup is inserted as HTML; a plain str is text, shown escaped in a <pre>. None: default.
+    html: Callable | str | None = None
     # Cross-field rules on the options, as Component.check: ``check(config, options)``.
     check: Callable | str | None = None
 
@@ -194,6 +198,9 @@ class Analysis:
 
     def load_render(self):
         return _resolve(self.render) if self.render else None
+
+    def load_html(self):
+        return _resolve(self.html) if self.html else None
 
     def figures_of(self, result):
         """The headline figures of ``result``, keys without the analysis name."""

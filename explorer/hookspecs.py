@@ -82,6 +82,15 @@ def explorer_analyses() -> list[Analysis]:
     of :class:`explorer.Chart` whose ``draw(fig, series)`` draws on a matplotlib Figure for
     ``series = [(spec label, result), ...]`` (``compare --plots`` saves it as ``<name>.png``).
 
+    And in HTML pages (``--html FILE`` on build and compare, :mod:`explorer.html`): each
+    analysis has a section, headed by its name, description and plugin. Its body is, by
+    default, a table of ``figures(result)`` and the ``render(result)`` text in a ``<pre>``
+    (the result's YAML without ``render``); an optional ``html(result)`` replaces that body. It
+    returns a ``markupsafe.Markup`` (inserted as HTML: escape what came from input, e.g. with
+    ``Markup("<b>{}</b>").format(text)``, which escapes ``text``) or a plain ``str`` (shown as
+    text, escaped). The ``charts`` are drawn below either body as inline SVG, with every spec of
+    a comparison in one chart; a page never loads anything from the network.
+
     ``run`` returns a JSON-serialisable dict of plain numbers, strings, lists and dicts; integers
     stay exact (the JSON report carries them unrounded). It reaches the model through
     ``ctx.model()`` (built once per report, seeded with the spec's seed) and the tokenizer through

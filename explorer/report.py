@@ -29,6 +29,11 @@ def _params(params):
     return ", ".join(f"{k}={v}" for k, v in params.items()) or "-"
 
 
+def section_text(result, render=None):
+    """An analysis's section of the text report: ``render(result)``, or the result's YAML."""
+    return render(result) if render else yaml.safe_dump(result, sort_keys=False).rstrip()
+
+
 def to_text(report, renderers):
     """``renderers`` maps an analysis name to its ``render(result) -> str`` (or None)."""
     spec = report["spec"]
@@ -58,9 +63,7 @@ def to_text(report, renderers):
     for name, result in report["analyses"].items():
         lines.append("")
         lines.append(f"== {name} ==")
-        render = renderers.get(name)
-        body = render(result) if render else yaml.safe_dump(result, sort_keys=False).rstrip()
-        lines.extend(body.splitlines())
+        lines.extend(section_text(result, renderers.get(name)).splitlines())
     for name, message in report["failures"].items():
         lines.append("")
         lines.append(f"== {name} == FAILED: {message}")
