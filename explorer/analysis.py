@@ -8,6 +8,7 @@ import torch
 
 from .activations import cast_floating, saved_activation_bytes
 from .errors import ExplorerError, ResourceError
+from .layers import LAYER_KINDS
 from .model import build_model
 from .numerics import describe
 from .plugin_manager import unknown_name_message
@@ -263,6 +264,10 @@ def analyze(spec, only=None, model=None, progress=None, weights=None):
             "name": choice.name, "params": choice.params, "plugin": provider.plugin,
             "distribution": provider.distribution,
         }
+    if spec.layers:  # the resolved choices of every block, for the kinds a layer may choose
+        report["layers"] = [{kind: {"name": c.name, "params": c.params}
+                             for kind, c in choices.items() if kind in LAYER_KINDS}
+                            for choices in spec.layer_components()]
     for analysis in chosen:
         provider = registry.provider[("analysis", analysis.name)]
         options = {**analysis.defaults(), **spec.analyses.get(analysis.name, {})}

@@ -108,12 +108,16 @@ class Component:
     params: tuple[Param, ...] = ()
     description: str = ""
     # Cross-field rules, run when a spec is validated: ``check(config, params)`` (the validated
-    # ModelConfig, the merged parameter values) raises ParamError. A callable or "module:attr";
-    # it must not import torch (spec validation never does).
+    # ModelConfig, the merged parameter values) raises ParamError; ``check(config, params,
+    # choices)`` also gets every kind's ComponentChoice for the same layer (rules across kinds).
+    # A callable or "module:attr"; it must not import torch (spec validation never does).
     check: Callable | str | None = None
     # Tokenizers only: how many token ids it produces, declared so that a spec whose vocab_size
     # is smaller is refused without loading the tokenizer. None: not declared.
     n_vocab: int | None = None
+    # True when it acts on the model as a whole, not inside a block (a positional encoding added
+    # to the token embeddings): a spec may choose it spec-wide only, not under ``layers:``.
+    model_wide: bool = False
 
     def load(self):
         return _resolve(self.factory)

@@ -7,6 +7,8 @@ import copy
 import os
 from dataclasses import dataclass, field
 
+from .layers import resolve, resolve_layer
+
 DROPOUT_PLACES = ("embedding", "attention", "residual")
 
 
@@ -51,6 +53,8 @@ class Spec:
     tokenizer: str
     model: ModelConfig
     components: dict  # kind -> ComponentChoice, in COMPONENT_KINDS order
+    # The ``layers:`` entries (explorer.layers.LayerRule), in order: per-layer overrides.
+    layers: tuple = ()
     # Module names and absolute .py paths (a path in a file is resolved against that file's folder).
     plugins: tuple = ()
     analyses: dict = field(default_factory=dict)  # analysis name -> options
@@ -60,6 +64,15 @@ class Spec:
     # The plugins the spec was validated against; build_model resolves components through it.
     plugin_manager: object = field(default=None, repr=False, compare=False)
 
+    def components_at(self, layer):
+        """``{kind: ComponentChoice}`` of block ``layer``: the spec-wide choices with the
+        ``layers:`` entries that select it applied in order."""
+        return resolve_layer(self.components, self.layers, layer, self.model.n_layers)
+
+    def layer_components(self):
+        """``components_at(i)`` for every block, in order."""
+        return resolve(self.components, self.layers, self.model.n_layers)
+
     def to_dict(self, relative_to=None):
         """The resolved spec as plain data (what the report prints and checkpoints carry).
 
@@ -67,7 +80,7 @@ class Spec:
         checkpoint moved together with its plugin files still finds them.
         """
         m = self.model
-        return {
+        doc = {
             "name": self.name,
             "description": self.description,
             "seed": self.seed,
@@ -83,6 +96,9 @@ class Spec:
             "plugins": [_relative(p, relative_to) for p in self.plugins],
             "analyses": copy.deepcopy(self.analyses),
         }
+        if self.layers:  # only then: specs without layers keep their old documents
+            doc["layers"] = [rule.to_dict() for rule in self.layers]
+        return doc
 
 
 def _relative(entry, folder):

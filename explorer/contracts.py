@@ -8,7 +8,9 @@ default to doing nothing. The core calls a factory as ``factory(ctx, **params, *
 Positional encoding and attention must cooperate. A positional encoding can act in three
 places, and overrides only where it acts: learned and sinusoidal positions in ``embed``, RoPE in
 ``rotate``, ALiBi in ``bias``. The model owns one encoding (``model.pos_emb``) and hands it to
-every block, so any positional scheme works with any attention. What an attention promises in
+every block, so any positional scheme works with any attention; a spec's ``layers:`` may give a
+block another one (NoPE every 4th layer), which acts there only through ``rotate`` and ``bias``:
+the token embeddings are the spec-wide encoding's alone. What an attention promises in
 return (``forward(x, pos, positions, cache=None)``):
 
 1. Project ``x`` to queries (B, nh, T, hs) and keys/values (B, nkv, T, hs); ``nkv`` divides

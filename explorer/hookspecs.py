@@ -34,15 +34,20 @@ def explorer_components() -> list[Component]:
     ``name`` (what a spec writes, e.g. ``norm: rmsnorm``), its ``factory``, its ``params``
     (:class:`explorer.Param`, each with a type, a default and optionally a range or choices), an
     optional ``check(config, params)`` for rules across parameters (raising
-    :class:`explorer.ParamError`), and a one-line ``description``. A tokenizer also declares
-    ``n_vocab``.
+    :class:`explorer.ParamError`; a check that takes a third argument, ``check(config, params,
+    choices)``, also gets the :class:`explorer.ComponentChoice` of every kind for the same layer,
+    for rules across kinds), and a one-line ``description``. A tokenizer also declares
+    ``n_vocab``; a component that acts on the model as a whole (a positional encoding added to
+    the token embeddings) sets ``model_wide=True``, so specs cannot choose it per layer.
 
     The factory is a callable, or a ``"module:attribute"`` string imported on first use (so
     listing and validating specs never imports torch). The core calls it as
     ``factory(ctx, **params, **extra)``, :class:`explorer.contracts.ComponentFactory`: ``ctx`` is
     an :class:`explorer.BuildContext` (``ctx.config`` is the validated
     :class:`explorer.ModelConfig`, ``ctx.make(kind, **extra)`` builds the spec's choice for
-    another kind, ``ctx.layer`` is the block index or None), ``params`` every declared parameter
+    another kind, ``ctx.layer`` is the block index or None; inside a block both are that
+    layer's, with the spec's ``layers:`` entries applied, and ``ctx.choice(kind)`` is the
+    :class:`explorer.ComponentChoice` it builds), ``params`` every declared parameter
     with the spec's values merged over the defaults (already validated: ranges, choices and
     ``check``), and ``extra`` the kind's arguments. What each kind must return and expose is a
     Protocol in :mod:`explorer.contracts`: ``Norm``, ``Activation``, ``FeedForward``,

@@ -26,9 +26,17 @@ class BuildContext:
     def at_layer(self, layer):
         return BuildContext(self.spec, self.registry, layer)
 
+    def choice(self, kind):
+        """The spec's :class:`ComponentChoice` for ``kind`` here: block ``layer``'s (the
+        ``layers:`` entries applied) inside a block, else the spec-wide one."""
+        if self.layer is None:
+            return self.spec.components[kind]
+        return self.spec.components_at(self.layer)[kind]
+
     def make(self, kind, **extra):
-        """Build the spec's choice for ``kind``; ``extra`` are the kind's arguments (norm: dim)."""
-        choice = self.spec.components[kind]
+        """Build the spec's choice for ``kind`` (:meth:`choice`); ``extra`` are the kind's
+        arguments (norm: dim)."""
+        choice = self.choice(kind)
         component = self.registry.component(kind, choice.name)
         provider = self.registry.provider[(kind, choice.name)]
         try:
@@ -41,8 +49,9 @@ class BuildContext:
         except ExplorerError:
             raise
         except Exception as exc:
+            layer = f", layer {self.layer}" if self.layer is not None else ""
             raise PluginError(f"plugin {provider.plugin}: {kind} {choice.name!r} failed to build "
-                              f"({self.spec.source or 'spec'}: components.{kind}): "
+                              f"({self.spec.source or 'spec'}: components.{kind}{layer}): "
                               f"{type(exc).__name__}: {exc}") from exc
         if kind != "weight_tying" and not isinstance(built, nn.Module):
             raise PluginError(f"plugin {provider.plugin}: {kind} {choice.name!r} returned "
@@ -61,6 +70,7 @@ class GPTModel(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
         self.tok_emb.explorer_kind = "embedding"
         self.pos_emb = ctx.make("positional")
+        self._layer_positional(ctx)
         self.drop_emb = nn.Dropout(cfg.dropout.embedding)
         self.trf_blocks = nn.Sequential(
             *[ctx.at_layer(i).make("residual") for i in range(cfg.n_layers)])
@@ -70,6 +80,31 @@ class GPTModel(nn.Module):
         tie = ctx.make("weight_tying")
         if tie is not None:
             tie(self)
+
+    def _layer_positional(self, ctx):
+        """The positional encoding each block's attention gets: the spec-wide ``pos_emb``,
+        except on layers whose ``layers:`` entry chose another, built once per distinct choice
+        into ``layer_pos`` (NoPE every 4th layer is one ``none`` for all of them). Only the
+        spec-wide encoding's ``embed`` acts on the tokens; a layer's acts inside attention."""
+        wide = ctx.choice("positional")
+        distinct, extra, self._pos_of_layer = {}, [], []
+        for i in range(self.config.n_layers):
+            here = ctx.at_layer(i)
+            choice = here.choice("positional")
+            if choice == wide:
+                self._pos_of_layer.append(None)
+                continue
+            key = (choice.name, repr(sorted(choice.params.items())))
+            if key not in distinct:
+                distinct[key] = len(extra)
+                extra.append(_refuse_embedding(here.make("positional"), choice.name, i))
+            self._pos_of_layer.append(distinct[key])
+        self.layer_pos = nn.ModuleList(extra) if extra else None
+
+    def positional_at(self, i):
+        """The positional encoding block ``i``'s attention uses (see ``_layer_positional``)."""
+        index = self._pos_of_layer[i]
+        return self.pos_emb if index is None else self.layer_pos[index]
 
     def forward(self, in_idx, cache=None, last_only=False):
         """Logits (B, T, vocab_size) for token ids ``in_idx`` (B, T).
@@ -92,10 +127,11 @@ class GPTModel(nn.Module):
         x = self.pos_emb.embed(x, positions)
         x = self.drop_emb(x)
         for i, block in enumerate(self.trf_blocks):
+            pos = self.positional_at(i)
             if cache is None:
-                x = block(x, self.pos_emb, positions)
+                x = block(x, pos, positions)
             else:
-                x = block(x, self.pos_emb, positions, cache=cache[i])
+                x = block(x, pos, positions, cache=cache[i])
         if cache is not None:
             cache.advance(t)
         if last_only:
@@ -106,6 +142,19 @@ class GPTModel(nn.Module):
             cap = self.config.logit_softcap
             logits = cap * torch.tanh(logits / cap)
         return logits
+
+
+def _refuse_embedding(encoding, name, layer):
+    """A layer's positional encoding acts inside attention only: one that would add to the
+    token embeddings (which are model-wide) is refused rather than silently ignored."""
+    from .contracts import PositionalEncoding
+
+    if type(encoding).embed is not PositionalEncoding.embed:
+        raise ExplorerError(f"layers: positional {name!r} at layer {layer} acts on the token "
+                            "embeddings, which are model-wide; per layer choose an encoding that "
+                            "acts inside attention (rotate or bias), or set it in "
+                            "components.positional")
+    return encoding
 
 
 def build_model(spec, seed=None, device=None, weights=None, fork_rng=True):

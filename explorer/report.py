@@ -6,6 +6,8 @@ import shlex
 
 import yaml
 
+from .layers import pattern_lines
+
 
 def _finite(value):
     """NaN and inf as the strings "nan", "inf", "-inf": JSON has no such numbers."""
@@ -47,6 +49,12 @@ def to_text(report, renderers):
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
         lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    if report.get("layers"):
+        lines.append("")
+        pattern = pattern_lines(report["layers"])
+        lines.append(f"layers: {len(report['layers'])}, "
+                     + ("differing in:" if pattern else "every one the same"))
+        lines.extend("  " + line for line in pattern)
     for name, result in report["analyses"].items():
         lines.append("")
         lines.append(f"== {name} ==")

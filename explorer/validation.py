@@ -7,7 +7,9 @@ line naming the file (or ``--set``) that wrote the offending key, the key, and w
 """
 
 import difflib
+import inspect
 import math
+import re
 from pathlib import Path
 
 from .components import COMPONENT_KINDS
@@ -33,7 +35,7 @@ SIZE_KEYS = tuple(MAX_SIZES)
 # What a spec's model: section may hold (drop_rate is shorthand for dropout).
 MODEL_KEYS = (*SIZE_KEYS, "qkv_bias", "drop_rate", "dropout", "scale_embeddings", "logit_softcap")
 TOP_KEYS = ("extends", "name", "description", "seed", "tokenizer", "model", "components",
-            "plugins", "analyses")
+            "layers", "plugins", "analyses")
 
 
 class _Validator:
@@ -43,7 +45,7 @@ class _Validator:
     def origin(self, key):
         """The file (or ``--set KEY``) that wrote ``key``, or the closest enclosing key: a
         parameter left at its default belongs to whoever chose the component."""
-        parts = key.split(".")
+        parts = re.sub(r"\[\d+\]", "", key).split(".")  # layers[1].every was written by layers
         while parts:
             found = self.origins.get(".".join(parts))
             if found is not None:
@@ -110,11 +112,17 @@ class _Validator:
                 raise self.error(f"{key}.{pname}", exc.problem, exc.valid) from None
         return values
 
-    def cross_check(self, key, owner, provider, config, values):
-        """Run ``owner``'s ``check(config, params)``; its ParamError names a key under ``key``."""
+    def cross_check(self, key, owner, provider, config, values, choices=None):
+        """Run ``owner``'s ``check(config, params)``; its ParamError names a key under ``key``.
+
+        A component's check that takes a third argument also gets ``choices``, the
+        :class:`ComponentChoice` of every kind for the same layer (rules across kinds: RoPE
+        needs the attention's head size even)."""
         try:
             check = owner.load_check()
-            if check is not None:
+            if check is not None and choices is not None and _takes_three(check):
+                check(config, dict(values), dict(choices))
+            elif check is not None:
                 check(config, dict(values))
         except ParamError as exc:
             raise self.error(f"{key}.{exc.param}" if exc.param else key, exc.problem,
@@ -122,6 +130,16 @@ class _Validator:
         except Exception as exc:
             raise PluginError(f"plugin {provider.plugin}: the check of {_what(owner)} raised "
                               f"{type(exc).__name__}: {exc}") from None
+
+
+def _takes_three(check):
+    """Whether ``check`` accepts a third positional argument (the opt-in ``choices``)."""
+    try:
+        params = inspect.signature(check).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
 def _what(owner):
@@ -174,10 +192,13 @@ def validate(doc, source, origins, registry):
 
     comps = v.mapping(doc.get("components", {}), "components")
     v.unknown_keys(comps, COMPONENT_KINDS, "components.")
-    components = {}
-    for kind in COMPONENT_KINDS:
-        components[kind] = _component(
-            v, config, kind, comps.get(kind, {"name": DEFAULT_COMPONENTS[kind]}))
+    components = {kind: _component(v, kind, comps.get(kind, {"name": DEFAULT_COMPONENTS[kind]}))
+                  for kind in COMPONENT_KINDS}
+    for kind, choice in components.items():  # once every kind is known: checks may read others
+        _check_choice(v, config, f"components.{kind}", choice, components)
+    from .layer_validation import validate_layers  # it builds on this module's helpers
+
+    layers = validate_layers(v, doc.get("layers", []), config, components)
 
     plugins = doc.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
@@ -196,7 +217,8 @@ def validate(doc, source, origins, registry):
                       options[aname])
 
     return Spec(name=name, seed=seed, tokenizer=tokenizer, model=config, components=components,
-                plugins=tuple(plugins), analyses=options, description=description, source=source)
+                layers=layers, plugins=tuple(plugins), analyses=options, description=description,
+                source=source)
 
 
 def _model_config(v, doc, source):
@@ -241,8 +263,10 @@ def _check_vocabulary(v, config, tokenizer):
                   f"tokenizer's {n_vocab:,} tokens", f"use vocab_size >= {n_vocab}{others}")
 
 
-def _component(v, config, kind, choice):
-    key = f"components.{kind}"
+def _component(v, kind, choice, key=None):
+    """The :class:`ComponentChoice` a spec's ``{name: ..., param: value}`` makes, each parameter
+    checked against its Param (the cross-field ``check`` runs later: :func:`_check_choice`)."""
+    key = key or f"components.{kind}"
     registry = v.registry
     if not isinstance(choice, dict):
         raise v.error(key, f"expected a name or {{name: ..., param: value}}, got {_show(choice)}")
@@ -258,5 +282,13 @@ def _component(v, config, kind, choice):
     except KeyError as exc:
         raise v.error(key, exc.args[0]) from None
     values = v.params(key, component, {k: val for k, val in choice.items() if k != "name"})
-    v.cross_check(key, component, registry.provider[(kind, name)], config, values)
     return ComponentChoice(kind, name, values)
+
+
+def _check_choice(v, config, key, choice, choices):
+    """Run the component's ``check`` on ``choice``, with ``choices`` (kind -> ComponentChoice)
+    of the same layer for a check that reads other kinds."""
+    registry = v.registry
+    v.cross_check(key, registry.component(choice.kind, choice.name),
+                  registry.provider[(choice.kind, choice.name)], config, choice.params, choices)
+

@@ -18,15 +18,20 @@ IMPL = Param("impl", str, "auto", "auto: sdpa unless attention dropout is active
 WINDOW = Param("window", int, 0, "sliding window: each token sees itself and the window - 1 "
                "tokens before it; 0 = the whole context", min=0)
 
+HEAD_DIM = Param("head_dim", int, 0, "the size of each query/key/value head: the projections "
+                 "are emb_dim -> n_heads * head_dim (keys and values: n_kv_heads * head_dim) and "
+                 "back; 0 = emb_dim / n_heads (Gemma 2 2B: 256 at width 2304 with 8 heads; "
+                 "Qwen3 0.6B: 128 at width 1024 with 16 heads)", min=0)
+
 _COMMON = (
     IMPL,
     WINDOW,
+    HEAD_DIM,
     Param("qk_norm", bool, False, "normalise queries and keys per head with the spec's norm "
           "(OLMo-2, Gemma 3)"),
     Param("out_bias", bool, True, "a bias on the output projection (GPT-2: yes; Llama: no)"),
     *SCORE_PARAMS,
 )
-
 
 
 def scores_can_be_computed(config, params):

@@ -5,12 +5,26 @@ from explorer import Component, Param, ParamError, hookimpl
 _LAYERS = "explorer.plugins.layers.positional"
 
 
-def even_head_size(config, params):
+def rotated_size(config, attention):
+    """The size RoPE rotates with ``attention`` (a ComponentChoice): a latent attention's rope
+    part (which its own check keeps even), an attention's ``head_dim`` when it sets one, else the
+    head size emb_dim / n_heads."""
+    params = attention.params
+    if "qk_rope_head_dim" in params:
+        return params["qk_rope_head_dim"], "qk_rope_head_dim"
+    if params.get("head_dim"):
+        return params["head_dim"], "the attention's head_dim"
+    return config.head_dim, f"emb_dim {config.emb_dim} / n_heads {config.n_heads}"
+
+
+def even_head_size(config, params, choices):
     """RoPE rotates pairs of dimensions within each head."""
-    if config.head_dim % 2:
+    size, what = rotated_size(config, choices["attention"])
+    if size % 2:
+        valid = ("choose emb_dim / n_heads even" if what.startswith("emb_dim")
+                 else "choose an even components.attention.head_dim")
         raise ParamError(None, f"rope rotates pairs of dimensions, but the head size is odd: "
-                               f"emb_dim {config.emb_dim} / n_heads {config.n_heads} = "
-                               f"{config.head_dim}", "choose emb_dim / n_heads even")
+                               f"{what} = {size}", valid)
 
 
 @hookimpl
@@ -18,10 +32,12 @@ def explorer_components():
     return [
         Component(
             kind="positional", name="learned", factory=f"{_LAYERS}:LearnedPositional",
+            model_wide=True,
             description="A learned absolute position embedding added to the tokens (GPT-2).",
         ),
         Component(
             kind="positional", name="sinusoidal", factory=f"{_LAYERS}:SinusoidalPositional",
+            model_wide=True,
             params=(Param("base", float, 10000.0, "the wavelengths grow geometrically up to "
                           "2*pi*base", min=0, exclusive_min=True),),
             description="Fixed sin/cos position vectors added to the tokens (Vaswani et al. 2017).",

@@ -70,6 +70,24 @@ def rope_halves_from_pairs(rows):
     return rows[order]
 
 
+def from_llama_like(hf, qk_norm=False):
+    """The weights of a Llama-layout model (Llama, Qwen3: q/k/v/o, gate/up/down, two RMSNorms
+    per layer; Qwen3's q_norm/k_norm with ``qk_norm``) under explorer's names, head untied."""
+    sd = hf.state_dict()
+    out = {"tok_emb.weight": sd["model.embed_tokens.weight"],
+           "final_norm.weight": sd["model.norm.weight"], "out_head.weight": sd["lm_head.weight"]}
+    pairs = [("self_attn.q_proj", "att.W_query"), ("self_attn.k_proj", "att.W_key"),
+             ("self_attn.v_proj", "att.W_value"), ("self_attn.o_proj", "att.out_proj"),
+             ("mlp.gate_proj", "ff.fc_1"), ("mlp.up_proj", "ff.fc_2"), ("mlp.down_proj", "ff.proj"),
+             ("input_layernorm", "norm1"), ("post_attention_layernorm", "norm2")]
+    if qk_norm:
+        pairs += [("self_attn.q_norm", "att.q_norm"), ("self_attn.k_norm", "att.k_norm")]
+    for i in range(hf.config.num_hidden_layers):
+        src, dst = f"model.layers.{i}.", f"trf_blocks.{i}."
+        out.update({f"{dst}{ours}.weight": sd[f"{src}{theirs}.weight"] for theirs, ours in pairs})
+    return out
+
+
 def experts_from_hf(sd, src, dst):
     """HF's stacked expert tensors (Mixtral, DeepSeek) as one glu per expert."""
     out = {}

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from ..errors import ExplorerError
+from ..layers import resolve_dicts
 from .diagnostics import Mismatch
 from .files import is_safetensors, read_safetensors, weight_files
 from .writing import save_safetensors
@@ -87,17 +88,36 @@ def spec_mismatches(saved, spec):
             diffs.append((f"model.{key}", old, new))
     comps = saved.get("components", {})
     for kind, choice in now["components"].items():
-        old = comps.get(kind, {})
-        if old.get("name") != choice["name"]:
-            diffs.append((f"components.{kind}", old.get("name"), choice["name"]))
-            continue
-        component = registry.components.get((kind, choice["name"])) if registry else None
-        defaults = component.defaults() if component else {}
-        for p in sorted(set(old) | set(choice)):
-            param = component.param(p) if component else None
-            if p == "name" or (param is not None and param.numerics_only):
-                continue
-            saved_value = old.get(p, defaults.get(p))  # a parameter added since it was saved
-            if saved_value != choice.get(p):
-                diffs.append((f"components.{kind}.{p}", saved_value, choice.get(p)))
+        diffs += _choice_differences(f"components.{kind}", kind, comps.get(kind, {}), choice,
+                                     registry)
+    if not diffs and _layers_differ(saved, now, registry):
+        # The layers: lists as a whole: the one key that sets what differs, whichever layer.
+        diffs.append(("layers", saved.get("layers", []), now.get("layers", [])))
     return [Mismatch("saved", key=key, have=old, current=new, value=old) for key, old, new in diffs]
+
+
+def _choice_differences(key, kind, old, choice, registry):
+    """``(key, saved, now)`` for a component's name, else each parameter that changes the weights
+    (not ``numerics_only``); a parameter added since the checkpoint was saved has its default."""
+    if old.get("name") != choice["name"]:
+        return [(key, old.get("name"), choice["name"])]
+    component = registry.components.get((kind, choice["name"])) if registry else None
+    defaults = component.defaults() if component else {}
+    diffs = []
+    for p in sorted(set(old) | set(choice)):
+        param = component.param(p) if component else None
+        if p == "name" or (param is not None and param.numerics_only):
+            continue
+        saved_value = old.get(p, defaults.get(p))
+        if saved_value != choice.get(p):
+            diffs.append((f"{key}.{p}", saved_value, choice.get(p)))
+    return diffs
+
+
+def _layers_differ(saved, now, registry):
+    """Whether any block's resolved choices (``layers:`` applied) differ between the specs."""
+    for old_layer, new_layer in zip(resolve_dicts(saved), resolve_dicts(now)):
+        for kind, choice in new_layer.items():
+            if _choice_differences(kind, kind, old_layer.get(kind, {}), choice, registry):
+                return True
+    return False

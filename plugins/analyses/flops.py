@@ -37,10 +37,12 @@ def closed_form(model, cfg, seq_len):
             n_matmul += p.numel()
         if id(p) in embedding or id(p) in positional:
             n_embedding += p.numel()
-    L, s, V = cfg.n_layers, seq_len, cfg.vocab_size
-    h = cfg.n_heads * cfg.head_dim  # the query width the scores are computed over
+    s, V = seq_len, cfg.vocab_size
+    # The query width the scores are computed over, summed over the layers: each attention's
+    # own n_heads * head_dim (a head size may differ from emb_dim / n_heads).
+    h = sum(att.n_heads * att.head_dim for att in _attentions(model))
     matmul, head = 2 * n_matmul, 2 * cfg.emb_dim * V
-    attention_full, attention_causal = 4 * L * s * h, 2 * L * s * h
+    attention_full, attention_causal = 4 * s * h, 2 * s * h
     n_nonembedding = n_total - n_embedding
     return {
         "parameters": n_total,
@@ -58,6 +60,12 @@ def closed_form(model, cfg, seq_len):
             "6N_all": 6 * n_total,
         },
     }
+
+
+def _attentions(model):
+    from explorer.kinds import sublayers
+
+    return [m for block in model.trf_blocks for _, kind, m in sublayers(block) if kind == "attention"]
 
 
 def count_flops(model, seq_len):

@@ -158,6 +158,8 @@ def unsupported(spec):
         return "model.scale_embeddings", "is true; GPT-2 does not scale its embeddings"
     if spec.model.logit_softcap:
         return "model.logit_softcap", f"is {spec.model.logit_softcap}; GPT-2 has none (0.0)"
+    if spec.layers:
+        return "layers", "sets components per layer; GPT-2's blocks are all alike"
     return None
 
 

@@ -17,6 +17,8 @@ class GroupedQueryAttention(nn.Module):
 
     n_kv_heads = n_heads is multi-head attention, 1 is multi-query attention (Shazeer, 2019),
     anything between that divides n_heads is grouped-query attention (Ainslie et al., 2023).
+    ``head_dim`` > 0 sets the size of each head (0: emb_dim / n_heads), so the query width
+    n_heads * head_dim may differ from emb_dim (Gemma 2, Qwen3); ``out_proj`` maps it back.
     ``window`` > 0 limits each token to the last ``window`` positions (Mistral's sliding window);
     ``qk_norm`` normalises queries and keys per head with the spec's norm (OLMo-2, Gemma 3);
     ``softcap`` > 0 squashes the scaled scores into (-softcap, softcap) with tanh (Gemma 2), and
@@ -30,31 +32,31 @@ class GroupedQueryAttention(nn.Module):
     earlier ones for incremental decoding.
     """
 
-    def __init__(self, ctx, n_kv_heads, impl, window, qk_norm, out_bias, softcap,
+    def __init__(self, ctx, n_kv_heads, impl, window, head_dim, qk_norm, out_bias, softcap,
                  query_pre_attn_scalar):
         super().__init__()
         cfg = ctx.config
         self.n_heads = cfg.n_heads
         self.n_kv_heads = n_kv_heads
-        self.head_dim = cfg.head_dim
+        self.head_dim = hs = head_dim or cfg.head_dim
         self.impl = impl
         self.window = window
         self.softcap = softcap
         self.scale = query_pre_attn_scalar ** -0.5 if query_pre_attn_scalar else None
-        d, kv = cfg.emb_dim, n_kv_heads * cfg.head_dim
+        d, q, kv = cfg.emb_dim, cfg.n_heads * hs, n_kv_heads * hs
         # Created in the book's order (query, key, value, out), so the seed gives its weights.
-        self.W_query = nn.Linear(d, d, bias=cfg.qkv_bias)
+        self.W_query = nn.Linear(d, q, bias=cfg.qkv_bias)
         self.W_key = nn.Linear(d, kv, bias=cfg.qkv_bias)
         self.W_value = nn.Linear(d, kv, bias=cfg.qkv_bias)
-        self.out_proj = nn.Linear(d, d, bias=out_bias)
+        self.out_proj = nn.Linear(q, d, bias=out_bias)
         self.dropout = nn.Dropout(cfg.dropout.attention)
-        self.q_norm = ctx.make("norm", dim=cfg.head_dim) if qk_norm else None
-        self.k_norm = ctx.make("norm", dim=cfg.head_dim) if qk_norm else None
+        self.q_norm = ctx.make("norm", dim=hs) if qk_norm else None
+        self.k_norm = ctx.make("norm", dim=hs) if qk_norm else None
 
     def forward(self, x, pos, positions, cache=None):
-        b, t, d = x.shape
+        b, t, _ = x.shape
         keys = self.W_key(x)  # (B, T, nkv*hs)
-        queries = self.W_query(x)  # (B, T, d)
+        queries = self.W_query(x)  # (B, T, nh*hs)
         values = self.W_value(x)
         queries = queries.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
         keys = keys.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
@@ -70,7 +72,7 @@ class GroupedQueryAttention(nn.Module):
         bias = pos.bias(positions, k_positions)  # (nh, T, Tk) or None
         context = attend(queries, keys, values, positions, k_positions, bias, self.window,
                          self.dropout, self.fused(), self.scale, self.softcap)  # (B, nh, T, hs)
-        context = context.transpose(1, 2).contiguous().view(b, t, d)  # (B, T, nh*hs)
+        context = context.transpose(1, 2).contiguous().view(b, t, -1)  # (B, T, nh*hs)
         return self.out_proj(context)
 
     def fused(self):
@@ -156,10 +158,11 @@ class MultiHeadAttention(GroupedQueryAttention):
     itself is computed from the positions, which gives the same entries.
     """
 
-    def __init__(self, ctx, impl, window, qk_norm, out_bias, softcap, query_pre_attn_scalar):
+    def __init__(self, ctx, impl, window, head_dim, qk_norm, out_bias, softcap,
+                 query_pre_attn_scalar):
         cfg = ctx.config
-        super().__init__(ctx, n_kv_heads=cfg.n_heads, impl=impl, window=window, qk_norm=qk_norm,
-                         out_bias=out_bias, softcap=softcap,
+        super().__init__(ctx, n_kv_heads=cfg.n_heads, impl=impl, window=window,
+                         head_dim=head_dim, qk_norm=qk_norm, out_bias=out_bias, softcap=softcap,
                          query_pre_attn_scalar=query_pre_attn_scalar)
         self.register_buffer(
             "mask", torch.triu(torch.ones(cfg.context_length, cfg.context_length), diagonal=1))

@@ -65,14 +65,15 @@ class RotaryPositional(PositionalEncoding):
     Dimension j of a rotated vector of size hs is paired with j + hs/2 and the pair is rotated by
     the angle p * theta^(-2j/hs). Then q(p) . k(p') depends only on p - p', and norms are
     unchanged. hs is the last dim of what attention rotates: the head size emb_dim / n_heads
-    (kept as a buffer), or another size, such as latent attention's rope part (computed on first
-    use and cached per size and device).
+    (kept as a buffer), or another size, such as an attention's own ``head_dim`` or latent
+    attention's rope part (computed on first use and cached per size and device).
     """
 
     def __init__(self, ctx, theta):
         super().__init__()
         hs = ctx.config.head_dim
         self.theta = theta
+        self.head_size = hs  # what the buffer is for; another size (an attention's head_dim) is computed
         self.register_buffer("inv_freq", self._inverse_frequencies(hs), persistent=False)  # (hs/2,)
         self._other_sizes = {}  # (hs, device) -> (hs/2,)
 
@@ -81,7 +82,7 @@ class RotaryPositional(PositionalEncoding):
 
     def frequencies(self, hs, device):
         """theta^(-2j/hs) for j < hs/2: the buffer for the head size, else cached per size."""
-        if hs == 2 * self.inv_freq.shape[0]:
+        if hs == self.head_size:
             return self.inv_freq
         if hs % 2:
             raise ValueError(f"rope rotates pairs of dimensions, but the rotated size is odd: {hs}")
