@@ -59,12 +59,17 @@ def _weights_option(f):
 
 
 def _spec_and_weights(spec_path, overrides, manager, weights):
-    """SPEC is a YAML spec, or an explorer checkpoint (.safetensors) that carries its spec and
-    supplies the weights unless --weights is given."""
+    """SPEC is a YAML spec, an explorer checkpoint (.safetensors) that carries its spec and
+    supplies the weights unless --weights is given, or a Hugging Face config.json (or the
+    folder holding it)."""
     if spec_path.endswith(".safetensors"):
         from .weights import spec_from_checkpoint
 
         return spec_from_checkpoint(spec_path, overrides, manager), weights or spec_path
+    from .hf_config import is_hf_config, spec_from_hf
+
+    if is_hf_config(spec_path):
+        return spec_from_hf(spec_path, overrides, manager), weights
     from .spec import load_spec
 
     return load_spec(spec_path, overrides=overrides, plugins=manager), weights
@@ -133,15 +138,24 @@ def build(spec_path, only, overrides, fmt, out_path, plugins, weights, corpus):
 
         explorer build specs/gpt2_small.yaml --set model.n_layers=2 --format json
 
-    SPEC may also be an explorer checkpoint (.safetensors), which carries its spec.
+    SPEC may also be an explorer checkpoint (.safetensors), which carries its spec, or a
+    Hugging Face config.json (or its folder): without --only or --weights, a config gets the
+    analyses that need only shapes (params, memory, flops, summary), on the meta device, so a
+    model of any size is costed in seconds.
     """
     manager = _manager(plugins)
     overrides = _with_corpus(overrides, corpus)
     spec, weights = _spec_and_weights(spec_path, overrides, manager, weights)
     _warn_broken(manager)
+    names = _names(only)
+    from .hf_config import is_hf_config
+
+    if names is None and weights is None and is_hf_config(spec_path):
+        names = [a.name for a in manager.registry().analyses.values()
+                 if a.default and not a.needs_weights]
     from .analysis import analyze  # imports torch
 
-    report = analyze(spec, only=_names(only), weights=weights)
+    report = analyze(spec, only=names, weights=weights)
     if fmt == "json":
         from .report import to_json
 
@@ -347,6 +361,29 @@ def generate_text(spec_path, prompt, max_new_tokens, temperature, top_k, top_p, 
     click.echo("")
 
 
+@cli.command(name="spec-from-hf")
+@click.argument("config_path", metavar="CONFIG")
+@_out_option
+@_plugins_option
+def spec_from_hf_command(config_path, out_path, plugins):
+    """Print the explorer spec of a Hugging Face CONFIG (a config.json, or its folder) as YAML.
+
+    model_type picks the converter (explorer plugins --kind config_converter lists them); a
+    field the spec cannot express is one line naming it. The tokenizer is GPT-2's for GPT-2's
+    vocabulary, else bytes (the models' own tokenizers are not available offline).
+
+    Example:
+
+        explorer spec-from-hf Meta-Llama-3-8B/config.json > llama3_8b.yaml
+    """
+    from .hf_config import spec_document, spec_from_hf, to_yaml
+
+    manager = _manager(plugins)
+    doc, _, config = spec_document(config_path, manager)
+    spec_from_hf(config_path, plugins=manager)  # it must validate, or the YAML would not load
+    _emit(to_yaml(doc, config).rstrip("\n"), out_path)
+
+
 def _param_json(p):
     out = {"name": p.name, "type": p.type_name, "default": p.default, "help": p.help}
     if p.choices:
@@ -359,24 +396,24 @@ def _param_json(p):
 
 
 @cli.command(name="plugins")
-@click.option("--kind", help="Only this kind (norm, attention, ..., tokenizer), 'analysis' or "
-                             "'checkpoint_format'.")
+@click.option("--kind", help="Only this kind (norm, attention, ..., tokenizer), 'analysis', "
+                             "'checkpoint_format' or 'config_converter'.")
 @_format_option
 @_plugins_option
 def list_plugins(kind, fmt, plugins):
-    """List every registered component, analysis and checkpoint format, with parameters and
-    provider.
+    """List every registered component, analysis, checkpoint format and config converter,
+    with parameters and provider.
 
     Example:
 
         explorer plugins --kind attention
     """
     from .components import REGISTERED_KINDS
-    from .plugin_manager import FORMAT_KIND, unknown_name_message
+    from .plugin_manager import CONVERTER_KIND, FORMAT_KIND, unknown_name_message
 
     manager = _manager(plugins)
     registry = manager.registry()
-    kinds = (*REGISTERED_KINDS, "analysis", FORMAT_KIND)
+    kinds = (*REGISTERED_KINDS, "analysis", FORMAT_KIND, CONVERTER_KIND)
     if kind and kind not in kinds:
         raise UserError("--kind: " + unknown_name_message("kind", kind, list(kinds)))
     entries = []
@@ -388,6 +425,8 @@ def list_plugins(kind, fmt, plugins):
     for name, checkpoint_format in registry.formats.items():  # in detection order
         provider = registry.provider[(FORMAT_KIND, name)]
         entries.append((FORMAT_KIND, name, checkpoint_format, provider))
+    for name, converter in sorted(registry.converters.items()):
+        entries.append((CONVERTER_KIND, name, converter, registry.provider[(CONVERTER_KIND, name)]))
     entries = [e for e in entries if not kind or e[0] == kind]
     broken = registry.broken
 

@@ -18,6 +18,7 @@ from .errors import ExplorerError, PluginError, SpecError
 from .plugin_manager import CONVERTER_KIND, unknown_name_message
 
 CONFIG_NAME = "config.json"
+WIDTH = 100  # the longest line to_yaml writes on one line
 
 # Fields any config may hold that do not change what the model computes, and why.
 IGNORED = {
@@ -227,8 +228,36 @@ def spec_from_hf(path, overrides=(), plugins=None):
 
 
 def to_yaml(doc, config_path):
-    """The spec document as YAML, headed by where it came from."""
+    """The spec document as YAML, in the shipped specs' layout: headed by where it came from,
+    one line per model key and per component (a component without parameters by its name
+    alone; one too long for a line, a key per line), one line per ``layers:`` entry."""
+    from .components import COMPONENT_KINDS
+
+    lines = [f"# explorer spec-from-hf {config_path}"]
+    lines += [f"{key}: {_flow(doc[key])}" for key in ("name", "description", "seed", "tokenizer")
+              if key in doc]
+    lines.append("model:")
+    lines += [f"  {key}: {_flow(value)}" for key, value in doc["model"].items()]
+    lines.append("components:")
+    components = doc.get("components", {})
+    for kind in sorted(components, key=lambda k: COMPONENT_KINDS.index(k)):
+        choice = components[kind]
+        if isinstance(choice, dict) and list(choice) == ["name"]:
+            choice = choice["name"]
+        line = f"  {kind}: {_flow(choice)}"
+        if len(line) > WIDTH:
+            line = f"  {kind}:\n" + "\n".join(f"    {k}: {_flow(v)}" for k, v in choice.items())
+        lines.append(line)
+    if doc.get("layers"):
+        lines.append("layers:")
+        lines += [f"  - {_flow(entry)}" for entry in doc["layers"]]
+    return "\n".join(lines) + "\n"
+
+
+def _flow(value):
+    """``value`` as YAML on one line (1.0e-05, true, {name: gqa, n_kv_heads: 8})."""
     import yaml
 
-    body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)
-    return f"# explorer spec-from-hf {config_path}\n{body}"
+    text = yaml.safe_dump({"k": value}, default_flow_style=True, sort_keys=False,
+                          width=float("inf"))
+    return text.strip()[len("{k: "):-1]

@@ -36,11 +36,14 @@ IGNORED = re.compile(r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq")  # 
 LAYER = re.compile(r"model\.layers\.\d+\.(self_attn|mlp|block_sparse_moe)\.")
 
 
-def pairs(spec):
+def pairs(spec, reading=False):
     """``(HF name, explorer name)`` templates of the spec's layout, without ``.weight`` /
-    ``.bias``; ``{i}`` stands for a layer, ``{e}`` for an expert."""
-    block = [*ATTENTION, *(MIXTRAL if spec.components["ffn"].name == "moe" else GLU),
-             *(SANDWICH if spec.components["residual"].name == "sandwich" else PRE_NORM)]
+    ``.bias``; ``{i}`` stands for a layer, ``{e}`` for an expert. ``reading`` adds the names
+    transformers 5 holds in memory (``mlp.gate`` for Mixtral's router)."""
+    moe = spec.components["ffn"].name == "moe"
+    block = [*ATTENTION, *(MIXTRAL if moe else GLU),
+             *(SANDWICH if spec.components["residual"].name == "sandwich" else PRE_NORM),
+             *((("mlp.gate", "ff.router"),) if moe and reading else ())]
     return [*TOP, *((f"model.layers.{{i}}.{hf}", f"trf_blocks.{{i}}.{ours}")
                     for hf, ours in block)]
 
@@ -74,7 +77,7 @@ def detect(ckpt):
 
 def to_model(ckpt, model, spec):
     """Llama-family tensors -> {our name: (HF name, tensor)}."""
-    translate = _translator(pairs(spec))
+    translate = _translator(pairs(spec, reading=True))
     out = {}
     for src, tensor in ckpt.tensors.items():
         if IGNORED.fullmatch(src):

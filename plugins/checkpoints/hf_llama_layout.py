@@ -28,8 +28,11 @@ COMPONENTS = {"norm": ("rmsnorm",), "activation": tuple(HF_ACTIVATIONS), "ffn": 
               "residual": ("pre_norm", "sandwich"), "weight_tying": ("none", "tied")}
 # The parameters each type can set to any value (the others only to their defaults; parameters
 # that pick only how the same function is computed are always free).
-_BASE = {"norm": {"eps"}, "ffn": {"hidden", "multiple_of"}, "attention": {"n_kv_heads", "out_bias"},
-         "positional": {"theta"}}
+_BASE = {"norm": {"eps"}, "ffn": {"hidden", "multiple_of"},
+         "attention": {"n_kv_heads", "out_bias", "head_dim"},
+         "positional": {"theta", "scaling", "factor", "original_context", "low_freq_factor",
+                        "high_freq_factor", "beta_fast", "beta_slow", "truncate",
+                        "attention_factor"}}
 _WINDOW = {"attention": {"window"}}
 FREE = {
     "llama": [_BASE, {"ffn": {"bias"}}],
@@ -43,6 +46,18 @@ FREE = {
 }
 # Mixtral's routing (HF renormalises the top k; Mistral's softmax over the top k is the same).
 MIXTRAL_ROUTERS = ("softmax_topk_renorm", "topk_softmax")
+# The types whose config lists each layer's attention (layer_types): windows may differ by layer.
+LAYER_TYPES = ("qwen2", "qwen3", "gemma2")
+# rope scaling -> the keys of config.json's rope_scaling, each with its rope parameter.
+ROPE_SCALING = {
+    "linear": {"factor": "factor"},
+    "llama3": {"factor": "factor", "low_freq_factor": "low_freq_factor",
+               "high_freq_factor": "high_freq_factor",
+               "original_max_position_embeddings": "original_context"},
+    "yarn": {"factor": "factor", "original_max_position_embeddings": "original_context",
+             "beta_fast": "beta_fast", "beta_slow": "beta_slow", "truncate": "truncate",
+             "attention_factor": "attention_factor"},
+}
 
 
 class _Unsupported(Exception):
@@ -65,6 +80,7 @@ def choose(spec):
     att = c["attention"].params
     kind = _type_of(spec)
     _free_params(spec, kind)
+    _layers(spec, kind)
     qkv, out = m.qkv_bias, att["out_bias"]
     if kind == "qwen2":
         return kind
@@ -99,7 +115,34 @@ def _type_of(spec):
         return "qwen3"
     if m.qkv_bias and not att["out_bias"]:
         return "qwen2"
-    return "mistral" if att["window"] else "llama"
+    return "mistral" if any(windows(spec)) else "llama"
+
+
+def windows(spec):
+    """Each layer's sliding window (0: none)."""
+    return [layer["attention"].params.get("window", 0) for layer in spec.layer_components()]
+
+
+def _layers(spec, kind):
+    """Layers may differ only in their sliding window (on or off, one size), and only where
+    config.json lists each layer's attention."""
+    wide = spec.components
+    for i, layer in enumerate(spec.layer_components()):
+        for k, choice in layer.items():
+            params = {p: v for p, v in choice.params.items() if p != "window"}
+            base = {p: v for p, v in wide[k].params.items() if p != "window"}
+            if choice.name != wide[k].name or params != base:
+                raise _Unsupported("layers", f"sets components.{k} at layer {i} apart from the "
+                                   f"window; the Llama family's layers differ in their sliding "
+                                   "window only")
+    sizes = set(windows(spec))
+    if len(sizes - {0}) > 1:
+        raise _Unsupported("layers", f"sets windows of {len(sizes - {0})} sizes; config.json "
+                           "has one sliding_window")
+    if len(sizes) > 1 and kind not in LAYER_TYPES:
+        raise _Unsupported("layers", f"windows some layers only; {TITLES[kind]}'s config "
+                           f"windows every layer or none (only "
+                           f"{', '.join(TITLES[t] for t in LAYER_TYPES)} list layer_types)")
 
 
 def _require_gemma2(spec):
@@ -156,7 +199,8 @@ def config(model, spec):
     m, c = spec.model, spec.components
     att, ffn = c["attention"].params, c["ffn"].params
     block = model.trf_blocks[0]
-    window = att["window"] or None
+    per_layer = windows(spec)
+    window = max(per_layer) or None
     tied = model.out_head.weight is model.tok_emb.weight
     out = {
         "architectures": [ARCHITECTURES[kind]],
@@ -182,9 +226,10 @@ def config(model, spec):
         out["mlp_bias"] = ffn["bias"]
     if kind in ("mistral", "mixtral"):
         out["sliding_window"] = window
+    layer_types = ["sliding_attention" if w else "full_attention" for w in per_layer]
     if kind in ("qwen2", "qwen3"):
         out.update(use_sliding_window=bool(window), sliding_window=window,
-                   max_window_layers=0 if window else m.n_layers)
+                   max_window_layers=0 if window else m.n_layers, layer_types=layer_types)
     if kind == "mixtral":
         out.update(num_local_experts=ffn["n_experts"], num_experts_per_tok=ffn["top_k"],
                    router_aux_loss_coef=ffn["aux_loss_coef"], router_jitter_noise=0.0)
@@ -193,7 +238,11 @@ def config(model, spec):
                    attn_logit_softcapping=att["softcap"] or None,
                    final_logit_softcapping=m.logit_softcap or None,
                    sliding_window=window or 4096,  # transformers' default; unused without
-                   layer_types=["sliding_attention" if window else "full_attention"] * m.n_layers)
+                   layer_types=layer_types)
+    rope = c["positional"].params
+    if rope["scaling"] != "none":
+        out["rope_scaling"] = {"rope_type": rope["scaling"], **{
+            key: rope[param] for key, param in ROPE_SCALING[rope["scaling"]].items()}}
     return out
 
 
@@ -216,45 +265,53 @@ def check(ckpt, spec):
     source = str(ckpt.files[0].parent / "config.json")
     doc, origins = convert(ckpt.config, source, spec.plugin_manager.registry())
     theirs = spec_from_dict(doc, source=source, plugins=spec.plugin_manager)
-    have_all, current_all = _comparable(theirs), _comparable(spec)
-    for key in current_all:
-        have, current = have_all.get(key), current_all[key]
-        if _same(have, current):
-            continue
-        fields = origins.get(key) or origins.get(key.removesuffix(".name")) or ()
-        raw = ckpt.config.get(fields[0]) if len(fields) == 1 else None
-        readable = raw is not None and not isinstance(raw, (dict, list))
-        target = key.removesuffix(".name")
-        yield Mismatch("value", source="config.json", field=fields[0] if readable else target,
-                       have=raw if readable else have, key=target, current=current, value=have)
-        return
+    by_layer = bool(spec.layers or theirs.layers)
+    for i, (have_all, current_all) in enumerate(zip(_comparable(theirs), _comparable(spec))):
+        for key in current_all:
+            have, current = have_all.get(key), current_all[key]
+            if _same(have, current):
+                continue
+            fields = origins.get(key) or origins.get(key.removesuffix(".name")) or ()
+            raw = ckpt.config.get(fields[0]) if len(fields) == 1 else None
+            readable = raw is not None and not isinstance(raw, (dict, list)) and not by_layer
+            target = key.removesuffix(".name")
+            if by_layer and target.startswith("components."):
+                # Layers differ: name the layer, and leave the rewrite to the reader.
+                yield Mismatch("value", source="config.json", field=f"{target} at layer {i}",
+                               have=have, advice=f"the spec has {_yaml(current)} there; give "
+                               "the spec config.json's layout (explorer spec-from-hf prints it)")
+                return
+            yield Mismatch("value", source="config.json", field=fields[0] if readable else target,
+                           have=raw if readable else have, key=target, current=current, value=have)
+            return
 
 
 def _comparable(spec):
-    """The spec flattened to dotted keys, with what the weights do not depend on left out and
-    equivalent choices written one way (mha is gqa with a KV head per query head; Mistral's
-    top-k softmax is the renormalised top k)."""
+    """Per layer, the spec flattened to dotted keys (the model's and the layer's components),
+    with what the weights do not depend on left out and equivalent choices written one way
+    (mha is gqa with a KV head per query head; Mistral's top-k softmax is the renormalised top
+    k)."""
     registry = spec.plugin_manager.registry()
-    doc = spec.to_dict()
-    att = doc["components"]["attention"]
-    if att["name"] == "mha":
-        att.update(name="gqa", n_kv_heads=spec.model.n_heads)
-    ffn = doc["components"]["ffn"]
-    if ffn.get("router") == "topk_softmax":
-        ffn["router"] = "softmax_topk_renorm"
-    if ffn.get("hidden"):
-        ffn.pop("multiple_of", None)  # used only to derive the hidden size
-    flat = {}
-    for kind, choice in doc["components"].items():
-        component = registry.component(kind, choice["name"])
-        for name, value in choice.items():
-            param = component.param(name)
-            if param is None or not param.numerics_only:
-                flat[f"components.{kind}.{name}"] = value
-    for name, value in doc["model"].items():
-        if not isinstance(value, dict):
-            flat[f"model.{name}"] = value
-    return {k: v for k, v in flat.items() if not k.startswith(UNCHECKED)}
+    model = {f"model.{name}": value for name, value in spec.to_dict()["model"].items()
+             if not isinstance(value, dict)}
+    out = []
+    for layer in spec.layer_components():
+        flat = dict(model)
+        for kind, choice in layer.items():
+            params = dict(choice.params, name=choice.name)
+            if choice.name == "mha":
+                params.update(name="gqa", n_kv_heads=spec.model.n_heads)
+            if params.get("router") == "topk_softmax":
+                params["router"] = "softmax_topk_renorm"
+            if params.get("hidden"):
+                params.pop("multiple_of", None)  # used only to derive the hidden size
+            component = registry.component(kind, choice.name)
+            for name, value in params.items():
+                param = component.param(name)
+                if param is None or not param.numerics_only:
+                    flat[f"components.{kind}.{name}"] = value
+        out.append({k: v for k, v in flat.items() if not k.startswith(UNCHECKED)})
+    return out
 
 
 def _same(a, b):

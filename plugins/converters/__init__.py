@@ -36,4 +36,10 @@ def explorer_config_converters():
         ConfigConverter("qwen3", llama, "Qwen3: Llama with per-head q/k RMSNorm"),
         ConfigConverter("mixtral", llama, "Mixtral: Llama (Mistral) with a mixture of experts",
                         ignores=MOE_IGNORES),
+        ConfigConverter("gemma2", f"{_PKG}.gemma2:convert", "Gemma 2: sandwich norms, "
+                        "soft-capping, alternating sliding windows"),
+        ConfigConverter("deepseek_v2", f"{_PKG}.deepseek:convert", "DeepSeek-V2: latent "
+                        "attention, shared + routed experts", ignores=DEEPSEEK_IGNORES),
+        ConfigConverter("deepseek_v3", f"{_PKG}.deepseek:convert", "DeepSeek-V3: V2 with "
+                        "sigmoid, bias-corrected, group-limited routing", ignores=DEEPSEEK_IGNORES),
     ]

@@ -82,49 +82,32 @@ def _attention(cfg, family):
     common.head_dim(cfg, d["head_dim"])
     if family.qk_norm:
         cfg.set("components.attention.qk_norm", True)
-    window = _window(cfg, family)
-    if window:
-        cfg.set("components.attention.window", window, "sliding_window")
+    _windows(cfg, family)
 
 
-def _window(cfg, family):
-    """The sliding window every layer uses (0: none)."""
+def _windows(cfg, family):
+    """The sliding window, on every layer or (Qwen's layer_types) on some."""
     d = family.defaults
     if family.window == "none":
-        return 0
+        return
+    n_layers = cfg.doc["model"]["n_layers"]
     if family.window == "sliding_window":
-        return cfg.integer("sliding_window", d["sliding_window"], minimum=1) or 0
-    # Qwen: a window only with use_sliding_window, on layers from max_window_layers on (or as
-    # layer_types says).
+        size = cfg.integer("sliding_window", d["sliding_window"], minimum=1)
+        common.windows(cfg, [bool(size)] * n_layers, size, "sliding_window")
+        return
+    # Qwen: a window only with use_sliding_window, on the layers from max_window_layers on, or
+    # on those layer_types names sliding_attention.
     size = cfg.integer("sliding_window", d["sliding_window"], minimum=1)
     used = cfg.flag("use_sliding_window", d["use_sliding_window"])
     first = cfg.integer("max_window_layers", d["max_window_layers"], minimum=0)
-    n_layers = cfg.doc["model"]["n_layers"]
-    types = cfg.get("layer_types")
-    if types is None:
+    windowed = common.layer_types(cfg, n_layers)
+    if windowed is None:
         windowed = [bool(used and size) and i >= first for i in range(n_layers)]
-    else:
-        windowed = _layer_types(cfg, types, n_layers)
-        if any(windowed) and not (used and size):
-            raise cfg.refuse("layer_types", "names sliding_attention layers but "
-                             "use_sliding_window is false or sliding_window null",
-                             "set both, or make every layer full_attention")
-    if not any(windowed):
-        return 0
-    if not all(windowed):
-        raise cfg.refuse("max_window_layers" if types is None else "layer_types",
-                         "sliding windows on some layers only", "per-layer layouts are not "
-                         "supported yet: every layer windowed, or none")
-    return size
-
-
-def _layer_types(cfg, types, n_layers):
-    """layer_types as a list of booleans: whether each layer slides."""
-    kinds = ("full_attention", "sliding_attention")
-    if not isinstance(types, list) or len(types) != n_layers or any(t not in kinds for t in types):
-        raise cfg.refuse("layer_types", f"expected {n_layers} entries, each one of "
-                         f"{', '.join(kinds)}, got {types!r}"[:200])
-    return [t == "sliding_attention" for t in types]
+    elif any(windowed) and not (used and size):
+        raise cfg.refuse("layer_types", "names sliding_attention layers but use_sliding_window "
+                         "is false or sliding_window null", "set both, or make every layer "
+                         "full_attention")
+    common.windows(cfg, windowed, size, "sliding_window")
 
 
 def _experts(cfg):
