@@ -437,6 +437,7 @@ def list_plugins(kind, fmt, plugins):
                 "params": [_param_json(p) for p in getattr(item, "params", ())],
                 **({"reads": item.detect is not None, "target": item.target}
                    if k == FORMAT_KIND else {}),
+                **({"ignores": list(item.ignores)} if k == CONVERTER_KIND else {}),
                 "plugin": prov.plugin, "distribution": prov.distribution,
             } for k, name, item, prov in entries],
             "broken": broken,
@@ -452,6 +453,8 @@ def list_plugins(kind, fmt, plugins):
         if k == FORMAT_KIND:
             click.echo(f"      reads: {'yes' if item.detect else 'no'}; export: "
                        + (f"--to {item.target}" if item.target else "no"))
+        if k == CONVERTER_KIND and item.ignores:
+            click.echo(f"      ignores: {', '.join(item.ignores)}")
         for p in getattr(item, "params", ()):
             choices = f" one of {', '.join(map(str, p.choices))}" if p.choices else ""
             bounds = f" ({p.range_text})" if p.range_text else ""
@@ -475,8 +478,11 @@ def list_plugins(kind, fmt, plugins):
                    "checkpoint_format).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a spec key for this run, e.g. model.dropout.attention=0. Repeatable.")
+@click.option("--max-shard-size", "shard_size", default="5GB", show_default=True, metavar="SIZE",
+              help="hf: above this, write shards of at most this size and "
+                   "model.safetensors.index.json, as transformers does (500MB, 5GB, or bytes).")
 @_plugins_option
-def export(spec_path, weights, target, overrides, plugins):
+def export(spec_path, weights, target, overrides, shard_size, plugins):
     """Write the model SPEC describes in another format: with --weights loaded, or else the
     spec's seeded initial weights (a random baseline for Hugging Face tooling, say).
 
@@ -488,6 +494,7 @@ def export(spec_path, weights, target, overrides, plugins):
     spec, weights = _spec_and_weights(spec_path, overrides, manager, weights)
     _warn_broken(manager)
     fmt, out = target
+    max_shard_bytes = _size(shard_size, "--max-shard-size")
     from .weights import check_exportable, export as export_model
 
     check_exportable(spec, fmt)  # an unknown target or a spec it cannot hold: refuse before building
@@ -496,8 +503,26 @@ def export(spec_path, weights, target, overrides, plugins):
     model = build_model(spec, weights=weights)
     if not weights:
         click.echo(f"no --weights: exporting the initial weights of seed {spec.seed} (untrained)")
-    for path in export_model(model, spec, fmt, out):
+    for path in export_model(model, spec, fmt, out, max_shard_bytes):
         click.echo(f"wrote {path}")
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20,
+          "GIB": 2**30}
+
+
+def _size(text, option):
+    """A size as transformers writes it ("5GB" = 5 * 10**9 bytes, "500MiB"), in bytes."""
+    number = text.strip().upper().rstrip("BIKMG")
+    unit = text.strip().upper()[len(number):]
+    try:
+        value = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise UserError(f"{option}: {text!r} is not a size; e.g. 500MB, 5GB, 2GiB or a number "
+                        "of bytes") from None
+    if value < 1:
+        raise UserError(f"{option}: must be at least 1 byte, got {text!r}")
+    return int(value)
 
 
 def main(argv=None):

@@ -302,6 +302,7 @@ def test_a_third_party_converter_is_one_plugin(tmp_path, capsys):
     assert code == 0 and "total" in out, err
     code, out, _ = run(capsys, "plugins", "--kind", "config_converter", "-p", plugin)
     assert "  toy              A toy architecture." in out and "  llama " in out
+    assert "      ignores: comment" in out
     manager = explorer.get_plugin_manager(plugins=[str(plugin)])
     manager.load(str(plugin))
     assert manager.registry().provider[("config_converter", "toy")].plugin == str(plugin.resolve())
@@ -323,3 +324,16 @@ def test_spec_from_hf_does_not_import_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "name: moe" in proc.stdout
+
+
+@pytest.mark.slow
+def test_build_on_deepseek_v3_costs_671_billion_parameters(tmp_path, capsys):
+    """61 layers, 58 of 256 experts each (about 80,000 modules) on the meta device: about a
+    minute on 2 cores. The fast tests cover the same path on Llama 3 8B."""
+    (tmp_path / "config.json").write_text(json.dumps(DEEPSEEK_V3))
+    code, out, err = run(capsys, "build", tmp_path, "--format", "json",
+                         "--set", "analyses.memory.seq_len=1024")
+    assert code == 0, err
+    analyses = json.loads(out)["analyses"]
+    assert analyses["params"]["total"] == 671_026_404_352
+    assert analyses["memory"]["kv_cache"]["bytes_per_token"]["bf16"] == 61 * (512 + 64) * 2

@@ -208,9 +208,15 @@ def test_loading_into_a_spec_the_family_cannot_hold(write_spec, tmp_path):
 def test_cli_export_then_build(write_spec, tmp_path, capsys):
     spec = family_spec(write_spec, "qwen2")
     with pytest.raises(SystemExit) as info:
-        main(["export", spec.source, "--to", "hf", str(tmp_path)])
+        main(["export", spec.source, "--to", "hf", str(tmp_path), "--max-shard-size", "20kB"])
     out = capsys.readouterr().out
-    assert info.value.code == 0 and "wrote" in out and "config.json" in out
+    shards = [line for line in out.splitlines() if "-of-" in line]
+    assert info.value.code == 0 and "config.json" in out and len(shards) > 3
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())["weight_map"]
+    for line in shards:  # at most 20 kB of tensors, or one larger tensor alone
+        path = line.split()[-1]
+        alone = list(index.values()).count(os.path.basename(path)) == 1
+        assert alone or os.path.getsize(path) < 20_000 + 2_000  # + the header
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path)
     assert type(hf).__name__ == "Qwen2ForCausalLM"
     assert hf.model.layers[0].self_attn.q_proj.bias is not None
@@ -220,3 +226,13 @@ def test_cli_export_then_build(write_spec, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["build", str(tmp_path), "--weights", str(tmp_path), "--only", "params"])
     assert info.value.code == 0
+
+
+@pytest.mark.parametrize("size", ["lots", "GB", "0"])
+def test_bad_shard_size_is_one_line(write_spec, tmp_path, capsys, size):
+    spec = family_spec(write_spec, "llama")
+    with pytest.raises(SystemExit) as info:
+        main(["export", spec.source, "--to", "hf", str(tmp_path / "out"), "--max-shard-size", size])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("Error: --max-shard-size: ")
+    assert not (tmp_path / "out").exists()
