@@ -143,14 +143,18 @@ def test_transformers_5_fused_experts_load(write_spec, tmp_path):
     ("llama", "components.positional.factor=4", "config.json has components.positional.factor: "
                                                 "8.0 but the spec has "
                                                 "components.positional.factor: 4.0"),
+    # 8 heads of 4 and 4 KV heads: the same tensor shapes as 4 heads of 8 and 2 KV heads.
+    ("llama", "model.n_heads=8;components.attention.n_kv_heads=4",
+     "config.json has num_attention_heads: 4 but the spec has model.n_heads: 8; set "
+     "model.n_heads: 4"),
 ])
 def test_config_json_disagreeing_with_the_spec_is_one_line(write_spec, tmp_path, capsys,
                                                            model_type, override, message):
     spec = family_spec(write_spec, model_type)
     export_hf(random_model(spec), spec, tmp_path)
+    sets = [arg for o in override.split(";") for arg in ("--set", o)]
     with pytest.raises(SystemExit) as info:
-        main(["build", spec.source, "--weights", str(tmp_path), "--set", override,
-              "--only", "params"])
+        main(["build", spec.source, "--weights", str(tmp_path), *sets, "--only", "params"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.count("\n") == 1, err
     assert f"{tmp_path}/model.safetensors: {message}" in err
