@@ -11,6 +11,7 @@ import string
 
 from .analysis import analyze, environment, select
 from .errors import ExplorerError
+from .layers import pattern_texts
 
 
 def same_seed(specs, seed=None):
@@ -50,8 +51,11 @@ def failed_report(spec, message):
 
 
 def spec_differences(dicts):
-    """The dotted keys whose values differ between resolved specs: {key: [value per spec]}."""
-    flat = [_flatten(d) for d in dicts]
+    """The dotted keys whose values differ between resolved specs: {key: [value per spec]}.
+
+    A ``layers:`` list shows as its pattern per kind (``layers.attention: 0,2 gqa window=0;
+    1,3 gqa window=4``), not as the entries' full text."""
+    flat = [_flatten({**d, "layers": pattern_texts(d)} if d.get("layers") else d) for d in dicts]
     keys = []
     for f in flat:
         keys.extend(k for k in f if k not in keys)

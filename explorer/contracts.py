@@ -30,10 +30,12 @@ return (``forward(x, pos, positions, cache=None)``):
 
 Positions are always absolute token indices, shape (T,), on the activations' device.
 
-What an attention exposes for analyses (the KV cache): ``n_heads``, ``n_kv_heads``, ``head_dim``
-and ``window`` (0 = none), and optionally ``kv_values_per_token``, the elements one token adds
-to this layer's cache when it is not ``2 * n_kv_heads * head_dim`` (keys and values): latent
-attention caches ``kv_lora_rank + qk_rope_head_dim``. Read it with :func:`kv_values_per_token`.
+What an attention exposes for analyses (the KV cache, FLOPs): ``n_heads``, ``n_kv_heads``,
+``head_dim`` and ``window`` (0 = none); optionally ``v_head_dim``, the size of each head's values
+when it is not ``head_dim`` (latent attention), and ``kv_values_per_token``, the elements one
+token adds to this layer's cache when it is not ``2 * n_kv_heads * head_dim`` (keys and values):
+latent attention caches ``kv_lora_rank + qk_rope_head_dim``. Read it with
+:func:`kv_values_per_token`.
 
 Optional methods any module may expose (mixture of experts does), which training and analyses
 find by walking ``model.modules()``, so they need not know what the module is:
@@ -43,9 +45,15 @@ find by walking ``model.modules()``, so they need not know what the module is:
    load-balancing and router z-losses). :func:`aux_loss` sums them over a model.
    ``explorer_stats()`` -> a dict of plain numbers (and lists of them) about the last forward,
    for logging (an MoE's per-expert load). :func:`stats` gathers them by module name.
-7. ``active_parameters()`` -> int: the parameters one token uses in this module, where that is
-   fewer than the module holds (an MoE: router + shared experts + top_k routed experts).
-   :func:`active_parameter_count` gives a model's count per token.
+7. ``active_parameters(matrices_only=False)`` -> int: the parameters one token uses in this
+   module, where that is fewer than the module holds (an MoE: router + shared experts + top_k
+   routed experts); with ``matrices_only`` only those with 2+ dims (the weight matrices, whose
+   multiply-adds the FLOPs count). :func:`active_parameter_count` gives a model's count per
+   token. A module whose method takes no ``matrices_only`` is asked without it (exact when all
+   its parameters are matrices).
+8. A mixture of experts exposes its routed experts as ``experts`` (an ``nn.ModuleList``, one
+   module per expert, in the order of ``explorer_stats()["expert_load"]``), for per-expert
+   figures (gradflow).
 Importing this module does not import torch (hookspecs.py refers to it, and listing plugins or
 validating a spec must stay fast): :class:`PositionalEncoding`, an ``nn.Module``, is defined on
 first access.
@@ -53,6 +61,7 @@ first access.
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -189,9 +198,10 @@ def stats(model):
             for found in [m.explorer_stats()] if found}
 
 
-def active_parameter_count(model):
+def active_parameter_count(model, matrices_only=False):
     """Parameters used per token: all of them (a tied tensor once), except that a module with
-    ``active_parameters()`` counts that instead of everything it holds."""
+    ``active_parameters()`` counts that instead of everything it holds. ``matrices_only``: only
+    parameters with 2+ dims (point 7)."""
     seen, total = set(), 0
     skip = set()  # modules inside one that already reported its active count
 
@@ -199,15 +209,29 @@ def active_parameter_count(model):
         if any(name.startswith(prefix) for prefix in skip):
             continue
         if hasattr(module, "active_parameters") and module is not model:
-            total += module.active_parameters()
+            total += _active(module, matrices_only)
             seen.update(id(p) for p in module.parameters())
             skip.add(name + ".")
             continue
         for p in module.parameters(recurse=False):
-            if id(p) not in seen:
+            if id(p) not in seen and (p.dim() >= 2 or not matrices_only):
                 seen.add(id(p))
                 total += p.numel()
     return total
+
+
+def _active(module, matrices_only):
+    if not matrices_only:
+        return module.active_parameters()
+    try:
+        takes_flag = "matrices_only" in inspect.signature(module.active_parameters).parameters
+    except (TypeError, ValueError):
+        takes_flag = False
+    if takes_flag:
+        return module.active_parameters(matrices_only=True)
+    return module.active_parameters()
+
+
 def _define_positional_encoding():
     from torch import nn
 

@@ -133,6 +133,20 @@ def pattern(per_layer):
     return out
 
 
+def pattern_texts(spec_dict):
+    """``{kind: "0,2 gqa window=0; 1,3 gqa window=4"}`` for the kinds whose choice differs
+    between the layers of a ``Spec.to_dict()`` document (what ``explorer compare`` shows)."""
+    per_layer = [{kind: {"name": c["name"], "params": {k: v for k, v in c.items() if k != "name"}}
+                  for kind, c in layer.items() if kind in LAYER_KINDS}
+                 for layer in resolve_dicts(spec_dict)]
+    return {kind: "; ".join(_row_text(index_text(ix), name, params) for ix, name, params in rows)
+            for kind, rows in pattern(per_layer)}
+
+
+def _row_text(where, name, params):
+    return f"{where} {name} {' '.join(f'{p}={v}' for p, v in params.items())}".rstrip()
+
+
 def pattern_lines(per_layer):
     """``pattern`` as text lines: ``attention   0,2,4,..,22 (12)  gqa window=0``."""
     found = pattern(per_layer)
@@ -144,7 +158,6 @@ def pattern_lines(per_layer):
         texts = [f"{index_text(ix)} ({len(ix)})" for ix, _, _ in rows]
         span = max(map(len, texts))
         for n, ((_, name, params), text) in enumerate(zip(rows, texts)):
-            shown = " ".join(f"{p}={v}" for p, v in params.items())
             label = kind if n == 0 else ""
-            lines.append(f"{label:<{width}}  {text:<{span}}  {name} {shown}".rstrip())
+            lines.append(f"{label:<{width}}  " + _row_text(f"{text:<{span}} ", name, params))
     return lines

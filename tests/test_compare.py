@@ -177,7 +177,8 @@ def test_figures_option_picks_rows_json_keeps_all(capsys, pair):
     assert "warning: --figures 'nope*' matches no figure" in err
     code, out, _ = run(capsys, "compare", *pair, "--only", "params", "--figures", "params.total",
                        "--format", "json")
-    assert len(json.loads(out)["rows"]) == 10
+    # total, trainable, active (per token), with_tied_head, head_tied and the 6 kinds
+    assert len(json.loads(out)["rows"]) == 11
 
 
 def test_figures_in_the_python_api(pair):

@@ -166,3 +166,30 @@ def test_atomic_files_get_an_ordinary_mode(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+
+
+layer_entries = st.lists(st.fixed_dictionaries({}, optional={
+    "every": sizes, "offset": sizes, "first": sizes, "last": sizes,
+    "layers": st.one_of(st.lists(st.integers(-1, 4), max_size=3), scalars),
+    "components": st.one_of(components, st.dictionaries(
+        st.sampled_from(["attention", "ffn", "positional", "norm"]),
+        st.one_of(st.sampled_from(["mha", "gqa", "mla", "moe", "glu", "rope", "alibi", "learned",
+                                   "rmsnorm"]),
+                  st.fixed_dictionaries({}, optional={
+                      "name": st.sampled_from(["gqa", "mla", "moe", "rope"]), "window": sizes,
+                      "head_dim": sizes, "n_kv_heads": sizes, "top_k": sizes})),
+        max_size=3), scalars)}), max_size=3)
+
+
+@FUZZ
+@given(layers=st.one_of(layer_entries, scalars))
+def test_fuzzed_layers(capsys, tmp_path, layers):
+    """Random layers: entries on a valid 3-layer spec: a model, or one line and exit 2."""
+    doc = {"tokenizer": "bytes", "model": {"vocab_size": 256, "context_length": 8, "emb_dim": 8,
+                                           "n_heads": 2, "n_layers": 3},
+           "components": {"positional": "rope"}, "layers": layers}
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    code, out = _outcome(capsys, ["build", str(path), "--only", "params", "--format", "json"])
+    if code == 0:
+        assert len(json.loads(out)["analyses"]["params"]["per_block"]) == 3

@@ -167,7 +167,7 @@ def test_kv_cache_per_layer_when_layers_differ(make_spec):
     assert kv["bytes_full_context"]["fp32"] == values * 4 * (8 + S)  # the window caps layer 0
     rendered = memory_render(_kv(make_spec, batch=1, even_window=8))
     assert "KV cache (layers differ)" in rendered
-    assert "  trf_blocks.0.att: 2 KV heads x 3, window 8, 12 values per token, 8 tokens" in rendered
+    assert "  layer 0: 2 KV heads x 3, window 8, 12 values per token, 8 tokens" in rendered
 
 
 def test_kv_cache_uses_what_a_latent_attention_says_it_caches(make_spec):

@@ -345,3 +345,23 @@ def test_alternating_windows_equal_qwen3_layer_types(write_spec):
     everywhere = load_exactly(explorer.build_model(spec), weights)  # no windows: not Qwen3's
     with torch.no_grad():
         assert not torch.allclose(everywhere(ids), hf(ids).logits, atol=1e-2)
+
+
+def test_compare_shows_layer_patterns_not_entries(layout):
+    from explorer.comparison import spec_differences
+
+    dense = explorer.load_spec(layout.source, overrides=["layers=[]"])
+    differences = spec_differences([layout.to_dict(), dense.to_dict()])
+    assert differences["layers.attention"] == ["0,2 gqa window=0; 1,3 gqa window=4", None]
+    assert differences["layers.ffn"] == ["0 glu; 1-3 moe", None]
+    assert "layers" not in differences
+
+
+def test_the_local_global_ablation_windows_odd_layers_and_shrinks_the_kv_cache():
+    """gpt2-small: 12 layers x 2 x 768 values per token; at 1,024 tokens the 6 windowed layers
+    cache 256: bf16 2 bytes * 1,536 * (6 * 1,024 + 6 * 256) = 23,592,960 bytes."""
+    spec = explorer.load_spec("specs/ablations/local_global.yaml")
+    assert [c["attention"].params["window"] for c in spec.layer_components()] == [0, 256] * 6
+    kv = explorer.analyze(spec, only=["memory"])["analyses"]["memory"]["kv_cache"]
+    assert kv["bytes_per_token"]["bf16"] == 36_864  # as gpt2-small: every layer caches each token
+    assert kv["bytes_full_context"]["bf16"] == 2 * 1536 * (6 * 1024 + 6 * 256) == 23_592_960

@@ -59,6 +59,7 @@ ABLATION_CHANGES = {
     "nope": ({"positional": "none"}, -S * H),
     "tied": ({"weight_tying": "tied"}, -V * H),
     "parallel": ({"residual": "parallel"}, -L * LN),  # one shared norm per block
+    "local_global": ({}, 0),  # windows on odd layers (layers:): the same weights
 }
 
 

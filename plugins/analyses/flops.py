@@ -1,71 +1,36 @@
-"""FLOPs per token: the closed form, the 6N rule, and torch's FlopCounterMode as the check.
+"""FLOPs per token: the closed form (explorer.costs, layer by layer), the 6N rule, and torch's
+FlopCounterMode as the check.
 
-FLOPs are 2 per multiply-accumulate. Forward, per token, at sequence length s:
+FLOPs are 2 per multiply-accumulate. Forward, per token, at sequence length s, summed over the
+layers (explorer.costs has the details):
 
-    2 * N_matmul            the weight matrices of all blocks (each weight used once per token)
-  + 4 * L * s * h           attention's Q.K^T and weights.V over all s key positions
+    2 * N_active            the block weight matrices one token uses (a mixture of experts:
+                            router + shared + top_k experts)
+  + 2 * s * nh * (d_qk + d_v)
+                            attention's Q.K^T and weights.V over all s key positions, with each
+                            layer's heads (4 * s * nh * head_dim for a plain attention)
   + 2 * h * V               the output head
 
-N_matmul counts the blocks' weight matrices (parameters with 2+ dimensions); biases, norms,
-activations and softmax are elementwise and not counted (FlopCounterMode does not count them
-either). The attention term is "full": the s x s scores are computed and then masked, which is
-what the implementations do and what FlopCounterMode measures; counting only the causal half
-gives 2 * L * s * h. Training is forward + backward = 3 x forward; Kaplan et al. (2020) round
-it to 6 * N with N the non-embedding parameters.
+Biases, norms, activations and softmax are elementwise and not counted (FlopCounterMode does
+not count them either). The attention term is "full": the s x s scores are computed and then
+masked, which is what the implementations do and what FlopCounterMode measures; counting only
+the causal half gives half of it. Training is forward + backward = 3 x forward; Kaplan et al.
+(2020) round it to 6 * N with N the non-embedding parameters (for a mixture of experts, the
+active ones too).
 
 The measurement runs on the meta device (no weights, free at any size), where
-scaled_dot_product_attention runs as matmuls. On a real CPU model torch 2.13's FlopCounterMode
-would miss the attention term: it has no formula for the CPU's fused kernel
-(_scaled_dot_product_flash_attention_for_cpu).
+scaled_dot_product_attention runs as matmuls and a mixture of experts routes an equal share of
+the tokens to each expert (there is no data to route on), so it sees top_k experts per token,
+like the closed form. On a real CPU model torch 2.13's FlopCounterMode would miss the attention
+term: it has no formula for the CPU's fused kernel (_scaled_dot_product_flash_attention_for_cpu).
 """
 
 from explorer import Analysis, Param, hookimpl
 
+from explorer.costs import closed_form
+from explorer.layers import index_text
+
 from . import seq_len_within_context
-from .params import unique_parameters
-
-
-def closed_form(model, cfg, seq_len):
-    """The closed-form counts for ``model`` (any device) at ``seq_len`` tokens."""
-    blocks = {id(p) for p in model.trf_blocks.parameters()}
-    positional = {id(p) for p in model.pos_emb.parameters()}
-    embedding = {id(model.tok_emb.weight), id(model.out_head.weight)}  # one id when tied
-    n_total = n_matmul = n_embedding = 0
-    for _, p in unique_parameters(model):
-        n_total += p.numel()
-        if id(p) in blocks and p.dim() >= 2:
-            n_matmul += p.numel()
-        if id(p) in embedding or id(p) in positional:
-            n_embedding += p.numel()
-    s, V = seq_len, cfg.vocab_size
-    # The query width the scores are computed over, summed over the layers: each attention's
-    # own n_heads * head_dim (a head size may differ from emb_dim / n_heads).
-    h = sum(att.n_heads * att.head_dim for att in _attentions(model))
-    matmul, head = 2 * n_matmul, 2 * cfg.emb_dim * V
-    attention_full, attention_causal = 4 * s * h, 2 * s * h
-    n_nonembedding = n_total - n_embedding
-    return {
-        "parameters": n_total,
-        "matmul_parameters": n_matmul,
-        "nonembedding_parameters": n_nonembedding,
-        "forward_per_token": {
-            "matmul": matmul, "attention_full": attention_full,
-            "attention_causal": attention_causal, "head": head,
-            "total": matmul + attention_full + head,
-            "total_causal": matmul + attention_causal + head,
-        },
-        "training_per_token": {
-            "3x_forward": 3 * (matmul + attention_full + head),
-            "6N_nonembedding": 6 * n_nonembedding,
-            "6N_all": 6 * n_total,
-        },
-    }
-
-
-def _attentions(model):
-    from explorer.kinds import sublayers
-
-    return [m for block in model.trf_blocks for _, kind, m in sublayers(block) if kind == "attention"]
 
 
 def count_flops(model, seq_len):
@@ -111,14 +76,17 @@ def flops(ctx, seq_len, measure):
             "forward_over_closed_form": per_token["forward"] / closed if closed else None,
         }
     result["conventions"] = (
-        "2 FLOPs per multiply-accumulate; forward per token = 2*N_matmul (block weight matrices) "
-        "+ 4*L*s*h (Q.K^T and weights.V over all s positions: the full s x s scores are computed, "
-        "then masked; 2*L*s*h counts only the causal half) + 2*h*V (head); elementwise ops "
-        "(norms, activations, softmax, biases) are not counted. Training = 3 x forward; Kaplan's "
-        "6N uses N = parameters without the token/position embeddings and the untied head. "
-        "Measured: torch.utils.flop_counter.FlopCounterMode on the meta device (where fused "
-        "attention runs as countable matmuls; on CPU FlopCounterMode misses the fused kernel), "
-        "one sequence of seq_len tokens with the cross-entropy loss.")
+        "2 FLOPs per multiply-accumulate; forward per token = sum over layers of 2*N_active (the "
+        "block weight matrices one token uses: an MoE's router + shared + top_k experts) + "
+        "2*s*n_heads*(d_qk + d_v) (Q.K^T and weights.V over all s positions: the full s x s "
+        "scores are computed, then masked; the causal half is half of it) + 2*h*V (head); "
+        "elementwise ops (norms, activations, softmax, biases) are not counted. Training = 3 x "
+        "forward; Kaplan's 6N uses N = parameters without the token/position embeddings and the "
+        "untied head (6N_active: the active ones). Measured: "
+        "torch.utils.flop_counter.FlopCounterMode on the meta device (where fused attention runs "
+        "as countable matmuls and an MoE routes an equal share of tokens to each expert; on CPU "
+        "FlopCounterMode misses the fused kernel), one sequence of seq_len tokens with the "
+        "cross-entropy loss.")
     return result
 
 
@@ -131,17 +99,24 @@ def _g(n):
 
 def render(result):
     f, t = result["forward_per_token"], result["training_per_token"]
-    rows = [(f"matmuls 2*N ({result['matmul_parameters']:,} block weights)", f["matmul"], ""),
-            ("attention 4*L*s*h (all s x s scores)", f["attention_full"],
-             f"causal half 2*L*s*h: {_g(f['attention_causal'])}"),
+    total, active = result["matmul_parameters"], result["active_matmul_parameters"]
+    weights = (f"{total:,} block weights" if active == total
+               else f"{active:,} of {total:,} block weights active per token")
+    rows = [(f"matmuls 2*N ({weights})", f["matmul"], ""),
+            ("attention 2*s*nh*(d_qk+d_v) (all s x s)", f["attention_full"],
+             f"causal half: {_g(f['attention_causal'])}"),
             ("head 2*h*V", f["head"], ""),
             ("total", f["total"], f"causal: {_g(f['total_causal'])}")]
     width = max(len(r[0]) for r in rows)
     lines = [f"forward per token at s = {result['seq_len']:,} (2 FLOPs per multiply-add):"]
     lines += [f"  {label:<{width}}  {_g(n):>14}  {note}".rstrip() for label, n, note in rows]
+    lines += _layer_lines(result["per_layer"])
+    active_n = ""
+    if result["active_parameters"] != result["parameters"]:
+        active_n = f"; 6*N active non-embedding {_g(t['6N_active_nonembedding'])}"
     lines.append(f"training per token: 3 x forward {_g(t['3x_forward'])}; 6*N non-embedding "
                  f"({result['nonembedding_parameters']:,}) {_g(t['6N_nonembedding'])}; "
-                 f"6*N all ({result['parameters']:,}) {_g(t['6N_all'])}")
+                 f"6*N all ({result['parameters']:,}) {_g(t['6N_all'])}{active_n}")
     m = result["measured"]
     if m:
         lines.append(f"FlopCounterMode ({m['device']}, {m['tokens']:,} tokens): forward "
@@ -149,6 +124,18 @@ def render(result):
                      f"(closed form x {m['forward_over_closed_form']:.4f}), forward + backward "
                      f"{_g(m['per_token']['training'])} per token")
     return "\n".join(lines)
+
+
+def _layer_lines(per_layer):
+    """Per layer, when layers differ: the layers with the same figures on one line."""
+    groups = {}
+    for i, layer in enumerate(per_layer):
+        groups.setdefault((layer["matmul"], layer["attention_full"]), []).append(i)
+    if len(groups) < 2:
+        return []
+    return ["  per layer (matmuls + attention):"] + [
+        f"    {index_text(ix)} ({len(ix)}): {_g(matmul)} + {_g(attention)}"
+        for (matmul, attention), ix in groups.items()]
 
 
 def figures(result):

@@ -50,6 +50,22 @@ def _block_grads(model):
     return blocks, matrices
 
 
+def _expert_grads(model):
+    """Per mixture of experts (a module exposing its routed experts as ``experts``, an
+    nn.ModuleList: explorer.contracts point 8): the mean |grad| of each expert's weight
+    matrices, None for an expert no token was routed to (it got no gradient)."""
+    from torch import nn
+
+    found = {}
+    for name, module in model.named_modules():
+        experts = getattr(module, "experts", None)
+        if isinstance(experts, nn.ModuleList):
+            found[name] = [_mean_abs(grads) if grads else None for grads in (
+                [p.grad for p in expert.parameters() if p.grad is not None and p.dim() >= 2]
+                for expert in experts)]
+    return found
+
+
 def _first_over_last(blocks):
     first, last = blocks[0]["all"], blocks[-1]["all"]
     return first / last if last else None
@@ -77,6 +93,7 @@ def gradient_flow(ctx, text, train_mode, steps, lr):
     with ctx.mode(model, train_mode):
         loss, fault = _lm_loss_backward(model, inputs, targets, seed)
         blocks, matrices = _block_grads(model)
+        experts = _expert_grads(model)
         model.zero_grad(set_to_none=True)
     result = {
         "loss": loss,
@@ -86,6 +103,8 @@ def gradient_flow(ctx, text, train_mode, steps, lr):
         "per_matrix": matrices,
         "first_over_last": _first_over_last(blocks),
     }
+    if experts:
+        result["per_expert"] = experts
     if fault:
         result["nonfinite"] = fault  # named, not hidden; the runner lists it under warnings
         return result
@@ -99,11 +118,14 @@ def gradient_flow(ctx, text, train_mode, steps, lr):
             optimizer.step()
         loss_after, fault = _lm_loss_backward(trained, inputs, targets, seed)
         after, _ = _block_grads(trained)
+        after_experts = _expert_grads(trained)
         del trained, optimizer
         result["after_steps"] = {
             "steps": steps, "lr": lr, "losses": losses, "loss": loss_after,
             "per_block": after, "first_over_last": _first_over_last(after),
         }
+        if after_experts:
+            result["after_steps"]["per_expert"] = after_experts
         if fault:
             result["nonfinite"] = {**fault, "after_steps": steps}
     return result
@@ -114,6 +136,13 @@ def _table(blocks):
     for i, b in enumerate(blocks):
         lines.append(f"{i:>5}  {b['all']:.3e}  ({_grad(b, 'attention')} / {_grad(b, 'ffn')})")
     return lines
+
+
+def _expert_lines(per_expert):
+    """One line per mixture of experts: each expert's mean |grad| (n/a: no token reached it)."""
+    return [f"experts of {name}: " + " ".join(f"{g:.2e}" if g is not None else "n/a"
+                                             for g in grads)
+            for name, grads in (per_expert or {}).items()]
 
 
 def _grad(block, kind):
@@ -129,12 +158,14 @@ def render(result):
     lines = [f"at initialization: loss {result['loss']:.4f} on {result['tokens']} tokens "
              f"({'dropout active' if result['train_mode'] else 'eval mode'})"]
     lines += _table(result["per_block"])
+    lines += _expert_lines(result.get("per_expert"))
     lines.append(_ratio(result["first_over_last"]))
     after = result.get("after_steps")
     if after:
         lines.append(f"after {after['steps']} AdamW steps (lr {after['lr']:g}) on the same batch: "
                      f"loss {after['loss']:.4f}")
         lines += _table(after["per_block"])
+        lines += _expert_lines(after.get("per_expert"))
         lines.append(_ratio(after["first_over_last"]))
     return "\n".join(lines)
 

@@ -12,6 +12,8 @@ Models", section 4.1) is shown beside the measurement.
 from explorer import Analysis, ExplorerError, Param, hookimpl
 from explorer.resources import Need, Part
 
+from explorer.layers import index_text
+
 from . import seq_len_within_context
 from .params import unique_parameters
 
@@ -217,7 +219,14 @@ def render(result):
                  f"head {_mb(m['head'])}, loss {_mb(m['loss'])})")
     if act["korthikanti_per_layer_16bit"] and m["per_block"]:
         lines.append(f"  per block: measured fp32 {_mb(act['measured_per_block_fp32'])}, bf16 "
-                     f"{_mb(act['measured_per_block_bf16'])}")
+                     f"{_mb(act['measured_per_block_bf16'])}"
+                     + (" (the mean)" if len(set(m["per_block"])) > 1 else ""))
+        if len(set(m["per_block"])) > 1:  # layers differ: each, the blocks alike together
+            alike = {}
+            for i, n in enumerate(m["per_block"]):
+                alike.setdefault(n, []).append(i)
+            lines.append("  fp32 by block: " + ", ".join(f"{index_text(ix)}: {_mb(n)}"
+                                                        for n, ix in alike.items()))
         lines.append(f"  Korthikanti et al. s*b*h*(34 + 5*a*s/h), 16-bit, 1-byte dropout masks: "
                      f"{_mb(act['korthikanti_per_layer_16bit'])} per layer "
                      f"(measured bf16 / it = {act['ratio_bf16_block_to_korthikanti_16bit']:.2f}); "
@@ -231,9 +240,13 @@ def render(result):
                  f"{kv['bytes_per_token']['fp32']:,} / {kv['bytes_per_token']['bf16']:,} bytes per "
                  f"token fp32 / bf16; at {at} x batch {kv['batch_size']}: "
                  f"{_mb(kv['bytes_full_context']['fp32'])} / {_mb(kv['bytes_full_context']['bf16'])}")
+    groups = {}  # the layers alike, on one line
     for layer in layers or ():
-        lines.append(f"  {layer['module']}: {_kv_shape(layer)}, {layer['values_per_token']:,} "
-                     f"values per token, {layer['tokens']:,} tokens")
+        text = (f"{_kv_shape(layer)}, {layer['values_per_token']:,} values per token, "
+                f"{layer['tokens']:,} tokens")
+        groups.setdefault(text, []).append(layer["layer"])
+    lines.extend(f"  layer{'s' if len(ix) > 1 else ''} {index_text(ix)}: {text}"
+                 for text, ix in groups.items())
     inf, tr = result["inference_bytes"], result["training_total_bytes"]
     lines.append(f"inference (weights + KV cache)  fp32 {_mb(inf['fp32'])}  bf16 {_mb(inf['bf16'])}")
     lines.append(f"training (AdamW + activations)  fp32 {_mb(tr['fp32'])}  "

@@ -3,6 +3,8 @@
 import math
 
 from explorer import Analysis, Chart, hookimpl
+from explorer.contracts import active_parameter_count
+from explorer.layers import index_text
 
 
 def _kind_of(model):
@@ -62,8 +64,12 @@ def count(ctx):
     return {
         "total": total,
         "trainable": trainable,
+        # Used per token (explorer.contracts point 7): a mixture of experts counts its router,
+        # shared experts and top_k experts; everything else counts whole.
+        "active": active_parameter_count(model),
         "by_kind": by_kind,
         "per_block": per_block,
+        "active_per_block": [active_parameter_count(block) for block in model.trf_blocks],
         "head_tied": tied,
         # What the model would have with the head tied to the embedding (the book's 124M figure).
         "with_tied_head": total if tied else total - head.numel(),
@@ -75,23 +81,34 @@ def render(result):
              f"trainable        {result['trainable']:>15,}",
              f"with tied head   {result['with_tied_head']:>15,}"
              + ("  (the head is tied)" if result["head_tied"] else "")]
+    if result["active"] != result["total"]:
+        lines.append(f"active per token {result['active']:>15,}  "
+                     f"({result['active'] / result['total']:.1%} of the total)")
     lines.append("by kind:")
     for kind, n in result["by_kind"].items():
         share = n / result["total"] if result["total"] else 0
         lines.append(f"  {kind:<14} {n:>15,}  {share:6.1%}")
-    blocks = result["per_block"]
-    if blocks:
-        same = all(b == blocks[0] for b in blocks)
-        label = f"each of {len(blocks)} blocks" if same else "block 0"
-        parts = ", ".join(f"{k} {v:,}" for k, v in blocks[0].items())
-        lines.append(f"{label}: {parts}")
-        if not same:
-            lines.extend(f"block {i}: {b['total']:,}" for i, b in enumerate(blocks[1:], 1))
+    lines += _block_lines(result["per_block"], result["active_per_block"])
     return "\n".join(lines)
+
+
+def _block_lines(blocks, active):
+    """Per block, the blocks alike on one line: ``each of 12 blocks: ...``, ``blocks 1-3: ...``."""
+    groups = {}
+    for i, (block, used) in enumerate(zip(blocks, active)):
+        groups.setdefault(repr((block, used)), (block, used, []))[2].append(i)
+    lines = []
+    for block, used, indices in groups.values():
+        label = (f"each of {len(blocks)} blocks" if len(groups) == 1
+                 else f"block{'s' if len(indices) > 1 else ''} {index_text(indices)}")
+        parts = ", ".join(f"{k} {v:,}" for k, v in block.items())
+        lines.append(f"{label}: {parts}" + (f", active {used:,}" if used != block["total"] else ""))
+    return lines
 
 
 def figures(result):
     return {"total": result["total"], "trainable": result["trainable"],
+            "active": result["active"],
             "with_tied_head": result["with_tied_head"], "head_tied": result["head_tied"],
             **{f"by_kind.{kind}": n for kind, n in result["by_kind"].items()}}
 

@@ -121,6 +121,8 @@ def _train(ctx, steps, batch_size, seq_len, lr, weight_decay, eval_every, eval_t
     import torch
     from torch.nn import functional as F
 
+    from explorer.contracts import aux_loss, stats
+
     cfg, seed = ctx.spec.model, ctx.spec.seed
     seq_len = seq_len or cfg.context_length
     for name, value, low in (("steps", steps, 1), ("batch_size", batch_size, 1),
@@ -160,7 +162,7 @@ def _train(ctx, steps, batch_size, seq_len, lr, weight_decay, eval_every, eval_t
         return {"step": step, "train_loss": _eval_loss(ctx, model, train_x, train_y),
                 "val_loss": _eval_loss(ctx, model, val_x, val_y)}
 
-    curve, batch_losses = [evaluate(0)], []
+    curve, batch_losses, aux_losses, routing = [evaluate(0)], [], [], {}
     for step in range(1, steps + 1):
         starts = torch.randint(0, len(train_ids) - seq_len, (batch_size,), generator=batches)
         inputs = train_ids[starts[:, None] + offsets]  # (B, T)
@@ -168,11 +170,20 @@ def _train(ctx, steps, batch_size, seq_len, lr, weight_decay, eval_every, eval_t
         optimizer.zero_grad(set_to_none=True)
         logits = model(inputs)  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-        loss.backward()
+        aux = aux_loss(model)  # e.g. an MoE's load-balancing and z-losses, coefficients applied
+        (loss if aux is None else loss + aux).backward()
         optimizer.step()
         batch_losses.append(loss.item())
+        if aux is not None:
+            aux_losses.append(aux.item())
         if step % eval_every == 0 or step == steps:
-            curve.append(evaluate(step))
+            routing = stats(model)  # this step's training batch: evaluating runs other forwards
+            point = evaluate(step)
+            if aux is not None:
+                point["aux_loss"] = aux_losses[-1]
+            if routing:
+                point["stats"] = routing
+            curve.append(point)
     del model, optimizer
 
     final = curve[-1]["val_loss"]
@@ -185,6 +196,10 @@ def _train(ctx, steps, batch_size, seq_len, lr, weight_decay, eval_every, eval_t
         "weight_decay": weight_decay, "tokens_seen": steps * batch_size * seq_len,
         "curve": curve,
         "batch_losses": batch_losses,
+        # Auxiliary losses added to each step's loss (modules' explorer_aux_loss(), e.g. an
+        # MoE's), and the last step's module statistics (an MoE's per-expert load).
+        "aux_losses": aux_losses,
+        "stats": routing,
         "final_val_loss": final,
         "final_val_perplexity": math.exp(final),
         "unigram_baseline": baseline,
@@ -194,9 +209,12 @@ def _train(ctx, steps, batch_size, seq_len, lr, weight_decay, eval_every, eval_t
             "losses are mean next-token cross-entropy in nats; the corpus is split 90/10 by "
             "position; curve losses are on fixed non-overlapping windows of the first "
             "eval_tokens tokens of each split (eval mode); batch_losses are the training "
-            "batches' losses (train mode); the unigram baseline is scored on the same validation "
-            "targets under add-one smoothed train-split frequencies; AdamW on a copy of the "
-            "model, seeded with the spec's seed."),
+            "batches' cross-entropy (train mode); aux_losses the auxiliary losses added to it "
+            "(explorer_aux_loss of each module: an MoE's load balancing and router z-loss, "
+            "coefficients applied); a curve point's aux_loss and stats (per-expert load: each "
+            "expert's share of the token assignments) are its step's training batch's; the "
+            "unigram baseline is scored on the same validation targets under add-one smoothed "
+            "train-split frequencies; AdamW on a copy of the model, seeded with the spec's seed."),
     }
 
 
@@ -208,14 +226,30 @@ def render(result):
              f"AdamW lr {result['lr']:g}, weight decay {result['weight_decay']:g}: "
              f"{result['steps']} steps of {result['batch_size']} x {result['seq_len']} tokens "
              f"({result['tokens_seen']:,} tokens seen)",
-             " step  train loss  val loss"]
+             " step  train loss  val loss" + ("  aux loss" if result["aux_losses"] else "")]
     lines.extend(f"{p['step']:>5}  {p['train_loss']:>10.4f}  {p['val_loss']:>8.4f}"
+                 + (f"  {p['aux_loss']:>8.4f}" if "aux_loss" in p else "")
                  for p in result["curve"])
+    lines += _load_lines(result["stats"], result["steps"])
     verdict = "below" if result["below_unigram"] else "NOT below"
     lines.append(f"final validation loss {result['final_val_loss']:.4f} (perplexity "
                  f"{result['final_val_perplexity']:.2f}), {verdict} the unigram baseline "
                  f"{result['unigram_baseline']:.4f} (perplexity {result['unigram_perplexity']:.2f})")
     return "\n".join(lines)
+
+
+def _load_lines(module_stats, step):
+    """Each module's expert load at the last step, one line per module: shares that sum to 1."""
+    loads = {name: found["expert_load"] for name, found in module_stats.items()
+             if "expert_load" in found}
+    if not loads:
+        return []
+    lines = [f"expert load at step {step} (each expert's share of the token assignments; "
+             "balanced: 1 / n_experts each):"]
+    for name, load in loads.items():
+        spread = f"max/min {max(load) / min(load):.2f}" if min(load) else "an expert unused"
+        lines.append(f"  {name}: {' '.join(f'{share:.3f}' for share in load)}  ({spread})")
+    return lines
 
 
 def figures(result):

@@ -168,10 +168,13 @@ class MixtureOfExperts(nn.Module):
             "router_z_loss": self._last.z_loss().item(),
         }
 
-    def active_parameters(self):
-        """Parameters one token uses: the router, the shared experts and top_k routed experts."""
+    def active_parameters(self, matrices_only=False):
+        """Parameters one token uses: the router, the shared experts and top_k routed experts
+        (``matrices_only``: their weight matrices, without biases)."""
         def count(module):
-            return sum(p.numel() for p in module.parameters()) if module is not None else 0
+            if module is None:
+                return 0
+            return sum(p.numel() for p in module.parameters() if p.dim() >= 2 or not matrices_only)
         return count(self.router) + count(self.shared) + self.top_k * count(self.experts[0])
 
 

@@ -79,7 +79,7 @@ class RotaryPositional(PositionalEncoding):
                             low_freq_factor=low_freq_factor, high_freq_factor=high_freq_factor,
                             beta_fast=beta_fast, beta_slow=beta_slow, truncate=truncate)
         self.attention_factor = attention_factor  # multiplies cos and sin (YaRN)
-        self.head_size = hs  # what the buffer is for; another size (an attention's head_dim) is computed
+        self.head_size = hs  # the buffer's size; another (an attention's head_dim) is computed
         self.register_buffer("inv_freq", self._inverse_frequencies(hs), persistent=False)  # (hs/2,)
         self._other_sizes = {}  # (hs, device) -> (hs/2,)
 
