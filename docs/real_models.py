@@ -31,18 +31,16 @@ RULE = "|---|---:|---:|---:|---:|---:|---:|"
 def row(path):
     """The table row of the spec at ``path``, with the figures it is made of."""
     import explorer
-    from explorer import contracts
 
     spec = explorer.load_spec(path)
     seq_len = min(SEQ_LEN, spec.model.context_length)
     spec = explorer.load_spec(path, overrides=[f"analyses.memory.seq_len={seq_len}"])
-    meta = explorer.build_model(spec, device="meta")
-    report = explorer.analyze(spec, only=["params", "memory"], model=meta)
+    report = explorer.analyze(spec, only=["params", "memory"])
     if report["failures"]:
         raise SystemExit(f"{path}: {report['failures']}")
     params, memory = report["analyses"]["params"], report["analyses"]["memory"]
     kv, train = memory["kv_cache"], memory["training_total_bytes"]
-    total, active = params["total"], contracts.active_parameter_count(meta)
+    total, active = params["total"], params["active"]
     cells = [
         f"`{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}`",
         f"{total:,}",
