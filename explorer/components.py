@@ -256,6 +256,41 @@ class CheckpointFormat:
         return None
 
 
+@dataclass(frozen=True)
+class ConfigConverter:
+    """Turns a Hugging Face ``config.json`` of one ``model_type`` into a spec (see
+    ``hookspecs.explorer_config_converters``).
+
+    ``convert(cfg)`` reads the config through ``cfg`` (an :class:`explorer.hf_config.HFConfig`:
+    ``cfg.int("hidden_size")``, ...) and writes spec keys with ``cfg.set("model.emb_dim", value,
+    "hidden_size")``; it may be a ``"module:attribute"`` string, imported on first use.
+    ``ignores`` names the fields of this model type that do not change what the model computes
+    (beyond those every config has, :data:`explorer.hf_config.IGNORED`); any other field the
+    converter does not read is refused, so nothing is silently dropped.
+    """
+
+    model_type: str  # config.json's model_type: llama, mistral, ...
+    convert: Callable | str
+    description: str = ""
+    ignores: tuple[str, ...] = ()
+
+    @property
+    def name(self):
+        return self.model_type
+
+    def load(self):
+        return _resolve(self.convert)
+
+    def problem(self):
+        """Why this descriptor is unusable, or None."""
+        if not self.model_type or not isinstance(self.model_type, str):
+            return f"config converter {self.model_type!r} needs a non-empty model_type"
+        if not isinstance(self.ignores, tuple) or not all(isinstance(f, str) for f in self.ignores):
+            return (f"config converter {self.model_type!r}: ignores must be a tuple of field "
+                    "names")
+        return None
+
+
 @dataclass
 class Provider:
     """Where a registered component or analysis came from, for reports and error messages."""

@@ -54,12 +54,17 @@ def module_rows(model, seq_len):
                      "kind": getattr(module, "explorer_kind", None),
                      "output_shape": shapes.get(name), "own_params": own,
                      "own_trainable": trainable, "tied": tied})
-    # Recursive counts: a row's own parameters plus those of every module below it.
+    # Recursive counts: a row's own parameters plus those of every module below it. Rows are in
+    # pre-order, so walking them backwards reaches every module before its parent: one pass,
+    # even for DeepSeek-V3's 80,000 modules.
+    by_name = {row["name"]: row for row in rows}
     for row in rows:
-        prefix = row["name"] + "." if row["name"] else ""
-        below = [r for r in rows if r is row or r["name"].startswith(prefix) and r["name"]]
-        row["params"] = sum(r["own_params"] for r in below)
-        row["trainable"] = sum(r["own_trainable"] for r in below)
+        row["params"], row["trainable"] = row["own_params"], row["own_trainable"]
+    for row in reversed(rows):
+        if row["name"]:
+            parent = by_name[row["name"].rpartition(".")[0]]
+            parent["params"] += row["params"]
+            parent["trainable"] += row["trainable"]
     return rows
 
 
