@@ -8,7 +8,8 @@
 Importing this package does not import torch; the functions that need it import it when called.
 """
 
-from .components import COMPONENT_KINDS, Analysis, Chart, CheckpointFormat, Component, Param
+from .components import (COMPONENT_KINDS, Analysis, Chart, CheckpointFormat, Component,
+                         ConfigConverter, Param)
 from .errors import ExplorerError, ParamError, PluginError, ResourceError, SpecError
 from .plugin_manager import get_plugin_manager, hookimpl
 from .spec import ComponentChoice, Dropout, ModelConfig, Spec, load_spec
@@ -38,9 +39,12 @@ _LAZY = {
     "sweep_report": "explorer.sweep",
     "sweep_status": "explorer.sweep",
 }
+# Light (no torch), but imported only when used.
+_LAZY["spec_from_hf"] = "explorer.hf_config"
 
 __all__ = [
-    "COMPONENT_KINDS", "Analysis", "Chart", "CheckpointFormat", "Component", "Param",
+    "COMPONENT_KINDS", "Analysis", "Chart", "CheckpointFormat", "Component", "ConfigConverter",
+    "Param",
     "ExplorerError", "ParamError", "PluginError", "ResourceError", "SpecError",
     "get_plugin_manager", "hookimpl", "ComponentChoice", "Dropout",
     "ModelConfig", "Spec", "load_spec", *_LAZY,

@@ -49,6 +49,47 @@ def _emit(text, out_path):
         click.echo(text)
 
 
+def _html_option(f):
+    return click.option("--html", "html_path", metavar="FILE",
+                        help="Also write the report as one self-contained HTML page to FILE "
+                             "(opens offline in any browser; charts inline).")(f)
+
+
+def check_html_path(path):
+    """Refuse an --html FILE that cannot be written, before the report runs for minutes."""
+    if not path:
+        return
+    from pathlib import Path
+
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"--html {path}: is a directory; give a file name, e.g. "
+                        f"{target / 'report.html'}")
+    if not target.parent.is_dir():
+        raise UserError(f"--html {path}: folder {target.parent} does not exist")
+
+
+def write_html(page, path):
+    """Write an HTML page (explorer.html.Page) atomically; say where, and what failed in it.
+    Returns True when every part of the page could be drawn."""
+    try:
+        page.write(path)
+    except OSError as exc:
+        raise UserError(f"--html {path}: cannot write: {exc.strerror or exc}") from None
+    click.echo(f"wrote {path}", err=True)
+    for problem in page.problems:
+        click.echo(f"error: --html: {problem}", err=True)
+    return not page.problems
+
+
+def _command_line():
+    """This run's command line, for a page's provenance."""
+    from .html.provenance import command_line
+
+    root = click.get_current_context().find_root()
+    return command_line(root.obj.get("argv") if isinstance(root.obj, dict) else None)
+
+
 def _weights_option(f):
     return click.option(
         "--weights", metavar="PATH",
@@ -59,12 +100,17 @@ def _weights_option(f):
 
 
 def _spec_and_weights(spec_path, overrides, manager, weights):
-    """SPEC is a YAML spec, or an explorer checkpoint (.safetensors) that carries its spec and
-    supplies the weights unless --weights is given."""
+    """SPEC is a YAML spec, an explorer checkpoint (.safetensors) that carries its spec and
+    supplies the weights unless --weights is given, or a Hugging Face config.json (or the
+    folder holding it)."""
     if spec_path.endswith(".safetensors"):
         from .weights import spec_from_checkpoint
 
         return spec_from_checkpoint(spec_path, overrides, manager), weights or spec_path
+    from .hf_config import is_hf_config, spec_from_hf
+
+    if is_hf_config(spec_path):
+        return spec_from_hf(spec_path, overrides, manager), weights
     from .spec import load_spec
 
     return load_spec(spec_path, overrides=overrides, plugins=manager), weights
@@ -123,25 +169,36 @@ def cli():
               help="Override a spec key for this run, e.g. components.norm=layernorm. Repeatable.")
 @_format_option
 @_out_option
+@_html_option
 @_plugins_option
 @_weights_option
 @_corpus_option
-def build(spec_path, only, overrides, fmt, out_path, plugins, weights, corpus):
+def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights, corpus):
     """Build the model SPEC describes and report on it.
 
     Example:
 
         explorer build specs/gpt2_small.yaml --set model.n_layers=2 --format json
 
-    SPEC may also be an explorer checkpoint (.safetensors), which carries its spec.
+    SPEC may also be an explorer checkpoint (.safetensors), which carries its spec, or a
+    Hugging Face config.json (or its folder): without --only or --weights, a config gets the
+    analyses that need only shapes (params, memory, flops, summary), on the meta device, so a
+    model of any size is costed in seconds.
     """
+    check_html_path(html_path)
     manager = _manager(plugins)
     overrides = _with_corpus(overrides, corpus)
     spec, weights = _spec_and_weights(spec_path, overrides, manager, weights)
     _warn_broken(manager)
+    names = _names(only)
+    from .hf_config import is_hf_config
+
+    if names is None and weights is None and is_hf_config(spec_path):
+        names = [a.name for a in manager.registry().analyses.values()
+                 if a.default and not a.needs_weights]
     from .analysis import analyze  # imports torch
 
-    report = analyze(spec, only=_names(only), weights=weights)
+    report = analyze(spec, only=names, weights=weights)
     if report["refused"] and not report["analyses"]:
         pass  # every analysis asked for was refused: the refusal is the whole answer
     elif fmt == "json":
@@ -154,13 +211,21 @@ def build(spec_path, only, overrides, fmt, out_path, plugins, weights, corpus):
         registry = manager.registry()
         renderers = {name: registry.analyses[name].load_render() for name in report["analyses"]}
         _emit(to_text(report, renderers), out_path)
+    html_ok = True
+    if html_path:
+        from .html import build_page, provenance
+
+        html_ok = write_html(build_page(report, manager.registry(), provenance(
+            _command_line(), spec.seed, report["environment"])), html_path)
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
-    if report["failures"]:
-        for name, message in report["failures"].items():
-            # A refusal is bad input (too large for this machine): one line, exit 2, as ever.
-            click.echo(f"{'Error' if name in report['refused'] else 'error'}: {message}", err=True)
-        sys.exit(2 if report["refused"] else 1)
+    for name, message in report["failures"].items():
+        # A refusal is bad input (too large for this machine): one line, exit 2, as ever.
+        click.echo(f"{'Error' if name in report['refused'] else 'error'}: {message}", err=True)
+    if report["refused"]:
+        sys.exit(2)
+    if report["failures"] or not html_ok:
+        sys.exit(1)
 
 
 @cli.command()
@@ -180,10 +245,11 @@ def build(spec_path, only, overrides, fmt, out_path, plugins, weights, corpus):
 @click.option("--weights", "weights", multiple=True, metavar="PATH",
               help="Weights to load: once for every spec, or once per spec in order.")
 @_out_option
+@_html_option
 @_plugins_option
 @_corpus_option
 def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, weights, out_path,
-            plugins, corpus):
+            html_path, plugins, corpus):
     """Run the same analyses on every SPEC and print their figures side by side.
 
     Figures are rows, specs are columns; beside each value, its difference from the first spec
@@ -194,6 +260,7 @@ def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, 
 
         explorer compare specs/gpt2_small.yaml specs/ablations/tied.yaml --only params,memory
     """
+    check_html_path(html_path)
     if len(weights) not in (0, 1, len(spec_paths)):
         raise UserError(f"--weights: given {len(weights)} times for {len(spec_paths)} specs; "
                         "give it once (for every spec) or once per spec")
@@ -247,9 +314,16 @@ def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, 
         click.echo(f"error: {failure['spec']}: {failure['message']}", err=True)
     for message in plot_failures.values():
         click.echo(f"error: --plots: {message}", err=True)
+    html_ok = True
+    if html_path and reports:
+        from .html import compare_page, provenance
+
+        html_ok = write_html(compare_page(
+            result, [s.plugin_manager.registry() for s in specs],
+            provenance(_command_line(), result["seed"], reports[0]["environment"])), html_path)
     if result["not_run"]:
         sys.exit(130)
-    if result["failures"] or plot_failures:
+    if result["failures"] or plot_failures or not html_ok:
         sys.exit(1)
 
 
@@ -350,6 +424,29 @@ def generate_text(spec_path, prompt, max_new_tokens, temperature, top_k, top_p, 
     click.echo("")
 
 
+@cli.command(name="spec-from-hf")
+@click.argument("config_path", metavar="CONFIG")
+@_out_option
+@_plugins_option
+def spec_from_hf_command(config_path, out_path, plugins):
+    """Print the explorer spec of a Hugging Face CONFIG (a config.json, or its folder) as YAML.
+
+    model_type picks the converter (explorer plugins --kind config_converter lists them); a
+    field the spec cannot express is one line naming it. The tokenizer is GPT-2's for GPT-2's
+    vocabulary, else bytes (the models' own tokenizers are not available offline).
+
+    Example:
+
+        explorer spec-from-hf Meta-Llama-3-8B/config.json > llama3_8b.yaml
+    """
+    from .hf_config import spec_document, spec_from_hf, to_yaml
+
+    manager = _manager(plugins)
+    doc, _, config = spec_document(config_path, manager)
+    spec_from_hf(config_path, plugins=manager)  # it must validate, or the YAML would not load
+    _emit(to_yaml(doc, config).rstrip("\n"), out_path)
+
+
 def _param_json(p):
     out = {"name": p.name, "type": p.type_name, "default": p.default, "help": p.help}
     if p.choices:
@@ -362,24 +459,24 @@ def _param_json(p):
 
 
 @cli.command(name="plugins")
-@click.option("--kind", help="Only this kind (norm, attention, ..., tokenizer), 'analysis' or "
-                             "'checkpoint_format'.")
+@click.option("--kind", help="Only this kind (norm, attention, ..., tokenizer), 'analysis', "
+                             "'checkpoint_format' or 'config_converter'.")
 @_format_option
 @_plugins_option
 def list_plugins(kind, fmt, plugins):
-    """List every registered component, analysis and checkpoint format, with parameters and
-    provider.
+    """List every registered component, analysis, checkpoint format and config converter,
+    with parameters and provider.
 
     Example:
 
         explorer plugins --kind attention
     """
     from .components import REGISTERED_KINDS
-    from .plugin_manager import FORMAT_KIND, unknown_name_message
+    from .plugin_manager import CONVERTER_KIND, FORMAT_KIND, unknown_name_message
 
     manager = _manager(plugins)
     registry = manager.registry()
-    kinds = (*REGISTERED_KINDS, "analysis", FORMAT_KIND)
+    kinds = (*REGISTERED_KINDS, "analysis", FORMAT_KIND, CONVERTER_KIND)
     if kind and kind not in kinds:
         raise UserError("--kind: " + unknown_name_message("kind", kind, list(kinds)))
     entries = []
@@ -391,6 +488,8 @@ def list_plugins(kind, fmt, plugins):
     for name, checkpoint_format in registry.formats.items():  # in detection order
         provider = registry.provider[(FORMAT_KIND, name)]
         entries.append((FORMAT_KIND, name, checkpoint_format, provider))
+    for name, converter in sorted(registry.converters.items()):
+        entries.append((CONVERTER_KIND, name, converter, registry.provider[(CONVERTER_KIND, name)]))
     entries = [e for e in entries if not kind or e[0] == kind]
     broken = registry.broken
 
@@ -401,6 +500,7 @@ def list_plugins(kind, fmt, plugins):
                 "params": [_param_json(p) for p in getattr(item, "params", ())],
                 **({"reads": item.detect is not None, "target": item.target}
                    if k == FORMAT_KIND else {}),
+                **({"ignores": list(item.ignores)} if k == CONVERTER_KIND else {}),
                 "plugin": prov.plugin, "distribution": prov.distribution,
             } for k, name, item, prov in entries],
             "broken": broken,
@@ -416,6 +516,8 @@ def list_plugins(kind, fmt, plugins):
         if k == FORMAT_KIND:
             click.echo(f"      reads: {'yes' if item.detect else 'no'}; export: "
                        + (f"--to {item.target}" if item.target else "no"))
+        if k == CONVERTER_KIND and item.ignores:
+            click.echo(f"      ignores: {', '.join(item.ignores)}")
         for p in getattr(item, "params", ()):
             choices = f" one of {', '.join(map(str, p.choices))}" if p.choices else ""
             bounds = f" ({p.range_text})" if p.range_text else ""
@@ -439,8 +541,11 @@ def list_plugins(kind, fmt, plugins):
                    "checkpoint_format).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a spec key for this run, e.g. model.dropout.attention=0. Repeatable.")
+@click.option("--max-shard-size", "shard_size", default="5GB", show_default=True, metavar="SIZE",
+              help="hf: above this, write shards of at most this size and "
+                   "model.safetensors.index.json, as transformers does (500MB, 5GB, or bytes).")
 @_plugins_option
-def export(spec_path, weights, target, overrides, plugins):
+def export(spec_path, weights, target, overrides, shard_size, plugins):
     """Write the model SPEC describes in another format: with --weights loaded, or else the
     spec's seeded initial weights (a random baseline for Hugging Face tooling, say).
 
@@ -452,6 +557,7 @@ def export(spec_path, weights, target, overrides, plugins):
     spec, weights = _spec_and_weights(spec_path, overrides, manager, weights)
     _warn_broken(manager)
     fmt, out = target
+    max_shard_bytes = _size(shard_size, "--max-shard-size")
     from .weights import check_exportable, export as export_model
 
     check_exportable(spec, fmt)  # an unknown target or a spec it cannot hold: refuse before building
@@ -460,8 +566,26 @@ def export(spec_path, weights, target, overrides, plugins):
     model = build_model(spec, weights=weights)
     if not weights:
         click.echo(f"no --weights: exporting the initial weights of seed {spec.seed} (untrained)")
-    for path in export_model(model, spec, fmt, out):
+    for path in export_model(model, spec, fmt, out, max_shard_bytes):
         click.echo(f"wrote {path}")
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20,
+          "GIB": 2**30}
+
+
+def _size(text, option):
+    """A size as transformers writes it ("5GB" = 5 * 10**9 bytes, "500MiB"), in bytes."""
+    number = text.strip().upper().rstrip("BIKMG")
+    unit = text.strip().upper()[len(number):]
+    try:
+        value = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise UserError(f"{option}: {text!r} is not a size; e.g. 500MB, 5GB, 2GiB or a number "
+                        "of bytes") from None
+    if value < 1:
+        raise UserError(f"{option}: must be at least 1 byte, got {text!r}")
+    return int(value)
 
 
 from .cli_sweep import sweep as _sweep_command  # noqa: E402  (it imports the helpers above)
@@ -472,7 +596,9 @@ cli.add_command(_sweep_command)
 def main(argv=None):
     """Console entry point: user errors become one line and exit code 2, never a traceback."""
     try:
-        cli.main(args=argv, prog_name="explorer", standalone_mode=False)
+        args = sys.argv[1:] if argv is None else list(argv)
+        # The arguments ride along for provenance: an HTML page records the command line.
+        cli.main(args=args, prog_name="explorer", standalone_mode=False, obj={"argv": args})
     except click.exceptions.Abort as exc:
         if isinstance(exc.__context__, KeyboardInterrupt):  # click wraps Ctrl-C in Abort
             click.echo("Interrupted.", err=True)

@@ -8,7 +8,8 @@ import sys
 
 import click
 
-from .cli import UserError, _emit, _out_option
+from .cli import UserError, _command_line, _emit, _html_option, _out_option, check_html_path, \
+    write_html
 
 FORMATS = ("text", "json", "markdown")
 
@@ -28,7 +29,8 @@ def _todo(plan, db):
         store.close()
 
 
-def _check_modes(dry_run, show_status, report_only, executor, ray_address, plots_dir):
+def _check_modes(dry_run, show_status, report_only, executor, ray_address, plots_dir,
+                 html_path):
     modes = [name for name, on in (("--dry-run", dry_run), ("--status", show_status),
                                    ("--report", report_only)) if on]
     if len(modes) > 1:
@@ -37,6 +39,9 @@ def _check_modes(dry_run, show_status, report_only, executor, ray_address, plots
         raise UserError("--ray-address joins a Ray cluster: give it with --executor ray")
     if plots_dir and (dry_run or show_status):
         raise UserError(f"--plots draws the report's charts: not with {modes[0]}")
+    if html_path and dry_run:
+        raise UserError("--html writes the report's page: not with --dry-run (nothing has run)")
+    check_html_path(html_path)
 
 
 @click.command(name="sweep")
@@ -65,8 +70,9 @@ def _check_modes(dry_run, show_status, report_only, executor, ray_address, plots
 @click.option("--db", metavar="PATH",
               help="The SQLite store (default: beside FILE, FILE.sqlite).")
 @_out_option
+@_html_option
 def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_status, report_only,
-          retry_failed, fmt, plots_dir, db, out_path):
+          retry_failed, fmt, plots_dir, db, out_path, html_path):
     """Train every grid point of the sweep FILE on every seed and report the answer.
 
     Runs already in the store are kept: a second start runs only what is missing, and an
@@ -77,7 +83,8 @@ def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_sta
 
         explorer sweep sweeps/positional.yaml --workers 2 --format markdown
     """
-    _check_modes(dry_run, show_status, report_only, executor, ray_address, plots_dir)
+    _check_modes(dry_run, show_status, report_only, executor, ray_address, plots_dir,
+                 html_path)
     from pathlib import Path
 
     from .sweep import load_sweep, make_plan
@@ -92,6 +99,9 @@ def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_sta
 
         result = status(spec, db, plan)
         _emit(to_json(result) if fmt == "json" else status_text(result), out_path)
+        # The report as the store holds it now, with where the sweep stands.
+        if html_path and not _write_page(spec, plan, db, html_path, result):
+            sys.exit(1)
         return
     if dry_run:
         from .report import to_json
@@ -110,10 +120,21 @@ def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_sta
         run_sweep(spec, executor=executor, workers=workers, threads=threads, db=db,
                   retry_failed=retry_failed, progress=progress, plan=plan,
                   ray_address=ray_address)
-    _report(spec, plan, db, fmt, plots_dir, out_path)
+    _report(spec, plan, db, fmt, plots_dir, out_path, html_path)
 
 
-def _report(spec, plan, db, fmt, plots_dir, out_path):
+def _write_page(spec, plan, db, html_path, status=None, result=None):
+    """Write the sweep's page from its report (read from the store unless given); False when a
+    chart could not be drawn."""
+    from .html import provenance, sweep_page
+    from .sweep import report
+
+    result = result or report(spec, db, plan=plan)
+    return write_html(sweep_page(result, status, provenance(
+        _command_line(), ", ".join(map(str, result["seeds"])), result["versions"])), html_path)
+
+
+def _report(spec, plan, db, fmt, plots_dir, out_path, html_path):
     from .sweep import report
     from .sweep.results import to_json, to_markdown, to_text
 
@@ -126,8 +147,10 @@ def _report(spec, plan, db, fmt, plots_dir, out_path):
     if fmt != "json":
         for path in result.get("plots", []):
             click.echo(f"wrote {path}", err=True)
+    html_ok = not html_path or _write_page(spec, plan, db, html_path, result=result)
     failed = result["counts"]["failed"]
     if failed:
         click.echo(f"error: {failed} run{'s' * (failed != 1)} failed (reasons in the report); "
                    "--retry-failed runs them again", err=True)
+    if failed or not html_ok:
         sys.exit(1)

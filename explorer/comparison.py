@@ -100,19 +100,23 @@ def report_figures(spec, report):
             continue
         provider = registry.provider[("analysis", name)].plugin
         try:
-            flat = analysis.figures_of(result)
-            if not isinstance(flat, dict):
-                raise TypeError(f"returned {type(flat).__name__}, expected a dict")
-            bad = next((k for k, v in flat.items() if not isinstance(v, _FIGURE_TYPES)), None)
-            if bad is not None:
-                raise TypeError(f"figure {bad!r} is a {type(flat[bad]).__name__}; figures are "
-                                "numbers, strings or booleans")
+            figures[name] = checked_figures(analysis, result)
         except Exception as exc:
             failures[name] = (f"figures of analysis {name!r} (plugin {provider}) failed: "
                               f"{type(exc).__name__}: {exc}")
-            continue
-        figures[name] = flat
     return figures, failures
+
+
+def checked_figures(analysis, result):
+    """``analysis.figures_of(result)``, checked to be flat (a TypeError says what is not)."""
+    flat = analysis.figures_of(result)
+    if not isinstance(flat, dict):
+        raise TypeError(f"returned {type(flat).__name__}, expected a dict")
+    bad = next((k for k, v in flat.items() if not isinstance(v, _FIGURE_TYPES)), None)
+    if bad is not None:
+        raise TypeError(f"figure {bad!r} is a {type(flat[bad]).__name__}; figures are "
+                        "numbers, strings or booleans")
+    return flat
 
 
 def _number(value):

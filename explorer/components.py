@@ -183,6 +183,10 @@ class Analysis:
     # puts side by side, with exact values (rounding is for display). None: flat_figures.
     figures: Callable | str | None = None
     charts: tuple[Chart, ...] = ()  # what compare --plots draws of this analysis
+    # html(result) -> markupsafe.Markup | str: the body of this analysis's section in an HTML
+    # page (``--html``), replacing the default (a table of ``figures`` and the ``render`` text).
+    # Markup is inserted as HTML; a plain str is text, shown escaped in a <pre>. None: default.
+    html: Callable | str | None = None
     # Cross-field rules on the options, as Component.check: ``check(config, options)``.
     check: Callable | str | None = None
 
@@ -194,6 +198,9 @@ class Analysis:
 
     def load_render(self):
         return _resolve(self.render) if self.render else None
+
+    def load_html(self):
+        return _resolve(self.html) if self.html else None
 
     def figures_of(self, result):
         """The headline figures of ``result``, keys without the analysis name."""
@@ -246,6 +253,41 @@ class CheckpointFormat:
                     "exporting needs both")
         if self.detect is None and not self.target:
             return f"checkpoint format {self.name!r} can neither read nor write (no detect, no target)"
+        return None
+
+
+@dataclass(frozen=True)
+class ConfigConverter:
+    """Turns a Hugging Face ``config.json`` of one ``model_type`` into a spec (see
+    ``hookspecs.explorer_config_converters``).
+
+    ``convert(cfg)`` reads the config through ``cfg`` (an :class:`explorer.hf_config.HFConfig`:
+    ``cfg.int("hidden_size")``, ...) and writes spec keys with ``cfg.set("model.emb_dim", value,
+    "hidden_size")``; it may be a ``"module:attribute"`` string, imported on first use.
+    ``ignores`` names the fields of this model type that do not change what the model computes
+    (beyond those every config has, :data:`explorer.hf_config.IGNORED`); any other field the
+    converter does not read is refused, so nothing is silently dropped.
+    """
+
+    model_type: str  # config.json's model_type: llama, mistral, ...
+    convert: Callable | str
+    description: str = ""
+    ignores: tuple[str, ...] = ()
+
+    @property
+    def name(self):
+        return self.model_type
+
+    def load(self):
+        return _resolve(self.convert)
+
+    def problem(self):
+        """Why this descriptor is unusable, or None."""
+        if not self.model_type or not isinstance(self.model_type, str):
+            return f"config converter {self.model_type!r} needs a non-empty model_type"
+        if not isinstance(self.ignores, tuple) or not all(isinstance(f, str) for f in self.ignores):
+            return (f"config converter {self.model_type!r}: ignores must be a tuple of field "
+                    "names")
         return None
 
 

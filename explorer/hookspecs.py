@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .components import Analysis, Component
+    from .components import Analysis, Component, ConfigConverter
 
 hookspec = pluggy.HookspecMarker("explorer")
 
@@ -84,6 +84,15 @@ def explorer_analyses() -> list[Analysis]:
     of :class:`explorer.Chart` whose ``draw(fig, series)`` draws on a matplotlib Figure for
     ``series = [(spec label, result), ...]`` (``compare --plots`` saves it as ``<name>.png``).
 
+    And in HTML pages (``--html FILE`` on build and compare, :mod:`explorer.html`): each
+    analysis has a section, headed by its name, description and plugin. Its body is, by
+    default, a table of ``figures(result)`` and the ``render(result)`` text in a ``<pre>``
+    (the result's YAML without ``render``); an optional ``html(result)`` replaces that body. It
+    returns a ``markupsafe.Markup`` (inserted as HTML: escape what came from input, e.g. with
+    ``Markup("<b>{}</b>").format(text)``, which escapes ``text``) or a plain ``str`` (shown as
+    text, escaped). The ``charts`` are drawn below either body as inline SVG, with every spec of
+    a comparison in one chart; a page never loads anything from the network.
+
     ``run`` returns a JSON-serialisable dict of plain numbers, strings, lists and dicts; integers
     stay exact (the JSON report carries them unrounded). It reaches the model through
     ``ctx.model()`` (built once per report, seeded with the spec's seed) and the tokenizer through
@@ -124,4 +133,24 @@ def explorer_checkpoint_formats():
     Tensor shapes and presence are compared with the model by the core, which also finds the
     spec key to change for a tensor that does not fit. A name registered twice is an error that
     names both plugins.
+    """
+
+
+@hookspec
+def explorer_config_converters() -> list[ConfigConverter]:
+    """Contribute converters from Hugging Face ``config.json`` files to specs, one per
+    ``model_type``.
+
+    Return a list of :class:`explorer.ConfigConverter`: ``model_type`` (what the config's
+    ``model_type`` names), ``convert(cfg)`` (a callable or ``"module:attribute"`` string), a
+    one-line ``description`` and ``ignores``, the fields of this type that do not change what
+    the model computes. ``cfg`` is an :class:`explorer.hf_config.HFConfig`: ``convert`` reads
+    fields with ``cfg.int(field, default)``, ``cfg.float``, ``cfg.bool``, ``cfg.str``,
+    ``cfg.get`` (each read is recorded), writes dotted spec keys with ``cfg.set(key, value,
+    *fields)`` (the fields it came from, for messages), and refuses a value the spec cannot
+    express with ``cfg.refuse(field, problem, valid)``: one line naming the file and the field.
+    A field of the config that the converter neither reads nor ignores is refused by the core.
+    ``explorer spec-from-hf`` and ``explorer build CONFIG`` use them; a checkpoint format can use
+    them to check a ``config.json`` against a spec. A model_type registered twice is an error
+    that names both plugins.
     """

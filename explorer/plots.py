@@ -40,9 +40,11 @@ def save(fig, path, fmt="png"):
 
 
 def to_svg(fig):
-    """``fig`` as an SVG document (text), for pages that inline their charts."""
+    """``fig`` as an SVG document (text), for pages that inline their charts. Text is drawn as
+    paths (matplotlib's default), so the page needs no fonts; no date is written, so the same
+    figure gives the same SVG."""
     out = io.StringIO()
-    fig.savefig(out, format="svg", bbox_inches="tight")
+    fig.savefig(out, format="svg", bbox_inches="tight", metadata={"Date": None})
     return out.getvalue()
 
 

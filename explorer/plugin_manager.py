@@ -21,7 +21,7 @@ import pluggy
 
 from . import hookspecs
 from .components import (COMPONENT_KINDS, REGISTERED_KINDS, Analysis, CheckpointFormat, Component,
-                         Provider)
+                         ConfigConverter, Provider)
 from .errors import PluginError
 
 ENTRY_POINT_GROUP = "explorer"
@@ -42,6 +42,7 @@ DEFAULT_PLUGINS = (
     "explorer.plugins.weight_tying",
     "explorer.plugins.tokenizers",
     "explorer.plugins.checkpoints",
+    "explorer.plugins.converters",
     "explorer.plugins.analyses.params",
     "explorer.plugins.analyses.memory",
     "explorer.plugins.analyses.gradflow",
@@ -169,6 +170,7 @@ class Plugins:
 
 
 FORMAT_KIND = "checkpoint_format"  # how `explorer plugins` and providers name checkpoint formats
+CONVERTER_KIND = "config_converter"  # ... and converters of Hugging Face configs
 
 
 class Registry:
@@ -179,6 +181,7 @@ class Registry:
         self.components = {}  # (kind, name) -> Component
         self.analyses = {}  # name -> Analysis
         self.formats = {}  # name -> CheckpointFormat, in registration order (detection order)
+        self.converters = {}  # model_type -> ConfigConverter
         self.provider = {}  # (kind, name) or ("analysis", name) -> Provider
         self.broken = {}  # plugin name -> reason
 
@@ -191,6 +194,8 @@ class Registry:
             reg._add_all(plugins, name, items, Analysis, reg._add_analysis)
         for name, items in plugins._call_each("explorer_checkpoint_formats"):
             reg._add_all(plugins, name, items, CheckpointFormat, reg._add_format)
+        for name, items in plugins._call_each("explorer_config_converters"):
+            reg._add_all(plugins, name, items, ConfigConverter, reg._add_converter)
         for name, reason in plugins.broken.items():
             reg._break(name, reason)
         return reg
@@ -236,14 +241,22 @@ class Registry:
         self.provider[key] = provider
 
     def _add_format(self, fmt, provider):
-        problem = fmt.problem()
+        return self._add_named(fmt, provider, FORMAT_KIND, self.formats, "checkpoint format")
+
+    def _add_converter(self, converter, provider):
+        return self._add_named(converter, provider, CONVERTER_KIND, self.converters,
+                               "config converter")
+
+    def _add_named(self, item, provider, kind, table, what):
+        """Register a checkpoint format or config converter under its name, once."""
+        problem = item.problem()
         if problem:
             return problem
-        key = (FORMAT_KIND, fmt.name)
-        if fmt.name in self.formats:
-            return (f"checkpoint format {fmt.name!r} is already registered by "
+        key = (kind, item.name)
+        if item.name in table:
+            return (f"{what} {item.name!r} is already registered by "
                     f"{self.provider[key].plugin}; this one was skipped")
-        self.formats[fmt.name] = fmt
+        table[item.name] = item
         self.provider[key] = provider
 
     def names(self, kind):

@@ -29,6 +29,29 @@ def _params(params):
     return ", ".join(f"{k}={v}" for k, v in params.items()) or "-"
 
 
+def section_text(result, render=None):
+    """An analysis's section of the text report: ``render(result)``, or the result's YAML."""
+    return render(result) if render else yaml.safe_dump(result, sort_keys=False).rstrip()
+
+
+def _component_lines(components, width=100):
+    """One line per component (kind, name, the plugin that supplied it), its parameters wrapped
+    below it: short enough for a terminal whatever the parameter list."""
+    import textwrap
+
+    kinds = max(len(kind) for kind in components)
+    names = max(len(c["name"]) for c in components.values())
+    indent = " " * (2 + kinds + 2 + names + 2)
+    lines = []
+    for kind, c in components.items():
+        provider = c["plugin"] + (f" ({c['distribution']})" if c["distribution"] else "")
+        lines.append(f"  {kind:<{kinds}}  {c['name']:<{names}}  from {provider}")
+        if c["params"]:
+            lines.extend(textwrap.wrap(_params(c["params"]), width, initial_indent=indent,
+                                       subsequent_indent=indent))
+    return lines
+
+
 def to_text(report, renderers):
     """``renderers`` maps an analysis name to its ``render(result) -> str`` (or None)."""
     spec = report["spec"]
@@ -44,11 +67,7 @@ def to_text(report, renderers):
     lines.append(f"seed: {spec['seed']}   tokenizer: {spec['tokenizer']}")
     lines.append("")
     lines.append("components:")
-    rows = [(kind, c["name"], _params(c["params"]), c["plugin"] + (f" ({c['distribution']})" if c["distribution"] else ""))
-            for kind, c in report["components"].items()]
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    for row in rows:
-        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    lines.extend(_component_lines(report["components"]))
     if report.get("layers"):
         lines.append("")
         pattern = pattern_lines(report["layers"])
@@ -58,9 +77,7 @@ def to_text(report, renderers):
     for name, result in report["analyses"].items():
         lines.append("")
         lines.append(f"== {name} ==")
-        render = renderers.get(name)
-        body = render(result) if render else yaml.safe_dump(result, sort_keys=False).rstrip()
-        lines.extend(body.splitlines())
+        lines.extend(section_text(result, renderers.get(name)).splitlines())
     for name, message in report["failures"].items():
         lines.append("")
         lines.append(f"== {name} == FAILED: {message}")

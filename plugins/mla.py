@@ -24,6 +24,9 @@ def explorer_components():
                 Param("v_head_dim", int, 128, "per-head value dims (DeepSeek-V2: 128)", min=1),
                 IMPL, WINDOW,
                 Param("out_bias", bool, False, "a bias on the output projection (DeepSeek: no)"),
+                Param("score_scale", float, 1.0, "multiplies the scores' scale 1 / sqrt(nope + "
+                      "rope): DeepSeek with YaRN, (0.1 * mscale_all_dim * ln(factor) + 1)^2 "
+                      "(V2-Lite: 1.59)", min=0, exclusive_min=True),
                 *SCORE_PARAMS,
             ),
             check=rope_part_is_even,

@@ -6,7 +6,10 @@ ROUTER_HELP = (
     "the weights of a token's top-k experts: softmax_topk = softmax over all experts, then the "
     "top k as they are (Switch, DeepSeek-V2); softmax_topk_renorm = those renormalised to sum 1 "
     "(HF Mixtral, Qwen-MoE norm_topk_prob); topk_softmax = softmax over the top-k logits "
-    "(Mistral's Mixtral), mathematically equal to softmax_topk_renorm")
+    "(Mistral's Mixtral), mathematically equal to softmax_topk_renorm; sigmoid_topk and "
+    "sigmoid_topk_renorm = a sigmoid per expert instead of a softmax (DeepSeek-V3: renorm)")
+ROUTERS = ("softmax_topk", "softmax_topk_renorm", "topk_softmax", "sigmoid_topk",
+           "sigmoid_topk_renorm")
 
 
 @hookimpl
@@ -26,8 +29,19 @@ def explorer_components():
                       "the FFN it replaces (Mixtral 8x7B: 14336; DeepSeek-V2: 1536)", min=0),
                 Param("multiple_of", int, 256, "the automatic hidden size is rounded up to a "
                       "multiple of this; ignored when hidden > 0", min=1),
-                Param("router", str, "softmax_topk_renorm", ROUTER_HELP,
-                      choices=("softmax_topk", "softmax_topk_renorm", "topk_softmax")),
+                Param("router", str, "softmax_topk_renorm", ROUTER_HELP, choices=ROUTERS),
+                Param("n_groups", int, 1, "split the experts into this many groups of equal "
+                      "size and let each token choose only within its topk_groups best groups "
+                      "(DeepSeek-V2: 8, V3: 8); 1 = no groups", min=1),
+                Param("topk_groups", int, 1, "the groups a token may choose from, 1..n_groups "
+                      "(DeepSeek-V2: 3, V3: 4)", min=1),
+                Param("group_score", str, "max", "how a group is ranked: max = its best "
+                      "expert's score (DeepSeek-V2's group_limited_greedy); top2_sum = the sum "
+                      "of its two best (DeepSeek-V3's noaux_tc)", choices=("max", "top2_sum")),
+                Param("score_bias", bool, False, "a per-expert bias added to the scores when "
+                      "choosing the experts but not to their weights: DeepSeek-V3's "
+                      "e_score_correction_bias for balancing without an auxiliary loss (a "
+                      "buffer, adjusted outside gradient descent)"),
                 Param("routed_scaling", float, 1.0, "multiplies the routed experts' weights "
                       "(DeepSeek's routed_scaling_factor: V2 16.0, V3 2.5)", min=0, exclusive_min=True),
                 Param("aux_loss_coef", float, 0.01, "weight of the load-balancing loss "
@@ -38,16 +52,31 @@ def explorer_components():
                 Param("bias", bool, False, "biases on the experts' linear layers (Mixtral, "
                       "DeepSeek: none)"),
             ),
-            check=top_k_within_experts,
+            check=routing_is_possible,
             description="Mixture of experts: a router sends each token to its top-k gated "
                         "FFNs, plus always-on shared experts (Mixtral, DeepSeekMoE).",
         ),
     ]
 
 
-def top_k_within_experts(config, params):
-    """A token cannot use more experts than there are."""
-    if params["top_k"] > params["n_experts"]:
-        raise ParamError("top_k", f"must be in 1..n_experts ({params['n_experts']}), got "
-                         f"{params['top_k']}", "the experts each token uses, e.g. 2 (Mixtral), "
-                         "6 (DeepSeek-V2)")
+def routing_is_possible(config, params):
+    """A token cannot use more experts than there are, nor more than its groups hold."""
+    n, k, groups, chosen = (params["n_experts"], params["top_k"], params["n_groups"],
+                            params["topk_groups"])
+    if k > n:
+        raise ParamError("top_k", f"must be in 1..n_experts ({n}), got {k}", "the experts each "
+                         "token uses, e.g. 2 (Mixtral), 6 (DeepSeek-V2)")
+    if n % groups:
+        raise ParamError("n_groups", f"{groups} groups cannot share n_experts {n} equally",
+                         "a divisor of n_experts")
+    if chosen > groups:
+        raise ParamError("topk_groups", f"must be in 1..n_groups ({groups}), got {chosen}")
+    if k > chosen * (n // groups):
+        raise ParamError("top_k", f"{k} experts cannot come from topk_groups {chosen} groups "
+                         f"of {n // groups}", "more topk_groups, or a smaller top_k")
+    if groups > 1 and params["group_score"] == "top2_sum" and n // groups < 2:
+        raise ParamError("group_score", f"top2_sum needs groups of 2 experts or more; "
+                         f"n_experts {n} / n_groups {groups} = {n // groups}", "max")
+    if params["router"] == "topk_softmax" and (groups > 1 or params["score_bias"]):
+        raise ParamError("router", "topk_softmax ranks the raw logits: it has no groups and "
+                         "no score bias", "softmax_topk_renorm, which computes the same")

@@ -57,6 +57,43 @@ def write_sweep(folder, grid=None, seeds=(1, 2), steps=20, name="sweep.yaml", sp
     return path
 
 
+def outcome(key, loss, state="done", failure=None, reason=None):
+    """A run's outcome as a worker reports it, written by hand: no training."""
+    curve = [{"step": 0, "tokens": 0, "train_loss": 5.5, "val_loss": 5.5},
+             {"step": 20, "tokens": 1280, "train_loss": loss + 0.1, "val_loss": loss}]
+    metrics = {"final_val_loss": loss, "best_val_loss": loss, "best_step": 20,
+               "best_tokens": 1280, "unigram_baseline": 3.0, "tokens_per_second": 1000.0,
+               "train_seconds": 1.28, "eval_seconds": 0.1, "steps": 20, "tokens_seen": 1280,
+               "parameters": 11968, "threads": 1, "training_flops_per_token": 46080,
+               "memory_bytes": 10**6}
+    return {"key": key, "state": state, "failure": failure, "reason": reason, "seconds": 1.5,
+            "host": "here", "worker": "4242", "metrics": metrics,
+            "result": {"curve": curve, "final_val_loss": loss}}
+
+
+def write_mid_sweep(folder):
+    """A sweep caught mid-way, its store written by hand: three points, two seeds each.
+    layernorm (the baseline) and rmsnorm are done, rmsnorm 0.1 lower on both seeds (a
+    significant difference); none has one run done and one left running by a driver that died."""
+    from explorer.sweep import load_sweep, make_plan
+    from explorer.sweep.store import Store
+
+    path = write_sweep(folder, grid={"components.norm": ["layernorm", "rmsnorm", "none"]})
+    plan = make_plan(load_sweep(path))
+    key = {(r.point.label, r.seed): r.key for r in plan.runs}
+    store = Store(path.with_suffix(".sqlite"))
+    with store.driver_lock():
+        store.add(plan, 1)
+        for (label, seed), loss in {("norm=layernorm", 1): 2.0, ("norm=layernorm", 2): 2.2,
+                                    ("norm=rmsnorm", 1): 1.9, ("norm=rmsnorm", 2): 2.1,
+                                    ("norm=none", 1): 2.5}.items():
+            store.start(key[(label, seed)])
+            store.finish(outcome(key[(label, seed)], loss))
+        store.start(key[("norm=none", 2)])
+    store.close()
+    return path
+
+
 def rows(db):
     """key -> (state, failure, attempts, finished, worker) straight from the SQLite file."""
     try:

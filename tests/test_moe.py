@@ -193,15 +193,47 @@ def test_cached_generation_gives_the_same_tokens(make_spec):
     assert torch.equal(cached, explorer.generate(model, prompt, 15, use_cache=False))
 
 
-def test_meta_device_routes_a_balanced_share_to_each_expert(make_spec):
+def test_meta_device_sends_every_assignment_through_one_stand_in_expert(make_spec):
+    """Shapes only: the 10 tokens x top 2 = 20 assignments go through expert 0 in one pass (not
+    one pass per expert: DeepSeek-V3 has 256 per layer, 58 layers)."""
     model = explorer.build_model(make_spec(model={"vocab_size": 256}, activation="silu", ffn={
         "name": "moe", "n_experts": 4, "top_k": 2, "hidden": 8}), device="meta")
     rows = []
-    for expert in model.trf_blocks[0].ff.experts:
-        expert.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[0]))
+    for e, expert in enumerate(model.trf_blocks[0].ff.experts):
+        expert.register_forward_hook(lambda m, args, out, e=e: rows.append((e, args[0].shape[0])))
     logits = model(torch.zeros(1, 10, dtype=torch.long, device="meta"))
-    assert logits.shape == (1, 10, 256) and rows == [5, 5, 5, 5]  # 10 tokens x 2 over 4
+    assert logits.shape == (1, 10, 256) and rows == [(0, 20)]
     assert model.trf_blocks[0].ff.explorer_stats() == {}
+
+
+def test_shape_only_costs_equal_a_real_routing(make_spec):
+    """Whatever the routing, every assignment goes through one expert: the stand-in pass counts
+    the FLOPs (forward and backward) and saves the activation bytes of a real forward exactly.
+    By hand, per MoE layer forward: experts 2 * (10 * 2) * 3 * 16 * 8 = 15,360 FLOPs, router
+    2 * 10 * 16 * 4 = 1,280."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from explorer.activations import saved_activation_bytes
+
+    spec = make_spec(model={"vocab_size": 256}, activation="silu", ffn={
+        "name": "moe", "n_experts": 4, "top_k": 2, "hidden": 8})
+
+    def flops(model, device):
+        moe = model.trf_blocks[0].ff.train()
+        x = torch.randn(1, 10, 16, device=device, requires_grad=True)
+        with FlopCounterMode(display=False) as counter:
+            moe(x).sum().backward()
+        with FlopCounterMode(display=False) as forward:
+            moe(x.detach())
+        return forward.get_total_flops(), counter.get_total_flops()
+
+    real, meta = explorer.build_model(spec), explorer.build_model(spec, device="meta")
+    assert flops(meta, "meta") == flops(real, "cpu")
+    assert flops(meta, "meta")[0] == 15_360 + 1_280
+    # Fake tensors (the memory analysis's device) run the CPU's attention kernels, as real ones.
+    with explorer.AnalysisContext(spec).fake_model() as fake:
+        shape_only = saved_activation_bytes(fake, 2, 12)["total"]
+    assert shape_only == saved_activation_bytes(real, 2, 12)["total"]
 
 
 def test_a_model_copies_after_a_forward(make_spec):

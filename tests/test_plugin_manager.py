@@ -69,7 +69,7 @@ def _env():
 
 
 REGISTRY_COMPONENT_PLUGINS = {p.plugin for (k, _), p in REGISTRY.provider.items()
-                              if k not in ("analysis", "checkpoint_format")}
+                              if k not in ("analysis", "checkpoint_format", "config_converter")}
 
 
 def test_dead_code_is_gone_and_a_test_can_unregister_through_pluggy():

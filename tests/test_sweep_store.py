@@ -11,20 +11,7 @@ import explorer
 from explorer.sweep import load_sweep, make_plan, report, status
 from explorer.sweep.results import build_report, to_markdown, to_text
 from explorer.sweep.store import Store
-from sweep_helpers import write_sweep
-
-
-def outcome(key, loss, state="done", failure=None, reason=None):
-    curve = [{"step": 0, "tokens": 0, "train_loss": 5.5, "val_loss": 5.5},
-             {"step": 20, "tokens": 1280, "train_loss": loss + 0.1, "val_loss": loss}]
-    metrics = {"final_val_loss": loss, "best_val_loss": loss, "best_step": 20,
-               "best_tokens": 1280, "unigram_baseline": 3.0, "tokens_per_second": 1000.0,
-               "train_seconds": 1.28, "eval_seconds": 0.1, "steps": 20, "tokens_seen": 1280,
-               "parameters": 11968, "threads": 1, "training_flops_per_token": 46080,
-               "memory_bytes": 10**6}
-    return {"key": key, "state": state, "failure": failure, "reason": reason, "seconds": 1.5,
-            "host": "here", "worker": "4242", "metrics": metrics,
-            "result": {"curve": curve, "final_val_loss": loss}}
+from sweep_helpers import outcome, write_sweep
 
 
 @pytest.fixture

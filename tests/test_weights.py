@@ -281,7 +281,7 @@ def test_malicious_pickle_is_refused(book_spec, tmp_path):
 def test_unknown_and_damaged_files(book_spec, tmp_path):
     save_file({"encoder.weight": torch.zeros(2)}, tmp_path / "other.safetensors")
     with pytest.raises(ExplorerError, match=r"no registered checkpoint format recognises it \(it has "
-                                            r"encoder\.weight\); formats: hf-gpt2, book"):
+                                            r"encoder\.weight\); formats: hf-gpt2, hf-llama, book"):
         explorer.build_model(book_spec(), weights=tmp_path / "other.safetensors")
     (tmp_path / "junk.pth").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ExplorerError, match=r"junk\.pth: not a readable torch checkpoint"):
@@ -405,7 +405,9 @@ def test_export_refuses_what_gpt2_cannot_express(capsys, hf_dir, write_spec, tmp
                          "--weights", hf_dir, "--to", "hf", tmp_path / "out")
     assert code == 2, err
     assert err.strip().count("\n") == 0
-    assert re.search(rf"cannot export .* to Hugging Face GPT-2: {reason}", err)
+    # The Llama-family format is refused too (its reason follows GPT-2's).
+    assert re.search(rf"cannot export .* no format can express it \(Hugging Face GPT-2: {reason}",
+                     err)
     assert not (tmp_path / "out").exists()
 
 

@@ -1,8 +1,8 @@
 """A sweep's charts (matplotlib's object API: no pyplot, no global state, no display).
 
-- ``curves.png``: validation loss against training tokens, one line per grid point (the mean
+- ``curves``: validation loss against training tokens, one line per grid point (the mean
   over its seeds) in a band from the lowest to the highest seed;
-- ``cost.png``: final validation loss against cost (parameters; training FLOPs per token), with
+- ``cost``: final validation loss against cost (parameters; training FLOPs per token), with
   the 95% confidence interval as error bars.
 """
 
@@ -25,7 +25,9 @@ def _save(fig, path):
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
 
 
-def curves_chart(report, path):
+def curves_figure(report):
+    """Validation loss against training tokens: a line per point (its seeds' mean) in a band
+    from its lowest to its highest seed."""
     fig = _figure(7.5, 4.5)
     ax = fig.add_subplot()
     for i, point in enumerate(report["points"]):
@@ -42,10 +44,11 @@ def curves_chart(report, path):
     ax.set_title(f"sweep {report['sweep']}: mean over seeds, band from lowest to highest seed")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
-    _save(fig, path)
+    return fig
 
 
-def cost_chart(report, path):
+def cost_figure(report):
+    """Final validation loss (mean, 95% CI) against parameters and training FLOPs per token."""
     fig = _figure(10, 4.2)
     axes = fig.subplots(1, 2, sharey=True)
     for ax, cost, label in ((axes[0], "parameters", "parameters"),
@@ -63,7 +66,23 @@ def cost_chart(report, path):
     axes[0].set_ylabel("final validation loss (mean, 95% CI)")
     axes[1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle(f"sweep {report['sweep']}: final loss against cost")
-    _save(fig, path)
+    return fig
+
+
+# file stem -> (figure builder, caption): what --plots writes and --html inlines.
+CHARTS = {
+    "curves": (curves_figure, "Validation loss against training tokens, band from the lowest "
+                              "to the highest seed"),
+    "cost": (cost_figure, "Final validation loss (mean, 95% CI) against cost"),
+}
+
+
+def figures(report):
+    """``[(stem, caption, Figure), ...]``: the charts the report has data for (none before a
+    run has finished)."""
+    if not any(p["curve"] for p in report["points"]):
+        return []
+    return [(stem, caption, build(report)) for stem, (build, caption) in CHARTS.items()]
 
 
 def write_plots(report, out_dir):
@@ -71,8 +90,7 @@ def write_plots(report, out_dir):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    if any(p["curve"] for p in report["points"]):
-        for name, chart in (("curves.png", curves_chart), ("cost.png", cost_chart)):
-            chart(report, out_dir / name)
-            written.append(str(out_dir / name))
+    for stem, _, fig in figures(report):
+        _save(fig, out_dir / f"{stem}.png")
+        written.append(str(out_dir / f"{stem}.png"))
     return written

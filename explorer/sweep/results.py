@@ -134,7 +134,7 @@ def table(report):
     return header, rows
 
 
-def _summary_line(report):
+def summary_line(report):
     c = report["counts"]
     total = sum(c.values())
     state = "complete" if report["complete"] else "INCOMPLETE"
@@ -143,7 +143,7 @@ def _summary_line(report):
             f"pending ({state})")
 
 
-def _failures(report):
+def failure_lines(report):
     return [f"{p['label']} seed {f['seed']}: {f['kind']}: {f['reason']}"
             for p in report["points"] for f in p["failures"]]
 
@@ -153,14 +153,14 @@ def to_text(report):
     numeric = set(range(len(report["columns"]), len(header)))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [f"sweep {report['sweep']}  ({report['source']}; store {report['store']})",
-             _summary_line(report),
+             summary_line(report),
              "metric: final validation loss (nats); Δ: paired difference against the baseline "
              "on the same seeds, * when its 95% CI excludes 0", ""]
     for row in [header, *rows]:
         cells = [cell.rjust(w) if i in numeric else cell.ljust(w)
                  for i, (cell, w) in enumerate(zip(row, widths))]
         lines.append("  ".join(cells).rstrip())
-    failures = _failures(report)
+    failures = failure_lines(report)
     if failures:
         lines += ["", "failed runs:"] + [f"  {f}" for f in failures]
     if report["other_runs_in_store"]:
@@ -176,7 +176,7 @@ def _md(text):
 def to_markdown(report):
     header, rows = table(report)
     lines = [f"**sweep {_md(report['sweep'])}** (`{_md(report['source'])}`): "
-             f"{_md(_summary_line(report))}", "",
+             f"{_md(summary_line(report))}", "",
              "| " + " | ".join(_md(h) for h in header) + " |",
              "|" + "|".join("---" if i < len(report["columns"]) else "---:"
                             for i in range(len(header))) + "|"]
@@ -184,7 +184,7 @@ def to_markdown(report):
     lines += ["", "Final validation loss (nats/token): mean over seeds, sd, 95% CI (Student's "
                   "t). Δ: paired difference against the baseline on the same seeds; * when its "
                   "95% CI excludes 0."]
-    failures = _failures(report)
+    failures = failure_lines(report)
     if failures:
         lines += ["", "Failed runs:", ""] + [f"- {_md(f)}" for f in failures]
     return "\n".join(lines)

@@ -12,9 +12,10 @@ from ..errors import ExplorerError
 from ..plugin_manager import FORMAT_KIND
 from . import formats
 from .native import save_checkpoint
-from .writing import atomic_write, save_safetensors
+from .writing import atomic_write, save_sharded
 
 EXPLORER_TARGET = "explorer"  # explorer's own checkpoint, in the core
+MAX_SHARD_BYTES = 5 * 10**9  # transformers' save_pretrained default, "5GB"
 
 
 def targets(registry):
@@ -56,11 +57,13 @@ def check_exportable(spec, target):
         export_format(spec, target)
 
 
-def export(model, spec, target, out):
+def export(model, spec, target, out, max_shard_bytes=MAX_SHARD_BYTES):
     """Write ``model`` (built from ``spec``) for ``target``; returns the paths written.
 
     ``explorer``: ``out`` is the checkpoint file. Any other target: ``out`` is a directory that
-    gets ``model.safetensors`` (and ``config.json`` when the format writes one).
+    gets ``model.safetensors`` (above ``max_shard_bytes``, shards of at most that size and
+    ``model.safetensors.index.json``, as transformers writes them) and ``config.json`` when the
+    format writes one.
     """
     if target == EXPLORER_TARGET:
         return [save_checkpoint(model, spec, out)]
@@ -69,19 +72,18 @@ def export(model, spec, target, out):
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ExplorerError(f"{out}: exists and is not a directory")
-    weights = out / "model.safetensors"
-    save_safetensors(formats.call(registry, fmt, "from_model", model, spec), weights,
-                     {"format": "pt"})
+    tensors = formats.call(registry, fmt, "from_model", model, spec)
+    weights = save_sharded(tensors, out, max_shard_bytes, {"format": "pt"})
     if fmt.config is None:
-        return [str(weights)]
+        return weights
     config = out / "config.json"
     text = json.dumps(formats.call(registry, fmt, "config", model, spec), indent=2) + "\n"
     atomic_write(config, lambda tmp: Path(tmp).write_text(text))
-    return [str(config), str(weights)]
+    return [str(config), *weights]
 
 
-def export_hf(model, spec, out_dir):
-    """Write ``out_dir/model.safetensors`` and ``out_dir/config.json`` that transformers loads
-    (``from_pretrained(out_dir)``), through the first ``hf`` format that can express ``spec``.
-    Returns the paths written."""
-    return export(model, spec, "hf", out_dir)
+def export_hf(model, spec, out_dir, max_shard_bytes=MAX_SHARD_BYTES):
+    """Write ``out_dir/model.safetensors`` (or shards and their index) and
+    ``out_dir/config.json`` that transformers loads (``from_pretrained(out_dir)``), through the
+    first ``hf`` format that can express ``spec``. Returns the paths written."""
+    return export(model, spec, "hf", out_dir, max_shard_bytes)

@@ -1,13 +1,14 @@
-"""Built-in checkpoint formats (implementations in hf_gpt2.py and book.py).
+"""Built-in checkpoint formats (implementations in hf_gpt2.py, hf_llama.py and book.py).
 
-Registered like any third-party format: a later Hugging Face Llama mapping is one more
-``CheckpointFormat`` here or in its own plugin. This module stays light (the callables are
+Registered like any third-party format. This module stays light (the callables are
 ``"module:attribute"`` strings) so listing plugins never imports torch.
 """
 
 from explorer import CheckpointFormat, hookimpl
 
 _HF = "explorer.plugins.checkpoints.hf_gpt2"
+_LLAMA = "explorer.plugins.checkpoints.hf_llama"
+_LAYOUT = "explorer.plugins.checkpoints.hf_llama_layout"
 _BOOK = "explorer.plugins.checkpoints.book"
 
 
@@ -22,6 +23,15 @@ def explorer_checkpoint_formats():
             detect=f"{_HF}:detect", to_model=f"{_HF}:to_model", check=f"{_HF}:check",
             unsupported=f"{_HF}:unsupported", target="hf", from_model=f"{_HF}:from_model",
             config=f"{_HF}:config",
+        ),
+        CheckpointFormat(
+            name="hf-llama", title="Hugging Face Llama family",
+            description="transformers' llama, mistral, qwen2, qwen3, mixtral and gemma2 "
+                        "(save_pretrained folders, sharded too); config.json checked against "
+                        "the spec. Export target hf, the model_type chosen from the spec.",
+            detect=f"{_LLAMA}:detect", to_model=f"{_LLAMA}:to_model", check=f"{_LAYOUT}:check",
+            unsupported=f"{_LAYOUT}:unsupported", target="hf", from_model=f"{_LLAMA}:from_model",
+            config=f"{_LAYOUT}:config",
         ),
         CheckpointFormat(
             name="book", title="book",

@@ -31,7 +31,7 @@ class MultiHeadLatentAttention(nn.Module):
     """
 
     def __init__(self, ctx, kv_lora_rank, q_lora_rank, qk_nope_head_dim, qk_rope_head_dim,
-                 v_head_dim, impl, window, out_bias, softcap, query_pre_attn_scalar):
+                 v_head_dim, impl, window, out_bias, score_scale, softcap, query_pre_attn_scalar):
         super().__init__()
         cfg = ctx.config
         self.n_heads, self.n_kv_heads = cfg.n_heads, 1
@@ -41,6 +41,8 @@ class MultiHeadLatentAttention(nn.Module):
         self.kv_values_per_token = kv_lora_rank + qk_rope_head_dim
         self.impl, self.window, self.softcap = impl, window, softcap
         self.scale = query_pre_attn_scalar ** -0.5 if query_pre_attn_scalar else None
+        if score_scale != 1.0:  # DeepSeek's YaRN mscale on top of 1 / sqrt(nope + rope)
+            self.scale = (self.scale or self.head_dim ** -0.5) * score_scale
         d, nh = cfg.emb_dim, cfg.n_heads
         if q_lora_rank:
             self.q_down = nn.Linear(d, q_lora_rank, bias=cfg.qkv_bias)

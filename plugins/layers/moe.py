@@ -34,17 +34,25 @@ class MixtureOfExperts(nn.Module):
     - ``topk_softmax``: softmax over the top-k logits only (Mistral's reference Mixtral). This
       equals ``softmax_topk_renorm`` exactly: exp(l_i) / Z renormalised over the top k is
       exp(l_i) / sum_topk exp(l_j), and softmax keeps the order, so both pick the same experts.
+    - ``sigmoid_topk`` / ``sigmoid_topk_renorm``: each expert's score is sigmoid(logit), on its
+      own (DeepSeek-V3: renormalised).
 
-    The weights are then multiplied by ``routed_scaling`` (DeepSeek's routed_scaling_factor:
-    V2 16.0, V3 2.5, V2-Lite 1.0).
+    With ``n_groups`` > 1 a token first keeps its ``topk_groups`` best groups of experts
+    (ranked by their best score, or the sum of their two best: ``group_score``), then takes its
+    top k among those (DeepSeek's group-limited routing). ``score_bias`` adds a per-expert bias
+    (the buffer ``score_bias``, DeepSeek-V3's e_score_correction_bias) to the scores that rank
+    the experts and groups, but not to the weights. The weights are then multiplied by
+    ``routed_scaling`` (DeepSeek's routed_scaling_factor: V2 16.0, V3 2.5, V2-Lite 1.0).
     """
 
-    def __init__(self, ctx, n_experts, top_k, n_shared, hidden, multiple_of, router,
-                 routed_scaling, aux_loss_coef, z_loss_coef, bias):
+    def __init__(self, ctx, n_experts, top_k, n_shared, hidden, multiple_of, router, n_groups,
+                 topk_groups, group_score, score_bias, routed_scaling, aux_loss_coef,
+                 z_loss_coef, bias):
         super().__init__()
         d = ctx.config.emb_dim
         self.n_experts, self.top_k, self.n_shared = n_experts, top_k, n_shared
         self.routing = router
+        self.n_groups, self.topk_groups, self.group_score = n_groups, topk_groups, group_score
         self.routed_scaling = routed_scaling
         self.aux_loss_coef, self.z_loss_coef = aux_loss_coef, z_loss_coef
         # Created in DeepSeek's order (experts, router, shared); GLU checks hidden, multiple_of.
@@ -54,6 +62,10 @@ class MixtureOfExperts(nn.Module):
         self.router = nn.Linear(d, n_experts, bias=False)
         self.shared = (GLU(ctx, hidden=n_shared * self.hidden, multiple_of=multiple_of, bias=bias)
                        if n_shared else None)
+        if score_bias:  # saved with the weights; not a parameter: no gradient moves it
+            self.register_buffer("score_bias", torch.zeros(n_experts))
+        else:
+            self.score_bias = None
         self._last = None  # what the last forward measured, for the aux loss and the stats
 
     def forward(self, x):
@@ -69,19 +81,44 @@ class MixtureOfExperts(nn.Module):
 
     def route(self, logits):
         """Router probabilities over all experts (N, E), and each token's top-k expert weights
-        (N, k) and indices (N, k); in float32 at least, as Mixtral and DeepSeek route."""
+        (N, k) and indices (N, k); in float32 at least, as Mixtral and DeepSeek route.
+
+        The probabilities (what the load-balancing loss reads) are the softmax, or with a
+        sigmoid router the scores normalised to sum 1 per token (DeepSeek-V3's affinities).
+        """
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-        probs = torch.softmax(logits, dim=-1)  # (N, E)
         if self.routing == "topk_softmax":
             top_logits, chosen = logits.topk(self.top_k, dim=-1)  # (N, k)
             weights = torch.softmax(top_logits, dim=-1)
+            return torch.softmax(logits, dim=-1), self._scaled(weights), chosen
+        sigmoid = self.routing.startswith("sigmoid")
+        scores = logits.sigmoid() if sigmoid else torch.softmax(logits, dim=-1)  # (N, E)
+        ranked = scores if self.score_bias is None else scores + self.score_bias
+        if self.n_groups > 1:
+            ranked = self._best_groups_only(ranked)
+        chosen = ranked.topk(self.top_k, dim=-1).indices  # (N, k)
+        weights = scores.gather(-1, chosen)  # (N, k), without the bias
+        if self.routing.endswith("_renorm"):
+            # DeepSeek-V3 adds 1e-20 so that k scores of 0 (sigmoid far below) stay finite.
+            weights = weights / (weights.sum(dim=-1, keepdim=True) + (1e-20 if sigmoid else 0))
+        probs = scores / scores.sum(dim=-1, keepdim=True) if sigmoid else scores
+        return probs, self._scaled(weights), chosen
+
+    def _best_groups_only(self, ranked):
+        """``ranked`` (N, E) with the experts outside each token's topk_groups best groups at
+        -inf: DeepSeek's group-limited routing."""
+        n = ranked.shape[0]
+        groups = ranked.view(n, self.n_groups, -1)  # (N, G, E/G)
+        if self.group_score == "max":
+            group_scores = groups.max(dim=-1).values  # (N, G)
         else:
-            weights, chosen = probs.topk(self.top_k, dim=-1)  # (N, k)
-            if self.routing == "softmax_topk_renorm":
-                weights = weights / weights.sum(dim=-1, keepdim=True)
-        if self.routed_scaling != 1.0:
-            weights = weights * self.routed_scaling
-        return probs, weights, chosen
+            group_scores = groups.topk(2, dim=-1).values.sum(dim=-1)
+        keep = group_scores.topk(self.topk_groups, dim=-1).indices  # (N, topk_groups)
+        mask = torch.zeros_like(group_scores, dtype=torch.bool).scatter_(1, keep, True)
+        return groups.masked_fill(~mask[..., None], -torch.inf).view(n, -1)  # (N, E)
+
+    def _scaled(self, weights):
+        return weights * self.routed_scaling if self.routed_scaling != 1.0 else weights
 
     def _dispatch(self, tokens, weights, chosen):
         """sum_j weights[n, j] * expert_{chosen[n, j]}(tokens[n]) for every token n: (N, C)."""
@@ -90,24 +127,20 @@ class MixtureOfExperts(nn.Module):
         order = flat.argsort(stable=True)  # the assignments grouped by expert
         rows = order // k  # (N*k,) the token of each grouped assignment
         scales = weights.flatten()[order]  # (N*k,)
-        counts = self._tokens_per_expert(flat, n * k)
         out = torch.zeros_like(tokens)
+        if _shapes_only(flat):
+            # No routing to read (meta, or FakeTensorMode as the memory analysis uses): every
+            # assignment goes through one expert standing in for all of them (they have the same
+            # shapes). That costs the FLOPs and saves the activations of top_k experts per token,
+            # as a balanced routing would, in one pass instead of n_experts: DeepSeek-V3's 58
+            # MoE layers of 256 experts are costed in seconds, not minutes.
+            return out.index_add_(0, rows, self.experts[0](tokens.index_select(0, rows))
+                                  * scales[:, None])
+        counts = torch.bincount(flat, minlength=self.n_experts).tolist()
         for expert, idx, w in zip(self.experts, rows.split(counts), scales.split(counts)):
             if idx.numel():
                 out.index_add_(0, idx, expert(tokens.index_select(0, idx)) * w[:, None])
         return out
-
-    def _tokens_per_expert(self, flat, assignments):
-        """How many assignments each expert got, as Python ints (the split sizes).
-
-        Tensors that only carry shapes (meta, or FakeTensorMode as the memory analysis uses)
-        have no routing to read: they get a balanced one, assignments / n_experts each, so
-        shape-only analyses see the compute and activations of top_k experts per token.
-        """
-        if _shapes_only(flat):
-            share, extra = divmod(assignments, self.n_experts)
-            return [share + (e < extra) for e in range(self.n_experts)]
-        return torch.bincount(flat, minlength=self.n_experts).tolist()
 
     def __getstate__(self):
         # The last forward's tensors belong to its autograd graph, which cannot be copied: a

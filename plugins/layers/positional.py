@@ -69,16 +69,27 @@ class RotaryPositional(PositionalEncoding):
     attention's rope part (computed on first use and cached per size and device).
     """
 
-    def __init__(self, ctx, theta):
+    def __init__(self, ctx, theta, scaling, factor, original_context, low_freq_factor,
+                 high_freq_factor, beta_fast, beta_slow, truncate, attention_factor):
         super().__init__()
         hs = ctx.config.head_dim
         self.theta = theta
+        # Context extension (plugins/layers/rope_scaling.py); none leaves the frequencies alone.
+        self.scaling = dict(scaling=scaling, factor=factor, original_context=original_context,
+                            low_freq_factor=low_freq_factor, high_freq_factor=high_freq_factor,
+                            beta_fast=beta_fast, beta_slow=beta_slow, truncate=truncate)
+        self.attention_factor = attention_factor  # multiplies cos and sin (YaRN)
         self.head_size = hs  # the buffer's size; another (an attention's head_dim) is computed
         self.register_buffer("inv_freq", self._inverse_frequencies(hs), persistent=False)  # (hs/2,)
         self._other_sizes = {}  # (hs, device) -> (hs/2,)
 
     def _inverse_frequencies(self, hs, device=None):
-        return self.theta ** (-torch.arange(0, hs, 2, dtype=torch.float32, device=device) / hs)
+        inv_freq = self.theta ** (-torch.arange(0, hs, 2, dtype=torch.float32, device=device) / hs)
+        if self.scaling["scaling"] == "none":
+            return inv_freq
+        from .rope_scaling import scaled
+
+        return scaled(inv_freq, hs, self.theta, **self.scaling)
 
     def frequencies(self, hs, device):
         """theta^(-2j/hs) for j < hs/2: the buffer for the head size, else cached per size."""
@@ -96,6 +107,8 @@ class RotaryPositional(PositionalEncoding):
         angles = positions[:, None].float() * inv_freq  # (T, hs/2)
         angles = torch.cat((angles, angles), dim=-1)  # (T, hs)
         cos, sin = angles.cos(), angles.sin()
+        if self.attention_factor != 1.0:
+            cos, sin = cos * self.attention_factor, sin * self.attention_factor
         q = q * cos.to(q.dtype) + _rotate_half(q) * sin.to(q.dtype)  # (B, nh, T, hs)
         k = k * cos.to(k.dtype) + _rotate_half(k) * sin.to(k.dtype)  # (B, nkv, T, hs)
         return q, k

@@ -1,0 +1,126 @@
+"""Hugging Face Llama-family checkpoints (llama, mistral, qwen2, qwen3, mixtral, gemma2) <->
+the built-in components' names.
+
+transformers' Llama family shares one layout: ``model.embed_tokens``, per layer
+``self_attn.{q,k,v,o}_proj`` (Qwen3 adds ``q_norm``/``k_norm``), ``mlp.{gate,up,down}_proj``
+(Mixtral: ``block_sparse_moe.gate`` and ``experts.{e}.w1/w3/w2``, or transformers 5's fused
+``mlp.experts.gate_up_proj``/``down_proj`` in memory), ``input_layernorm`` and
+``post_attention_layernorm`` (Gemma 2 adds ``pre_/post_feedforward_layernorm``: its sandwich),
+``model.norm`` and ``lm_head`` (absent when tied). Every linear layer is ``nn.Linear``, stored as
+explorer stores it, so names map one to one. Which spec keys the layout can hold, and the
+config.json it writes and checks, are in :mod:`hf_llama_layout`.
+"""
+
+import re
+
+from explorer import ExplorerError
+
+from . import hf_llama_layout as layout
+
+TOP = (("model.embed_tokens", "tok_emb"), ("model.norm", "final_norm"), ("lm_head", "out_head"))
+ATTENTION = (("self_attn.q_proj", "att.W_query"), ("self_attn.k_proj", "att.W_key"),
+             ("self_attn.v_proj", "att.W_value"), ("self_attn.o_proj", "att.out_proj"),
+             ("self_attn.q_norm", "att.q_norm"), ("self_attn.k_norm", "att.k_norm"))
+GLU = (("mlp.gate_proj", "ff.fc_1"), ("mlp.up_proj", "ff.fc_2"), ("mlp.down_proj", "ff.proj"))
+# Mixtral's experts: w1 is the gate (fed to the activation, our fc_1), w3 the up projection it
+# multiplies (fc_2), w2 the down projection (proj).
+MIXTRAL = (("block_sparse_moe.gate", "ff.router"),
+           ("block_sparse_moe.experts.{e}.w1", "ff.experts.{e}.fc_1"),
+           ("block_sparse_moe.experts.{e}.w3", "ff.experts.{e}.fc_2"),
+           ("block_sparse_moe.experts.{e}.w2", "ff.experts.{e}.proj"))
+PRE_NORM = (("input_layernorm", "norm1"), ("post_attention_layernorm", "norm2"))
+SANDWICH = (("input_layernorm", "norm1"), ("post_attention_layernorm", "post_norm1"),
+            ("pre_feedforward_layernorm", "norm2"), ("post_feedforward_layernorm", "post_norm2"))
+FUSED_EXPERTS = re.compile(r"model\.layers\.(\d+)\.mlp\.experts\.(gate_up_proj|down_proj)")
+IGNORED = re.compile(r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq")  # old saves' buffer
+LAYER = re.compile(r"model\.layers\.\d+\.(self_attn|mlp|block_sparse_moe)\.")
+
+
+def pairs(spec, reading=False):
+    """``(HF name, explorer name)`` templates of the spec's layout, without ``.weight`` /
+    ``.bias``; ``{i}`` stands for a layer, ``{e}`` for an expert. ``reading`` adds the names
+    transformers 5 holds in memory (``mlp.gate`` for Mixtral's router)."""
+    moe = spec.components["ffn"].name == "moe"
+    block = [*ATTENTION, *(MIXTRAL if moe else GLU),
+             *(SANDWICH if spec.components["residual"].name == "sandwich" else PRE_NORM),
+             *((("mlp.gate", "ff.router"),) if moe and reading else ())]
+    return [*TOP, *((f"model.layers.{{i}}.{hf}", f"trf_blocks.{{i}}.{ours}")
+                    for hf, ours in block)]
+
+
+def _translator(templates):
+    """A function name -> translated name (or None) for ``(from, to)`` templates."""
+    compiled = []
+    for src, dst in templates:
+        pattern = re.escape(src).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{e\}", r"(?P<e>\d+)")
+        compiled.append((re.compile(pattern + r"\.(?P<leaf>weight|bias)"), dst))
+
+    def translate(name):
+        for pattern, dst in compiled:
+            m = pattern.fullmatch(name)
+            if m:
+                fields = m.groupdict()
+                return dst.format(**fields) + "." + fields["leaf"]
+        return None
+
+    return translate
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+def detect(ckpt):
+    cfg = ckpt.config or {}
+    if cfg.get("model_type", "llama") not in layout.TYPES:
+        return False
+    return any(name == "model.embed_tokens.weight" or LAYER.match(name) for name in ckpt.names)
+
+
+def to_model(ckpt, model, spec):
+    """Llama-family tensors -> {our name: (HF name, tensor)}."""
+    translate = _translator(pairs(spec, reading=True))
+    out = {}
+    for src, tensor in ckpt.tensors.items():
+        if IGNORED.fullmatch(src):
+            continue
+        fused = FUSED_EXPERTS.fullmatch(src)
+        if fused:
+            out.update(_split_fused(src, tensor, *fused.groups()))
+            continue
+        name = translate(src)
+        if name is None:
+            raise ExplorerError(f"{ckpt.path}: {src} is not part of the Llama-family layout "
+                                f"({layout.label(spec)}) that the spec describes")
+        out[name] = (src, tensor)
+    return out
+
+
+def _split_fused(src, tensor, layer, which):
+    """transformers 5's stacked experts, (E, 2f, C) gate over up and (E, C, f) down, as one glu
+    per expert."""
+    ff = f"trf_blocks.{layer}.ff.experts"
+    if which == "down_proj":
+        return {f"{ff}.{e}.proj.weight": (src, t) for e, t in enumerate(tensor)}
+    out = {}
+    for e, gate_up in enumerate(tensor):
+        gate, up = gate_up.chunk(2, dim=0)  # (f, C) each
+        out[f"{ff}.{e}.fc_1.weight"] = (src, gate)
+        out[f"{ff}.{e}.fc_2.weight"] = (src, up)
+    return out
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+def from_model(model, spec):
+    """``model``'s weights under the Llama family's names (the inverse of to_model); a tied
+    head is left to ``tie_word_embeddings``."""
+    translate = _translator([(ours, hf) for hf, ours in pairs(spec)])
+    tied = model.out_head.weight is model.tok_emb.weight
+    out = {}
+    for name, tensor in model.state_dict().items():
+        if (tied and name == "out_head.weight") or name.endswith(".att.mask"):
+            continue  # the book's causal-mask buffer (mha) is rebuilt by transformers
+        hf = translate(name)
+        if hf is None:
+            raise ExplorerError(f"{name} has no place in the {layout.label(spec)} layout")
+        out[hf] = tensor.detach()
+    return out

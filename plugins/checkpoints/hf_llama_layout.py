@@ -1,0 +1,320 @@
+"""Which Llama-family model_type can hold a spec, the config.json explorer writes for it, and
+the check of a checkpoint's config.json against a spec.
+
+The model_type follows from the spec: mixtral with ``ffn: moe``, gemma2 with Gemma's switches
+(sandwich norms, RMSNorm's 1 + weight, scaled embeddings, soft-capping), qwen3 with ``qk_norm``,
+qwen2 with q/k/v biases but none on the output, mistral with a sliding window, else llama. A
+component parameter the chosen type cannot express, at a value other than its default, is
+refused with its spec key. The check converts config.json with the registered converter (the
+same one ``explorer spec-from-hf`` uses) and compares the two specs key by key.
+"""
+
+import json
+import math
+
+from explorer.plugins.converters.common import HF_ACTIVATIONS
+from explorer.weights import Mismatch
+
+TITLES = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "qwen3": "Qwen3",
+          "mixtral": "Mixtral", "gemma2": "Gemma 2"}
+TYPES = tuple(TITLES)
+ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
+                 "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                 "mixtral": "MixtralForCausalLM", "gemma2": "Gemma2ForCausalLM"}
+
+# The components the family is built of.
+COMPONENTS = {"norm": ("rmsnorm",), "activation": tuple(HF_ACTIVATIONS), "ffn": ("glu", "moe"),
+              "attention": ("gqa", "mha"), "positional": ("rope",),
+              "residual": ("pre_norm", "sandwich"), "weight_tying": ("none", "tied")}
+# The parameters each type can set to any value (the others only to their defaults; parameters
+# that pick only how the same function is computed are always free).
+_BASE = {"norm": {"eps"}, "ffn": {"hidden", "multiple_of"},
+         "attention": {"n_kv_heads", "out_bias", "head_dim"},
+         "positional": {"theta", "scaling", "factor", "original_context", "low_freq_factor",
+                        "high_freq_factor", "beta_fast", "beta_slow", "truncate",
+                        "attention_factor"}}
+_WINDOW = {"attention": {"window"}}
+FREE = {
+    "llama": [_BASE, {"ffn": {"bias"}}],
+    "mistral": [_BASE, _WINDOW],
+    "qwen2": [_BASE, _WINDOW],
+    "qwen3": [_BASE, _WINDOW, {"attention": {"qk_norm"}}],
+    "mixtral": [_BASE, _WINDOW, {"ffn": {"n_experts", "top_k", "router", "aux_loss_coef",
+                                         "z_loss_coef"}}],
+    "gemma2": [_BASE, _WINDOW, {"norm": {"unit_offset"}, "attention": {
+        "softcap", "query_pre_attn_scalar"}}],
+}
+# Mixtral's routing (HF renormalises the top k; Mistral's softmax over the top k is the same).
+MIXTRAL_ROUTERS = ("softmax_topk_renorm", "topk_softmax")
+# The types whose config lists each layer's attention (layer_types): windows may differ by layer.
+LAYER_TYPES = ("qwen2", "qwen3", "gemma2")
+# rope scaling -> the keys of config.json's rope_scaling, each with its rope parameter.
+ROPE_SCALING = {
+    "linear": {"factor": "factor"},
+    "llama3": {"factor": "factor", "low_freq_factor": "low_freq_factor",
+               "high_freq_factor": "high_freq_factor",
+               "original_max_position_embeddings": "original_context"},
+    "yarn": {"factor": "factor", "original_max_position_embeddings": "original_context",
+             "beta_fast": "beta_fast", "beta_slow": "beta_slow", "truncate": "truncate",
+             "attention_factor": "attention_factor"},
+}
+
+
+class _Unsupported(Exception):
+    def __init__(self, key, reason):
+        super().__init__(key, reason)
+        self.key, self.reason = key, reason
+
+
+def _yaml(value):
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def choose(spec):
+    """The model_type that holds ``spec``; raises _Unsupported with the key that rules all out."""
+    c, m = spec.components, spec.model
+    for kind, names in COMPONENTS.items():
+        if c[kind].name not in names:
+            raise _Unsupported(f"components.{kind}", f"is {c[kind].name}; the Llama family has "
+                               f"only {' or '.join(names)}")
+    att = c["attention"].params
+    kind = _type_of(spec)
+    _free_params(spec, kind)
+    _layers(spec, kind)
+    qkv, out = m.qkv_bias, att["out_bias"]
+    if kind == "qwen2":
+        return kind
+    if out != qkv:
+        raise _Unsupported("components.attention.out_bias", f"is {_yaml(out)} with "
+                           f"model.qkv_bias {_yaml(qkv)}; {TITLES[kind]} biases q, k, v and o "
+                           "together (or o alone never: Qwen2 biases q, k, v only)")
+    if qkv and kind in ("mistral", "mixtral"):
+        raise _Unsupported("model.qkv_bias", f"is true; {TITLES[kind]} has no attention biases")
+    return kind
+
+
+def _type_of(spec):
+    """The type the spec's distinctive features point to."""
+    c, m = spec.components, spec.model
+    att = c["attention"].params
+    gemma = (c["residual"].name == "sandwich" or c["norm"].params.get("unit_offset")
+             or att.get("softcap") or att.get("query_pre_attn_scalar") or m.scale_embeddings
+             or m.logit_softcap)
+    if gemma:
+        _require_gemma2(spec)
+        return "gemma2"
+    if m.logit_softcap:
+        raise _Unsupported("model.logit_softcap", "is set; only Gemma 2 caps the logits")
+    if c["ffn"].name == "moe":
+        router = c["ffn"].params["router"]
+        if router not in MIXTRAL_ROUTERS:
+            raise _Unsupported("components.ffn.router", f"is {router}; Mixtral routes with "
+                               f"{' or '.join(MIXTRAL_ROUTERS)}")
+        return "mixtral"
+    if att.get("qk_norm"):
+        return "qwen3"
+    if m.qkv_bias and not att["out_bias"]:
+        return "qwen2"
+    return "mistral" if any(windows(spec)) else "llama"
+
+
+def windows(spec):
+    """Each layer's sliding window (0: none)."""
+    return [layer["attention"].params.get("window", 0) for layer in spec.layer_components()]
+
+
+def _layers(spec, kind):
+    """Layers may differ only in their sliding window (on or off, one size), and only where
+    config.json lists each layer's attention."""
+    wide = spec.components
+    for i, layer in enumerate(spec.layer_components()):
+        for k, choice in layer.items():
+            params = {p: v for p, v in choice.params.items() if p != "window"}
+            base = {p: v for p, v in wide[k].params.items() if p != "window"}
+            if choice.name != wide[k].name or params != base:
+                raise _Unsupported("layers", f"sets components.{k} at layer {i} apart from the "
+                                   f"window; the Llama family's layers differ in their sliding "
+                                   "window only")
+    sizes = set(windows(spec))
+    if len(sizes - {0}) > 1:
+        raise _Unsupported("layers", f"sets windows of {len(sizes - {0})} sizes; config.json "
+                           "has one sliding_window")
+    if len(sizes) > 1 and kind not in LAYER_TYPES:
+        raise _Unsupported("layers", f"windows some layers only; {TITLES[kind]}'s config "
+                           f"windows every layer or none (only "
+                           f"{', '.join(TITLES[t] for t in LAYER_TYPES)} list layer_types)")
+
+
+def _require_gemma2(spec):
+    """Gemma 2 always has its sandwich, 1 + weight norms and scaled embeddings."""
+    c, m = spec.components, spec.model
+    for key, ok, needs in (
+            ("components.residual", c["residual"].name == "sandwich", "sandwich"),
+            ("components.norm.unit_offset", c["norm"].params.get("unit_offset"), "true"),
+            ("model.scale_embeddings", m.scale_embeddings, "true"),
+            ("components.ffn", c["ffn"].name == "glu", "glu")):
+        if not ok:
+            raise _Unsupported(key, f"is not {needs}; of the Llama family only Gemma 2 has "
+                               "Gemma's switches, and it always has " + needs)
+
+
+def _free_params(spec, kind):
+    registry = spec.plugin_manager.registry() if spec.plugin_manager else None
+    free = {}
+    for part in FREE[kind]:
+        for k, names in part.items():
+            free.setdefault(k, set()).update(names)
+    for k, choice in spec.components.items():
+        component = registry.component(k, choice.name) if registry else None
+        for param in component.params if component else ():
+            value = choice.params.get(param.name, param.default)
+            if param.numerics_only or param.name in free.get(k, ()) or value == param.default:
+                continue
+            raise _Unsupported(f"components.{k}.{param.name}", f"is {_yaml(value)}; "
+                               f"{TITLES[kind]} has only {_yaml(param.default)}")
+
+
+def unsupported(spec):
+    """The first spec key no Llama-family type can express, as ``(key, reason)``, or None."""
+    try:
+        choose(spec)
+    except _Unsupported as exc:
+        return exc.key, exc.reason
+    return None
+
+
+def label(spec):
+    """The type's name for messages ("Qwen3"), or "Llama family" for a spec none can hold."""
+    try:
+        return TITLES[choose(spec)]
+    except _Unsupported:
+        return "Llama family"
+
+
+# -- config.json -----------------------------------------------------------------------------
+
+def config(model, spec):
+    """The config.json transformers builds the same model from."""
+    kind = choose(spec)
+    m, c = spec.model, spec.components
+    att, ffn = c["attention"].params, c["ffn"].params
+    block = model.trf_blocks[0]
+    per_layer = windows(spec)
+    window = max(per_layer) or None
+    tied = model.out_head.weight is model.tok_emb.weight
+    out = {
+        "architectures": [ARCHITECTURES[kind]],
+        "model_type": kind,
+        "vocab_size": m.vocab_size,
+        "hidden_size": m.emb_dim,
+        "intermediate_size": block.ff.hidden if c["ffn"].name == "moe" else block.ff.proj.in_features,
+        "num_hidden_layers": m.n_layers,
+        "num_attention_heads": m.n_heads,
+        "num_key_value_heads": att.get("n_kv_heads", m.n_heads),  # mha: one per query head
+        "head_dim": block.att.head_dim,
+        ("hidden_activation" if kind == "gemma2" else "hidden_act"):
+            HF_ACTIVATIONS[c["activation"].name],
+        "max_position_embeddings": m.context_length,
+        "rms_norm_eps": c["norm"].params["eps"],
+        "rope_theta": c["positional"].params["theta"],
+        "tie_word_embeddings": tied,
+        "attention_dropout": m.dropout.attention,
+    }
+    if kind in ("llama", "qwen3", "gemma2"):
+        out["attention_bias"] = m.qkv_bias
+    if kind == "llama":
+        out["mlp_bias"] = ffn["bias"]
+    if kind in ("mistral", "mixtral"):
+        out["sliding_window"] = window
+    layer_types = ["sliding_attention" if w else "full_attention" for w in per_layer]
+    if kind in ("qwen2", "qwen3"):
+        out.update(use_sliding_window=bool(window), sliding_window=window,
+                   max_window_layers=0 if window else m.n_layers, layer_types=layer_types)
+    if kind == "mixtral":
+        out.update(num_local_experts=ffn["n_experts"], num_experts_per_tok=ffn["top_k"],
+                   router_aux_loss_coef=ffn["aux_loss_coef"], router_jitter_noise=0.0)
+    if kind == "gemma2":
+        out.update(query_pre_attn_scalar=att["query_pre_attn_scalar"] or block.att.head_dim,
+                   attn_logit_softcapping=att["softcap"] or None,
+                   final_logit_softcapping=m.logit_softcap or None,
+                   sliding_window=window or 4096,  # transformers' default; unused without
+                   layer_types=layer_types)
+    rope = c["positional"].params
+    if rope["scaling"] != "none":
+        out["rope_scaling"] = {"rope_type": rope["scaling"], **{
+            key: rope[param] for key, param in ROPE_SCALING[rope["scaling"]].items()}}
+    return out
+
+
+# -- checking a checkpoint's config.json -------------------------------------------------------
+
+# Spec keys a checkpoint need not agree on: what the weights do not depend on.
+UNCHECKED = ("name", "description", "seed", "tokenizer", "plugins", "analyses",
+             "model.context_length", "model.dropout.", "components.ffn.aux_loss_coef",
+             "components.ffn.z_loss_coef")
+
+
+def check(ckpt, spec):
+    """config.json, read by the registered converter of its model_type, against the spec: the
+    first spec key where they differ (heads, kv heads, eps, rope theta, activation, window...)."""
+    if not ckpt.config:
+        return
+    from explorer.hf_config import convert
+    from explorer.spec import spec_from_dict
+
+    source = str(ckpt.files[0].parent / "config.json")
+    doc, origins = convert(ckpt.config, source, spec.plugin_manager.registry())
+    theirs = spec_from_dict(doc, source=source, plugins=spec.plugin_manager)
+    by_layer = bool(spec.layers or theirs.layers)
+    for i, (have_all, current_all) in enumerate(zip(_comparable(theirs), _comparable(spec))):
+        for key in current_all:
+            have, current = have_all.get(key), current_all[key]
+            if _same(have, current):
+                continue
+            fields = origins.get(key) or origins.get(key.removesuffix(".name")) or ()
+            raw = ckpt.config.get(fields[0]) if len(fields) == 1 else None
+            readable = raw is not None and not isinstance(raw, (dict, list)) and not by_layer
+            target = key.removesuffix(".name")
+            if by_layer and target.startswith("components."):
+                # Layers differ: name the layer, and leave the rewrite to the reader.
+                yield Mismatch("value", source="config.json", field=f"{target} at layer {i}",
+                               have=have, advice=f"the spec has {_yaml(current)} there; give "
+                               "the spec config.json's layout (explorer spec-from-hf prints it)")
+                return
+            yield Mismatch("value", source="config.json", field=fields[0] if readable else target,
+                           have=raw if readable else have, key=target, current=current, value=have)
+            return
+
+
+def _comparable(spec):
+    """Per layer, the spec flattened to dotted keys (the model's and the layer's components),
+    with what the weights do not depend on left out and equivalent choices written one way
+    (mha is gqa with a KV head per query head; Mistral's top-k softmax is the renormalised top
+    k)."""
+    registry = spec.plugin_manager.registry()
+    model = {f"model.{name}": value for name, value in spec.to_dict()["model"].items()
+             if not isinstance(value, dict)}
+    out = []
+    for layer in spec.layer_components():
+        flat = dict(model)
+        for kind, choice in layer.items():
+            params = dict(choice.params, name=choice.name)
+            if choice.name == "mha":
+                params.update(name="gqa", n_kv_heads=spec.model.n_heads)
+            if params.get("router") == "topk_softmax":
+                params["router"] = "softmax_topk_renorm"
+            if params.get("hidden"):
+                params.pop("multiple_of", None)  # used only to derive the hidden size
+            component = registry.component(kind, choice.name)
+            for name, value in params.items():
+                param = component.param(name)
+                if param is None or not param.numerics_only:
+                    flat[f"components.{kind}.{name}"] = value
+        out.append({k: v for k, v in flat.items() if not k.startswith(UNCHECKED)})
+    return out
+
+
+def _same(a, b):
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-6)
+    return a == b

@@ -1,0 +1,45 @@
+"""Built-in converters of Hugging Face configs to specs (one module per architecture family).
+
+Registered like any third-party converter: another architecture is one more
+``ConfigConverter`` in a plugin of its own. This module stays light (the converters are
+``"module:attribute"`` strings) so listing plugins imports nothing else.
+"""
+
+from explorer import ConfigConverter, hookimpl
+
+_PKG = "explorer.plugins.converters"
+
+# Fields of one family that do not change what the model computes (beyond explorer.hf_config.
+# IGNORED, which every config shares).
+LLAMA_IGNORES = ("pretraining_tp",)  # Meta's tensor-parallel slicing: the same products
+MOE_IGNORES = ("output_router_logits",)  # what transformers returns
+DEEPSEEK_IGNORES = (
+    "aux_loss_alpha", "seq_aux",  # DeepSeek's own auxiliary-loss settings, training only
+    "ep_size",  # expert parallelism: how experts are spread over devices
+    "num_nextn_predict_layers",  # V3's multi-token-prediction module, which transformers omits
+    "quantization_config",  # how the published weights are stored (fp8 blocks)
+    "pretraining_tp", *MOE_IGNORES)
+
+
+@hookimpl
+def explorer_config_converters():
+    llama = f"{_PKG}.llama:convert"
+    return [
+        ConfigConverter("gpt2", f"{_PKG}.gpt2:convert", "GPT2LMHeadModel: layernorm, "
+                        "gelu_tanh, mlp, mha, learned positions, tied head",
+                        ignores=("summary_type", "summary_use_proj", "summary_activation",
+                                 "summary_proj_to_labels", "summary_first_dropout",
+                                 "n_ctx")),
+        ConfigConverter("llama", llama, "Llama 1-3: rmsnorm, glu, gqa, rope", ignores=LLAMA_IGNORES),
+        ConfigConverter("mistral", llama, "Mistral: Llama with a sliding window"),
+        ConfigConverter("qwen2", llama, "Qwen2: Llama with q/k/v biases"),
+        ConfigConverter("qwen3", llama, "Qwen3: Llama with per-head q/k RMSNorm"),
+        ConfigConverter("mixtral", llama, "Mixtral: Llama (Mistral) with a mixture of experts",
+                        ignores=MOE_IGNORES),
+        ConfigConverter("gemma2", f"{_PKG}.gemma2:convert", "Gemma 2: sandwich norms, "
+                        "soft-capping, alternating sliding windows"),
+        ConfigConverter("deepseek_v2", f"{_PKG}.deepseek:convert", "DeepSeek-V2: latent "
+                        "attention, shared + routed experts", ignores=DEEPSEEK_IGNORES),
+        ConfigConverter("deepseek_v3", f"{_PKG}.deepseek:convert", "DeepSeek-V3: V2 with "
+                        "sigmoid, bias-corrected, group-limited routing", ignores=DEEPSEEK_IGNORES),
+    ]
