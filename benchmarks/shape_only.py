@@ -84,16 +84,13 @@ def table(torch_seconds, rows):
     return "\n".join(lines)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each command")
-    parser.add_argument("--no-sweeps", action="store_true", help="leave out the sweep dry-runs")
-    args = parser.parse_args()
+def measure(repeat=3, sweeps=True):
+    """``(table, report)``: the markdown table, and the page benchmarks/shape_only.md holds."""
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        todo = commands(Path(tmp), not args.no_sweeps)
+        todo = commands(Path(tmp), sweeps)
         torch_walls, results = [], {name: ([], []) for name, _ in todo}
-        for _ in range(args.repeat):  # round by round: drift hits every command alike
+        for _ in range(repeat):  # round by round: drift hits every command alike
             torch_walls += [run(IMPORT_TORCH)[0] for _ in range(2)]
             for name, argv in todo:
                 wall, peak = run(argv)
@@ -107,9 +104,18 @@ def main():
     report = (f"# Shape-only analyses against `import torch`\n\n"
               f"Machine: {cpu}, {os.cpu_count()} cores; Python {sys.version.split()[0]}; load "
               f"average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after. Each command "
-              f"runs in a fresh process ({args.repeat} rounds, commands taking turns): the median "
+              f"runs in a fresh process ({repeat} rounds, commands taking turns): the median "
               f"wall time and the largest peak RSS (os.wait4). `import torch`: `python -c "
               f"\"import torch\"`, median of {len(torch_walls)}.\n\n{text}\n")
+    return text, report
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each command")
+    parser.add_argument("--no-sweeps", action="store_true", help="leave out the sweep dry-runs")
+    args = parser.parse_args()
+    text, report = measure(args.repeat, not args.no_sweeps)
     print(text)
     (ROOT / "benchmarks" / "shape_only.md").write_text(report)
 

@@ -77,13 +77,16 @@ def _full_builds(monkeypatch):
 
 
 def _shrunk(path):
-    """Short sequences (the figures' exactness does not depend on the length); a uniform stack
-    of more than 4 blocks keeps 4 (3 are enough to have copies), layouts keep theirs."""
-    spec = explorer.load_spec(path)
+    """Short sequences (the figures' exactness does not depend on the length) and at most 6
+    blocks: copies of one block, a dense first block before MoE ones, and local/global pairs
+    all remain; a layout whose entries name later layers keeps its own depth."""
     overrides = ["analyses.memory.seq_len=32", "analyses.flops.seq_len=32",
                  "analyses.summary.depth=5"]
-    if not spec.layers and spec.model.n_layers > 4:
-        overrides.append("model.n_layers=4")
+    if explorer.load_spec(path).model.n_layers > 6:
+        try:
+            return explorer.load_spec(path, overrides=[*overrides, "model.n_layers=6"])
+        except explorer.SpecError:
+            pass
     return explorer.load_spec(path, overrides=overrides)
 
 
