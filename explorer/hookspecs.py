@@ -54,8 +54,9 @@ def explorer_components() -> list[Component]:
     that reads ``ctx.layer``, or blocks that share a parameter, make them build every block.
     What each kind must return and expose is a Protocol in :mod:`explorer.contracts`: ``Norm``,
     ``Activation``, ``FeedForward``, ``Attention``, ``PositionalEncoding`` (a base class),
-    ``Block`` (kind ``residual``), ``WeightTying`` and ``Tokenizer``. An attention whose cache holds something other than keys
-    and values of ``n_kv_heads`` heads (latent attention) also exposes ``kv_values_per_token``;
+    ``Block`` (kind ``residual``), ``WeightTying`` and ``Tokenizer``. An attention whose cache
+    holds something other than keys and values of ``n_kv_heads`` heads (latent attention) also
+    exposes ``kv_values_per_token``;
     any module may expose ``explorer_aux_loss()``, ``explorer_stats()`` and
     ``active_parameters()`` (a mixture of experts does): see explorer.contracts, points 6-7.
 

@@ -37,8 +37,8 @@ def test_spec_validation_does_not_import_torch():
 def test_a_shape_only_build_imports_nothing_it_does_not_use():
     """torch, yes (and what FakeTensorMode pulls in); no tokenizer, plotting, templates or
     transformers: a shape-only answer costs about the imports of torch."""
-    code = CHECK.format(argv=["build", "specs/tiny.yaml", "--only", "params,memory,flops,summary",
-                              "--format", "json"]).replace(
-        "('torch', 'tiktoken', 'matplotlib')", "('tiktoken', 'transformers', 'matplotlib', 'jinja2')")
+    argv = ["build", "specs/tiny.yaml", "--only", "params,memory,flops,summary", "--format", "json"]
+    code = CHECK.format(argv=argv).replace("('torch', 'tiktoken', 'matplotlib')",
+                                           "('tiktoken', 'transformers', 'matplotlib', 'jinja2')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert '"total": 339840' in proc.stdout and "HEAVY []" in proc.stdout, proc.stderr

@@ -68,13 +68,15 @@ def test_sizes_too_large_to_time_get_a_lower_bound_and_no_real_model(tmp_path, m
     plan, est = _estimate(path)
     for point, p in zip(plan.points, est["points"]):
         assert p["time_basis"] == "lower_bound"
-        step_flops = p["training_flops_per_token"] * 2048
-        expected = (p["steps"] * step_flops + p["eval_tokens"] * p["training_flops_per_token"] / 3) / 1e11
+        per_token = p["training_flops_per_token"]
+        step_flops, forward = per_token * 2048, per_token / 3
+        expected = (p["steps"] * step_flops + p["eval_tokens"] * forward) / 1e11
         assert p["seconds_per_run"] == pytest.approx(expected)
     # 96 x 12288, GPT-3's blocks without qkv biases: 12h^2 + 10h each; untied embedding and
     # head of 256 tokens, 2048 learned positions, the final norm.
     h = 12288
-    assert est["points"][-1]["parameters"] == 96 * (12 * h**2 + 10 * h) + 2 * 256 * h + 2048 * h + 2 * h
+    blocks = 96 * (12 * h**2 + 10 * h)
+    assert est["points"][-1]["parameters"] == blocks + 2 * 256 * h + 2048 * h + 2 * h
     text = dry_run_text(est)
     assert "estimated wall time: >=" in text and "a lower bound" in text
     row = next(line for line in text.splitlines() if line.startswith("n_layers=96, emb_dim=12288"))
