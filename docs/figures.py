@@ -148,6 +148,15 @@ def kv_cache():
             "|---|---:|---:|\n" + "\n".join(lines))
 
 
+@figure("shape-only", slow=True)
+def shape_only():
+    """Shape-only builds and 100-point dry-runs beside `import torch` (benchmarks/shape_only.py,
+    about two minutes): wall time and peak RSS of each command in a fresh process."""
+    import runpy
+
+    return runpy.run_path(str(ROOT / "benchmarks" / "shape_only.py"))["measure"]()[0]
+
+
 # -- the README ---------------------------------------------------------------------------------
 
 MARKER = re.compile(r"<!-- figure: ([\w-]+) -->\n(.*?)\n<!-- /figure: \1 -->", re.S)

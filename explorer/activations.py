@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .stack import per_layer
+
 
 def saved_activation_bytes(model, batch_size, seq_len):
     """Bytes autograd saves for backward in one training forward + cross-entropy, by region.
@@ -21,20 +23,25 @@ def saved_activation_bytes(model, batch_size, seq_len):
     Each storage is counted once, in the region that first saves it (its full size: a saved
     view keeps its whole storage alive). Storages of parameters and buffers are not counted.
     Works on meta and fake tensors too, which allocate no memory. The model is put in training
-    mode (dropout masks are part of what training saves) and restored.
+    mode (dropout masks are part of what training saves) and restored. On a compact model
+    (explorer.stack) each layer gets the measurement of a built block configured like it that
+    ran after a block configured like its predecessor: the figures of the full model.
     """
     device = next(model.parameters()).device
     # Storage identity: ``_cdata`` is the StorageImpl pointer, which also tells meta storages apart.
     weights = {t.untyped_storage()._cdata for t in (*model.parameters(), *model.buffers())}
     seen, excluded = set(), set()
     by_region = {"embedding": 0}
+    weights_by_region = {}  # region -> weight storages it was the first to save
     region = ["embedding"]
 
     def pack(t):
         storage = t.untyped_storage()
         key = storage._cdata
         if key in weights:
-            excluded.add(key)
+            if key not in excluded:
+                excluded.add(key)
+                weights_by_region[region[0]] = weights_by_region.get(region[0], 0) + 1
         elif key not in seen:
             seen.add(key)
             by_region[region[0]] = by_region.get(region[0], 0) + storage.nbytes()
@@ -68,15 +75,19 @@ def saved_activation_bytes(model, batch_size, seq_len):
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    blocks = [by_region[f"block {i}"] for i in range(len(model.trf_blocks))]
+    built = range(len(model.trf_blocks))
+    blocks = per_layer(model, [by_region[f"block {i}"] for i in built])
+    outside = ("embedding", "head", "loss")
+    block_weights = per_layer(model, [weights_by_region.get(f"block {i}", 0) for i in built])
     return {
-        "total": sum(by_region.values()),
+        "total": by_region["embedding"] + sum(blocks) + by_region["head"] + by_region["loss"],
         "embedding": by_region["embedding"],
         "blocks": sum(blocks),
         "per_block": blocks,
         "head": by_region["head"],
         "loss": by_region["loss"],
-        "weight_storages_saved": len(excluded),
+        "weight_storages_saved": sum(block_weights)
+        + sum(weights_by_region.get(r, 0) for r in outside),
     }
 
 

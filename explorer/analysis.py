@@ -13,6 +13,7 @@ from .model import build_model
 from .numerics import describe
 from .plugin_manager import unknown_name_message
 from .resources import available_memory, refuse_unless_fits, training_need
+from .stack import stack_total
 from .tokenizer import get_tokenizer
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -23,7 +24,10 @@ class AnalysisContext:
 
     Each model is built on first use and kept for the report's other analyses: the real one
     (:meth:`model`), one on the meta device (:meth:`meta_model`) and one of fake tensors
-    (:meth:`fake_model`). Activation measurements are cached per (seq_len, batch, dtype, device).
+    (:meth:`fake_model`). Analyses that read shapes and sum over the stack use compact ones
+    (:meth:`compact_model`: one block per distinct layer configuration, see explorer.stack),
+    which a 96-layer model builds in two blocks. Activation measurements are cached per
+    (seq_len, batch, dtype, device).
     """
 
     def __init__(self, spec, model=None, weights=None):
@@ -31,8 +35,9 @@ class AnalysisContext:
         self._model = model
         self._weights = weights  # a checkpoint for model() to load
         self._meta = None
+        self._compact_meta = None
         self._fake_mode = None
-        self._fake = None
+        self._fake = {}  # compact or not -> the model of fake tensors
         self._activations = {}
         self._tokenizer = None
 
@@ -48,23 +53,38 @@ class AnalysisContext:
         would not fit in the memory available now.
         """
         if self._model is None:
-            check_fits(self.spec, self.shape_model())
+            check_fits(self.spec, self.compact_model())
             self._model = build_model(self.spec, weights=self._weights)
         return self._model
 
     def shape_model(self):
-        """For analyses that need only shapes: the real model if built, else :meth:`meta_model`."""
+        """For analyses that need only shapes: the real model if built, else :meth:`meta_model`
+        (every block; :meth:`compact_model` builds one per distinct layer configuration)."""
         return self._model if self._model is not None else self.meta_model()
 
-    def meta_model(self):
+    def compact_model(self):
+        """For analyses that read shapes and sum over the stack: the real model if built, else
+        ``meta_model(compact=True)``. Read its blocks through explorer.stack (``layer_blocks``,
+        ``stack_total``, ``per_layer``), which give the full model's figures on either."""
+        return self._model if self._model is not None else self.meta_model(compact=True)
+
+    def meta_model(self, compact=False):
         """The model on the meta device, which allocates no weights (a 175B spec is analysable
-        on a laptop); always meta, also once the real model is built. Built once."""
+        on a laptop); always meta, also once the real model is built. Built once.
+
+        ``compact``: one block per distinct layer configuration (explorer.stack), standing for
+        the whole stack; the full meta model serves if it is built already.
+        """
+        if compact and self._meta is None:
+            if self._compact_meta is None:
+                self._compact_meta = build_model(self.spec, device="meta", compact=True)
+            return self._compact_meta
         if self._meta is None:
             self._meta = build_model(self.spec, device="meta")
         return self._meta
 
     @contextlib.contextmanager
-    def fake_model(self, dtype="fp32"):
+    def fake_model(self, dtype="fp32", compact=False):
         """``with ctx.fake_model() as model:`` a model of fake CPU tensors (torch's
         FakeTensorMode): every op dispatches to the CPU's kernels for shapes and dtypes, yet no
         memory is allocated, at any size.
@@ -72,7 +92,8 @@ class AnalysisContext:
         Fake tensors work only inside their mode, so the block runs inside it (create inputs
         there too) and the mode is left on exit, also on an exception. The model is built once
         and shared; ``dtype`` (``"fp32"`` or ``"bf16"``) casts every floating tensor in place,
-        which costs nothing and loses nothing on tensors that hold no values.
+        which costs nothing and loses nothing on tensors that hold no values. ``compact``: one
+        block per distinct layer configuration (explorer.stack), built once too.
         """
         # FakeTensorMode ships with torch (torch.compile traces with it) but lives in a private
         # module; the memory analysis falls back to the meta device when it fails.
@@ -81,9 +102,9 @@ class AnalysisContext:
         if self._fake_mode is None:
             self._fake_mode = FakeTensorMode()
         with self._fake_mode:
-            if self._fake is None:
-                self._fake = build_model(self.spec)
-            yield cast_floating(self._fake, DTYPES[dtype])
+            if compact not in self._fake:
+                self._fake[compact] = build_model(self.spec, compact=compact)
+            yield cast_floating(self._fake[compact], DTYPES[dtype])
 
     @contextlib.contextmanager
     def mode(self, model, train):
@@ -102,15 +123,16 @@ class AnalysisContext:
         once per set of arguments and shared by the analyses.
 
         ``device``: ``fake`` (the CPU's kernels, no memory), ``meta`` (no memory; fused
-        attention runs unfused there, so it saves more) or ``cpu`` (the real model).
+        attention runs unfused there, so it saves more) or ``cpu`` (the real model). On fake
+        tensors and the meta device a compact model measures each distinct block once.
         """
         key = (seq_len, batch_size, dtype, device)
         if key not in self._activations:
             if device == "fake":
-                with self.fake_model(dtype) as model:
+                with self.fake_model(dtype, compact=True) as model:
                     measured = saved_activation_bytes(model, batch_size, seq_len)
             else:
-                model = self.meta_model() if device == "meta" else self.model()
+                model = self.meta_model(compact=True) if device == "meta" else self.model()
                 if dtype != "fp32":
                     model = cast_floating(copy.deepcopy(model), DTYPES[dtype])
                 measured = saved_activation_bytes(model, batch_size, seq_len)
@@ -134,7 +156,7 @@ class AnalysisContext:
         copies), gradients, AdamW moments if ``optimizer``, the activations measured at batch 1
         times the batch, and the logits with their gradients. ``lower`` names the options that
         make it smaller, for the refusal."""
-        model = self.shape_model()
+        model = self.compact_model()
         return training_need(
             what, lower, weights=weight_bytes(model), parameters=parameter_bytes(model),
             activations=self.activations_per_sequence(seq_len), batch_size=batch_size,
@@ -171,9 +193,14 @@ class AnalysisContext:
 
 
 def weight_bytes(model):
-    """Bytes the model's parameters (each tensor once) and buffers take, from shapes alone."""
+    """Bytes the model's parameters (each tensor once) and buffers take, from shapes alone (a
+    compact model: its full stack's)."""
+    return stack_total(model, _tensor_bytes)
+
+
+def _tensor_bytes(module):
     seen, total = set(), 0
-    for t in [*model.parameters(), *model.buffers()]:
+    for t in [*module.parameters(), *module.buffers()]:
         if id(t) not in seen:
             seen.add(id(t))
             total += t.numel() * t.element_size()
@@ -182,8 +209,9 @@ def weight_bytes(model):
 
 def parameter_bytes(model):
     """Bytes of the trainable parameters, each tensor once: what the gradients take, and each
-    AdamW moment."""
-    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    AdamW moment (a compact model: its full stack's)."""
+    return stack_total(model, lambda module: sum(p.numel() * p.element_size()
+                                                 for p in module.parameters() if p.requires_grad))
 
 
 def logits_bytes_per_token(spec, model):
@@ -247,7 +275,7 @@ def analyze(spec, only=None, model=None, progress=None, weights=None):
     chosen = select(registry, only)
     ctx = AnalysisContext(spec, model, weights)
     if model is None and any(a.needs_weights for a in chosen):
-        check_fits(spec, ctx.shape_model())  # refuse before allocating, not halfway through
+        check_fits(spec, ctx.compact_model())  # refuse before allocating, not halfway through
     if weights is not None:
         ctx.model()  # a checkpoint that does not match the spec fails here, as one line
     report = {

@@ -176,8 +176,8 @@ class Analysis:
     params: tuple[Param, ...] = ()
     default: bool = True  # part of the set ``explorer build`` runs without --only
     render: Callable | str | None = None
-    # False for analyses that read only shapes (ctx.shape_model()): they run on the meta device,
-    # so they still run when the weights would not fit in memory.
+    # False for analyses that read only shapes (ctx.shape_model(), ctx.compact_model()): they run
+    # on the meta device, so they still run when the weights would not fit in memory.
     needs_weights: bool = True
     # figures(result) -> {name: int | float | str | bool}: the flat headline figures compare
     # puts side by side, with exact values (rounding is for display). None: flat_figures.

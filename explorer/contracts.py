@@ -220,6 +220,14 @@ def active_parameter_count(model, matrices_only=False):
     return total
 
 
+def active_count_of_block(block, matrices_only=False):
+    """What :func:`active_parameter_count` of a model counts inside ``block``, one of its
+    modules: the block's own ``active_parameters()`` if it has one, else its modules'."""
+    if hasattr(block, "active_parameters"):
+        return _active(block, matrices_only)
+    return active_parameter_count(block, matrices_only)
+
+
 def _active(module, matrices_only):
     if not matrices_only:
         return module.active_parameters()

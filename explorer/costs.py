@@ -27,8 +27,9 @@ Importing this module does not import torch; ``closed_form`` takes a built model
 device is enough).
 """
 
-from .contracts import active_parameter_count
+from .contracts import active_count_of_block, active_parameter_count
 from .kinds import sublayers
+from .stack import layer_blocks, stack_total
 
 ADAMW_BYTES_PER_PARAMETER = 16  # fp32: weights 4 + gradients 4 + two moments 8
 
@@ -61,15 +62,24 @@ def layer_costs(block, seq_len):
             "attention_causal": seq_len * width}
 
 
+def parameter_count(model):
+    """Parameters of ``model`` (any module), each tensor once."""
+    return sum(p.numel() for p in _unique(model.parameters(), set()))
+
+
 def closed_form(model, cfg, seq_len):
-    """The closed-form counts for ``model`` (any device, the meta device included) at
-    ``seq_len``: totals, ``per_layer`` (one :func:`layer_costs` per block), and the 6N rules."""
-    per_layer = [layer_costs(block, seq_len) for block in model.trf_blocks]
-    seen = set()
-    n_total = sum(p.numel() for p in _unique(model.parameters(), seen))
+    """The closed-form counts for ``model`` (any device, the meta device included; a compact
+    model stands for its full stack, explorer.stack) at ``seq_len``: totals, ``per_layer``
+    (one :func:`layer_costs` per block), and the 6N rules."""
+    once, per_layer = {}, []  # a compact model repeats its blocks: each is costed once
+    for block in layer_blocks(model):
+        if id(block) not in once:
+            once[id(block)] = layer_costs(block, seq_len)
+        per_layer.append(dict(once[id(block)]))
+    n_total = stack_total(model, parameter_count)
     embedding_params = [model.tok_emb.weight, model.out_head.weight, *model.pos_emb.parameters()]
     n_embedding = sum(p.numel() for p in _unique(embedding_params, set()))  # tied: once
-    n_active = active_parameter_count(model)
+    n_active = stack_total(model, active_parameter_count, active_count_of_block)
     matmul = sum(layer["matmul"] for layer in per_layer)
     attention_full = sum(layer["attention_full"] for layer in per_layer)
     attention_causal = sum(layer["attention_causal"] for layer in per_layer)
@@ -101,7 +111,7 @@ def static_costs(spec, seq_len):
     from a model on the meta device: no weights are allocated, so any size answers at once."""
     from .model import build_model
 
-    counts = closed_form(build_model(spec, device="meta"), spec.model, seq_len)
+    counts = closed_form(build_model(spec, device="meta", compact=True), spec.model, seq_len)
     return {"parameters": counts["parameters"],
             "forward_flops_per_token": counts["forward_per_token"]["total"],
             "training_flops_per_token": counts["training_per_token"]["3x_forward"]}
@@ -116,7 +126,7 @@ def activation_bytes(spec, batch_size, seq_len):
     from .model import build_model
 
     with FakeTensorMode():
-        return saved_activation_bytes(build_model(spec), batch_size, seq_len)["total"]
+        return saved_activation_bytes(build_model(spec, compact=True), batch_size, seq_len)["total"]
 
 
 def run_costs(spec, batch_size, seq_len):

@@ -49,11 +49,14 @@ def explorer_components() -> list[Component]:
     layer's, with the spec's ``layers:`` entries applied, and ``ctx.choice(kind)`` is the
     :class:`explorer.ComponentChoice` it builds), ``params`` every declared parameter
     with the spec's values merged over the defaults (already validated: ranges, choices and
-    ``check``), and ``extra`` the kind's arguments. What each kind must return and expose is a
-    Protocol in :mod:`explorer.contracts`: ``Norm``, ``Activation``, ``FeedForward``,
-    ``Attention``, ``PositionalEncoding`` (a base class), ``Block`` (kind ``residual``),
-    ``WeightTying`` and ``Tokenizer``. An attention whose cache holds something other than keys
-    and values of ``n_kv_heads`` heads (latent attention) also exposes ``kv_values_per_token``;
+    ``check``), and ``extra`` the kind's arguments. Blocks of equal choices are taken to be
+    copies: shape-only analyses build one and count it for each (explorer.stack); a factory
+    that reads ``ctx.layer``, or blocks that share a parameter, make them build every block.
+    What each kind must return and expose is a Protocol in :mod:`explorer.contracts`: ``Norm``,
+    ``Activation``, ``FeedForward``, ``Attention``, ``PositionalEncoding`` (a base class),
+    ``Block`` (kind ``residual``), ``WeightTying`` and ``Tokenizer``. An attention whose cache
+    holds something other than keys and values of ``n_kv_heads`` heads (latent attention) also
+    exposes ``kv_values_per_token``;
     any module may expose ``explorer_aux_loss()``, ``explorer_stats()`` and
     ``active_parameters()`` (a mixture of experts does): see explorer.contracts, points 6-7.
 

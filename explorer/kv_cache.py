@@ -121,9 +121,10 @@ def cache_layout(model):
     """
     from .errors import PluginError
     from .kinds import sublayers
+    from .stack import layer_blocks
 
     layout = []
-    for i, block in enumerate(model.trf_blocks):
+    for i, block in enumerate(layer_blocks(model)):  # a compact model: each layer's copy
         for name, kind, module in sublayers(block):
             if kind != "attention":
                 continue

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .errors import ExplorerError, PluginError
+from .stack import StackPlan, plan_of_spec, shared_tensors
 
 
 class BuildContext:
@@ -21,7 +22,18 @@ class BuildContext:
         self.spec = spec
         self.config = spec.model
         self.registry = registry
-        self.layer = layer  # the block index while a block is being built, else None
+        self._layer = layer
+        self.layer_read = False  # whether a factory asked which block it is in
+
+    @property
+    def layer(self):
+        """The block index while a block is being built, else None.
+
+        A block whose factories read it may differ from a block of the same choices at another
+        index, so a compact build (explorer.stack) builds every block when one does.
+        """
+        self.layer_read = True
+        return self._layer
 
     def at_layer(self, layer):
         return BuildContext(self.spec, self.registry, layer)
@@ -29,9 +41,9 @@ class BuildContext:
     def choice(self, kind):
         """The spec's :class:`ComponentChoice` for ``kind`` here: block ``layer``'s (the
         ``layers:`` entries applied) inside a block, else the spec-wide one."""
-        if self.layer is None:
+        if self._layer is None:
             return self.spec.components[kind]
-        return self.spec.components_at(self.layer)[kind]
+        return self.spec.components_at(self._layer)[kind]
 
     def make(self, kind, **extra):
         """Build the spec's choice for ``kind`` (:meth:`choice`); ``extra`` are the kind's
@@ -49,7 +61,7 @@ class BuildContext:
         except ExplorerError:
             raise
         except Exception as exc:
-            layer = f", layer {self.layer}" if self.layer is not None else ""
+            layer = f", layer {self._layer}" if self._layer is not None else ""
             raise PluginError(f"plugin {provider.plugin}: {kind} {choice.name!r} failed to build "
                               f"({self.spec.source or 'spec'}: components.{kind}{layer}): "
                               f"{type(exc).__name__}: {exc}") from exc
@@ -62,18 +74,22 @@ class BuildContext:
 
 
 class GPTModel(nn.Module):
+    """The book's GPTModel with registered components. ``plan`` (an
+    :class:`explorer.stack.StackPlan`) builds only some of the blocks, each standing for layers
+    alike (a compact model, for analyses of shapes); by default every block is built."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, plan=None):
         super().__init__()
         cfg = ctx.config
         self.config = cfg
+        self.stack_plan = plan or StackPlan.full(cfg.n_layers)
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
         self.tok_emb.explorer_kind = "embedding"
         self.pos_emb = ctx.make("positional")
         self._layer_positional(ctx)
         self.drop_emb = nn.Dropout(cfg.dropout.embedding)
         self.trf_blocks = nn.Sequential(
-            *[ctx.at_layer(i).make("residual") for i in range(cfg.n_layers)])
+            *[self._block(ctx.at_layer(i), plan) for i in self.stack_plan.built])
         self.final_norm = ctx.make("norm", dim=cfg.emb_dim)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
         self.out_head.explorer_kind = "output_head"
@@ -101,6 +117,13 @@ class GPTModel(nn.Module):
             self._pos_of_layer.append(distinct[key])
         self.layer_pos = nn.ModuleList(extra) if extra else None
 
+    @staticmethod
+    def _block(here, plan):
+        block = here.make("residual")
+        if plan is not None and here.layer_read:
+            raise LayerDependent(here._layer)
+        return block
+
     def positional_at(self, i):
         """The positional encoding block ``i``'s attention uses (see ``_layer_positional``)."""
         index = self._pos_of_layer[i]
@@ -126,8 +149,8 @@ class GPTModel(nn.Module):
             x = x * torch.tensor(self.config.emb_dim ** 0.5, device=x.device).to(x.dtype)
         x = self.pos_emb.embed(x, positions)
         x = self.drop_emb(x)
-        for i, block in enumerate(self.trf_blocks):
-            pos = self.positional_at(i)
+        for i, (layer, block) in enumerate(zip(self.stack_plan.built, self.trf_blocks)):
+            pos = self.positional_at(layer)
             if cache is None:
                 x = block(x, pos, positions)
             else:
@@ -144,6 +167,10 @@ class GPTModel(nn.Module):
         return logits
 
 
+class LayerDependent(Exception):
+    """A compact build met a block whose factories read ``ctx.layer``: build every block."""
+
+
 def _refuse_embedding(encoding, name, layer):
     """A layer's positional encoding acts inside attention only: one that would add to the
     token embeddings (which are model-wide) is refused rather than silently ignored."""
@@ -157,7 +184,7 @@ def _refuse_embedding(encoding, name, layer):
     return encoding
 
 
-def build_model(spec, seed=None, device=None, weights=None, fork_rng=True):
+def build_model(spec, seed=None, device=None, weights=None, fork_rng=True, compact=False):
     """Build the model a spec describes, seeded with ``seed`` (default: the spec's seed).
 
     Parameters are created in the book's order, so ``build_model(load_spec(
@@ -169,7 +196,15 @@ def build_model(spec, seed=None, device=None, weights=None, fork_rng=True):
     masks from there. ``weights`` is a checkpoint to load (a Hugging Face GPT-2 file or
     directory, a book ``model.pth``, an explorer checkpoint); see
     :func:`explorer.weights.load_weights`.
+
+    ``compact=True`` builds one block per distinct layer configuration (a few more: see
+    :mod:`explorer.stack`), which stands for the whole stack in the counts and measurements of
+    analyses that need only shapes (on the meta device or fake tensors, a 96-layer model costs
+    two blocks). It falls back to every block when the blocks are not copies of each other.
     """
+    if weights is not None and compact:
+        raise ValueError("build_model: a compact model holds some blocks only: load weights "
+                         "into a full one")
     if weights is not None:
         from .weights import load_weights, weight_files
 
@@ -183,10 +218,22 @@ def build_model(spec, seed=None, device=None, weights=None, fork_rng=True):
     ctx = BuildContext(spec, plugins.registry())
     device = torch.device(device) if device is not None else None
     with _seeded(spec.seed if seed is None else seed, device, fork_rng):
-        if device is None:
-            return GPTModel(ctx)
-        with device:
-            return GPTModel(ctx)
+        with device if device is not None else contextlib.nullcontext():
+            return _compact_model(ctx) if compact else GPTModel(ctx)
+
+
+def _compact_model(ctx):
+    """A :class:`GPTModel` of the spec's compact plan, or of every block when a block reads
+    ``ctx.layer`` or shares a tensor with another block or the rest of the model."""
+    plan = plan_of_spec(ctx.spec)
+    if not plan.is_full:
+        try:
+            model = GPTModel(ctx, plan)
+        except LayerDependent:
+            model = None
+        if model is not None and not shared_tensors(model):
+            return model
+    return GPTModel(ctx)
 
 
 @contextlib.contextmanager

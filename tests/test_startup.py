@@ -32,3 +32,13 @@ def test_spec_validation_does_not_import_torch():
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_a_shape_only_build_imports_nothing_it_does_not_use():
+    """torch, yes (and what FakeTensorMode pulls in); no tokenizer, plotting, templates or
+    transformers: a shape-only answer costs about the imports of torch."""
+    argv = ["build", "specs/tiny.yaml", "--only", "params,memory,flops,summary", "--format", "json"]
+    code = CHECK.format(argv=argv).replace("('torch', 'tiktoken', 'matplotlib')",
+                                           "('tiktoken', 'transformers', 'matplotlib', 'jinja2')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert '"total": 339840' in proc.stdout and "HEAVY []" in proc.stdout, proc.stderr

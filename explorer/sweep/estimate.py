@@ -1,13 +1,11 @@
 """``--dry-run``: what a sweep would cost, before anything is trained or stored.
 
 Per grid point: steps and tokens per run, parameters, training FLOPs per token and per run,
-memory per run (weights + gradients + AdamW moments + measured activations) and time per run
-(a few steps timed on a throwaway model, plus the evaluations). Then how many runs are left,
-where they would execute, whether workers x threads fit the cores and the runs at once fit the
-memory, and the estimated wall time.
+memory per run (weights + gradients + AdamW moments + measured activations), all from compact
+models (explorer.stack), and time per run (timed on a few points, predicted for the others:
+explorer.sweep.timing). Then how many runs are left, where they would execute, whether workers
+x threads fit the cores and the runs at once fit the memory, and the estimated wall time.
 """
-
-from dataclasses import replace
 
 from ..train_config import eval_steps
 from .executors import cpu_count, local_description
@@ -25,15 +23,22 @@ def _where(executor, slots, threads, ray_address):
 
 
 def estimate(plan, todo, executor="local", workers=None, threads=1, ray_address=None):
-    """The dry run as plain data; ``todo`` are the keys of the runs still to do."""
+    """The dry run as plain data; ``todo`` are the keys of the runs still to do.
+
+    Costs come from compact models (explorer.stack: a block per distinct layer, on the meta
+    device and fake tensors), so a grid of any sizes costs milliseconds per point; the time per
+    run is measured on a few points and predicted for the others (explorer.sweep.timing).
+    """
     from ..analysis import available_memory
     from ..costs import run_costs
-    from ..model import build_model
     from ..tokenizer import get_tokenizer
-    from ..training import load_training_corpus, measure_speed
+    from ..training import load_training_corpus
+    from .timing import eval_tokens_per_evaluation, matmul_flops_per_second, measure, \
+        seconds_per_step
 
     todo = set(todo)
-    corpora, points = {}, []
+    available = available_memory()
+    corpora, points, step_tokens = {}, [], []
     for point in plan.points:
         spec, config = point.spec, point.train
         corpus_key = (config.corpus, spec.tokenizer, spec.model.vocab_size)
@@ -41,10 +46,8 @@ def estimate(plan, todo, executor="local", workers=None, threads=1, ray_address=
             tokenizer = get_tokenizer(spec.tokenizer, spec.plugin_manager)
             corpora[corpus_key] = load_training_corpus(config.corpus, spec, tokenizer)
         costs = run_costs(spec, config.batch_size, config.seq_len)
-        timed = replace(config, threads=threads)
-        speed = measure_speed(build_model(spec, seed=plan.sweep.seeds[0]), spec, timed,
-                              corpora[corpus_key], seed=plan.sweep.seeds[0])
-        tokens = config.steps * config.batch_size * config.seq_len
+        step_tokens.append(config.batch_size * config.seq_len)
+        tokens = config.steps * step_tokens[-1]
         evaluations = 1 + len(eval_steps(config.steps, config.batch_size * config.seq_len,
                                          config.eval_every, config.eval_every_tokens))
         points.append({
@@ -53,10 +56,26 @@ def estimate(plan, todo, executor="local", workers=None, threads=1, ray_address=
             "training_flops_per_token": costs["training_flops_per_token"],
             "training_flops": costs["training_flops_per_token"] * tokens,
             "memory_bytes": costs["memory_bytes"],
-            "seconds_per_run": config.steps * speed["step_seconds"]
-            + evaluations * speed["eval_seconds"],
+            "eval_tokens": evaluations * eval_tokens_per_evaluation(config, corpora[corpus_key]),
             "runs_to_do": sum(run.key in todo for run in plan.runs_of(point)),
         })
+    seed = plan.sweep.seeds[0]
+
+    def measure_point(i):
+        point = plan.points[i]
+        corpus = corpora[(point.train.corpus, point.spec.tokenizer, point.spec.model.vocab_size)]
+        return measure(point.spec, point.train, corpus, threads, seed)
+
+    speeds = seconds_per_step(
+        # (blocks, training FLOPs per step, forward FLOPs per token: training is 3 x forward)
+        [(point.spec.model.n_layers, p["training_flops_per_token"] * tokens_per_step,
+          p["training_flops_per_token"] / 3)
+         for point, p, tokens_per_step in zip(plan.points, points, step_tokens)], measure_point,
+        fits=lambda i: available is None or points[i]["memory_bytes"] <= available,
+        rate=lambda: matmul_flops_per_second(threads, plan.points[0].train.device))
+    for p, (step_seconds, eval_per_token, basis) in zip(points, speeds):
+        p["seconds_per_run"] = p["steps"] * step_seconds + p["eval_tokens"] * eval_per_token
+        p["time_basis"] = basis
     slots = workers or max(1, cpu_count() // threads)
     work = sum(p["seconds_per_run"] * p["runs_to_do"] for p in points)
     largest = max((p["memory_bytes"] for p in points), default=0)
@@ -64,8 +83,11 @@ def estimate(plan, todo, executor="local", workers=None, threads=1, ray_address=
             "runs_to_do": len(todo), "points": points, "threads": threads, "slots": slots,
             "executor": _where(executor, slots, threads, ray_address),
             "memory_at_once_bytes": largest * min(slots, max(1, len(todo))),
-            "memory_available_bytes": available_memory(),
+            "memory_available_bytes": available,
             "estimated_seconds": work / slots}
+
+
+TIME_MARKS = {"measured": "", "predicted": "~", "lower_bound": ">="}
 
 
 def dry_run_text(est):
@@ -75,7 +97,8 @@ def dry_run_text(est):
               "memory/run", "time/run", "to do"]
     rows = [[p["label"], f"{p['steps']:,}", f"{p['tokens']:,}", f"{p['parameters']:,}",
              f"{p['training_flops_per_token']:.3g}", f"{p['training_flops']:.3g}",
-             f"{p['memory_bytes'] / MB:,.1f} MB", duration(p["seconds_per_run"]),
+             f"{p['memory_bytes'] / MB:,.1f} MB",
+             TIME_MARKS[p["time_basis"]] + duration(p["seconds_per_run"]),
              str(p["runs_to_do"])] for p in est["points"]]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
@@ -85,9 +108,26 @@ def dry_run_text(est):
     fits = "" if available is None else (
         f" of {available / MB:,.0f} MB available" + (
             "" if est["memory_at_once_bytes"] <= available else " (DOES NOT FIT: fewer workers)"))
+    threads = f"{est['threads']} thread{'s' * (est['threads'] != 1)}"
+    bound = ">=" if any(p["time_basis"] == "lower_bound" and p["runs_to_do"]
+                        for p in est["points"]) else ""
     lines += ["", est["executor"],
               f"memory: {est['memory_at_once_bytes'] / MB:,.1f} MB for the runs at once{fits}",
-              f"estimated wall time: {duration(est['estimated_seconds'])} (time per run measured "
-              f"on this machine with {est['threads']} thread{'s' * (est['threads'] != 1)}, "
-              f"divided over {est['slots']} runs at once)"]
+              f"estimated wall time: {bound}{duration(est['estimated_seconds'])} (time per run "
+              f"on this machine with {threads}, divided over {est['slots']} runs at once)",
+              "time/run: " + _time_basis(est["points"])]
     return "\n".join(lines)
+
+
+def _time_basis(points):
+    timed = sum(p["time_basis"] == "measured" for p in points)
+    parts = []
+    if timed:
+        parts.append(f"measured on {timed} point{'s' * (timed != 1)} (a step after a warm-up, "
+                     "an evaluation of one chunk)")
+    if any(TIME_MARKS[p["time_basis"]] == "~" for p in points):
+        parts.append("~ predicted from them by blocks and FLOPs per step")
+    if any(p["time_basis"] == "lower_bound" for p in points):
+        parts.append(">= at this machine's fp32 matmul rate (no point fits or trains a step "
+                     "cheaply enough to time): a lower bound")
+    return "; ".join(parts)

@@ -28,12 +28,18 @@ term: it has no formula for the CPU's fused kernel (_scaled_dot_product_flash_at
 from explorer import Analysis, Param, hookimpl
 from explorer.costs import closed_form  # core: a training budget in FLOPs uses it too
 from explorer.layers import index_text
+from explorer.stack import stack_plan
 
 from . import seq_len_within_context
 
 
 def count_flops(model, seq_len):
-    """FlopCounterMode's forward and forward + backward counts for one (1, seq_len) sequence."""
+    """FlopCounterMode's forward and forward + backward counts for one (1, seq_len) sequence.
+
+    On a compact model (explorer.stack) each built block's own counts (FlopCounterMode keeps
+    them per module, backward included) stand for the layers configured like it; None if the
+    counter named no block (then count on a full model).
+    """
     import torch
     from torch.nn import functional as F
     from torch.utils.flop_counter import FlopCounterMode
@@ -44,12 +50,31 @@ def count_flops(model, seq_len):
     with torch.enable_grad(), counter:
         logits = model(inputs)  # (1, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1), inputs.flatten())
-        forward = counter.get_total_flops()
-        by_op = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+        forward = _stack_counts(model, counter.get_flop_counts())
         loss.backward()
-        total = counter.get_total_flops()
+        total = _stack_counts(model, counter.get_flop_counts())
     model.zero_grad(set_to_none=True)
-    return {"forward": forward, "forward_by_op": by_op, "forward_and_backward": total}
+    if forward is None or total is None:
+        return None
+    return {"forward": sum(forward.values()), "forward_by_op": forward,
+            "forward_and_backward": sum(total.values())}
+
+
+def _stack_counts(model, by_module):
+    """``{op: FLOPs}`` of the full model from FlopCounterMode's counts per module: the global
+    counts, with a compact model's built blocks replaced by each layer's."""
+    plan = stack_plan(model)
+    counts = {str(op): n for op, n in by_module["Global"].items()}
+    if plan.is_full:
+        return counts
+    names = [f"{type(model).__name__}.trf_blocks.{k}" for k in range(len(plan.built))]
+    if any(name not in by_module for name in names):
+        return None
+    layers = [plan.counts.count(k) for k in range(len(plan.built))]  # the layers each stands for
+    for name, times in zip(names, layers):
+        for op, n in by_module[name].items():
+            counts[str(op)] += (times - 1) * n
+    return counts
 
 
 def flops(ctx, seq_len, measure):
@@ -58,12 +83,13 @@ def flops(ctx, seq_len, measure):
     if not 1 <= seq_len <= cfg.context_length:
         raise ValueError(f"flops: seq_len {seq_len} must be in 1..{cfg.context_length} "
                          f"(the context length); 0 means the context length")
-    model = ctx.shape_model()
+    model = ctx.compact_model()  # one block per distinct layer, standing for the stack
     result = {"seq_len": seq_len, **closed_form(model, cfg, seq_len)}
     result["measured"] = m = None
     if measure:
         try:  # on the meta device: FlopCounterMode needs only shapes, free at any size
-            m = count_flops(ctx.meta_model(), seq_len)
+            m = (count_flops(ctx.meta_model(compact=True), seq_len)
+                 or count_flops(ctx.meta_model(), seq_len))
         except (NotImplementedError, RuntimeError) as exc:  # a component that cannot run on meta
             result["measure_error"] = f"FlopCounterMode on the meta device failed: {exc}"
     if m:

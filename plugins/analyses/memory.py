@@ -12,10 +12,11 @@ Models", section 4.1) is shown beside the measurement.
 from explorer import Analysis, ExplorerError, Param, hookimpl
 from explorer.resources import Need, Part
 
+from explorer.costs import parameter_count
 from explorer.layers import index_text
+from explorer.stack import stack_total
 
 from . import seq_len_within_context
-from .params import unique_parameters
 
 MB = 2**20  # the book's MB
 BYTES = {"fp32": 4, "bf16": 2}
@@ -51,7 +52,7 @@ def _kv_cache(ctx, batch_size):
     from explorer.kv_cache import cache_layout
 
     context = ctx.spec.model.context_length
-    layers = cache_layout(ctx.shape_model())
+    layers = cache_layout(ctx.compact_model())
     for layer in layers:  # a sliding window caps what a layer keeps
         layer["tokens"] = min(context, layer["window"]) if layer["window"] else context
         layer["bytes_per_token"] = {p: layer["values_per_token"] * size for p, size in BYTES.items()}
@@ -75,7 +76,7 @@ def _cpu_need(ctx, batch_size, seq_len):
     activations (predicted from the fake-tensor measurement) with its logits."""
     from explorer.analysis import logits_bytes_per_token, weight_bytes
 
-    model = ctx.shape_model()
+    model = ctx.compact_model()
     weights = weight_bytes(model)
     measuring = (
         Part("activations", ctx.activations_per_sequence(seq_len) * batch_size,
@@ -107,9 +108,9 @@ def footprint(ctx, batch_size, seq_len, device):
                          f"(the context length); 0 means the context length")
     if batch_size < 1:
         raise ValueError(f"memory: batch_size must be >= 1, got {batch_size}")
-    model = ctx.shape_model()
-    n = sum(p.numel() for _, p in unique_parameters(model))
-    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    model = ctx.compact_model()  # one block per distinct layer, standing for the stack
+    n = stack_total(model, parameter_count)
+    buffers = stack_total(model, lambda m: sum(b.numel() * b.element_size() for b in m.buffers()))
     weights = {"fp32": 4 * n, "fp16": 2 * n, "bf16": 2 * n}
     # AdamW keeps two moments per parameter (exp_avg, exp_avg_sq), in fp32.
     training = {

@@ -3,8 +3,9 @@
 import math
 
 from explorer import Analysis, Chart, hookimpl
-from explorer.contracts import active_parameter_count
+from explorer.contracts import active_count_of_block, active_parameter_count
 from explorer.layers import index_text
+from explorer.stack import layer_blocks, stack_plan, stack_total
 
 
 def _kind_of(model):
@@ -43,33 +44,41 @@ def unique_parameters(model):
 
 
 def count(ctx):
-    model = ctx.shape_model()
+    model = ctx.compact_model()  # one block per distinct layer, standing for the stack
+    plan = stack_plan(model)
     kinds = _kind_of(model)
     by_kind = {k: 0 for k in ("embedding", "positional", "attention", "ffn", "norm", "output_head")}
-    per_block = [{} for _ in model.trf_blocks]
+    per_block = [{} for _ in range(plan.n_layers)]
+    layers_of = [plan.layers_of(k) for k in range(len(plan.built))]
     total = trainable = 0
     for name, p in unique_parameters(model):
         n = p.numel()
-        total += n
-        trainable += n if p.requires_grad else 0
         kind = kinds.get(name, "other")
-        by_kind[kind] = by_kind.get(kind, 0) + n
+        layers = [None]  # outside the blocks: counted once
         if name.startswith("trf_blocks."):
-            block = per_block[int(name.split(".")[1])]
-            block[kind] = block.get(kind, 0) + n
+            layers = layers_of[int(name.split(".")[1])]  # the layers this block stands for
+            if not layers:
+                continue  # built only to measure the block after it
+        total += n * len(layers)
+        trainable += n * len(layers) if p.requires_grad else 0
+        by_kind[kind] = by_kind.get(kind, 0) + n * len(layers)
+        for i in layers:
+            if i is not None:
+                per_block[i][kind] = per_block[i].get(kind, 0) + n
     for block in per_block:
         block["total"] = sum(block.values())
     head = model.out_head.weight
     tied = head is model.tok_emb.weight
+    active_of = {id(block): active_parameter_count(block) for block in model.trf_blocks}
     return {
         "total": total,
         "trainable": trainable,
         # Used per token (explorer.contracts point 7): a mixture of experts counts its router,
         # shared experts and top_k experts; everything else counts whole.
-        "active": active_parameter_count(model),
+        "active": stack_total(model, active_parameter_count, active_count_of_block),
         "by_kind": by_kind,
         "per_block": per_block,
-        "active_per_block": [active_parameter_count(block) for block in model.trf_blocks],
+        "active_per_block": [active_of[id(block)] for block in layer_blocks(model)],
         "head_tied": tied,
         # What the model would have with the head tied to the embedding (the book's 124M figure).
         "with_tied_head": total if tied else total - head.numel(),

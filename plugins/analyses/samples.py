@@ -35,7 +35,7 @@ def _need(ctx, prompt_tokens, max_new_tokens):
     from explorer.kv_cache import cache_layout
     from explorer.resources import Need, Part
 
-    model = ctx.shape_model()
+    model = ctx.compact_model()
     tokens = min(prompt_tokens + max_new_tokens, ctx.spec.model.context_length)
     cache = sum(layer["values_per_token"] * min(layer["window"] or tokens, tokens)
                 for layer in cache_layout(model)) * next(model.parameters()).element_size()

@@ -6,7 +6,10 @@ tensor is counted once, in the first module that holds it: a tied output head sh
 points at the embedding it shares, so the rows add up to the model's total.
 """
 
+import re
+
 from explorer import Analysis, Param, hookimpl
+from explorer.stack import stack_plan
 
 
 def _shape(output):
@@ -18,7 +21,28 @@ def _shape(output):
 
 
 def module_rows(model, seq_len):
-    """One row per module (pre-order): name, type, depth, output shape, parameter counts."""
+    """One row per module (pre-order): name, type, depth, output shape, parameter counts.
+
+    A compact model (explorer.stack) lists every layer's block: the rows of the built block
+    that stands for it, renamed.
+    """
+    rows = _stack_rows(_built_rows(model, seq_len), stack_plan(model))
+    # Recursive counts: a row's own parameters plus those of every module below it. Rows are in
+    # pre-order, so walking them backwards reaches every module before its parent: one pass,
+    # even for DeepSeek-V3's 80,000 modules.
+    by_name = {row["name"]: row for row in rows}
+    for row in rows:
+        row["params"], row["trainable"] = row["own_params"], row["own_trainable"]
+    for row in reversed(rows):
+        if row["name"]:
+            parent = by_name[row["name"].rpartition(".")[0]]
+            parent["params"] += row["params"]
+            parent["trainable"] += row["trainable"]
+    return rows
+
+
+def _built_rows(model, seq_len):
+    """The rows of the modules ``model`` holds, without the recursive counts."""
     import torch
 
     names = {module: name for name, module in model.named_modules()}
@@ -54,18 +78,31 @@ def module_rows(model, seq_len):
                      "kind": getattr(module, "explorer_kind", None),
                      "output_shape": shapes.get(name), "own_params": own,
                      "own_trainable": trainable, "tied": tied})
-    # Recursive counts: a row's own parameters plus those of every module below it. Rows are in
-    # pre-order, so walking them backwards reaches every module before its parent: one pass,
-    # even for DeepSeek-V3's 80,000 modules.
-    by_name = {row["name"]: row for row in rows}
-    for row in rows:
-        row["params"], row["trainable"] = row["own_params"], row["own_trainable"]
-    for row in reversed(rows):
-        if row["name"]:
-            parent = by_name[row["name"].rpartition(".")[0]]
-            parent["params"] += row["params"]
-            parent["trainable"] += row["trainable"]
     return rows
+
+
+def _stack_rows(rows, plan):
+    """``rows`` of a compact model as a full model's: per layer, the rows of the built block
+    that stands for it, its name (and the ties inside it) renamed to the layer's."""
+    if plan.is_full:
+        return rows
+    block_of = re.compile(r"^trf_blocks\.(\d+)(?=\.|$)")
+    blocks = [[] for _ in plan.built]
+    out, first = [], None
+    for row in rows:
+        found = block_of.match(row["name"])
+        if not found:
+            out.append(row)
+            continue
+        first = len(out) if first is None else first
+        blocks[int(found.group(1))].append(row)
+    layers = []
+    for i, k in enumerate(plan.counts):
+        own = re.compile(rf"(?<![\w.])trf_blocks\.{k}(?=\.|$)")
+        layers += [{**row, "name": own.sub(f"trf_blocks.{i}", row["name"]),
+                    "tied": [own.sub(f"trf_blocks.{i}", t) for t in row["tied"]]}
+                   for row in blocks[k]]
+    return out[:first] + layers + out[first:]
 
 
 def summary(ctx, depth, seq_len):
@@ -73,7 +110,7 @@ def summary(ctx, depth, seq_len):
     if depth < 0:
         raise ValueError(f"summary: depth must be >= 0, got {depth}")
     seq_len = min(seq_len, cfg.context_length) if seq_len > 0 else cfg.context_length
-    rows = module_rows(ctx.shape_model(), seq_len)
+    rows = module_rows(ctx.compact_model(), seq_len)
     root = rows[0]
     return {
         "input_shape": [1, seq_len],
@@ -111,15 +148,63 @@ def _tree_prefixes(rows):
     return prefixes
 
 
+def _tail(row):
+    return row["name"].rsplit(".", 1)[-1]
+
+
+def _subtree_end(rows, i, stop):
+    """The index after row ``i``'s last descendant (rows are in pre-order)."""
+    j = i + 1
+    while j < stop and rows[j]["depth"] > rows[i]["depth"]:
+        j += 1
+    return j
+
+
+def _likeness(rows, i, end):
+    """What a subtree looks like in the table, its root's name aside."""
+    base = len(rows[i]["name"])
+    return [(r["name"][base:], r["type"], r["output_shape"], r["params"], bool(r["tied"]))
+            for r in rows[i:end]]
+
+
+def _shown(rows, start=0, stop=None):
+    """The rows to print: numbered siblings (blocks, experts) that look like the one before
+    them, two or more in a row, print as one row (``1-95: 95 x PreNormBlock, each as 0``)."""
+    stop = len(rows) if stop is None else stop
+    shown, i = [], start
+    while i < stop:
+        end, run = _subtree_end(rows, i, stop), []
+        if _tail(rows[i]).isdigit():
+            like, j = _likeness(rows, i, end), end
+            while j < stop and rows[j]["depth"] == rows[i]["depth"] and _tail(rows[j]).isdigit():
+                after = _subtree_end(rows, j, stop)
+                if _likeness(rows, j, after) != like:
+                    break
+                run.append(rows[j])
+                j = after
+        if len(run) < 2:
+            shown.append(rows[i])
+            i += 1
+            continue
+        first = rows[i]
+        shown += [first, *_shown(rows, i + 1, end), {
+            **first, "tied": [],
+            "label": f"{_tail(run[0])}-{_tail(run[-1])}: {len(run)} x {first['type']}, each as "
+                     f"{_tail(first)}",
+            "count": f"{first['params']:,} each" if first["params"] else "--"}]
+        i = j
+    return shown
+
+
 def render(result):
-    rows = result["rows"]
-    labels = [f"{prefix}{row['name'].rsplit('.', 1)[-1] or row['type']} ({row['type']})"
+    rows = _shown(result["rows"])
+    labels = [prefix + (row.get("label") or f"{_tail(row) or row['type']} ({row['type']})")
               if row["name"] else row["type"]
               for prefix, row in zip(_tree_prefixes(rows), rows)]
     shapes = [str(r["output_shape"]) if r["output_shape"] is not None else "--" for r in rows]
     counts = []
     for r in rows:
-        text = f"{r['params']:,}" if r["params"] else "--"
+        text = r.get("count") or (f"{r['params']:,}" if r["params"] else "--")
         if r["tied"]:
             text += " (tied)"
         counts.append(text)

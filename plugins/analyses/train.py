@@ -41,7 +41,7 @@ def _need(ctx, batch_size, seq_len, chunk):
 
     need = ctx.training_need("train", "lower analyses.train.batch_size or analyses.train.seq_len",
                              batch_size, seq_len, copies=2)
-    per_token = logits_bytes_per_token(ctx.spec, ctx.shape_model())
+    per_token = logits_bytes_per_token(ctx.spec, ctx.compact_model())
     evaluating = (Part("the last step's logits", per_token * batch_size * seq_len),
                   Part("evaluation logits and log-probabilities", 2 * per_token * chunk * seq_len,
                        note=f"at {chunk} x {seq_len}"))
