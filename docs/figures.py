@@ -148,6 +148,120 @@ def kv_cache():
             "|---|---:|---:|\n" + "\n".join(lines))
 
 
+# -- slow figures: they train, time or benchmark ---------------------------------------------
+
+def machine():
+    """The machine a timing came from, in a few words."""
+    import platform
+
+    import torch
+
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                  if line.startswith("model name")), platform.processor() or "CPU")
+    return f"{os.cpu_count()}-core {model}, torch {torch.__version__}"
+
+
+def timed_runs(args, runs=3, env=None):
+    """Wall seconds and peak resident bytes of ``python -m explorer ARGS``, each in a fresh
+    process (its own ru_maxrss)."""
+    import json
+    import subprocess
+
+    probe = ("import json, resource, subprocess, sys, time\n"
+             "start = time.perf_counter()\n"
+             "code = subprocess.run([sys.executable, '-m', 'explorer', *sys.argv[1:]],"
+             " stdout=subprocess.DEVNULL).returncode\n"
+             "print(json.dumps([code, time.perf_counter() - start,"
+             " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024]))\n")
+    out = []
+    for _ in range(runs):
+        done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True,
+                              text=True, cwd=ROOT, env={**os.environ, **(env or {})}, check=True)
+        code, seconds, peak = json.loads(done.stdout)
+        assert code == 0, f"explorer {' '.join(args)} exited {code}"
+        out.append((seconds, peak))
+    return out
+
+
+def seconds_range(values):
+    low, high = min(values), max(values)
+    return f"{low:.1f} s" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f} s"
+
+
+@figure("main-job", slow=True)
+def main_job():
+    runs = timed_runs(["build", "specs/gpt2_small.yaml"])
+    peak = max(p for _, p in runs)
+    return (f"The main job takes {seconds_range([s for s, _ in runs])} and peaks at "
+            f"{peak / 2**30:.2f} GiB resident ({len(runs)} runs on a {machine()}; "
+            "`python docs/figures.py main-job` measures it again).")
+
+
+@figure("memory-refusal", slow=True)
+def memory_refusal():
+    with in_folder(ROOT):
+        code, _, err = cli("compare", "specs/tiny.yaml", "specs/ablations/relu.yaml", "--only",
+                           "train", env={"EXPLORER_AVAILABLE_MEMORY": "16GiB"})
+    refusal = next(line for line in err.splitlines() if "needs about" in line)
+    return fenced("$ EXPLORER_AVAILABLE_MEMORY=16GiB explorer compare specs/tiny.yaml "
+                  f"specs/ablations/relu.yaml --only train\n...\n{refusal}")
+
+
+@figure("compare-gradflow", slow=True)
+def compare_gradflow():
+    args = ["compare", "specs/gpt2_small.yaml", "specs/ablations/no_shortcut.yaml",
+            "--only", "gradflow"]
+    with in_folder(ROOT):
+        code, out, _ = cli(*args)
+    assert code == 0
+    return fenced(f"$ explorer {' '.join(args)}\n{out.rstrip()}")
+
+
+@figure("sweep-positional", slow=True)
+def sweep_positional():
+    """The report of sweeps/positional.yaml (runs what its store lacks, then reports)."""
+    import time
+
+    start = time.perf_counter()
+    with in_folder(ROOT):
+        code, out, _ = cli("sweep", "sweeps/positional.yaml", "--format", "markdown",
+                           "--plots", "docs/img/sweep_positional")
+    assert code == 0, out
+    took = time.perf_counter() - start
+    note = (f"(`explorer sweep sweeps/positional.yaml --format markdown`: 20 runs; "
+            f"{took / 60:.0f} minutes on a {machine()} when nothing was in the store yet)"
+            if took > 60 else "(`explorer sweep sweeps/positional.yaml --format markdown`)")
+    return f"{out.rstrip()}\n\n{note}"
+
+
+@figure("sweep-overhead", slow=True)
+def sweep_overhead():
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, "benchmarks/sweep_overhead.py"], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    f = json.loads(done.stderr[done.stderr.index("{"):])
+    rows = [f"| {name} | {m['wall_seconds']:.1f} s | {m['ideal_seconds']:.1f} s | "
+            f"{m['overhead']:.1%} | {m['overhead_per_run_seconds']:.2f} s |"
+            for name, m in ((n, f[n]) for n in ("local", "ray") if n in f)]
+    ray = (f" Starting the local Ray took {f['ray_start_seconds']:.1f} s, not counted."
+           if "ray_start_seconds" in f else "")
+    return (f"`python benchmarks/sweep_overhead.py`: 16 tiny runs, {f['workers']} workers x 1 "
+            f"thread, {f['steps']} steps each, on a {machine()} (load average "
+            f"{f['load_before'][0]:.1f} before). Ideal = the runs' own time / the workers.{ray}"
+            "\n\n| executor | wall | ideal | overhead | per run |\n|---|---:|---:|---:|---:|\n"
+            + "\n".join(rows))
+
+
+@figure("real-models", slow=True)
+def real_models():
+    sys.path.insert(0, str(ROOT / "docs"))
+    import real_models as script
+
+    return script.table()
+
+
 @figure("shape-only", slow=True)
 def shape_only():
     """Shape-only builds and 100-point dry-runs beside `import torch` (benchmarks/shape_only.py,
