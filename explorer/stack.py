@@ -94,6 +94,8 @@ def plan_for(configs):
             add(layers[1])
     if built and ids[built[-1]] != ids[n - 1]:
         add(n - 1)
+    if len(built) >= n:  # nothing to gain (a stack whose pairs rarely repeat): build every block
+        return StackPlan.full(n)
     counts = tuple(first[ids[i]] for i in range(n))
     measures = tuple(measured[(ids[i - 1] if i else EMBEDDING, ids[i])] for i in range(n))
     return StackPlan(n, tuple(built), counts, measures)

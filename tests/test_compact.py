@@ -4,7 +4,7 @@ configuration and multiply, and report exactly what a build of every block repor
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 import torch
 from torch import nn
@@ -41,6 +41,7 @@ def test_plan_builds_a_block_per_pair_it_must_measure(configs, built):
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from("abc"), min_size=1, max_size=40))
+@example(configs=list("cabcabb"))  # found by hypothesis: the walk built 8 blocks for 7 layers
 def test_plan_measures_each_layer_after_its_real_predecessor(configs):
     plan = plan_for(configs)
     stack = [configs[layer] for layer in plan.built]
