@@ -199,7 +199,7 @@ def test_cache_errors_say_what_overflowed(make_spec):
             model(tokens(1, 4, vocab=97), cache=forgetful)
 
 
-# -- impl: auto -------------------------------------------------------------------------------
+# -- impl: auto and book ----------------------------------------------------------------------
 
 @pytest.fixture
 def sdpa_calls(monkeypatch):
@@ -215,14 +215,16 @@ def sdpa_calls(monkeypatch):
 
 
 @pytest.mark.parametrize("impl, drop_rate, training, fused", [
-    ("auto", 0.1, True, False),  # dropout active: the book's path, its dropout masks
+    ("auto", 0.1, True, True),  # training with dropout: the kernel's own dropout
     ("auto", 0.1, False, True),  # eval: no dropout, the fused kernel
-    ("auto", 0.0, True, True),  # training without dropout
+    ("book", 0.1, True, False),  # dropout active: the book's path, its dropout masks
+    ("book", 0.1, False, True),
+    ("book", 0.0, True, True),  # training without dropout
     ("manual", 0.0, False, False),
-    ("sdpa", 0.1, True, True),  # forced: the kernel's own dropout
+    ("sdpa", 0.1, True, True),
 ])
-def test_auto_uses_sdpa_unless_attention_dropout_is_active(make_spec, sdpa_calls, impl,
-                                                           drop_rate, training, fused):
+def test_impl_picks_sdpa_or_the_books_path(make_spec, sdpa_calls, impl, drop_rate, training,
+                                           fused):
     spec = make_spec(model={"drop_rate": drop_rate}, attention={"name": "mha", "impl": impl})
     model = explorer.build_model(spec).train(training)
     assert spec.components["attention"].params["impl"] == impl
@@ -232,19 +234,18 @@ def test_auto_uses_sdpa_unless_attention_dropout_is_active(make_spec, sdpa_calls
     assert sdpa_calls == ([expected_p] * 2 if fused else [])  # one call per block
 
 
-def test_auto_is_the_default_and_agrees_with_the_books_path(make_spec):
-    spec = make_spec(model={"drop_rate": 0.1})
-    assert spec.components["attention"].params["impl"] == "auto"
-    auto = explorer.build_model(spec).eval()
+def test_book_agrees_with_the_books_path_and_is_it_in_training(make_spec):
+    spec = make_spec(model={"drop_rate": 0.1}, attention={"name": "mha", "impl": "book"})
+    book = explorer.build_model(spec).eval()
     manual = explorer.build_model(make_spec(model={"drop_rate": 0.1},
                                             attention={"name": "mha", "impl": "manual"})).eval()
-    manual.load_state_dict(auto.state_dict())
+    manual.load_state_dict(book.state_dict())
     idx = tokens(2, 20, vocab=97)
     with torch.no_grad():
-        torch.testing.assert_close(auto(idx), manual(idx), atol=1e-5, rtol=0)
-    auto.train(), manual.train()
+        torch.testing.assert_close(book(idx), manual(idx), atol=1e-5, rtol=0)
+    book.train(), manual.train()
     torch.manual_seed(3)
-    first = auto(idx)
+    first = book(idx)
     torch.manual_seed(3)
     assert torch.equal(first, manual(idx))  # training with dropout: the book's path exactly
 

@@ -11,6 +11,8 @@ from torch.nn import functional as F
 
 from explorer.contracts import causal_mask
 
+from .impl import uses_sdpa
+
 
 class GroupedQueryAttention(nn.Module):
     """Causal self-attention with ``n_kv_heads`` key/value heads shared by groups of query heads.
@@ -22,9 +24,11 @@ class GroupedQueryAttention(nn.Module):
     ``softcap`` > 0 squashes the scaled scores into (-softcap, softcap) with tanh (Gemma 2), and
     ``query_pre_attn_scalar`` > 0 divides the scores by its square root instead of the head
     size's (Gemma 2 27B);
-    ``impl`` picks the book's explicit softmax ("manual"), torch's fused kernel ("sdpa"), or
-    ("auto", the default) the fused kernel whenever attention dropout is inactive (eval mode, or
-    rate 0) and the book's path when it is active, so training reproduces the book bit for bit.
+    ``impl`` picks the book's explicit softmax ("manual"), torch's fused kernel ("sdpa", with
+    its own dropout in training), the fused kernel unless the scores are soft-capped, which it
+    cannot do ("auto", the default), or the fused kernel whenever attention dropout is inactive
+    (eval mode, or rate 0) and the book's path when it is active ("book"), so that training
+    draws the book's dropout masks and reproduces its numbers bit for bit.
     ``forward(x, pos, positions, cache=None)`` takes an optional
     :class:`explorer.kv_cache.KVCache`: it stores this call's keys and values and hands back the
     earlier ones for incremental decoding.
@@ -74,16 +78,8 @@ class GroupedQueryAttention(nn.Module):
         return self.out_proj(context)
 
     def fused(self):
-        """Whether this forward uses torch's fused kernel; ``auto`` does unless dropout is on
-        (or soft-capping, which the kernel cannot do)."""
+        """Whether this forward uses torch's fused kernel (see :func:`uses_sdpa`)."""
         return uses_sdpa(self.impl, self.training and self.dropout.p > 0, self.softcap)
-
-
-def uses_sdpa(impl, dropout_active, softcap):
-    """``impl`` resolved: ``auto`` is sdpa unless attention dropout is active or scores are capped."""
-    if impl == "auto":
-        return not (dropout_active or softcap)
-    return impl == "sdpa"
 
 
 def attend(queries, keys, values, positions, k_positions, bias, window, dropout, fused,
