@@ -133,7 +133,7 @@ def build_model(spec, seed=None, device=None, weights=None, fork_rng=True):
         plugins = get_plugin_manager()
     ctx = BuildContext(spec, plugins.registry())
     device = torch.device(device) if device is not None else None
-    with _seeded(spec.seed if seed is None else seed, device, fork_rng):
+    with seeded(spec.seed if seed is None else seed, device, fork_rng):
         if device is None:
             return GPTModel(ctx)
         with device:
@@ -141,8 +141,8 @@ def build_model(spec, seed=None, device=None, weights=None, fork_rng=True):
 
 
 @contextlib.contextmanager
-def _seeded(seed, device, fork=True):
-    """Seed the generator that initialises weights on ``device`` (None: the CPU) inside
+def seeded(seed, device, fork=True):
+    """Seed the CPU's generator and ``device``'s (None: the CPU only) inside
     ``torch.random.fork_rng`` (unless not ``fork``), which restores every generator it forked.
 
     Only that device's generator is seeded (``torch.manual_seed`` would also reseed every CUDA
