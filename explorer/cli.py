@@ -365,12 +365,14 @@ def generate_text(spec_path, prompt, max_new_tokens, temperature, top_k, top_p, 
     from .compilation import compile_errors, compile_model as compiled
     from .devices import torch_dtype
     from .generation import TextStream, generate_stream
-    from .model import build_model
+    from .model import build_model, inference_layout
 
     # Refuse before allocating the weights (a meta model has only shapes).
     check_fits(spec, build_model(spec, device="meta"), suggest_shape_analyses=False)
     # Built on the CPU, then moved and cast: the same seeded weights on every device.
     model = build_model(spec, weights=weights).eval().to(device=device, dtype=torch_dtype(dtype))
+    if device.type == "cpu":
+        inference_layout(model)  # one token at a time: weights streamed in input order
     if compile_model:
         model = compiled(model, "--compile", dynamic=True)
     stream = generate_stream(model, torch.tensor([ids], device=device), max_new_tokens,

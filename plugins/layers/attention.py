@@ -54,12 +54,11 @@ class GroupedQueryAttention(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout.attention)
         self.q_norm = ctx.make("norm", dim=cfg.head_dim) if qk_norm else None
         self.k_norm = ctx.make("norm", dim=cfg.head_dim) if qk_norm else None
+        self.fused_qkv = None  # set by explorer_inference_layout
 
     def forward(self, x, pos, positions, cache=None):
         b, t, d = x.shape
-        keys = self.W_key(x)  # (B, T, nkv*hs)
-        queries = self.W_query(x)  # (B, T, d)
-        values = self.W_value(x)
+        queries, keys, values = self.project(x)  # (B, T, d), (B, T, nkv*hs), (B, T, nkv*hs)
         queries = queries.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
         keys = keys.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
         values = values.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
@@ -77,9 +76,46 @@ class GroupedQueryAttention(nn.Module):
         context = context.transpose(1, 2).contiguous().view(b, t, d)  # (B, T, nh*hs)
         return self.out_proj(context)
 
+    def project(self, x):
+        """Queries, keys and values of ``x``: one matrix product when the three weights are
+        the columns of ``fused_qkv`` (:meth:`explorer_inference_layout`) and no gradient is
+        wanted, else one per weight."""
+        projections = (self.W_query, self.W_key, self.W_value)
+        fused = self.fused_qkv
+        if fused is None or torch.is_grad_enabled() or not all(
+                _shares_storage(p.weight, fused[0]) for p in projections):
+            return tuple(p(x) for p in projections)
+        qkv = x @ fused[0] if fused[1] is None else torch.addmm(
+            fused[1], x.flatten(0, -2), fused[0]).view(*x.shape[:-1], -1)  # (B, T, d + 2 kv)
+        return qkv.split([p.out_features for p in projections], dim=-1)
+
+    def explorer_inference_layout(self):
+        """Store W_query, W_key and W_value input-major side by side: each weight (and bias) a
+        view of its columns of one (d, d + 2 kv) matrix, so that generating a token computes
+        the three with one matrix-vector product. The values, shapes and state_dict stay the
+        same. Called by explorer.inference_layout."""
+        projections = (self.W_query, self.W_key, self.W_value)
+        with torch.no_grad():
+            weight = torch.cat([p.weight.t() for p in projections], dim=1)  # (d, d + 2 kv)
+            bias = None
+            if self.W_query.bias is not None:
+                bias = torch.cat([p.bias for p in projections])  # (d + 2 kv,)
+            start = 0
+            for p in projections:
+                end = start + p.out_features
+                p.weight.data = weight[:, start:end].t()  # (out, d), stored input-major
+                if bias is not None:
+                    p.bias.data = bias[start:end]
+                start = end
+        self.fused_qkv = (weight, bias)
+
     def fused(self):
         """Whether this forward uses torch's fused kernel (see :func:`uses_sdpa`)."""
         return uses_sdpa(self.impl, self.training and self.dropout.p > 0, self.softcap)
+
+
+def _shares_storage(a, b):
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
 def attend(queries, keys, values, positions, k_positions, bias, window, dropout, fused,
