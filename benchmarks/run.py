@@ -28,11 +28,13 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from timing import (GUARD, NOISE, NOISY_RUNS, RETRIES, log, matmul_peak,  # noqa: E402
+                    median, round_robin, timed, wait_quiet)
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -43,83 +45,18 @@ PEAK = "matmul 4096^3"
 
 # The issue's targets on the 2-core CPU: (figure, threshold, what it compares).
 TARGETS = [
-    ("forward T=1024 vs book", 1.3, "explorer / book GPTModel tokens/s at T=1024"),
+    ("train dropout 0.1 vs hf sdpa", 1.1, "explorer / HF training steps per second, dropout 0.1"),
+    ("train dropout 0.0 vs hf sdpa", 1.1, "explorer / HF training steps per second, dropout 0"),
+    ("train MFU dropout 0.1", 0.70, "explorer training FLOP/s / measured fp32 matmul peak"),
+    ("train MFU dropout 0.0", 0.70, "explorer training FLOP/s / measured fp32 matmul peak"),
+    ("forward T=1024 vs book", 1.5, "explorer / book GPTModel tokens/s at T=1024"),
     ("forward T=1024 vs hf sdpa", 1.0, "explorer / HF GPT2 (sdpa) tokens/s at T=1024"),
     ("generation vs book", 5.0, "explorer.generate / generate_text_simple tokens/s"),
-    ("generation vs hf", 1.0, "explorer.generate / HF generate(use_cache=True) tokens/s"),
+    ("generation vs hf", 1.3, "explorer.generate / HF generate(use_cache=True) tokens/s"),
     ("MFU T=128", 0.70, "explorer forward FLOP/s at T=128 / measured fp32 matmul peak"),
     ("explorer --help", 0.5, "seconds (at most)"),
 ]
-
-
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
-
-
-def median(xs):
-    return statistics.median(xs) if xs else float("nan")
-
-
-def _cpu_clock():
-    """(wall s, CPU s all processes spent busy, CPU s this process spent); None off Linux."""
-    import resource
-
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:9]]
-    except OSError:
-        return None
-    busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    return time.perf_counter(), busy, me.ru_utime + me.ru_stime
-
-
-def timed(fn):
-    """(seconds, share of the cores other processes used meanwhile, or None) of one call."""
-    before = _cpu_clock()
-    start = time.perf_counter()
-    fn()
-    seconds = time.perf_counter() - start
-    after = _cpu_clock()
-    if before is None or after is None:
-        return seconds, None
-    others = (after[1] - before[1]) - (after[2] - before[2])
-    return seconds, max(others, 0.0) / ((after[0] - before[0]) * os.cpu_count())
-
-
-# Runs during which other processes used more than this share of the cores are taken again.
-NOISE = 0.10
-RETRIES = 3
-NOISY_RUNS = []  # (case, seconds, others' share) of every run thrown away or kept noisy
-
-
-def round_robin(cases, repeats, warmup=1):
-    """Run every case ``warmup`` times, then ``repeats`` times in turn; name -> seconds list.
-
-    Turns alternate direction (a, b, c, c, b, a, ...) so no case always follows the same one.
-    A run during which other processes kept more than NOISE of the cores busy (from
-    /proc/stat, minus this process's own CPU time) is taken again, up to RETRIES times, after
-    waiting for the machine to quieten; a shared machine otherwise gives runs several times
-    too slow (two torch threads on two busy cores wait on each other at every parallel op).
-    """
-    for _ in range(warmup):
-        for fn in cases.values():
-            fn()
-    times = {name: [] for name in cases}
-    for r in range(repeats):
-        names = list(cases) if r % 2 == 0 else list(reversed(cases))
-        for name in names:
-            for attempt in range(RETRIES + 1):
-                gc.collect()
-                seconds, others = timed(cases[name])
-                if others is None or others <= NOISE:
-                    break
-                NOISY_RUNS.append({"case": name, "seconds": seconds, "others": others,
-                                   "kept": attempt == RETRIES})
-                if attempt < RETRIES:
-                    wait_quiet(60)
-            times[name].append(seconds)
-    return times
+PARTS = ("forward", "generation", "train", "build", "meta", "startup")
 
 
 # --------------------------------------------------------------------------- machine
@@ -148,51 +85,17 @@ def machine_info(threads):
             "versions": versions, "loadavg_start": os.getloadavg()}
 
 
-def cpu_busy(seconds=1.0):
-    """Fraction of all cores busy over ``seconds`` (from /proc/stat), or None off Linux.
-
-    Called while this process idles, so it is the load other processes put on the machine.
-    """
-    def sample():
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except OSError:
-        return None
-    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
-
-
-def wait_quiet(limit_s, threshold=0.15):
-    """Wait up to ``limit_s`` seconds for other processes to leave the cores idle."""
-    start = time.perf_counter()
-    busy = cpu_busy(0.5)
-    while busy is not None and busy > threshold and time.perf_counter() - start < limit_s:
-        log(f"  machine {busy:.0%} busy with other processes; waiting")
-        time.sleep(5)
-        busy = cpu_busy()
-    return busy
-
-
-def matmul_peak(repeats):
-    """fp32 FLOP/s of a 4096^3 torch.mm: 2*4096^3 / median seconds."""
-    import torch
-
-    n = 4096
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    times = round_robin({"mm": lambda: torch.mm(a, b)}, repeats)["mm"]
-    return {"n": n, "seconds": times, "flops_per_s": 2 * n ** 3 / median(times)}
-
-
 # --------------------------------------------------------------------------- models
 
-def explorer_spec(impl=None):
+def explorer_spec(impl=None, drop_rate=None):
+    """specs/gpt2_small.yaml, which sets impl book (the book's arithmetic in training), with
+    impl auto on its norm and activation and ``impl`` on its attention: explorer's fast path."""
     import explorer
 
-    overrides = [f"components.attention.impl={impl}"] if impl else []
+    overrides = [f"components.attention.impl={impl or 'auto'}", "components.norm.impl=auto",
+                 "components.activation.impl=auto"]
+    if drop_rate is not None:
+        overrides.append(f"model.drop_rate={drop_rate}")
     return explorer.load_spec(ROOT / "specs" / "gpt2_small.yaml", overrides=overrides)
 
 
@@ -209,9 +112,11 @@ def attention_impls():
 
 
 def build_explorer(impl=None):
+    """gpt2_small for inference, as ``explorer generate`` builds it: weights stored input-major
+    (explorer.inference_layout: the same values, streamed faster one token at a time)."""
     import explorer
 
-    return explorer.build_model(explorer_spec(impl), seed=123).eval()
+    return explorer.inference_layout(explorer.build_model(explorer_spec(impl), seed=123).eval())
 
 
 def build_book():
@@ -492,6 +397,12 @@ def summarise(res):
         if peer != "explorer":
             r[f"generation vs {peer.replace(' sdpa', '')}"] = ratio(
                 gen["explorer"]["tokens_per_s"], gen[peer]["tokens_per_s"])
+    for drop_rate, row in ((res.get("train") or {}).get("by_dropout") or {}).items():
+        ex = row["explorer"]["median_s"]
+        for peer, v in row.items():
+            if peer != "explorer":
+                r[f"train dropout {drop_rate} vs {peer}"] = ratio(v["median_s"], ex)
+        r[f"train MFU dropout {drop_rate}"] = row["explorer"]["mfu"]
     if res.get("startup"):
         r["explorer --help"] = res["startup"]["children"]["explorer --help"]["median_s"]
     res["ratios"] = r
@@ -517,9 +428,14 @@ def render_header(res):
                      f": {res['peak']['flops_per_s'] / 1e9:.1f} GFLOP/s.")
     noisy = res.get("noisy_runs") or []
     kept = sum(n["kept"] for n in noisy)
-    lines.append(f"Runs during which other processes used more than {NOISE:.0%} of the cores: "
+    lines.append(f"Runs during which other processes used more than {GUARD['noise']:.0%} of the "
+                 "cores: "
                  f"{len(noisy) - kept} taken again, {kept} kept after {RETRIES} retries"
                  + (" (those figures are noisy)." if kept else "."))
+    busy = [b for b in (res.get("busy_before") or {}).values() if b is not None]
+    if busy:
+        lines.append(f"Other processes kept {min(busy):.0%}-{max(busy):.0%} of the cores busy "
+                     "before the parts started.")
     info = res.get("generation_info") or {}
     lines.append(f"explorer attention impl (default): `{res.get('explorer_impl')}`; "
                  f"explorer.generate has use_cache: "
@@ -622,6 +538,10 @@ def to_markdown(res):
         parts += [render_forward(res), ""]
     if res.get("generation"):
         parts += [render_generation(res), ""]
+    if res.get("train"):
+        from training import render_train
+
+        parts += [render_train(res["train"]), ""]
     parts.append(render_rest(res))
     return "\n".join(parts)
 
@@ -662,10 +582,21 @@ def main(argv=None):
     parser.add_argument("--compile", action="store_true",
                         help="add an 'explorer compiled' forward row: torch.compile (inductor, "
                              "freezing on) of the explorer model; compile time reported apart")
+    parser.add_argument("--max-others", type=float, default=NOISE, metavar="SHARE",
+                        help="take a run again when other processes used more than this share "
+                             "of the cores during it (default 0.10; on a machine shared on "
+                             "purpose, e.g. 0.55 with --threads 1 on 2 cores)")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated parts to run, from {','.join(PARTS)} (default: all)")
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="S",
                         help="before each part, wait up to S seconds for other processes to "
                              "leave the cores idle (a shared machine)")
     args = parser.parse_args(argv)
+    GUARD["noise"] = args.max_others
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if parts - set(PARTS):
+        parser.error(f"--parts: unknown {', '.join(sorted(parts - set(PARTS)))}; choose from "
+                     f"{', '.join(PARTS)}")
 
     missing = [dist for module, dist in (("transformers", "transformers"),
                                          ("llms_from_scratch", "llms-from-scratch"))
@@ -709,13 +640,16 @@ def main(argv=None):
             models["hf eager"] = ("hf", build_hf("eager"))
         return models
 
-    models = section(res, "build models", build_all)
+    models = section(res, "build models", build_all) if parts & {"forward", "generation"} else {}
     seq_lens = (128, 1024) if args.quick else SEQ_LENS
-    res["forward"] = section(res, "forward", bench_forward, models, seq_lens, repeats)
-    if res["forward"]:
+    if "forward" in parts:
+        res["forward"] = section(res, "forward", bench_forward, models, seq_lens, repeats)
+    if res.get("forward"):
         print(render_forward(res), flush=True)
-    gen = section(res, "generation", bench_generate, models, 2 if args.quick else 3,
-                  book_repeats=1 if args.quick else 2)
+    gen = None
+    if "generation" in parts:
+        gen = section(res, "generation", bench_generate, models, 2 if args.quick else 3,
+                      book_repeats=1 if args.quick else 2)
     res["generation"], res["generation_info"] = gen or (None, None)
     if not args.quick and gen and gen[1]["explorer_generate_has_use_cache"]:
         res["generation_nocache"] = section(res, "generation without cache",
@@ -725,8 +659,17 @@ def main(argv=None):
     del models
     gc.collect()
 
-    res["build"] = section(res, "build times", bench_build, 1 if args.quick else 3)
-    res["meta"] = section(res, "meta-device analyses", bench_meta, 1 if args.quick else 3)
+    if "train" in parts:
+        from training import bench_train, render_train
+
+        res["train"] = section(res, "training step", bench_train, 2 if args.quick else 3,
+                               compile=args.compile)
+        if res["train"]:
+            print(render_train(res["train"]), flush=True)
+    if "build" in parts:
+        res["build"] = section(res, "build times", bench_build, 1 if args.quick else 3)
+    if "meta" in parts:
+        res["meta"] = section(res, "meta-device analyses", bench_meta, 1 if args.quick else 3)
 
     def startup():
         ex = explorer_cmd()
@@ -744,7 +687,8 @@ def main(argv=None):
         out["importtime"] = importtime()
         return out
 
-    res["startup"] = section(res, "startup and CLI", startup)
+    if "startup" in parts:
+        res["startup"] = section(res, "startup and CLI", startup)
 
     res["loadavg_end"] = os.getloadavg()
     res["noisy_runs"] = NOISY_RUNS

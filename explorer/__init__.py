@@ -21,6 +21,7 @@ _LAZY = {
     "build_model": "explorer.model",
     "BuildContext": "explorer.model",
     "GPTModel": "explorer.model",
+    "inference_layout": "explorer.model",
     "analyze": "explorer.analysis",
     "compare": "explorer.comparison",
     "AnalysisContext": "explorer.analysis",

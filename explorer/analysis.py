@@ -12,7 +12,7 @@ from .layers import LAYER_KINDS
 from .model import build_model
 from .numerics import describe
 from .plugin_manager import unknown_name_message
-from .resources import available_memory, refuse_unless_fits, training_need
+from .resources import available_memory, memory_available_on, refuse_unless_fits, training_need
 from .stack import stack_total
 from .tokenizer import get_tokenizer
 
@@ -28,12 +28,19 @@ class AnalysisContext:
     (:meth:`compact_model`: one block per distinct layer configuration, see explorer.stack),
     which a 96-layer model builds in two blocks. Activation measurements are cached per
     (seq_len, batch, dtype, device).
+
+    ``device`` (a ``torch.device``, default the CPU) holds the real model and the analyses'
+    inputs; ``dtype`` (``"float32"``, ``"bfloat16"``, ``"float16"``) is what their forwards
+    compute in: float32 weights, forwards under :meth:`autocast` (mixed precision).
     """
 
-    def __init__(self, spec, model=None, weights=None):
+    def __init__(self, spec, model=None, weights=None, device=None, dtype="float32"):
         self.spec = spec
         self._model = model
+        self._rebuildable = model is None  # built here from the spec: can be built again
         self._weights = weights  # a checkpoint for model() to load
+        self.device = torch.device("cpu") if device is None else torch.device(device)
+        self.dtype = dtype
         self._meta = None
         self._compact_meta = None
         self._fake_mode = None
@@ -54,8 +61,29 @@ class AnalysisContext:
         """
         if self._model is None:
             check_fits(self.spec, self.compact_model())
-            self._model = build_model(self.spec, weights=self._weights)
+            # Built on the CPU, then moved: the same seeded weights on every device.
+            self._model = build_model(self.spec, weights=self._weights).to(self.device)
         return self._model
+
+    @contextlib.contextmanager
+    def model_to_change(self):
+        """``with ctx.model_to_change() as model:`` the shared model, for an analysis that
+        changes it (trains it in place). The context lets go of it: the next :meth:`model`
+        builds it again from the seed (and the weights), the same weights the other analyses
+        expect, at the cost of a build rather than of a copy held beside it. A model the context
+        was handed cannot be built again: the block gets a copy of it instead."""
+        model = self.model()
+        if not self._rebuildable:
+            yield copy.deepcopy(model)
+            return
+        self._model = None
+        yield model
+
+    def autocast(self):
+        """The forwards' precision: ``torch.autocast`` in :attr:`dtype`, nothing for float32."""
+        from .devices import autocast
+
+        return autocast(self.device, self.dtype)
 
     def shape_model(self):
         """For analyses that need only shapes: the real model if built, else :meth:`meta_model`
@@ -170,10 +198,11 @@ class AnalysisContext:
         A need counts the shared model; once it is built, the system no longer reports its
         bytes as available, so they are added back rather than counted twice.
         """
-        available = available_memory()
+        available = memory_available_on(self.device)
         if available is not None and self._model is not None:
             available += weight_bytes(self._model)
-        refuse_unless_fits(need, available, self.source)
+        where = self.source if self.device.type == "cpu" else f"{self.source} on {self.device}"
+        refuse_unless_fits(need, available, where)
 
     def tokenizer(self):
         if self._tokenizer is None:
@@ -236,13 +265,14 @@ def check_fits(spec, shape_model, suggest_shape_analyses=True):
     raise ResourceError(message)
 
 
-def environment():
+def environment(device="cpu", dtype="float32"):
     """What the numbers were measured on; recorded in every report."""
     return {
         "torch": torch.__version__.split("+")[0],
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
-        "device": "cpu",
+        "device": str(device),
+        "dtype": dtype,
     }
 
 
@@ -258,22 +288,30 @@ def select(registry, only=None):
     return chosen
 
 
-def analyze(spec, only=None, model=None, progress=None, weights=None):
+def analyze(spec, only=None, model=None, progress=None, weights=None, device="cpu",
+            dtype="float32"):
     """Run analyses on ``spec`` and return the report as a dict.
 
     ``only`` names the analyses to run (default: every analysis marked default). ``model`` is an
     already built model to analyse instead of building one from the spec; ``weights`` a
     checkpoint to load into the one built (checked against the spec before any analysis runs,
-    and only once it is known to fit in memory). ``progress``, if given,
+    and only once it is known to fit in memory). ``device`` (``cpu``, ``cuda``, ``cuda:N``,
+    ``mps`` or ``auto``) holds the model and the analyses' tensors, refused in one line when
+    torch cannot use it; ``dtype`` (``float32``, ``bfloat16``, ``float16``) is what forwards
+    compute in (autocast over float32 weights). The report's ``environment`` records both.
+    ``progress``, if given,
     is called with each analysis's name once it has run. An analysis that raises is reported
     under ``failures`` with the plugin's name; the others still run. An analysis that predicted
     it would not fit in memory refused before allocating (a :class:`ResourceError`): its one
     line is under ``failures`` too and its name under ``refused``, and the others' results are
     kept. Weights that would not fit at all raise :class:`ResourceError` before anything runs.
     """
+    from .devices import resolve_device, resolve_dtype
+
     registry = spec.plugin_manager.registry()
     chosen = select(registry, only)
-    ctx = AnalysisContext(spec, model, weights)
+    dtype, device = resolve_dtype(dtype), resolve_device(str(device))
+    ctx = AnalysisContext(spec, model, weights, device, dtype)
     if model is None and any(a.needs_weights for a in chosen):
         check_fits(spec, ctx.compact_model())  # refuse before allocating, not halfway through
     if weights is not None:
@@ -283,7 +321,7 @@ def analyze(spec, only=None, model=None, progress=None, weights=None):
         "source": spec.source,
         "overrides": list(spec.overrides),  # the --set KEY=VALUE texts applied to the source
         "components": {},
-        "environment": environment(),
+        "environment": environment(device, dtype),
         "analyses": {},
         "failures": {},
         "refused": [],  # analyses that predicted they would not fit and allocated nothing

@@ -116,6 +116,36 @@ def _spec_and_weights(spec_path, overrides, manager, weights):
     return load_spec(spec_path, overrides=overrides, plugins=manager), weights
 
 
+def _device_options(dtype_help):
+    """``--device`` and ``--dtype``: names checked at once (no torch), the device resolved
+    against this torch before anything is built (:func:`_device`)."""
+    from .devices import DTYPE_NAMES
+
+    def add(f):
+        f = click.option("--dtype", type=click.Choice(DTYPE_NAMES), default="float32",
+                         show_default=True, help=dtype_help)(f)
+        return click.option(
+            "--device", default="cpu", show_default=True, metavar="auto|cpu|cuda[:N]|mps",
+            help="Where the model and its tensors live; auto picks cuda, then mps, then cpu. "
+                 "A device this torch cannot use is refused before anything is built.")(f)
+    return add
+
+
+MIXED_PRECISION = ("What forwards compute in: float32, or bfloat16 / float16 mixed precision "
+                   "(float32 weights and optimizer state, autocast forwards, float16 with a "
+                   "gradient scaler in training).")
+
+
+def _device(name):
+    """The ``torch.device`` for ``--device`` (imports torch), or exit 2 with one line."""
+    from .devices import DEVICE_NAMES, check_device_name, resolve_device
+
+    if check_device_name(name) is None:
+        raise UserError(f"--device: {name!r} is not a device; use one of "
+                        f"{', '.join(DEVICE_NAMES)}")
+    return resolve_device(name)
+
+
 def _corpus_option(f):
     return click.option("--corpus", metavar="FILE",
                         help="Text file for the train analysis (sets analyses.train.corpus).")(f)
@@ -173,7 +203,9 @@ def cli():
 @_plugins_option
 @_weights_option
 @_corpus_option
-def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights, corpus):
+@_device_options(MIXED_PRECISION)
+def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights, corpus, device,
+          dtype):
     """Build the model SPEC describes and report on it.
 
     Example:
@@ -196,9 +228,10 @@ def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights
     if names is None and weights is None and is_hf_config(spec_path):
         names = [a.name for a in manager.registry().analyses.values()
                  if a.default and not a.needs_weights]
-    from .analysis import analyze  # imports torch
+    device = _device(device)  # imports torch
+    from .analysis import analyze
 
-    report = analyze(spec, only=names, weights=weights)
+    report = analyze(spec, only=names, weights=weights, device=device, dtype=dtype)
     if report["refused"] and not report["analyses"]:
         pass  # every analysis asked for was refused: the refusal is the whole answer
     elif fmt == "json":
@@ -248,8 +281,9 @@ def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights
 @_html_option
 @_plugins_option
 @_corpus_option
+@_device_options(MIXED_PRECISION)
 def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, weights, out_path,
-            html_path, plugins, corpus):
+            html_path, plugins, corpus, device, dtype):
     """Run the same analyses on every SPEC and print their figures side by side.
 
     Figures are rows, specs are columns; beside each value, its difference from the first spec
@@ -282,10 +316,12 @@ def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, 
     specs = same_seed([spec for spec, _ in pairs], seed)
     counts = [len(select(s.plugin_manager.registry(), names)) for s in specs]
     chosen = patterns(figure_patterns)
+    device = _device(device)
     reports = []
     try:
         for report in run_showing_progress(specs, counts, names, [w for _, w in pairs],
-                                           bar=fmt != "json", lines=fmt != "json"):
+                                           bar=fmt != "json", lines=fmt != "json",
+                                           device=device, dtype=dtype):
             reports.append(report)
     except KeyboardInterrupt:
         click.echo(f"Interrupted: {len(reports)} of {len(specs)} specs finished.", err=True)
@@ -360,8 +396,13 @@ def _echo_piece(text, escape):
 @_format_option
 @_weights_option
 @_plugins_option
+@_device_options("The weights' dtype while generating: float32, or bfloat16 / float16 (half "
+                 "the memory, and faster where the device has 16-bit matmuls).")
+@click.option("--compile", "compile_model", is_flag=True,
+              help="Wrap the model in torch.compile (dynamic shapes): it compiles on the first "
+                   "tokens, then runs faster; pays off on long generations.")
 def generate_text(spec_path, prompt, max_new_tokens, temperature, top_k, top_p, seed, overrides,
-                  fmt, weights, plugins):
+                  fmt, weights, plugins, device, dtype, compile_model):
     """Continue --prompt with the model SPEC describes, printing tokens as they come.
 
     Decoding uses a KV cache, so each token costs a forward of one position (past the context,
@@ -393,34 +434,46 @@ def generate_text(spec_path, prompt, max_new_tokens, temperature, top_k, top_p, 
         raise UserError(f"--prompt is {len(ids)} tokens, context_length is only "
                         f"{cfg.context_length}")
 
+    device = _device(device)  # imports torch
+    import contextlib
+
     import torch
 
     from .analysis import check_fits
+    from .compilation import compile_errors, compile_model as compiled
+    from .devices import torch_dtype
     from .generation import TextStream, generate_stream
-    from .model import build_model
+    from .model import build_model, inference_layout
 
     # Refuse before allocating the weights (a meta model has only shapes).
     check_fits(spec, build_model(spec, device="meta"), suggest_shape_analyses=False)
-    model = build_model(spec, weights=weights).eval()
-    stream = generate_stream(model, torch.tensor([ids]), max_new_tokens, temperature=temperature,
-                             top_k=top_k, top_p=top_p, seed=spec.seed if seed is None else seed)
+    # Built on the CPU, then moved and cast: the same seeded weights on every device.
+    model = build_model(spec, weights=weights).eval().to(device=device, dtype=torch_dtype(dtype))
+    if device.type == "cpu":
+        inference_layout(model)  # one token at a time: weights streamed in input order
+    if compile_model:
+        model = compiled(model, "--compile", dynamic=True)
+    stream = generate_stream(model, torch.tensor([ids], device=device), max_new_tokens,
+                             temperature=temperature, top_k=top_k, top_p=top_p,
+                             seed=spec.seed if seed is None else seed)
     n_vocab = tok.n_vocab  # a vocab padded past the tokenizer's can emit ids it cannot decode
 
     def decode(token_ids):
         return tok.decode([i for i in token_ids if i < n_vocab])
 
-    if fmt == "json":
-        new = [int(token) for token in stream]
-        click.echo(json.dumps({"prompt": prompt, "token_ids": ids + new,
-                               "text": decode(ids + new)}, indent=2))
-        return
-    # On a terminal control characters are shown escaped; piped output keeps the exact text.
-    escape = _stdout_is_terminal()
-    _echo_piece(prompt, escape)
-    text = TextStream(decode)
-    for token in stream:
-        _echo_piece(text.add(int(token)), escape)
-    _echo_piece(text.close(), escape)
+    with compile_errors("--compile") if compile_model else contextlib.nullcontext():
+        if fmt == "json":
+            new = [int(token) for token in stream]
+            click.echo(json.dumps({"prompt": prompt, "token_ids": ids + new,
+                                   "text": decode(ids + new)}, indent=2))
+            return
+        # On a terminal control characters are shown escaped; piped output keeps the exact text.
+        escape = _stdout_is_terminal()
+        _echo_piece(prompt, escape)
+        text = TextStream(decode)
+        for token in stream:
+            _echo_piece(text.add(int(token)), escape)
+        _echo_piece(text.close(), escape)
     click.echo("")
 
 

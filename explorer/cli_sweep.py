@@ -10,6 +10,7 @@ import click
 
 from .cli import UserError, _command_line, _emit, _html_option, _out_option, check_html_path, \
     write_html
+from .devices import DTYPE_NAMES
 
 FORMATS = ("text", "json", "markdown")
 
@@ -27,6 +28,16 @@ def _todo(plan, db):
         return [k for k in keys if k not in held or k in todo]
     finally:
         store.close()
+
+
+def _check_device(device):
+    """Local workers train here: refuse a device this torch cannot use before any run starts
+    (imports torch, which the driver otherwise never does). Ray workers may be on other
+    machines: each run checks its own."""
+    if device != "cpu":
+        from .devices import resolve_device
+
+        resolve_device(device, "train.device", "--device cpu")
 
 
 def _check_modes(dry_run, show_status, report_only, executor, ray_address, plots_dir,
@@ -69,10 +80,16 @@ def _check_modes(dry_run, show_status, report_only, executor, ray_address, plots
               help="Write curves.png and cost.png into DIR.")
 @click.option("--db", metavar="PATH",
               help="The SQLite store (default: beside FILE, FILE.sqlite).")
+@click.option("--device", metavar="auto|cpu|cuda[:N]|mps",
+              help="Train every run there (sets train.device; part of each run's key). Ray "
+                   "runs on cuda each ask for a GPU.")
+@click.option("--dtype", type=click.Choice(DTYPE_NAMES),
+              help="Train in this precision (sets train.dtype): bfloat16 / float16 autocast "
+                   "with float32 master weights.")
 @_out_option
 @_html_option
 def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_status, report_only,
-          retry_failed, fmt, plots_dir, db, out_path, html_path):
+          retry_failed, fmt, plots_dir, db, device, dtype, out_path, html_path):
     """Train every grid point of the sweep FILE on every seed and report the answer.
 
     Runs already in the store are kept: a second start runs only what is missing, and an
@@ -88,8 +105,11 @@ def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_sta
     from pathlib import Path
 
     from .sweep import load_sweep, make_plan
+    from .sweep.sweepfile import with_options
 
-    spec = load_sweep(sweep_path)
+    spec = with_options(load_sweep(sweep_path), device=device, dtype=dtype)
+    if executor == "local" and not (dry_run or show_status or report_only):
+        _check_device(spec.train.device)
     plan = make_plan(spec)
     db = Path(db) if db else spec.default_store()
     if show_status:

@@ -20,8 +20,9 @@ def same_seed(specs, seed=None):
     return [dataclasses.replace(s, seed=seed) for s in specs]
 
 
-def run_each(specs, only=None, weights=None, progress=None):
-    """Yield each spec's report as soon as it is done, in order.
+def run_each(specs, only=None, weights=None, progress=None, device="cpu", dtype="float32"):
+    """Yield each spec's report as soon as it is done, in order, each run on ``device`` in
+    ``dtype`` (see :func:`explorer.analyze`).
 
     An ``ExplorerError`` for one spec (a refusal before its model is built, a checkpoint that
     does not fit it) fails that spec only: its report has no analyses and carries the message
@@ -35,19 +36,20 @@ def run_each(specs, only=None, weights=None, progress=None):
         callback = (lambda name, i=i: progress(i, name)) if progress else None
         try:
             report = analyze(spec, only=only, progress=callback,
-                             weights=weights[i] if weights else None)
+                             weights=weights[i] if weights else None, device=device, dtype=dtype)
         except ExplorerError as exc:
-            report = failed_report(spec, str(exc))
+            report = failed_report(spec, str(exc), device, dtype)
         except MemoryError:
-            report = failed_report(spec, f"{spec.source or spec.name}: out of memory")
+            report = failed_report(spec, f"{spec.source or spec.name}: out of memory", device,
+                                   dtype)
         yield report
 
 
-def failed_report(spec, message):
+def failed_report(spec, message, device="cpu", dtype="float32"):
     """The report of a spec that failed before any analysis ran."""
     return {"spec": spec.to_dict(), "source": spec.source, "components": {},
-            "environment": environment(), "analyses": {}, "failures": {}, "warnings": [],
-            "error": message}
+            "environment": environment(device, dtype), "analyses": {}, "failures": {},
+            "warnings": [], "error": message}
 
 
 def spec_differences(dicts):
@@ -215,15 +217,20 @@ def unmatched(rows, chosen):
     return [p for p in chosen if not any(matches(r["figure"], p) for r in rows)]
 
 
-def compare(specs, only=None, seed=None, weights=None, figures=None, progress=None):
+def compare(specs, only=None, seed=None, weights=None, figures=None, progress=None,
+            device="cpu", dtype="float32"):
     """Run the same analyses on every spec, with one seed (default: the first spec's).
 
     ``weights`` is an optional list with a checkpoint path (or None) per spec. ``figures``: a
     pattern or a list of patterns (fnmatch, e.g. ``"memory.*"``) that keep only the rows they
-    match. One spec's failure is recorded under ``failures`` and the others still run. Returns
-    the dict :func:`tabulate` describes.
+    match. ``device`` and ``dtype`` as for :func:`explorer.analyze` (a device torch cannot use
+    is refused before any spec runs). One spec's failure is recorded under ``failures`` and the
+    others still run. Returns the dict :func:`tabulate` describes.
     """
+    from .devices import resolve_device, resolve_dtype
+
+    device, dtype = resolve_device(str(device)), resolve_dtype(dtype)
     specs = same_seed(specs, seed)
-    result = tabulate(specs, list(run_each(specs, only, weights, progress)))
+    result = tabulate(specs, list(run_each(specs, only, weights, progress, device, dtype)))
     result["rows"] = pick(result["rows"], patterns(figures))
     return result

@@ -15,6 +15,9 @@ from .errors import ExplorerError, PluginError
 from .stack import StackPlan, plan_of_spec, shared_tensors
 
 
+INFERENCE_LAYOUT_METHOD = "explorer_inference_layout"
+
+
 class BuildContext:
     """What a component factory sees: the config, and a way to build the spec's other components."""
 
@@ -217,7 +220,7 @@ def build_model(spec, seed=None, device=None, weights=None, fork_rng=True, compa
         plugins = get_plugin_manager()
     ctx = BuildContext(spec, plugins.registry())
     device = torch.device(device) if device is not None else None
-    with _seeded(spec.seed if seed is None else seed, device, fork_rng):
+    with seeded(spec.seed if seed is None else seed, device, fork_rng):
         with device if device is not None else contextlib.nullcontext():
             return _compact_model(ctx) if compact else GPTModel(ctx)
 
@@ -236,9 +239,35 @@ def _compact_model(ctx):
     return GPTModel(ctx)
 
 
+def inference_layout(model):
+    """Store every ``nn.Linear`` weight input-major, in place, and return the model.
+
+    The same values, shapes and state_dict; only the memory order changes (strides ``(1,
+    out)``), so ``F.linear`` multiplies by a contiguous (in, out) matrix. A matrix-vector
+    product, what generating one token at a time does, streams that order about 1.5x faster
+    on CPUs (benchmarks/README.md); training prefers the default order (its weight gradients
+    come out-major and would be copied to match), so only inference uses this. A weight shared
+    with an embedding (a tied head) keeps its rows contiguous for the lookups. A module with a
+    method ``explorer_inference_layout()`` lays out its own weights first (the built-in
+    attention puts its query, key and value weights side by side, for one product).
+    """
+    for module in model.modules():  # a component may lay its weights out itself
+        hook = getattr(module, INFERENCE_LAYOUT_METHOD, None)
+        if callable(hook):
+            hook()
+    embedded = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    with torch.no_grad():
+        for module in model.modules():
+            weight = getattr(module, "weight", None)
+            if isinstance(module, nn.Linear) and id(weight) not in embedded \
+                    and weight.stride(0) != 1:  # not input-major yet
+                weight.data = weight.data.t().contiguous().t()  # (out, in), stored (in, out)
+    return model
+
+
 @contextlib.contextmanager
-def _seeded(seed, device, fork=True):
-    """Seed the generator that initialises weights on ``device`` (None: the CPU) inside
+def seeded(seed, device, fork=True):
+    """Seed the CPU's generator and ``device``'s (None: the CPU only) inside
     ``torch.random.fork_rng`` (unless not ``fork``), which restores every generator it forked.
 
     Only that device's generator is seeded (``torch.manual_seed`` would also reseed every CUDA

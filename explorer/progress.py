@@ -11,8 +11,10 @@ from .compare_table import spec_line
 from .comparison import report_figures, run_each
 
 
-def run_showing_progress(specs, counts, only=None, weights=None, bar=True, lines=True):
-    """Yield each spec's report as :func:`explorer.comparison.run_each` does.
+def run_showing_progress(specs, counts, only=None, weights=None, bar=True, lines=True,
+                         device="cpu", dtype="float32"):
+    """Yield each spec's report as :func:`explorer.comparison.run_each` does (on ``device``, in
+    ``dtype``).
 
     ``counts`` is the number of analyses each spec runs (the length of its bar). ``bar``: show a
     progress bar per spec when stderr is a terminal; ``lines``: print a line per finished spec
@@ -24,7 +26,8 @@ def run_showing_progress(specs, counts, only=None, weights=None, bar=True, lines
     label_w = max(map(len, labels))
     shown = {}
     runs = run_each(specs, only, weights,
-                    progress=lambda i, analysis: shown["bar"].update(1, current_item=analysis))
+                    progress=lambda i, analysis: shown["bar"].update(1, current_item=analysis),
+                    device=device, dtype=dtype)
     for i, spec in enumerate(specs):
         shown["bar"] = progress = click.progressbar(
             length=counts[i], label=labels[i].ljust(label_w), file=sys.stderr, hidden=not bar,

@@ -55,6 +55,17 @@ def available_memory():
         return None
 
 
+def memory_available_on(device):
+    """Bytes free on ``device`` (a ``torch.device``) now: the GPU's free memory on CUDA
+    (``torch.cuda.mem_get_info``), else :func:`available_memory` (the host's; MPS shares it).
+    ``EXPLORER_AVAILABLE_MEMORY`` overrides both."""
+    if device.type == "cuda" and not os.environ.get(ENV_AVAILABLE):
+        import torch
+
+        return torch.cuda.mem_get_info(device)[0]
+    return available_memory()
+
+
 def size(n):
     """Bytes for a message: ``622 MiB``, ``1.2 GiB``."""
     if n >= 2**30:

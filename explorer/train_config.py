@@ -10,6 +10,7 @@ import difflib
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from .devices import DEVICE_NAMES, DTYPE_NAMES, check_device_name
 from .errors import SpecError
 
 SCHEDULES = ("constant", "cosine", "linear")
@@ -54,7 +55,14 @@ class TrainConfig:
     threads: int = field(default=0, metadata=_help(
         "CPU threads while training (0: one below 5M parameters, where threading overhead "
         "dominates; else torch's setting)", 0))
-    device: str = field(default="cpu", metadata=_help("cpu, cuda or cuda:N"))
+    device: str = field(default="cpu", metadata=_help(
+        "where to train: cpu, cuda, cuda:N, mps, or auto (cuda, else mps, else cpu)"))
+    dtype: str = field(default="float32", metadata=_help(
+        "float32, or bfloat16 / float16 mixed precision: autocast forwards, float32 master "
+        "weights and AdamW state (float16 with a gradient scaler)", choices=DTYPE_NAMES))
+    compile: bool = field(default=False, metadata=_help(
+        "wrap the model in torch.compile for the training steps (pays off on long runs: "
+        "benchmarks/README.md)"))
     budget: dict = field(default_factory=dict, metadata=_help(
         "{steps: N}, {tokens: N} or {flops: F} (training FLOPs, 3 x forward): sets the steps, "
         "so runs of different cost get the same budget"))
@@ -229,7 +237,7 @@ class _Check:
             value = _as_number(value)
         if f.type is int and isinstance(value, float) and value.is_integer():
             value = int(value)  # 1.2e6 tokens: YAML reads a float (or a string)
-        ok = isinstance(value, f.type) and not isinstance(value, bool)
+        ok = isinstance(value, f.type) and (f.type is bool or not isinstance(value, bool))
         if f.type is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok or (f.type is float and not math.isfinite(value)):
@@ -265,10 +273,9 @@ class _Check:
         return {unit: amount}
 
     def device(self, value):
-        kind, _, index = str(value).partition(":") if isinstance(value, str) else ("", "", "")
-        if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (
-                kind == "cpu" and index):
-            raise self.error("device", f"{value!r} is not a device", "cpu, cuda or cuda:N")
+        if check_device_name(value) is None:
+            raise self.error("device", f"{value!r} is not a device",
+                             f"{', '.join(DEVICE_NAMES[:-1])} or {DEVICE_NAMES[-1]}")
         return value
 
 

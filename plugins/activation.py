@@ -6,8 +6,9 @@ _LAYERS = "explorer.plugins.layers.activation"
 
 # The book writes the tanh polynomial out op by op; F.gelu(approximate="tanh") computes it in one
 # kernel, about 5x faster and equal to ~1e-6 (benchmarks/README.md).
-IMPL_HELP = ("auto: F.gelu(approximate='tanh') in eval mode, the book's written-out formula in "
-             "training (bit for bit); manual: always the book's; fused: always F.gelu")
+IMPL_HELP = ("auto: F.gelu(approximate='tanh'), in training too (the same function, ~1e-6); "
+             "book: the kernel in eval mode, the book's written-out formula in training (bit for "
+             "bit); manual: always the book's; fused: always F.gelu")
 
 
 @hookimpl
@@ -15,7 +16,7 @@ def explorer_components():
     return [
         Component(
             kind="activation", name="gelu_tanh", factory=f"{_LAYERS}:GELUTanh",
-            params=(Param("impl", str, "auto", IMPL_HELP, choices=("auto", "manual", "fused"),
+            params=(Param("impl", str, "auto", IMPL_HELP, choices=("auto", "book", "manual", "fused"),
                           numerics_only=True),),
             description="GELU, tanh approximation (the book's and GPT-2's).",
         ),

@@ -11,10 +11,11 @@ SCORE_PARAMS = (
           "sqrt(head size) (Gemma 2 27B: 144); 0 = the head size", min=0),
 )
 
-IMPL = Param("impl", str, "auto", "auto: sdpa unless attention dropout is active (training "
-             "with a rate > 0) or softcap is on, then manual, so training is the book's bit for "
-             "bit; manual: the book's masked softmax; sdpa: torch's scaled_dot_product_attention",
-             choices=("auto", "manual", "sdpa"), numerics_only=True)
+IMPL = Param("impl", str, "auto", "auto: torch's scaled_dot_product_attention, with its own "
+             "dropout in training (manual when softcap is on); book: sdpa unless attention "
+             "dropout is active (training with a rate > 0) or softcap is on, then manual, so "
+             "training is the book's bit for bit; manual: the book's masked softmax; sdpa: "
+             "always the kernel", choices=("auto", "book", "manual", "sdpa"), numerics_only=True)
 WINDOW = Param("window", int, 0, "sliding window: each token sees itself and the window - 1 "
                "tokens before it; 0 = the whole context", min=0)
 

@@ -7,8 +7,9 @@ _LAYERS = "explorer.plugins.layers.norm"
 
 # The book computes mean, var and sqrt op by op; F.layer_norm is one kernel, about 10x faster
 # and equal to ~1e-6 (benchmarks/README.md).
-IMPL_HELP = ("auto: F.layer_norm in eval mode, the book's written-out ops in training (bit for "
-             "bit); manual: always the book's; fused: always F.layer_norm")
+IMPL_HELP = ("auto: F.layer_norm, in training too (the same function, ~1e-6); book: "
+             "F.layer_norm in eval mode, the book's written-out ops in training (bit for bit); "
+             "manual: always the book's; fused: always F.layer_norm")
 
 
 @hookimpl
@@ -18,7 +19,7 @@ def explorer_components():
             kind="norm", name="layernorm", factory=f"{_LAYERS}:LayerNorm",
             params=(Param("eps", float, 1e-5, "added to the variance before the square root",
                           min=0, exclusive_min=True),
-                    Param("impl", str, "auto", IMPL_HELP, choices=("auto", "manual", "fused"),
+                    Param("impl", str, "auto", IMPL_HELP, choices=("auto", "book", "manual", "fused"),
                           numerics_only=True)),
             description="The book's LayerNorm: learnable scale and shift, biased variance.",
         ),

@@ -40,11 +40,18 @@ BOOK_CFG = {"vocab_size": V, "context_length": 16, "emb_dim": 32, "n_heads": 4, 
             "drop_rate": 0.1, "qkv_bias": False}
 
 
-@pytest.mark.parametrize("attention", [{"name": "mha"},
+# The book's LayerNorm and GELU arithmetic in training (impl auto computes the same function
+# with torch's kernels, to ~1e-6).
+BOOK_LAYERS = {"norm": {"name": "layernorm", "impl": "book"},
+               "activation": {"name": "gelu_tanh", "impl": "book"}}
+
+
+@pytest.mark.parametrize("attention", [{"name": "mha", "impl": "book"},
                                        {"name": "mha", "impl": "manual", "window": 0},
-                                       {"name": "gqa", "n_kv_heads": 4}])
+                                       {"name": "gqa", "n_kv_heads": 4, "impl": "book"}])
 def test_mha_is_the_books_bit_for_bit_with_dropout(make_spec, attention):
-    ours = explorer.build_model(make_spec(model=BOOK_CFG, attention=attention), seed=123)
+    ours = explorer.build_model(make_spec(model=BOOK_CFG, attention=attention, **BOOK_LAYERS),
+                                seed=123)
     torch.manual_seed(123)
     theirs = book.GPTModel(BOOK_CFG)
     a, b = ours.state_dict(), theirs.state_dict()

@@ -119,9 +119,16 @@ TINY_CFG = {"vocab_size": V, "context_length": 16, "emb_dim": 32, "n_heads": 4, 
             "drop_rate": 0.1, "qkv_bias": False}
 
 
+# The book's arithmetic in training, as specs/gpt2_small.yaml sets it (impl auto, the default,
+# computes the same function with fused kernels and draws other dropout masks).
+BOOK_IMPL = {"norm": {"name": "layernorm", "impl": "book"},
+             "activation": {"name": "gelu_tanh", "impl": "book"},
+             "attention": {"name": "mha", "impl": "book"}}
+
+
 @pytest.fixture
 def tiny_pair(make_spec):
-    spec = make_spec(model={k: TINY_CFG[k] for k in TINY_CFG})
+    spec = make_spec(model={k: TINY_CFG[k] for k in TINY_CFG}, **BOOK_IMPL)
     ours = explorer.build_model(spec, seed=123)
     torch.manual_seed(123)
     theirs = book.GPTModel(TINY_CFG)

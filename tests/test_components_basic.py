@@ -134,8 +134,10 @@ def test_activation_pinned_values_and_no_parameters(make_spec, name):
     assert count(act) == 0
 
 
-def test_gelu_tanh_is_still_the_books_formula_bit_for_bit(make_spec):
-    act = make(make_spec(activation="gelu_tanh"), "activation")
+@pytest.mark.parametrize("impl", ["book", "manual"])
+def test_gelu_tanh_is_still_the_books_formula_bit_for_bit(make_spec, impl):
+    act = make(make_spec(activation={"name": "gelu_tanh", "impl": impl}), "activation")
+    act.train()  # book: the written-out formula in training
     x = _inputs(torch.float32)
     book = 0.5 * x * (1 + torch.tanh(torch.sqrt(torch.tensor(2.0 / torch.pi))
                                      * (x + 0.044715 * torch.pow(x, 3))))
@@ -344,12 +346,12 @@ def test_plugins_command_prints_every_description_and_param_help(capsys, kind):
 
 
 @pytest.mark.parametrize("kind, name", [("norm", "layernorm"), ("activation", "gelu_tanh")])
-def test_auto_impl_is_the_book_in_training_and_the_fused_kernel_in_eval(make_spec, kind, name):
+def test_book_impl_is_the_book_in_training_and_the_fused_kernel_in_eval(make_spec, kind, name):
     from torch.nn import functional as F
 
     dim = 16
-    auto = explorer.build_model(make_spec())  # the components as the spec builds them
-    module = auto.final_norm if kind == "norm" else auto.trf_blocks[0].ff.layers[1]
+    model = explorer.build_model(make_spec(**{kind: {"name": name, "impl": "book"}}))
+    module = model.final_norm if kind == "norm" else model.trf_blocks[0].ff.layers[1]
     with torch.no_grad():
         if kind == "norm":
             module.scale.uniform_(0.5, 1.5), module.shift.uniform_(-0.5, 0.5)
@@ -366,3 +368,29 @@ def test_auto_impl_is_the_book_in_training_and_the_fused_kernel_in_eval(make_spe
               else F.gelu(x, approximate="tanh"))
     assert torch.equal(module(x), kernel)  # eval: torch's kernel
     torch.testing.assert_close(module(x), book_module(x), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kind, name", [("norm", "layernorm"), ("activation", "gelu_tanh")])
+def test_auto_impl_is_the_fused_kernel_in_training_too_and_the_same_function(make_spec, kind,
+                                                                              name):
+    from torch.nn import functional as F
+
+    spec = make_spec()
+    assert spec.components[kind].params["impl"] == "auto"  # the default
+    module = perturbed(make(spec, kind, **({"dim": H} if kind == "norm" else {}))).train()
+    book_module = make(make_spec(**{kind: {"name": name, "impl": "manual"}}),
+                       kind, **({"dim": H} if kind == "norm" else {}))
+    book_module.load_state_dict(module.state_dict())
+    x = 3 * torch.randn(3, 5, H, generator=torch.Generator().manual_seed(0))
+    x.requires_grad_()
+    kernel = (F.layer_norm(x, (H,), module.scale, module.shift, 1e-5) if kind == "norm"
+              else F.gelu(x, approximate="tanh"))
+    out = module(x)
+    assert torch.equal(out, kernel)  # training: torch's kernel
+    expected = book_module(x)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    # The same function's gradient too, for the input and every parameter.
+    grads = torch.autograd.grad(out.square().sum(), [x, *module.parameters()])
+    book_grads = torch.autograd.grad(expected.square().sum(), [x, *book_module.parameters()])
+    for ours, theirs in zip(grads, book_grads):
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)

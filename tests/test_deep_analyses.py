@@ -36,7 +36,10 @@ def _spec(write_spec, drop_rate=0.0, analyses=None, tokenizer="bytes", impl="aut
     doc = {"name": "hand", "seed": 123, "tokenizer": tokenizer,
            "model": {"vocab_size": V, "context_length": C, "emb_dim": H, "n_heads": A,
                      "n_layers": L, "drop_rate": drop_rate, **model},
-           "components": {"attention": {"name": "mha", "impl": impl}},
+           # The book's block, which block_bytes counts: its LayerNorm and GELU written out.
+           "components": {"norm": {"name": "layernorm", "impl": "book"},
+                          "activation": {"name": "gelu_tanh", "impl": "book"},
+                          "attention": {"name": "mha", "impl": impl}},
            "analyses": analyses or {}}
     return explorer.load_spec(write_spec(doc))
 
@@ -62,7 +65,7 @@ def block_bytes(p, impl="manual"):
       (T, T) bool mask (1 byte each); softmax saves its output, which weights @ V reuses
       (one storage); V is copied to (B*a, T, d); out_proj saves the merged heads.
                                                               -> 5nh + aBT^2 values + T^2 bytes
-      With torch's fused kernel instead (impl sdpa, or auto without dropout), the CPU's
+      With torch's fused kernel instead (impl sdpa, or book without dropout), the CPU's
       flash attention saves q, k and v (views of the three projections' outputs), its output
       and the log-sum-exp (B,a,T), which is fp32 at any dtype; the output is laid out (B,T,a,d)
       already, so out_proj's input is the same storage. No mask (is_causal), no s x s tensor.
@@ -100,6 +103,23 @@ def test_saved_activations_equal_the_hand_count(write_spec, dtype, p, impl):
     # Every weight matrix, LayerNorm scale and the head weight is saved by autograd too, but
     # those are parameters: 2 blocks x (q, k, v, out, ff1, ff2, 2 scales) + final scale + head.
     assert measured["weight_storages_saved"] == L * 8 + 2
+
+
+@pytest.mark.parametrize("dtype, p", [("fp32", 4), ("bf16", 2)])
+def test_auto_saves_what_the_fused_kernels_save(write_spec, dtype, p):
+    """impl auto everywhere (the default): training runs torch's kernels. F.layer_norm saves its
+    input, mean and 1/std ((B,T,1) each, in the input's dtype) -> nh + 2n values per norm;
+    attention as impl sdpa (block_bytes); the first Linear saves norm2's output, F.gelu only
+    its input, the second Linear the GELU output -> nh + 2nf values: per block
+    p (8nh + 4n + 2nf) + 4aBT, against the book's 12nh + 2n + aBT^2 + 5nf values."""
+    doc = {"name": "auto", "seed": 123, "tokenizer": "bytes",
+           "model": {"vocab_size": V, "context_length": C, "emb_dim": H, "n_heads": A,
+                     "n_layers": L, "drop_rate": 0.0}}
+    measured = _memory(explorer.load_spec(write_spec(doc)), batch_size=B,
+                       seq_len=T)["activations"]["measured"][dtype]
+    assert measured["per_block"] == [p * (8 * N * H + 4 * N + 2 * N * FF) + 4 * A * B * T] * L
+    assert measured["head"] == p * (N * H + 2 * N) + p * N * H  # final norm + the head's input
+    assert measured["per_block"][0] < block_bytes(p, "sdpa")
 
 
 @pytest.mark.parametrize("impl, drop_rate", [("manual", 0.1), ("auto", 0.1), ("sdpa", 0.0)])
@@ -148,7 +168,7 @@ def test_korthikanti_estimate_and_kv_cache_of_gpt2_small():
     assert result["training_total_bytes"]["fp32"] == 16 * n + act["measured_bytes"]["fp32"]
     # The book's GPT-2 saves more than the paper's list: its LayerNorm and GELU are written out
     # op by op, and CPU dropout masks are fp32. Each block, at fp32, with dropout 0.1 (which
-    # makes impl auto take the manual path in training):
+    # makes impl book, the spec's, take the manual path in training):
     f = 4 * h
     per_block = (4 * (12 * s * h + 2 * s + a * s * s + 5 * s * f)  # as block_bytes, b = 1
                  + 4 * (2 * a * s * s + 2 * s * h)  # the dropouts (test_dropout_adds_its_masks)
@@ -374,7 +394,8 @@ def test_training_is_seeded_and_leaves_the_model_alone(write_spec, tmp_path):
     first = run(ctx, **spec.analyses["train"])
     assert all(torch.equal(a, b) for a, b in
                zip(ctx.model().parameters(), explorer.build_model(spec).parameters()))
-    timings = ("train_seconds", "eval_seconds", "tokens_per_second")  # the clock, not the seed
+    timings = ("train_seconds", "eval_seconds", "tokens_per_second",  # the clock, not the seed
+               "first_step_seconds")
     again = run(ctx, **spec.analyses["train"])
     assert {k: v for k, v in again.items() if k not in timings} == {
         k: v for k, v in first.items() if k not in timings}

@@ -199,7 +199,7 @@ def test_cache_errors_say_what_overflowed(make_spec):
             model(tokens(1, 4, vocab=97), cache=forgetful)
 
 
-# -- impl: auto -------------------------------------------------------------------------------
+# -- impl: auto and book ----------------------------------------------------------------------
 
 @pytest.fixture
 def sdpa_calls(monkeypatch):
@@ -215,14 +215,16 @@ def sdpa_calls(monkeypatch):
 
 
 @pytest.mark.parametrize("impl, drop_rate, training, fused", [
-    ("auto", 0.1, True, False),  # dropout active: the book's path, its dropout masks
+    ("auto", 0.1, True, True),  # training with dropout: the kernel's own dropout
     ("auto", 0.1, False, True),  # eval: no dropout, the fused kernel
-    ("auto", 0.0, True, True),  # training without dropout
+    ("book", 0.1, True, False),  # dropout active: the book's path, its dropout masks
+    ("book", 0.1, False, True),
+    ("book", 0.0, True, True),  # training without dropout
     ("manual", 0.0, False, False),
-    ("sdpa", 0.1, True, True),  # forced: the kernel's own dropout
+    ("sdpa", 0.1, True, True),
 ])
-def test_auto_uses_sdpa_unless_attention_dropout_is_active(make_spec, sdpa_calls, impl,
-                                                           drop_rate, training, fused):
+def test_impl_picks_sdpa_or_the_books_path(make_spec, sdpa_calls, impl, drop_rate, training,
+                                           fused):
     spec = make_spec(model={"drop_rate": drop_rate}, attention={"name": "mha", "impl": impl})
     model = explorer.build_model(spec).train(training)
     assert spec.components["attention"].params["impl"] == impl
@@ -232,19 +234,18 @@ def test_auto_uses_sdpa_unless_attention_dropout_is_active(make_spec, sdpa_calls
     assert sdpa_calls == ([expected_p] * 2 if fused else [])  # one call per block
 
 
-def test_auto_is_the_default_and_agrees_with_the_books_path(make_spec):
-    spec = make_spec(model={"drop_rate": 0.1})
-    assert spec.components["attention"].params["impl"] == "auto"
-    auto = explorer.build_model(spec).eval()
+def test_book_agrees_with_the_books_path_and_is_it_in_training(make_spec):
+    spec = make_spec(model={"drop_rate": 0.1}, attention={"name": "mha", "impl": "book"})
+    book = explorer.build_model(spec).eval()
     manual = explorer.build_model(make_spec(model={"drop_rate": 0.1},
                                             attention={"name": "mha", "impl": "manual"})).eval()
-    manual.load_state_dict(auto.state_dict())
+    manual.load_state_dict(book.state_dict())
     idx = tokens(2, 20, vocab=97)
     with torch.no_grad():
-        torch.testing.assert_close(auto(idx), manual(idx), atol=1e-5, rtol=0)
-    auto.train(), manual.train()
+        torch.testing.assert_close(book(idx), manual(idx), atol=1e-5, rtol=0)
+    book.train(), manual.train()
     torch.manual_seed(3)
-    first = auto(idx)
+    first = book(idx)
     torch.manual_seed(3)
     assert torch.equal(first, manual(idx))  # training with dropout: the book's path exactly
 
@@ -421,3 +422,74 @@ def test_cli_bad_input_is_one_line_exit_2(capsys, args, message):
     assert len(err.strip().splitlines()) == 1
     assert err.startswith("Error: ")
     assert re.search(message, err), err
+
+
+# -- the inference layout -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("tying", ["none", "tied"])
+def test_inference_layout_changes_only_the_memory_order(make_spec, tying):
+    spec = make_spec(weight_tying=tying)
+    model = explorer.build_model(spec).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    idx = tokens(2, 12, vocab=97)
+    with torch.no_grad():
+        logits = model(idx)
+        expected = explorer.generate(model, idx[:1, :4], 10)
+    assert explorer.inference_layout(model) is model
+    after = model.state_dict()
+    assert list(after) == list(before)
+    assert all(torch.equal(after[k], before[k]) for k in before)  # same values and shapes
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    head = model.out_head.weight
+    for module in linears:
+        if module.weight is model.tok_emb.weight:  # a tied head: the embedding's rows stay
+            assert module.weight.is_contiguous()
+        else:  # (out, in) stored (in, out): F.linear multiplies by input-major rows
+            assert module.weight.stride(0) == 1 and not module.weight.is_contiguous()
+    assert head.is_contiguous() == (tying == "tied")
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx), logits, atol=1e-6, rtol=0)
+        assert torch.equal(explorer.generate(model, idx[:1, :4], 10), expected)
+
+
+def test_generate_command_uses_the_inference_layout(monkeypatch, capsys):
+    from explorer import model as model_module
+
+    laid_out = []
+    real = model_module.inference_layout
+    monkeypatch.setattr(model_module, "inference_layout",
+                        lambda m: laid_out.append(m) or real(m))
+    with pytest.raises(SystemExit) as done:
+        main(["generate", "specs/tiny.yaml", "--prompt", "Hi", "--max-new-tokens", "3",
+              "--format", "json"])
+    assert done.value.code == 0 and len(laid_out) == 1
+    assert len(json.loads(capsys.readouterr().out)["token_ids"]) == 5
+
+
+@pytest.mark.parametrize("attention, qkv_bias", [("mha", False), ("gqa", True)])
+def test_inference_layout_projects_queries_keys_and_values_in_one_product(make_spec, attention,
+                                                                          qkv_bias):
+    spec = make_spec(model={"qkv_bias": qkv_bias}, attention={"name": attention})
+    model = explorer.build_model(spec).eval()
+    att = model.trf_blocks[0].att
+    x = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = [p(x) for p in (att.W_query, att.W_key, att.W_value)]
+    explorer.inference_layout(model)
+    weight, bias = att.fused_qkv
+    assert weight.shape == (16, sum(e.shape[-1] for e in expected)) and weight.is_contiguous()
+    assert (bias is not None) == qkv_bias
+    calls = []
+    for p in (att.W_query, att.W_key, att.W_value):
+        p.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        fused = att.project(x)
+    assert calls == []  # one product, not three
+    for ours, theirs in zip(fused, expected):
+        torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+    att.project(x)  # with gradients wanted: the three Linears, whose weights get them
+    assert len(calls) == 3
+    att.W_key.weight.data = att.W_key.weight.data.clone()  # no longer a column of fused_qkv
+    with torch.no_grad():
+        att.project(x)
+    assert len(calls) == 6

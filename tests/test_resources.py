@@ -90,15 +90,22 @@ def test_train_evaluation_can_be_the_peak(write_spec, needs):
     assert need.lower == "lower analyses.train.eval_tokens or analyses.train.seq_len"
 
 
-@pytest.mark.parametrize("steps, copies", [(3, 2), (0, 1)])
-def test_gradflow_prediction(write_spec, needs, steps, copies):
+@pytest.mark.parametrize("steps", [3, 0])
+def test_gradflow_prediction(write_spec, needs, steps):
+    """One copy of the weights (the steps train the shared model in place); then measuring
+    (every gradient) or stepping (the AdamW moments and the largest gradient, the only one
+    alive at a time: each is freed once its parameter has stepped)."""
     spec = _spec(write_spec, gradflow={"steps": steps})
     need = _run(spec, "gradflow", needs)
     tokens = min(len(SAMPLE_TEXT), T + 1) - 1  # bytes: one token per character
     params, buffers, activations = _memory_figures(spec, tokens)
-    names = ["weights", "gradients", "AdamW"] if steps else ["weights", "gradients"]
-    assert [p.name for p in need.parts] == names and need.parts[0].copies == copies
-    assert need.total == (copies * (params + buffers) + (3 if steps else 1) * params
+    forward = [("activations", activations), ("logits and their gradients", 3 * tokens * V * 4)]
+    largest = V * 32 * 4  # the token embedding and the head: 4096 x 32 each
+    assert [(p.name, p.total) for p in need.parts] == [("weights", params + buffers)]
+    phases = [[(p.name, p.total) for p in phase] for phase in need.phases]
+    assert phases == [[("gradients", params), *forward]] + (
+        [[("AdamW", 2 * params), ("the largest gradient", largest), *forward]] if steps else [])
+    assert need.total == (params + buffers + (2 * params + largest if steps else params)
                           + activations + 3 * tokens * V * 4)
 
 
@@ -240,7 +247,8 @@ def test_a_built_model_is_not_counted_twice(write_spec, monkeypatch):
     ctx = analysis.AnalysisContext(spec)
     need = ctx.training_need("train", "lower x", B, T, copies=2)
     weights = need.parts[0].bytes
-    monkeypatch.setattr(analysis, "available_memory", lambda: int(need.total / USABLE) + 1 - weights)
+    monkeypatch.setattr(analysis, "memory_available_on",
+                        lambda device: int(need.total / USABLE) + 1 - weights)
     with pytest.raises(explorer.ResourceError):
         ctx.require(need)  # the model is not built: what the system reports is all there is
     ctx.model()

@@ -107,7 +107,10 @@ def test_training_flops_per_token_by_hand(micro):
                                 "'tokens'?"),
     ({"budget": {"tokens": -1}}, "train.budget.tokens: expected a positive whole number, got -1"),
     ({"budget": {"tokens": 5, "steps": 2}}, "train.budget: expected one of {steps: N}"),
-    ({"device": "gpu"}, "train.device: 'gpu' is not a device; cpu, cuda or cuda:N"),
+    ({"device": "gpu"}, "train.device: 'gpu' is not a device; auto, cpu, cuda, cuda:N or mps"),
+    ({"device": "cpu:0"}, "train.device: 'cpu:0' is not a device"),
+    ({"dtype": "fp16"}, "train.dtype: 'fp16' is not a dtype; one of float32, bfloat16, float16"),
+    ({"compile": "yes"}, "train.compile: expected bool, got 'yes'"),
     ({"eval_every": 5, "eval_every_tokens": 100}, "train.eval_every_tokens: given together "
                                                   "with eval_every"),
 ])
@@ -178,7 +181,7 @@ def test_a_run_is_seeded_and_leaves_the_global_random_state_alone(micro, corpus)
     assert torch.equal(torch.random.get_rng_state(), state)
     again = run(micro, corpus, seed=1, steps=6, eval_every=3)
     other = run(micro, corpus, seed=2, steps=6, eval_every=3)
-    timing = ("train_seconds", "eval_seconds", "tokens_per_second")
+    timing = ("train_seconds", "eval_seconds", "tokens_per_second", "first_step_seconds")
     assert {k: v for k, v in first.items() if k not in timing} == {
         k: v for k, v in again.items() if k not in timing}
     assert other["batch_losses"] != first["batch_losses"]

@@ -162,6 +162,25 @@ def _train(source, doc, grid):
     return config, options
 
 
+def with_options(sweep, **settings):
+    """``sweep`` with train settings replaced for every run by command-line options (``--device
+    cuda`` is ``device="cuda"``), checked as the file's are; an error names the option.
+    Settings that are None are left as the file has them."""
+    from dataclasses import replace
+
+    given = {k: v for k, v in settings.items() if v is not None}
+    if not given:
+        return sweep
+    for key, value in given.items():
+        try:
+            TrainConfig.from_dict({key: value}, "", "")
+        except SpecError as exc:
+            raise SpecError("", f"--{key}", exc.problem, exc.valid) from None
+    options = {**sweep.train_options, **given}
+    return replace(sweep, train=TrainConfig.from_dict(options, sweep.source, "train"),
+                   train_options=options)
+
+
 def load_sweep(path):
     """Read and check a sweep file; return a :class:`SweepFile`."""
     source = str(path)

@@ -3,7 +3,14 @@ optimizer steps on the same sample batch.
 
 Each block's figures are split by the kind of the sublayer a weight belongs to (``attention``,
 ``ffn``; the tag ``BuildContext.make`` gives every component), so a plugin block gets them
-whatever it names its sublayers."""
+whatever it names its sublayers.
+
+Memory: the steps train the context's shared model in place (the context builds it again from
+the seed for the analyses after this one, rather than this one keeping a copy), and each
+parameter takes its AdamW step as soon as its gradient is complete, which is then freed
+(:func:`explorer.training.adamw_in_backward`): weights, AdamW moments and one gradient at a
+time, instead of two copies of the weights with every gradient beside the moments. The numbers
+are those of plain AdamW steps on a copy (tests/test_deep_analyses.py)."""
 
 from explorer import Analysis, Chart, Param, hookimpl
 
@@ -16,7 +23,7 @@ def _mean_abs(grads):
     return total / max(1, sum(g.numel() for g in grads))
 
 
-def _lm_loss_backward(model, inputs, targets, seed):
+def _lm_loss_backward(ctx, model, inputs, targets, seed):
     """One forward/backward of the next-token loss; the dropout masks seeded with ``seed``."""
     import torch
     from torch.nn import functional as F
@@ -25,8 +32,9 @@ def _lm_loss_backward(model, inputs, targets, seed):
 
     torch.manual_seed(seed)
     model.zero_grad(set_to_none=True)
-    logits = model(inputs)  # (1, T, V)
-    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    with ctx.autocast():
+        logits = model(inputs)  # (1, T, V)
+    loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
     loss.backward()
     return loss.item(), nonfinite_report(model, inputs, logits, loss)
 
@@ -71,9 +79,29 @@ def _first_over_last(blocks):
     return first / last if last else None
 
 
-def gradient_flow(ctx, text, train_mode, steps, lr):
-    import copy
+def _need(ctx, tokens, steps):
+    """The shared model throughout; then the larger of measuring (every gradient) and stepping
+    (the AdamW moments and the largest gradient, the only one alive at a time), each with one
+    forward's activations and the logits with their gradients."""
+    from explorer.analysis import logits_bytes_per_token, parameter_bytes, weight_bytes
+    from explorer.resources import Need, Part
 
+    model = ctx.shape_model()
+    params = parameter_bytes(model)
+    forward = (Part("activations", ctx.activations_per_sequence(tokens),
+                    note=f"at batch 1 x {tokens}"),
+               Part("logits and their gradients",
+                    3 * logits_bytes_per_token(ctx.spec, model) * tokens))
+    phases = [(Part("gradients", params), *forward)]
+    if steps:
+        largest = max((p.numel() * p.element_size() for p in model.parameters()), default=0)
+        phases.append((Part("AdamW", 2 * params), Part("the largest gradient", largest), *forward))
+    return Need("gradflow", (Part("weights", weight_bytes(model)),),
+                "lower analyses.gradflow.steps to 0 (no optimizer), or shorten "
+                "analyses.gradflow.text", tuple(phases))
+
+
+def gradient_flow(ctx, text, train_mode, steps, lr):
     import torch  # here, not at the top: registering this plugin must not import torch
 
     if steps < 0:
@@ -81,20 +109,18 @@ def gradient_flow(ctx, text, train_mode, steps, lr):
     ids = ctx.encode(text)[: ctx.spec.model.context_length + 1]
     if len(ids) < 2:
         raise ValueError(f"the gradflow text needs at least 2 tokens, got {len(ids)}")
-    # The shared model, and a copy with its AdamW moments when there are steps to take.
-    ctx.require(ctx.training_need("gradflow", "lower analyses.gradflow.steps to 0 (no copy), or "
-                                  "shorten analyses.gradflow.text", 1, len(ids) - 1,
-                                  copies=2 if steps else 1, optimizer=bool(steps)))
+    ctx.require(_need(ctx, len(ids) - 1, steps))
     model = ctx.model()
-    batch = torch.tensor([ids])
+    batch = torch.tensor([ids], device=ctx.device)
     inputs, targets = batch[:, :-1], batch[:, 1:]  # (1, T): predict each next token
     seed = ctx.spec.seed
 
     with ctx.mode(model, train_mode):
-        loss, fault = _lm_loss_backward(model, inputs, targets, seed)
+        loss, fault = _lm_loss_backward(ctx, model, inputs, targets, seed)
         blocks, matrices = _block_grads(model)
         experts = _expert_grads(model)
         model.zero_grad(set_to_none=True)
+    del model  # the steps below may take the shared model over
     result = {
         "loss": loss,
         "tokens": inputs.shape[1],
@@ -109,17 +135,19 @@ def gradient_flow(ctx, text, train_mode, steps, lr):
         result["nonfinite"] = fault  # named, not hidden; the runner lists it under warnings
         return result
     if steps:
-        # On a copy: the other analyses share ctx.model() and must see the initial weights.
-        trained = copy.deepcopy(model).train(train_mode)
-        optimizer = torch.optim.AdamW(trained.parameters(), lr=lr, weight_decay=0.1)
-        losses = []
-        for _ in range(steps):
-            losses.append(_lm_loss_backward(trained, inputs, targets, seed)[0])
-            optimizer.step()
-        loss_after, fault = _lm_loss_backward(trained, inputs, targets, seed)
-        after, _ = _block_grads(trained)
-        after_experts = _expert_grads(trained)
-        del trained, optimizer
+        from explorer.training import adamw_in_backward
+
+        # The shared model, trained in place: the context builds the initial one again for
+        # the analyses after this one.
+        with ctx.model_to_change() as trained:
+            trained.train(train_mode)
+            with adamw_in_backward(trained, lr, weight_decay=0.1):
+                losses = [_lm_loss_backward(ctx, trained, inputs, targets, seed)[0]
+                          for _ in range(steps)]
+            loss_after, fault = _lm_loss_backward(ctx, trained, inputs, targets, seed)
+            after, _ = _block_grads(trained)
+            after_experts = _expert_grads(trained)
+            trained.zero_grad(set_to_none=True)
         result["after_steps"] = {
             "steps": steps, "lr": lr, "losses": losses, "loss": loss_after,
             "per_block": after, "first_over_last": _first_over_last(after),

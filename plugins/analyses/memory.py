@@ -100,6 +100,40 @@ def _measure(ctx, batch_size, seq_len, device):
     return {p: ctx.saved_activations(seq_len, batch_size, p, device) for p in BYTES}
 
 
+def _on_device(ctx, batch_size, seq_len):
+    """On an accelerator (the context's device is not the CPU): one real training step there
+    (forward, backward, AdamW step, in the context's dtype) on the shared model, which the
+    context builds again afterwards. The activations autograd saves on that device (its own
+    kernels: CUDA's dropout masks are 1 byte, its attention kernels save their own tensors)
+    and, on CUDA, the peak memory allocated (``torch.cuda.max_memory_allocated``) beside the
+    prediction the core refuses by (:meth:`AnalysisContext.training_need`)."""
+    import torch
+    from torch.nn import functional as F
+
+    from explorer.activations import saved_activation_bytes
+    from explorer.devices import peak_memory, reset_peak_memory
+    from explorer.training import adamw
+
+    need = ctx.training_need("memory on the device", "lower analyses.memory.batch_size or "
+                             "analyses.memory.seq_len", batch_size, seq_len)
+    ctx.require(need)
+    with ctx.model_to_change() as model:
+        with ctx.autocast():
+            saved = saved_activation_bytes(model, batch_size, seq_len)
+        reset_peak_memory(ctx.device)
+        tokens = torch.zeros(batch_size, seq_len + 1, dtype=torch.long, device=ctx.device)
+        with ctx.autocast():
+            logits = model.train()(tokens[:, :-1])  # (B, T, V)
+        F.cross_entropy(logits.flatten(0, 1).float(), tokens[:, 1:].flatten()).backward()
+        del logits
+        adamw(model.parameters(), 1e-3, 0.1).step()
+        peak = peak_memory(ctx.device)
+    return {"device": str(ctx.device), "dtype": ctx.dtype, "saved_activations": saved,
+            "saved_activations_bytes": saved["total"], "peak_bytes": peak,
+            "predicted_peak_bytes": need.total,
+            "peak_source": "torch.cuda.max_memory_allocated" if peak is not None else None}
+
+
 def footprint(ctx, batch_size, seq_len, device):
     cfg = ctx.spec.model
     seq_len = seq_len or cfg.context_length
@@ -154,6 +188,8 @@ def footprint(ctx, batch_size, seq_len, device):
             if estimate and per_block else None),
         "ratio_fp32_block_to_korthikanti_fp32": mean_block / same_list_fp32 if same_list_fp32 else None,
     }
+    if ctx.device.type != "cpu":
+        activations["on_device"] = _on_device(ctx, batch_size, seq_len)
     kv = _kv_cache(ctx, batch_size)
     inference = {p: weights[p] + kv["bytes_full_context"][p] for p in BYTES}
     training_total = {
@@ -233,6 +269,7 @@ def render(result):
                      f"(measured bf16 / it = {act['ratio_bf16_block_to_korthikanti_16bit']:.2f}); "
                      f"its tensors at fp32: {_mb(act['korthikanti_per_layer_fp32_same_tensors'])} "
                      f"(measured fp32 / it = {act['ratio_fp32_block_to_korthikanti_fp32']:.2f})")
+    lines += _on_device_lines(act.get("on_device"))
     kv = result["kv_cache"]
     layers = kv.get("per_layer")
     shape = "layers differ" if layers else _kv_shape(kv)
@@ -253,6 +290,20 @@ def render(result):
     lines.append(f"training (AdamW + activations)  fp32 {_mb(tr['fp32'])}  "
                  f"bf16_mixed {_mb(tr['bf16_mixed'])}")
     return "\n".join(lines)
+
+
+def _on_device_lines(on):
+    if not on:
+        return []
+    lines = [f"  on {on['device']} ({on['dtype']}), one real training step: activations saved "
+             f"{_mb(on['saved_activations_bytes'])}"]
+    if on["peak_bytes"] is None:
+        lines[0] += f"; peak memory not measured on {on['device']} (CUDA only)"
+    else:
+        lines.append(f"  peak allocated {_mb(on['peak_bytes'])} ({on['peak_source']})  predicted "
+                     f"{_mb(on['predicted_peak_bytes'])}  (measured / predicted = "
+                     f"{on['peak_bytes'] / on['predicted_peak_bytes']:.2f})")
+    return lines
 
 
 def figures(result):

@@ -13,14 +13,13 @@ def samples(ctx, prompts, max_new_tokens, temperature, top_k, top_p):
     ctx.require(_need(ctx, max((len(ids) for ids in encoded), default=0), max_new_tokens))
     model = ctx.model()
     out, fault = [], None
-    with ctx.mode(model, train=False):
+    with ctx.mode(model, train=False), ctx.autocast():
         for prompt, ids in zip(prompts, encoded):
+            prompt_ids = torch.tensor([ids], device=ctx.device)
             with torch.no_grad():
-                fault = fault or nonfinite_report(model, torch.tensor([ids]),
-                                                  model(torch.tensor([ids])))
-            result = generate(model, torch.tensor([ids]), max_new_tokens,
-                              temperature=temperature, top_k=top_k or None, top_p=top_p,
-                              seed=ctx.spec.seed)[0].tolist()
+                fault = fault or nonfinite_report(model, prompt_ids, model(prompt_ids))
+            result = generate(model, prompt_ids, max_new_tokens, temperature=temperature,
+                              top_k=top_k or None, top_p=top_p, seed=ctx.spec.seed)[0].tolist()
             out.append({"prompt": prompt, "token_ids": result, "text": tok.decode(result)})
     mode = "greedy" if temperature == 0 else f"temperature {temperature}"
     result = {"decoding": mode, "max_new_tokens": max_new_tokens, "samples": out}

@@ -1,7 +1,7 @@
 """Activations, applied elementwise (imported only when a model is built).
 
-The book's GELUTanh is written out as the book writes it, so GPT-2 keeps its numbers bit for bit.
-The others call torch's fused built-ins (one kernel, and autograd saves only the input), with
+The book's GELUTanh can be written out as the book writes it (``impl: book`` or ``manual``), so
+GPT-2 keeps its numbers bit for bit. The others call torch's fused built-ins (one kernel, and autograd saves only the input), with
 the formula each computes in its docstring.
 """
 
@@ -9,16 +9,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .impl import uses_kernel
+
 
 class GELUTanh(nn.Module):
-    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), written out as the book does."""
+    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+
+    ``impl``: ``auto`` and ``fused`` call ``F.gelu(approximate="tanh")`` (one kernel, equal to
+    ~1e-6); ``book`` writes the formula out as the book does in training, the kernel in eval;
+    ``manual`` always writes it out.
+    """
 
     def __init__(self, ctx, impl):
         super().__init__()
         self.impl = impl
 
     def forward(self, x):
-        if self.impl == "fused" or (self.impl == "auto" and not self.training):
+        if uses_kernel(self.impl, self.training):
             return F.gelu(x, approximate="tanh")
         return 0.5 * x * (1 + torch.tanh(
             torch.sqrt(torch.tensor(2.0 / torch.pi)) * (x + 0.044715 * torch.pow(x, 3))))

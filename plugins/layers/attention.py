@@ -11,6 +11,8 @@ from torch.nn import functional as F
 
 from explorer.contracts import causal_mask
 
+from .impl import uses_sdpa
+
 
 class GroupedQueryAttention(nn.Module):
     """Causal self-attention with ``n_kv_heads`` key/value heads shared by groups of query heads.
@@ -24,9 +26,11 @@ class GroupedQueryAttention(nn.Module):
     ``softcap`` > 0 squashes the scaled scores into (-softcap, softcap) with tanh (Gemma 2), and
     ``query_pre_attn_scalar`` > 0 divides the scores by its square root instead of the head
     size's (Gemma 2 27B);
-    ``impl`` picks the book's explicit softmax ("manual"), torch's fused kernel ("sdpa"), or
-    ("auto", the default) the fused kernel whenever attention dropout is inactive (eval mode, or
-    rate 0) and the book's path when it is active, so training reproduces the book bit for bit.
+    ``impl`` picks the book's explicit softmax ("manual"), torch's fused kernel ("sdpa", with
+    its own dropout in training), the fused kernel unless the scores are soft-capped, which it
+    cannot do ("auto", the default), or the fused kernel whenever attention dropout is inactive
+    (eval mode, or rate 0) and the book's path when it is active ("book"), so that training
+    draws the book's dropout masks and reproduces its numbers bit for bit.
     ``forward(x, pos, positions, cache=None)`` takes an optional
     :class:`explorer.kv_cache.KVCache`: it stores this call's keys and values and hands back the
     earlier ones for incremental decoding.
@@ -52,12 +56,11 @@ class GroupedQueryAttention(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout.attention)
         self.q_norm = ctx.make("norm", dim=hs) if qk_norm else None
         self.k_norm = ctx.make("norm", dim=hs) if qk_norm else None
+        self.fused_qkv = None  # set by explorer_inference_layout
 
     def forward(self, x, pos, positions, cache=None):
         b, t, _ = x.shape
-        keys = self.W_key(x)  # (B, T, nkv*hs)
-        queries = self.W_query(x)  # (B, T, nh*hs)
-        values = self.W_value(x)
+        queries, keys, values = self.project(x)  # (B, T, nh*hs), (B, T, nkv*hs), (B, T, nkv*hs)
         queries = queries.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
         keys = keys.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
         values = values.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
@@ -75,17 +78,46 @@ class GroupedQueryAttention(nn.Module):
         context = context.transpose(1, 2).contiguous().view(b, t, -1)  # (B, T, nh*hs)
         return self.out_proj(context)
 
+    def project(self, x):
+        """Queries, keys and values of ``x``: one matrix product when the three weights are
+        the columns of ``fused_qkv`` (:meth:`explorer_inference_layout`) and no gradient is
+        wanted, else one per weight."""
+        projections = (self.W_query, self.W_key, self.W_value)
+        fused = self.fused_qkv
+        if fused is None or torch.is_grad_enabled() or not all(
+                _shares_storage(p.weight, fused[0]) for p in projections):
+            return tuple(p(x) for p in projections)
+        qkv = x @ fused[0] if fused[1] is None else torch.addmm(
+            fused[1], x.flatten(0, -2), fused[0]).view(*x.shape[:-1], -1)  # (B, T, q + 2 kv)
+        return qkv.split([p.out_features for p in projections], dim=-1)
+
+    def explorer_inference_layout(self):
+        """Store W_query, W_key and W_value input-major side by side: each weight (and bias) a
+        view of its columns of one (d, q + 2 kv) matrix, so that generating a token computes
+        the three with one matrix-vector product. The values, shapes and state_dict stay the
+        same. Called by explorer.inference_layout."""
+        projections = (self.W_query, self.W_key, self.W_value)
+        with torch.no_grad():
+            weight = torch.cat([p.weight.t() for p in projections], dim=1)  # (d, q + 2 kv)
+            bias = None
+            if self.W_query.bias is not None:
+                bias = torch.cat([p.bias for p in projections])  # (q + 2 kv,)
+            start = 0
+            for p in projections:
+                end = start + p.out_features
+                p.weight.data = weight[:, start:end].t()  # (out, d), stored input-major
+                if bias is not None:
+                    p.bias.data = bias[start:end]
+                start = end
+        self.fused_qkv = (weight, bias)
+
     def fused(self):
-        """Whether this forward uses torch's fused kernel; ``auto`` does unless dropout is on
-        (or soft-capping, which the kernel cannot do)."""
+        """Whether this forward uses torch's fused kernel (see :func:`uses_sdpa`)."""
         return uses_sdpa(self.impl, self.training and self.dropout.p > 0, self.softcap)
 
 
-def uses_sdpa(impl, dropout_active, softcap):
-    """``impl`` resolved: ``auto`` is sdpa unless attention dropout is active or scores are capped."""
-    if impl == "auto":
-        return not (dropout_active or softcap)
-    return impl == "sdpa"
+def _shares_storage(a, b):
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
 def attend(queries, keys, values, positions, k_positions, bias, window, dropout, fused,
