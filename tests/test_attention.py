@@ -79,7 +79,8 @@ def test_gqa_with_n_heads_kv_heads_equals_mha(make_spec, impl):
     assert torch.equal(gqa(batch), mha(batch))
 
 
-@pytest.mark.parametrize("n_kv_heads, qkv_bias", itertools.product([1, 2, 4], [False, True]))
+@pytest.mark.parametrize("n_kv_heads, qkv_bias",
+                         list(itertools.product([1, 2, 4], [False, True])))
 def test_gqa_parameter_count_closed_form(make_spec, n_kv_heads, qkv_bias):
     model = build(make_spec, "gqa", n_kv_heads=n_kv_heads, model={"qkv_bias": qkv_bias})
     h, a, d, k = 16, 4, 4, n_kv_heads  # emb_dim, heads, head dim, kv heads
@@ -109,8 +110,8 @@ def reference_attention(att, x, slopes=None, window=0):
     return att.out_proj(torch.cat(heads, dim=-1))
 
 
-@pytest.mark.parametrize("n_kv_heads, positional, window, impl", itertools.product(
-    [1, 2, 4], ["none", "alibi"], [0, 3], ["manual", "sdpa"]))
+@pytest.mark.parametrize("n_kv_heads, positional, window, impl", list(itertools.product(
+    [1, 2, 4], ["none", "alibi"], [0, 3], ["manual", "sdpa"])))
 def test_gqa_against_a_head_by_head_reference(make_spec, n_kv_heads, positional, window, impl):
     model = build(make_spec, "gqa", positional, n_kv_heads=n_kv_heads, window=window, impl=impl)
     att = model.trf_blocks[0].att
@@ -148,8 +149,8 @@ def test_causal_mask_from_absolute_positions():
     assert mask.int().tolist() == [[0, 1, 1], [0, 0, 1], [0, 0, 0]]
 
 
-@pytest.mark.parametrize("attention, positional, impl, window", itertools.product(
-    ATTENTION, POSITIONAL, ["manual", "sdpa"], [0, 3]))
+@pytest.mark.parametrize("attention, positional, impl, window", list(itertools.product(
+    ATTENTION, POSITIONAL, ["manual", "sdpa"], [0, 3])))
 def test_changing_a_token_never_changes_earlier_logits(make_spec, attention, positional, impl, window):
     model = build(make_spec, attention, positional, impl=impl, window=window)
     batch = tokens(1, 10)
@@ -163,7 +164,8 @@ def test_changing_a_token_never_changes_earlier_logits(make_spec, attention, pos
             assert not torch.allclose(after[:, t + 1], before[:, t + 1])
 
 
-@pytest.mark.parametrize("positional, impl", itertools.product(POSITIONAL, ["manual", "sdpa"]))
+@pytest.mark.parametrize("positional, impl",
+                         list(itertools.product(POSITIONAL, ["manual", "sdpa"])))
 def test_sliding_window_hides_tokens_outside_it(make_spec, positional, impl):
     w, t = 3, 9
     batch = tokens(1, 10)
@@ -191,8 +193,8 @@ def test_sliding_window_hides_tokens_outside_it(make_spec, positional, impl):
 
 # -- manual vs SDPA, QK-norm, dropout ---------------------------------------------------------
 
-@pytest.mark.parametrize("attention, positional, window, qk_norm", itertools.product(
-    ATTENTION, POSITIONAL, [0, 3], [False, True]))
+@pytest.mark.parametrize("attention, positional, window, qk_norm", list(itertools.product(
+    ATTENTION, POSITIONAL, [0, 3], [False, True])))
 def test_manual_and_sdpa_agree(make_spec, attention, positional, window, qk_norm):
     params = {"window": window, "qk_norm": qk_norm, "n_kv_heads": 2}
     manual = build(make_spec, attention, positional, impl="manual", **params)

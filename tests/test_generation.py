@@ -50,7 +50,7 @@ def tokens(*shape, seed=0, vocab=256):
 
 # -- cached decoding equals recomputing everything --------------------------------------------
 
-@pytest.mark.parametrize("path, window", itertools.product(SPECS, [0, 4]),
+@pytest.mark.parametrize("path, window", list(itertools.product(SPECS, [0, 4])),
                          ids=lambda v: v.stem if isinstance(v, Path) else f"window{v}")
 def test_cached_generation_gives_the_books_tokens(path, window):
     model = explorer.build_model(shrunk(path, window)).eval()
@@ -81,8 +81,8 @@ def teacher_forced_logits(model, sequence, chunks):
     return torch.stack(out, dim=1), list(itertools.accumulate(chunks))
 
 
-@pytest.mark.parametrize("attention, positional, window, impl", itertools.product(
-    ["mha", "gqa"], POSITIONAL, [0, 4], ["manual", "sdpa"]))
+@pytest.mark.parametrize("attention, positional, window, impl", list(itertools.product(
+    ["mha", "gqa"], POSITIONAL, [0, 4], ["manual", "sdpa"])))
 def test_cached_logits_equal_a_full_forward(make_spec, attention, positional, window, impl):
     params = {"n_kv_heads": 2} if attention == "gqa" else {}
     spec = make_spec(positional=positional, attention={"name": attention, "impl": impl,
