@@ -148,6 +148,77 @@ def kv_cache():
             "|---|---:|---:|\n" + "\n".join(lines))
 
 
+@figure("benchmarks")
+def benchmarks():
+    """The benchmark's figures from benchmarks/latest.json (``python benchmarks/run.py`` writes
+    it): a fast figure, so README cannot quote another run than the one checked in."""
+    import json
+
+    res = json.loads((ROOT / "benchmarks" / "latest.json").read_text())
+    m = res["machine"]
+    peers = ("explorer", "book", "hf sdpa")
+
+    def cells(row, value, fmt):
+        got = {name: value(row[name]) for name in peers if name in row}
+        ours = got["explorer"]
+        values = [fmt(got[n]) if n in got else "-" for n in peers]
+        ratios = [f"{ratio(ours, got[n]):.2f}x" if n in got else "-" for n in peers[1:]]
+        return " | ".join(values + ratios)
+
+    def ratio(ours, theirs):  # explorer / peer, higher is better
+        return ours / theirs
+
+    lines = ["| figure | explorer | book | HF (sdpa) | explorer / book | explorer / HF |",
+             "|---|---|---|---|---|---|"]
+    for dropout, row in (res.get("train") or {}).get("by_dropout", {}).items():
+        lines.append(f"| training step, dropout {dropout}, steps/s | "
+                     + cells(row, lambda v: 1 / v["median_s"], "{:.3f}".format) + " |")
+        lines.append(f"| training MFU, dropout {dropout} | "
+                     + " | ".join(f"{row[n]['mfu']:.0%}" if n in row else "-" for n in peers)
+                     + " | | |")
+    for t, row in res["forward"].items():
+        lines.append(f"| forward T={t}, tokens/s | "
+                     + cells(row, lambda v: v["tokens_per_s"], "{:,.0f}".format) + " |")
+    for t, row in res["forward"].items():
+        lines.append(f"| forward MFU, T={t} | "
+                     + " | ".join(f"{row[n]['mfu']:.0%}" if n in row else "-" for n in peers)
+                     + " | | |")
+    lines.append("| greedy generation, tokens/s | "
+                 + cells(res["generation"], lambda v: v["tokens_per_s"], "{:,.1f}".format) + " |")
+    head = (f"{'Quick run' if res['quick'] else 'Full run'} of `python benchmarks/run.py"
+            f"{'' if not res['quick'] else ' --quick'}` on a {m['cores']}-core {m['cpu']}, torch "
+            f"{m['versions']['torch']}, transformers {m['versions']['transformers']}, fp32; "
+            f"matmul peak {res['peak']['flops_per_s'] / 1e9:.0f} GFLOP/s measured in the same run:")
+    compiled = [_compiled_note(dropout, row["explorer"], row["explorer compiled"])
+                for dropout, row in (res.get("train") or {}).get("by_dropout", {}).items()
+                if "explorer compiled" in row]
+    targets = [f"{t['target']}: {_target_value(t)} (target {_target_value(t, 'threshold')}, "
+               f"{'met' if t['met'] else 'missed'})" for t in res.get("targets", [])]
+    notes = ["", "`torch.compile` (the train setting `compile: true`): " + "; ".join(compiled) + "."
+             ] if compiled else []
+    return "\n".join([head, "", *lines, *notes, "", "Targets of the training issue: "
+                      + "; ".join(targets) + "."])
+
+
+def _compiled_note(dropout, eager, compiled):
+    note = (f"dropout {dropout}: {compiled['median_s']:.2f} s per step against "
+            f"{eager['median_s']:.2f} s eager")
+    if compiled["compile_s"] < 1:  # the first model's compiled code, reused (same classes)
+        return note + " (the compiled code of the first model reused)"
+    after = compiled.get("pays_off_after_steps")
+    return note + (f", after {compiled['compile_s']:.0f} s of compiling: it pays off after "
+                   + (f"{after:.0f} steps" if after is not None else "no number of steps"))
+
+
+def _target_value(target, key="value"):
+    value = target[key]
+    if "MFU" in target["target"]:
+        return f"{value:.0%}"
+    if target["target"] == "explorer --help":
+        return f"{value:.2f} s"
+    return f"{value:.2f}x"
+
+
 # -- slow figures: they train, time or benchmark ---------------------------------------------
 
 def machine():

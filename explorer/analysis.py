@@ -79,6 +79,12 @@ class AnalysisContext:
         self._model = None
         yield model
 
+    @property
+    def rebuildable(self):
+        """Whether :meth:`model_to_change` hands over the shared model (the context built it and
+        can build it again) rather than a copy of it (a model the context was handed)."""
+        return self._rebuildable
+
     def autocast(self):
         """The forwards' precision: ``torch.autocast`` in :attr:`dtype`, nothing for float32."""
         from .devices import autocast

@@ -44,10 +44,10 @@ def _unique(params, seen):
 def attention_width(block):
     """n_heads * (d_qk + d_v) summed over the block's attention modules (found by kind)."""
     width = 0
-    for _, kind, att in sublayers(block):
+    for _, kind, module in sublayers(block):
         if kind == "attention":
-            d_v = getattr(att, "v_head_dim", None) or att.head_dim
-            width += att.n_heads * (att.head_dim + d_v)
+            d_v = getattr(module, "v_head_dim", None) or module.head_dim
+            width += module.n_heads * (module.head_dim + d_v)
     return width
 
 

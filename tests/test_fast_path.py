@@ -140,3 +140,28 @@ def test_a_model_handed_to_the_context_is_copied_not_changed(make_spec):
     report = explorer.analyze(spec, only=["gradflow"], model=model)
     assert report["failures"] == {} and "after_steps" in report["analyses"]["gradflow"]
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before))
+
+
+def test_train_trains_the_shared_model_in_place_and_the_context_builds_it_again(make_spec):
+    spec = make_spec()
+    ctx = explorer.AnalysisContext(spec)
+    first = ctx.model()
+    analysis = spec.plugin_manager.registry().analysis("train")
+    result = analysis.load()(ctx, **{**analysis.defaults(), "steps": 3, "eval_every": 3,
+                                     "batch_size": 2, "seq_len": 16, "eval_tokens": 64})
+    assert result["steps"] == 3
+    trained = [p.detach().clone() for p in first.parameters()]
+    fresh = explorer.build_model(spec)
+    assert not all(torch.equal(a, b) for a, b in zip(trained, fresh.parameters()))
+    again = ctx.model()
+    assert again is not first  # given up to the run, then built again from the seed
+    assert all(torch.equal(a, b) for a, b in zip(again.parameters(), fresh.parameters()))
+
+
+def test_train_on_a_model_handed_to_the_context_leaves_it_unchanged(make_spec):
+    spec = make_spec()
+    model = explorer.build_model(spec)
+    before = [p.detach().clone() for p in model.parameters()]
+    report = explorer.analyze(spec, only=["train"], model=model)
+    assert report["failures"] == {}
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before))

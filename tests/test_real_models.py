@@ -97,17 +97,3 @@ def test_table_row_by_hand(make_spec):
     memory = explorer.analyze(explorer.load_spec(spec.source, overrides=[
         "analyses.memory.seq_len=32"]), only=["memory"])["analyses"]["memory"]
     assert cells[5] == f"{memory['training_total_bytes']['fp32'] / 2**30:,.1f} GiB"
-
-
-@pytest.mark.slow
-def test_readme_table_is_the_scripts_output():
-    """README.md holds the table between the script's markers, as the script prints it.
-    (About 30 s: every spec's activations are measured at 4,096 tokens.)"""
-    script = _script()
-    readme = (ROOT / "README.md").read_text()
-    if script.BEGIN not in readme:
-        pytest.skip("README.md has no real-models table yet: paste the output of "
-                    "python docs/real_models.py (markers included)")
-    start = readme.index(script.BEGIN)
-    end = readme.index(script.END, start) + len(script.END)
-    assert readme[start:end] == script.table()

@@ -70,14 +70,14 @@ def test_train_prediction_is_the_memory_analysis_figures(write_spec, needs):
     params, buffers, activations = _memory_figures(spec, T)
     logits = B * T * V * 4
     assert [(p.name, p.total) for p in need.parts] == [
-        ("weights", 2 * (params + buffers)), ("gradients", params), ("AdamW", 2 * params)]
-    assert need.parts[0].copies == 2  # the shared model and the trained copy
+        ("weights", params + buffers), ("gradients", params), ("AdamW", 2 * params)]
+    assert need.parts[0].copies == 1  # the shared model, trained in place
     step, evaluating = need.phases
     assert [(p.name, p.total) for p in step] == [
         ("activations", B * activations), ("logits and their gradients", 3 * logits)]
     # Evaluating one window (eval_tokens 64) is smaller than a step: the step is the peak.
     assert [p.total for p in evaluating] == [logits, 2 * T * V * 4]
-    assert need.total == 2 * (params + buffers) + 3 * params + B * activations + 3 * logits
+    assert need.total == (params + buffers) + 3 * params + B * activations + 3 * logits
 
 
 def test_train_evaluation_can_be_the_peak(write_spec, needs):
@@ -86,7 +86,7 @@ def test_train_evaluation_can_be_the_peak(write_spec, needs):
     params, buffers, _ = _memory_figures(spec, T)
     # 64 windows evaluated at once: their logits and log-probabilities beside the last step's.
     assert [p.total for p in need.peak_phase()] == [T * V * 4, 2 * 64 * T * V * 4]
-    assert need.total == 2 * (params + buffers) + 3 * params + T * V * 4 + 2 * 64 * T * V * 4
+    assert need.total == (params + buffers) + 3 * params + T * V * 4 + 2 * 64 * T * V * 4
     assert need.lower == "lower analyses.train.eval_tokens or analyses.train.seq_len"
 
 
@@ -133,10 +133,10 @@ def test_refusal_is_one_line_naming_the_figures_and_the_option(write_spec, monke
     assert report["refused"] == ["train"] and "params" in report["analyses"]  # params is kept
     params, buffers, activations = _memory_figures(spec, T)
     logits = 3 * B * T * V * 4
-    total = 2 * (params + buffers) + 3 * params + B * activations + logits
+    total = (params + buffers) + 3 * params + B * activations + logits
     assert report["failures"]["train"] == (
-        f"{spec.source}: train needs about {size(total)} (weights {size(params + buffers)} x 2 "
-        f"copies, gradients {size(params)}, AdamW {size(2 * params)}, activations "
+        f"{spec.source}: train needs about {size(total)} (weights {size(params + buffers)}, "
+        f"gradients {size(params)}, AdamW {size(2 * params)}, activations "
         f"{size(B * activations)} at batch {B} x {T}, logits and their gradients {size(logits)}) "
         f"but only 4 MiB is available; lower analyses.train.batch_size or "
         f"analyses.train.seq_len")

@@ -1,7 +1,8 @@
 """The ``train`` analysis: a short, seeded training run, the honest way to compare ablations.
 
 The training loop is the core's (:mod:`explorer.training`, the one a sweep's runs use): AdamW
-with warmup and a schedule on a copy of the model, on the standard library's documentation text
+with warmup and a schedule on the shared model, trained in place (the context builds it again
+for the analyses after this one), on the standard library's documentation text
 (``pydoc_data.topics``) or a user's file, split 90/10 by position; train and validation loss on
 fixed windows; the unigram baseline (the validation cross-entropy of a model that ignores
 context). This module only checks the options, predicts the memory the run needs, and presents
@@ -17,8 +18,6 @@ from . import seq_len_within_context
 
 
 def train(ctx, **options):
-    import copy
-
     from explorer.training import EVAL_CHUNK, load_training_corpus, train as run
     from explorer.corpus import windows
 
@@ -28,19 +27,23 @@ def train(ctx, **options):
     eval_windows = max(len(windows(ids, config.seq_len, config.eval_tokens)[0])
                        for ids in (corpus.train_ids, corpus.val_ids))
     ctx.require(_need(ctx, config.batch_size, config.seq_len, min(EVAL_CHUNK, eval_windows)))
-    # A copy: the other analyses share ctx.model() and must see the initial weights.
-    return run(copy.deepcopy(ctx.model()), ctx.spec, config, corpus=corpus)
+    # In place: the context lets go of the model and builds it again, from the seed, for the
+    # analyses after this one; a copy beside it would double the weights.
+    with ctx.model_to_change() as model:
+        return run(model, ctx.spec, config, corpus=corpus)
 
 
 def _need(ctx, batch_size, seq_len, chunk):
-    """The shared model and the trained copy, its gradients and AdamW moments, and the larger
+    """The model (two copies when the context cannot build it again and trains a copy), its
+    gradients and AdamW moments, and the larger
     of a training step (activations, logits and their gradients) and an evaluation pass (the
     last step's logits, still referenced, beside a chunk's logits and log-probabilities)."""
     from explorer.analysis import logits_bytes_per_token
     from explorer.resources import Part
 
     need = ctx.training_need("train", "lower analyses.train.batch_size or analyses.train.seq_len",
-                             batch_size, seq_len, copies=2)
+                             batch_size, seq_len,
+                             copies=1 if ctx.rebuildable else 2)
     per_token = logits_bytes_per_token(ctx.spec, ctx.compact_model())
     evaluating = (Part("the last step's logits", per_token * batch_size * seq_len),
                   Part("evaluation logits and log-probabilities", 2 * per_token * chunk * seq_len,
