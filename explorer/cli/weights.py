@@ -1,10 +1,13 @@
 """Weights and specs in other formats: ``explorer export`` (a model to a checkpoint format)
 and ``explorer spec-from-hf`` (a Hugging Face config to a spec)."""
 
+import json
+import os
+
 import click
 
-from .options import UserError, emit, manager_with_plugins, out_option, plugins_option, \
-    spec_and_weights, warn_broken
+from .options import UserError, emit, format_option, manager_with_plugins, out_option, \
+    plugins_option, spec_and_weights, warn_broken
 
 
 @click.command()
@@ -22,10 +25,14 @@ from .options import UserError, emit, manager_with_plugins, out_option, plugins_
 @click.option("--max-shard-size", "shard_size", default="5GB", show_default=True, metavar="SIZE",
               help="hf: above this, write shards of at most this size and "
                    "model.safetensors.index.json, as transformers does (500MB, 5GB, or bytes).")
+@format_option
 @plugins_option
-def export(spec_path, weights, target, overrides, shard_size, plugins):
+def export(spec_path, weights, target, overrides, shard_size, fmt, plugins):
     """Write the model SPEC describes in another format: with --weights loaded, or else the
     spec's seeded initial weights (a random baseline for Hugging Face tooling, say).
+
+    --format json prints one object instead of the lines: format, out, the files written,
+    their total bytes, and whether the weights are the initial ones of the spec's seed.
 
     Example:
 
@@ -34,18 +41,25 @@ def export(spec_path, weights, target, overrides, shard_size, plugins):
     manager = manager_with_plugins(plugins)
     spec, weights = spec_and_weights(spec_path, overrides, manager, weights)
     warn_broken(manager)
-    fmt, out = target
+    target_format, out = target
     max_shard_bytes = _size(shard_size, "--max-shard-size")
     from ..weights import check_exportable, export as export_model
 
     # An unknown target, or a spec it cannot hold: refused before anything is built.
-    check_exportable(spec, fmt)
+    check_exportable(spec, target_format)
     from ..model import build_model
 
     model = build_model(spec, weights=weights)
-    if not weights:
+    initial_weights = not weights
+    if initial_weights and fmt == "text":
         click.echo(f"no --weights: exporting the initial weights of seed {spec.seed} (untrained)")
-    for path in export_model(model, spec, fmt, out, max_shard_bytes):
+    paths = [str(path) for path in export_model(model, spec, target_format, out, max_shard_bytes)]
+    if fmt == "json":
+        click.echo(json.dumps({"format": target_format, "out": out, "files": paths,
+                               "bytes": sum(os.path.getsize(path) for path in paths),
+                               "initial_weights": initial_weights, "seed": spec.seed}, indent=2))
+        return
+    for path in paths:
         click.echo(f"wrote {path}")
 
 
@@ -69,22 +83,28 @@ def _size(text, option):
 
 @click.command(name="spec-from-hf")
 @click.argument("config_path", metavar="CONFIG")
+@format_option
 @out_option
 @plugins_option
-def spec_from_hf_command(config_path, out_path, plugins):
+def spec_from_hf_command(config_path, fmt, out_path, plugins):
     """Print the explorer spec of a Hugging Face CONFIG (a config.json, or its folder) as YAML.
 
     model_type picks the converter (explorer plugins --kind config_converter lists them); a
     field the spec cannot express is one line naming it. The tokenizer is GPT-2's for GPT-2's
     vocabulary, else bytes (the models' own tokenizers are not available offline).
+    --format json prints the same document as JSON (without the YAML's first line, a comment
+    naming the config).
 
     Example:
 
         explorer spec-from-hf Meta-Llama-3-8B/config.json > llama3_8b.yaml
     """
-    from ..hf_config import spec_document, spec_from_hf, to_yaml
+    from ..hf_config import shown_document, spec_document, spec_from_hf, to_yaml
 
     manager = manager_with_plugins(plugins)
     doc, _, config = spec_document(config_path, manager)
     spec_from_hf(config_path, plugins=manager)  # it must validate, or the YAML would not load
-    emit(to_yaml(doc, config).rstrip("\n"), out_path)
+    if fmt == "json":
+        emit(json.dumps(shown_document(doc), indent=2), out_path)
+    else:
+        emit(to_yaml(doc, config).rstrip("\n"), out_path)
