@@ -227,23 +227,42 @@ def spec_from_hf(path, overrides=(), plugins=None):
                         exc.valid) from None
 
 
-def to_yaml(doc, config_path):
-    """The spec document as YAML, in the shipped specs' layout: headed by where it came from,
-    one line per model key and per component (a component without parameters by its name
-    alone; one too long for a line, a key per line), one line per ``layers:`` entry."""
+HEAD_KEYS = ("name", "description", "seed", "tokenizer")  # the keys above model:, in order
+
+
+def shown_document(doc):
+    """The spec document as spec-from-hf shows it (its YAML, or ``--format json``): the keys in
+    the shipped specs' order, components in kind order, a component without parameters by its
+    name alone."""
     from .components import COMPONENT_KINDS
 
+    shown = {key: doc[key] for key in HEAD_KEYS if key in doc}
+    shown["model"] = doc["model"]
+    components = doc.get("components", {})
+    shown["components"] = {kind: _by_name(components[kind])
+                           for kind in sorted(components, key=COMPONENT_KINDS.index)}
+    if doc.get("layers"):
+        shown["layers"] = doc["layers"]
+    return shown
+
+
+def _by_name(choice):
+    """``{name: rmsnorm}`` as ``rmsnorm``, as the shipped specs write a component without
+    parameters."""
+    return choice["name"] if isinstance(choice, dict) and list(choice) == ["name"] else choice
+
+
+def to_yaml(doc, config_path):
+    """The spec document as YAML, in the shipped specs' layout (:func:`shown_document`):
+    headed by where it came from, one line per model key and per component (one too long for a
+    line, a key per line), one line per ``layers:`` entry."""
+    doc = shown_document(doc)
     lines = [f"# explorer spec-from-hf {config_path}"]
-    lines += [f"{key}: {_flow(doc[key])}" for key in ("name", "description", "seed", "tokenizer")
-              if key in doc]
+    lines += [f"{key}: {_flow(doc[key])}" for key in HEAD_KEYS if key in doc]
     lines.append("model:")
     lines += [f"  {key}: {_flow(value)}" for key, value in doc["model"].items()]
     lines.append("components:")
-    components = doc.get("components", {})
-    for kind in sorted(components, key=lambda k: COMPONENT_KINDS.index(k)):
-        choice = components[kind]
-        if isinstance(choice, dict) and list(choice) == ["name"]:
-            choice = choice["name"]
+    for kind, choice in doc["components"].items():
         line = f"  {kind}: {_flow(choice)}"
         if len(line) > WIDTH:
             line = f"  {kind}:\n" + "\n".join(f"    {k}: {_flow(v)}" for k, v in choice.items())

@@ -380,9 +380,10 @@ def test_terminal_output_escapes_control_characters():
 def test_cli_escapes_control_bytes_only_on_a_terminal(capsys, monkeypatch, terminal):
     """specs/tiny.yaml's random weights emit control bytes (0x01, 0x1c, ...): a terminal shows
     them escaped; a pipe, like --format json, gets the exact text."""
-    import explorer.cli
+    import explorer.cli.generate
 
-    monkeypatch.setattr(explorer.cli, "_stdout_is_terminal", lambda: terminal)
+    # Where generate looks it up: explorer.cli.generate, not the package.
+    monkeypatch.setattr(explorer.cli.generate, "_stdout_is_terminal", lambda: terminal)
     code, out, err = run(capsys, "generate", ROOT / "specs/tiny.yaml", "--prompt", "Hi\x01",
                          "--max-new-tokens", 40, "--set", "model.n_layers=1")
     assert code == 0, err
@@ -390,7 +391,7 @@ def test_cli_escapes_control_bytes_only_on_a_terminal(capsys, monkeypatch, termi
     text = tok.decode(ids)
     assert sum(c < "\x20" and c not in "\n\t" for c in text) >= 2  # prompt's and the model's
     if terminal:
-        assert out == explorer.cli.terminal_safe(text) + "\n"
+        assert out == explorer.cli.generate.terminal_safe(text) + "\n"
         assert out.startswith("Hi\\x01")
     else:
         assert out == text + "\n"

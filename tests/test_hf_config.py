@@ -128,6 +128,26 @@ def test_published_configs_convert_and_load_back_from_yaml(tmp_path, name, capsy
     assert explorer.load_spec(tmp_path / "spec.yaml").to_dict() == spec_from_hf(tmp_path).to_dict()
 
 
+@pytest.mark.parametrize("name", [*REAL_MODELS, "deepseek_v3", "gpt2"])
+def test_spec_from_hf_json_is_the_yaml_document(tmp_path, name, capsys):
+    """--format json prints the document the YAML shows; JSON is YAML, so the spec reader
+    loads it (under any file name) to the same Spec. (On the command line a SPEC ending in
+    .json names a Hugging Face config: save the JSON spec as .yaml for explorer build.)"""
+    config = {"deepseek_v3": DEEPSEEK_V3, "gpt2": GPT2}.get(name) or REAL_MODELS[name][1]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    code, yaml_text, err = run(capsys, "spec-from-hf", tmp_path)
+    assert code == 0, err
+    code, json_text, err = run(capsys, "spec-from-hf", tmp_path, "--format", "json")
+    assert code == 0, err
+    assert json.loads(json_text) == yaml.safe_load(yaml_text)
+    (tmp_path / "spec.json").write_text(json_text)
+    assert explorer.load_spec(tmp_path / "spec.json").to_dict() == spec_from_hf(tmp_path).to_dict()
+    code, _, err = run(capsys, "spec-from-hf", tmp_path, "--format", "json",
+                       "--out", tmp_path / "out.json")
+    assert code == 0, err
+    assert (tmp_path / "out.json").read_text() == json_text
+
+
 def test_what_the_published_configs_become():
     """The fields that make each model what it is, by hand from the config.json files."""
     llama = converted(REAL_MODELS["llama3_8b"][1])

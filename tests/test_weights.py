@@ -371,6 +371,47 @@ def test_cli_export_to_explorer_checkpoint(capsys, hf_model, hf_dir, write_spec,
     torch.testing.assert_close(logits(model, tokens), hf_logits(hf_model, tokens))
 
 
+def test_cli_export_json_names_every_file_it_wrote(capsys, write_spec, tmp_path):
+    """--format json: stdout is one object; its files are what is on disk (shards, their index
+    and config.json) and its bytes their sizes' sum. Without --weights the note that the weights
+    are the seed's initial ones is in the object, not a line of its own."""
+    spec_path = write_spec({**HF_SPEC, "seed": 7})
+    code, out, err = run(capsys, "export", spec_path, "--to", "hf", tmp_path / "out",
+                         "--max-shard-size", "20kB", "--format", "json")
+    assert code == 0, err
+    result = json.loads(out)
+    on_disk = sorted(str(p) for p in (tmp_path / "out").iterdir())
+    assert sorted(result["files"]) == on_disk and len(on_disk) > 3  # config, index, shards
+    assert result["bytes"] == sum(os.path.getsize(p) for p in on_disk)
+    assert result == {"format": "hf", "out": str(tmp_path / "out"), "files": result["files"],
+                      "bytes": result["bytes"], "initial_weights": True, "seed": 7}
+    # The text output of the same export: the note, then a "wrote" line per file.
+    code, text, err = run(capsys, "export", spec_path, "--to", "hf", tmp_path / "again",
+                          "--max-shard-size", "20kB")
+    assert code == 0, err
+    assert text.splitlines() == [
+        "no --weights: exporting the initial weights of seed 7 (untrained)",
+        *(f"wrote {path.replace(str(tmp_path / 'out'), str(tmp_path / 'again'))}"
+          for path in result["files"])]
+
+
+def test_cli_export_json_with_weights(capsys, hf_dir, write_spec, tmp_path):
+    out_path = tmp_path / "gpt2.safetensors"
+    code, out, err = run(capsys, "export", write_spec(HF_SPEC), "--weights", hf_dir,
+                         "--to", "explorer", out_path, "--format", "json")
+    assert code == 0, err
+    assert json.loads(out) == {"format": "explorer", "out": str(out_path),
+                               "files": [str(out_path)], "bytes": out_path.stat().st_size,
+                               "initial_weights": False, "seed": HF_SPEC["seed"]}
+    # A checkpoint given as SPEC supplies its own weights: they are not the initial ones.
+    code, out, err = run(capsys, "export", out_path, "--to", "hf", tmp_path / "hf",
+                         "--format", "json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["initial_weights"] is False
+    assert sorted(result["files"]) == sorted(str(p) for p in (tmp_path / "hf").iterdir())
+
+
 def _non_gpt2_choices():
     """Every registered component (and non-default parameter) GPT2LMHeadModel cannot express."""
     registry = explorer.get_plugin_manager().registry()

@@ -8,16 +8,16 @@ import sys
 
 import click
 
-from .cli import UserError, _command_line, _emit, _html_option, _out_option, check_html_path, \
-    write_html
-from .devices import DTYPE_NAMES
+from ..devices import DTYPE_NAMES
+from .options import UserError, check_html_path, emit, html_option, out_option, \
+    this_command_line, write_html
 
 FORMATS = ("text", "json", "markdown")
 
 
 def _todo(plan, db):
     """The keys still to run, reading the store if there is one (a dry run creates nothing)."""
-    from .sweep.store import Store
+    from ..sweep.store import Store
 
     keys = [run.key for run in plan.runs]
     if not db.exists():
@@ -35,7 +35,7 @@ def _check_device(device):
     (imports torch, which the driver otherwise never does). Ray workers may be on other
     machines: each run checks its own."""
     if device != "cpu":
-        from .devices import resolve_device
+        from ..devices import resolve_device
 
         resolve_device(device, "train.device", "--device cpu")
 
@@ -67,7 +67,8 @@ def _check_modes(dry_run, show_status, report_only, executor, ray_address, plots
 @click.option("--threads", type=click.IntRange(min=1),
               help="CPU threads per run (default: the sweep's train.threads, else 1).")
 @click.option("--dry-run", is_flag=True,
-              help="Show runs, FLOPs, time and memory per run, and whether they fit; train nothing.")
+              help="Show runs, FLOPs, time and memory per run, and whether they fit; "
+                   "train nothing.")
 @click.option("--status", "show_status", is_flag=True,
               help="Show done / running / failed / pending from the store; run nothing.")
 @click.option("--report", "report_only", is_flag=True,
@@ -86,8 +87,8 @@ def _check_modes(dry_run, show_status, report_only, executor, ray_address, plots
 @click.option("--dtype", type=click.Choice(DTYPE_NAMES),
               help="Train in this precision (sets train.dtype): bfloat16 / float16 autocast "
                    "with float32 master weights.")
-@_out_option
-@_html_option
+@out_option
+@html_option
 def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_status, report_only,
           retry_failed, fmt, plots_dir, db, device, dtype, out_path, html_path):
     """Train every grid point of the sweep FILE on every seed and report the answer.
@@ -104,8 +105,8 @@ def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_sta
                  html_path)
     from pathlib import Path
 
-    from .sweep import load_sweep, make_plan
-    from .sweep.sweepfile import with_options
+    from ..sweep import load_sweep, make_plan
+    from ..sweep.sweepfile import with_options
 
     spec = with_options(load_sweep(sweep_path), device=device, dtype=dtype)
     if executor == "local" and not (dry_run or show_status or report_only):
@@ -113,28 +114,28 @@ def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_sta
     plan = make_plan(spec)
     db = Path(db) if db else spec.default_store()
     if show_status:
-        from .report import to_json
-        from .sweep import status
-        from .sweep.standing import status_text
+        from ..report import to_json
+        from ..sweep import status
+        from ..sweep.standing import status_text
 
         result = status(spec, db, plan)
-        _emit(to_json(result) if fmt == "json" else status_text(result), out_path)
+        emit(to_json(result) if fmt == "json" else status_text(result), out_path)
         # The report as the store holds it now, with where the sweep stands.
         if html_path and not _write_page(spec, plan, db, html_path, result):
             sys.exit(1)
         return
     if dry_run:
-        from .report import to_json
-        from .sweep.driver import default_threads
-        from .sweep.estimate import dry_run_text, estimate
+        from ..report import to_json
+        from ..sweep.driver import default_threads
+        from ..sweep.estimate import dry_run_text, estimate
 
         result = estimate(plan, _todo(plan, db), executor, workers,
                           threads or default_threads(plan), ray_address)
-        _emit(to_json(result) if fmt == "json" else dry_run_text(result), out_path)
+        emit(to_json(result) if fmt == "json" else dry_run_text(result), out_path)
         return
     if not report_only:
-        from .sweep import run_sweep
-        from .sweep.progress import Progress
+        from ..sweep import run_sweep
+        from ..sweep.progress import Progress
 
         progress = Progress(spec.name, enabled=fmt != "json" and sys.stderr.isatty())
         run_sweep(spec, executor=executor, workers=workers, threads=threads, db=db,
@@ -146,24 +147,24 @@ def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_sta
 def _write_page(spec, plan, db, html_path, status=None, result=None):
     """Write the sweep's page from its report (read from the store unless given); False when a
     chart could not be drawn."""
-    from .html import provenance, sweep_page
-    from .sweep import report
+    from ..html import provenance, sweep_page
+    from ..sweep import report
 
     result = result or report(spec, db, plan=plan)
     return write_html(sweep_page(result, status, provenance(
-        _command_line(), ", ".join(map(str, result["seeds"])), result["versions"])), html_path)
+        this_command_line(), ", ".join(map(str, result["seeds"])), result["versions"])), html_path)
 
 
 def _report(spec, plan, db, fmt, plots_dir, out_path, html_path):
-    from .sweep import report
-    from .sweep.results import to_json, to_markdown, to_text
+    from ..sweep import report
+    from ..sweep.results import to_json, to_markdown, to_text
 
     result = report(spec, db, plan=plan)
     if plots_dir:
-        from .sweep.plots import write_plots
+        from ..sweep.plots import write_plots
 
         result["plots"] = write_plots(result, plots_dir)
-    _emit({"text": to_text, "markdown": to_markdown, "json": to_json}[fmt](result), out_path)
+    emit({"text": to_text, "markdown": to_markdown, "json": to_json}[fmt](result), out_path)
     if fmt != "json":
         for path in result.get("plots", []):
             click.echo(f"wrote {path}", err=True)

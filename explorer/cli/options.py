@@ -1,0 +1,179 @@
+"""What the ``explorer`` commands share: the one-line user error, the reusable click options,
+--out and --html writing, --device resolution and the plugin manager a command runs with.
+
+Nothing here imports torch; the helpers that need it import it when called.
+"""
+
+import json
+
+import click
+
+from ..errors import PluginError
+
+
+class UserError(click.ClickException):
+    """A one-line error about the user's input; exit code 2, no traceback."""
+
+    exit_code = 2
+
+
+def plugins_option(f):
+    return click.option(
+        "-p", "--plugin", "plugins", multiple=True, metavar="MODULE|FILE.py",
+        help="Load a plugin module (or a .py file) in addition to the installed ones. Repeatable.",
+    )(f)
+
+
+def format_option(f):
+    return click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                         show_default=True, help="Output format.")(f)
+
+
+def out_option(f):
+    return click.option("--out", "out_path", metavar="FILE",
+                        help="Write the output to FILE (atomically) instead of stdout.")(f)
+
+
+def emit(text, out_path):
+    """Print, or write to --out through a temporary file and a rename (never a partial file)."""
+    if out_path:
+        from ..atomic import write_text
+
+        try:
+            write_text(out_path, text + "\n")
+        except OSError as exc:
+            raise UserError(f"--out {out_path}: cannot write: {exc.strerror or exc}") from None
+    else:
+        click.echo(text)
+
+
+def html_option(f):
+    return click.option("--html", "html_path", metavar="FILE",
+                        help="Also write the report as one self-contained HTML page to FILE "
+                             "(opens offline in any browser; charts inline).")(f)
+
+
+def check_html_path(path):
+    """Refuse an --html FILE that cannot be written, before the report runs for minutes."""
+    if not path:
+        return
+    from pathlib import Path
+
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"--html {path}: is a directory; give a file name, e.g. "
+                        f"{target / 'report.html'}")
+    if not target.parent.is_dir():
+        raise UserError(f"--html {path}: folder {target.parent} does not exist")
+
+
+def write_html(page, path):
+    """Write an HTML page (explorer.html.Page) atomically; say where, and what failed in it.
+    Returns True when every part of the page could be drawn."""
+    try:
+        page.write(path)
+    except OSError as exc:
+        raise UserError(f"--html {path}: cannot write: {exc.strerror or exc}") from None
+    click.echo(f"wrote {path}", err=True)
+    for problem in page.problems:
+        click.echo(f"error: --html: {problem}", err=True)
+    return not page.problems
+
+
+def this_command_line():
+    """This run's command line, for a page's provenance."""
+    from ..html.provenance import command_line
+
+    root = click.get_current_context().find_root()
+    return command_line(root.obj.get("argv") if isinstance(root.obj, dict) else None)
+
+
+def weights_option(f):
+    return click.option(
+        "--weights", metavar="PATH",
+        help="Load weights: a Hugging Face GPT-2 directory or file (model.safetensors, "
+             "pytorch_model.bin), a book model.pth, an explorer checkpoint, or any format a "
+             "plugin registers.",
+    )(f)
+
+
+def spec_and_weights(spec_path, overrides, manager, weights):
+    """SPEC is a YAML spec, an explorer checkpoint (.safetensors) that carries its spec and
+    supplies the weights unless --weights is given, or a Hugging Face config.json (or the
+    folder holding it)."""
+    if spec_path.endswith(".safetensors"):
+        from ..weights import spec_from_checkpoint
+
+        return spec_from_checkpoint(spec_path, overrides, manager), weights or spec_path
+    from ..hf_config import is_hf_config, spec_from_hf
+
+    if is_hf_config(spec_path):
+        return spec_from_hf(spec_path, overrides, manager), weights
+    from ..spec import load_spec
+
+    return load_spec(spec_path, overrides=overrides, plugins=manager), weights
+
+
+def device_options(dtype_help):
+    """``--device`` and ``--dtype``: names checked at once (no torch), the device resolved
+    against this torch before anything is built (:func:`torch_device`)."""
+    from ..devices import DTYPE_NAMES
+
+    def add(f):
+        f = click.option("--dtype", type=click.Choice(DTYPE_NAMES), default="float32",
+                         show_default=True, help=dtype_help)(f)
+        return click.option(
+            "--device", default="cpu", show_default=True, metavar="auto|cpu|cuda[:N]|mps",
+            help="Where the model and its tensors live; auto picks cuda, then mps, then cpu. "
+                 "A device this torch cannot use is refused before anything is built.")(f)
+    return add
+
+
+MIXED_PRECISION = ("What forwards compute in: float32, or bfloat16 / float16 mixed precision "
+                   "(float32 weights and optimizer state, autocast forwards, float16 with a "
+                   "gradient scaler in training).")
+
+
+def torch_device(name):
+    """The ``torch.device`` for ``--device`` (imports torch), or exit 2 with one line."""
+    from ..devices import DEVICE_NAMES, check_device_name, resolve_device
+
+    if check_device_name(name) is None:
+        raise UserError(f"--device: {name!r} is not a device; use one of "
+                        f"{', '.join(DEVICE_NAMES)}")
+    return resolve_device(name)
+
+
+def corpus_option(f):
+    return click.option("--corpus", metavar="FILE",
+                        help="Text file for the train analysis (sets analyses.train.corpus).")(f)
+
+
+def with_corpus(overrides, corpus):
+    # JSON-quoted, so the path survives being read back as YAML whatever it contains.
+    return (*overrides, f"analyses.train.corpus={json.dumps(corpus)}") if corpus else overrides
+
+
+def manager_with_plugins(plugins):
+    """A fresh plugin manager with the -p/--plugin plugins, which must load: the user named them."""
+    from ..plugin_manager import get_plugin_manager
+
+    try:
+        return get_plugin_manager(plugins=plugins)
+    except PluginError as exc:
+        raise UserError(f"--plugin: {exc}") from None
+
+
+def only_names(only):
+    """``--only a,b`` as a list of names, or None for the default set."""
+    return [n.strip() for n in only.split(",") if n.strip()] if only else None
+
+
+def warn_broken(*managers):
+    """Warn once about each installed plugin that failed (several managers see the same ones)."""
+    seen = set()
+    for manager in managers:
+        for name, reason in manager.registry().broken.items():
+            if (name, reason) not in seen:
+                seen.add((name, reason))
+                click.echo(f"warning: plugin {name}: {reason}", err=True)
