@@ -1,7 +1,22 @@
+import importlib.util
+from pathlib import Path
+
 import pytest
 import yaml
 
 import explorer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(relative_path):
+    """A script of the repository that is not a package (docs/figures.py, ...) as a module."""
+    path = ROOT / relative_path
+    module_spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
 
 # A small model every test can build in milliseconds: 2 blocks, 16 wide, 4 heads, with the byte
 # tokenizer's 256 tokens (a vocabulary smaller than the spec's tokenizer is refused).

@@ -2,7 +2,6 @@
 equal transformers' models built from the same configs on the meta device (nothing is
 downloaded), total vs active for the mixtures of experts, and the README table's script."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import torch
 
 import explorer
 from explorer import contracts
+from conftest import load_script
 from hf_reference import transformers
 from published_configs import REAL_MODELS
 
@@ -73,14 +73,6 @@ def test_active_parameters_of_the_mixtures(name):
 
 # -- the README table ------------------------------------------------------------------------
 
-def _script():
-    path = ROOT / "docs" / "real_models.py"
-    module_spec = importlib.util.spec_from_file_location("real_models", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
 def test_table_row_by_hand(make_spec):
     """A tiny MoE: width 16, 2 layers, 4 heads of 4, 2 KV heads, experts of 8 (4, top 1),
     context 32. Parameters: embedding and head 2 * 256 * 16, per layer attention 16 * 16 * 2 +
@@ -89,7 +81,7 @@ def test_table_row_by_hand(make_spec):
     spec = make_spec(norm="rmsnorm", activation="silu", positional="rope",
                      attention={"name": "gqa", "n_kv_heads": 2, "out_bias": False},
                      ffn={"name": "moe", "n_experts": 4, "top_k": 1, "hidden": 8})
-    cells = _script().row(Path(spec.source)).split(" | ")
+    cells = load_script("docs/real_models.py").row(Path(spec.source)).split(" | ")
     total = 2 * 256 * 16 + 2 * (768 + 64 + 4 * 384 + 32) + 16
     active = total - 2 * 3 * 384
     assert cells[1:5] == [f"{total:,}", f"{active:,}", "0.1 KiB",
