@@ -13,6 +13,7 @@ from explorer import devices
 from explorer.cli import main
 from explorer.corpus import Corpus
 from explorer.model import GPTModel
+from explorer.plugins.analyses.train import render as render_train
 from explorer.train_config import TrainConfig
 from explorer.training import train
 
@@ -189,6 +190,9 @@ def test_mixed_precision_training_keeps_float32_weights_and_follows_float32(dtyp
     for ours, theirs in zip(losses, reference):
         assert ours == pytest.approx(theirs, abs=0.05)
     assert mixed["final_val_loss"] == pytest.approx(full["final_val_loss"], abs=0.05)
+    shown = render_train(mixed).splitlines()  # the report says how the steps ran
+    assert shown[1].startswith("AdamW (fused) lr 0.003 (constant), weight decay 0.1: 12 steps")
+    assert shown[2] == f"on cpu in {dtype}, eager"
 
 
 def test_bfloat16_generation_on_the_cpu(capsys):
@@ -226,6 +230,10 @@ def test_compiled_training_gives_the_eager_numbers(tiny_corpus):
     compiled, _ = _train("float32", tiny_corpus, steps=3, compile=True)
     assert (eager["compiled"], compiled["compiled"]) == (False, True)
     assert compiled["batch_losses"] == pytest.approx(eager["batch_losses"], abs=1e-4)
+    first = compiled["first_step_seconds"]
+    assert render_train(compiled).splitlines()[2] == (
+        f"on cpu in float32, compiled with torch.compile (the first step, mostly compiling, "
+        f"took {first:.1f} s)")
 
 
 @pytest.mark.slow

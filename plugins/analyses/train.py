@@ -65,6 +65,16 @@ def options_are_consistent(config, options):
         raise ParamError(exc.key.split(".")[0], exc.problem, exc.valid) from None
 
 
+def _how_line(result, cfg):
+    """Where and how the steps ran: the device, the precision, and eager or compiled."""
+    how = f"on {cfg.get('device', 'cpu')} in {result.get('dtype', 'float32')}"
+    if not result.get("compiled"):
+        return how + ", eager"
+    first = result.get("first_step_seconds")
+    return how + ", compiled with torch.compile" + (
+        f" (the first step, mostly compiling, took {first:.1f} s)" if first is not None else "")
+
+
 def render(result):
     c, cfg = result["corpus"], result["config"]
     schedule = cfg["schedule"] + (f" to {cfg['min_lr']:g}" if cfg["schedule"] != "constant" else "")
@@ -73,10 +83,11 @@ def render(result):
     lines = [f"corpus: {c['source']}: {c['characters']:,} characters, {c['tokens']:,} "
              f"{c['tokenizer']} tokens ({c['train_tokens']:,} train / {c['val_tokens']:,} "
              f"validation)",
-             f"AdamW lr {result['lr']:g} ({schedule}{warmup}{clip}), weight decay "
+             f"{result.get('optimizer', 'AdamW')} lr {result['lr']:g} ({schedule}{warmup}{clip}), weight decay "
              f"{result['weight_decay']:g}: {result['steps']} steps of {result['batch_size']} x "
              f"{result['seq_len']} tokens ({result['tokens_seen']:,} tokens seen), seed "
              f"{result['seed']}, {result['threads']} thread(s)",
+             _how_line(result, cfg),
              " step      tokens  train loss  val loss"
              + ("  aux loss" if result.get("aux_losses") else "")]
     lines.extend(f"{p['step']:>5}  {p['tokens']:>10,}  {p['train_loss']:>10.4f}  "
