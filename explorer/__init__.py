@@ -16,7 +16,7 @@ from .spec import ComponentChoice, Dropout, ModelConfig, Spec, load_spec
 
 __version__ = "0.1.0"
 
-# name -> module that defines it; imported on first access (these import torch).
+# name -> module that defines it; imported on first access (most of them import torch).
 _LAZY = {
     "build_model": "explorer.model",
     "BuildContext": "explorer.model",
@@ -39,16 +39,14 @@ _LAZY = {
     "run_sweep": "explorer.sweep",
     "sweep_report": "explorer.sweep",
     "sweep_status": "explorer.sweep",
+    "spec_from_hf": "explorer.hf_config",
 }
-# Light (no torch), but imported only when used.
-_LAZY["spec_from_hf"] = "explorer.hf_config"
 
 __all__ = [
     "COMPONENT_KINDS", "Analysis", "Chart", "CheckpointFormat", "Component", "ConfigConverter",
-    "Param",
-    "ExplorerError", "ParamError", "PluginError", "ResourceError", "SpecError",
-    "get_plugin_manager", "hookimpl", "ComponentChoice", "Dropout",
-    "ModelConfig", "Spec", "load_spec", *_LAZY,
+    "Param", "ExplorerError", "ParamError", "PluginError", "ResourceError", "SpecError",
+    "get_plugin_manager", "hookimpl", "ComponentChoice", "Dropout", "ModelConfig", "Spec",
+    "load_spec", *_LAZY,
 ]
 
 
