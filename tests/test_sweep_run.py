@@ -133,7 +133,8 @@ def test_ray_gives_the_numbers_of_the_local_executor(finished, ray_executor, tmp
 
 # -- kills: real processes, real signals -----------------------------------------------------
 
-DRIVER = "from explorer.cli import main; main(['sweep', {path!r}, '--workers', '2', '--format', 'json'])"
+DRIVER = ("from explorer.cli import main; "
+          "main(['sweep', {path!r}, '--workers', '2', '--format', 'json'])")
 
 
 def _start(path, log):
