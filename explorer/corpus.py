@@ -88,7 +88,8 @@ def windows(ids, seq_len, max_tokens):
 
 
 def unigram_baseline(train_ids, targets, vocab_size):
-    """Cross-entropy (nats) of ``targets`` under add-one smoothed train-split unigram frequencies."""
+    """Cross-entropy (nats) of ``targets`` under add-one smoothed train-split unigram
+    frequencies."""
     import torch
 
     counts = torch.bincount(train_ids, minlength=vocab_size).double()

@@ -34,13 +34,6 @@ from .stack import layer_blocks, stack_total
 ADAMW_BYTES_PER_PARAMETER = 16  # fp32: weights 4 + gradients 4 + two moments 8
 
 
-def _unique(params, seen):
-    for p in params:
-        if id(p) not in seen:
-            seen.add(id(p))
-            yield p
-
-
 def attention_width(block):
     """n_heads * (d_qk + d_v) summed over the block's attention modules (found by kind)."""
     width = 0
@@ -63,8 +56,9 @@ def layer_costs(block, seq_len):
 
 
 def parameter_count(model):
-    """Parameters of ``model`` (any module), each tensor once."""
-    return sum(p.numel() for p in _unique(model.parameters(), set()))
+    """Parameters of ``model`` (any module), each tensor once (``parameters()`` yields a shared
+    one once)."""
+    return sum(p.numel() for p in model.parameters())
 
 
 def closed_form(model, cfg, seq_len):
@@ -77,8 +71,9 @@ def closed_form(model, cfg, seq_len):
             once[id(block)] = layer_costs(block, seq_len)
         per_layer.append(dict(once[id(block)]))
     n_total = stack_total(model, parameter_count)
-    embedding_params = [model.tok_emb.weight, model.out_head.weight, *model.pos_emb.parameters()]
-    n_embedding = sum(p.numel() for p in _unique(embedding_params, set()))  # tied: once
+    embedding = {id(p): p for p in (model.tok_emb.weight, model.out_head.weight,
+                                    *model.pos_emb.parameters())}  # tied: one entry
+    n_embedding = sum(p.numel() for p in embedding.values())
     n_active = stack_total(model, active_parameter_count, active_count_of_block)
     matmul = sum(layer["matmul"] for layer in per_layer)
     attention_full = sum(layer["attention_full"] for layer in per_layer)
@@ -137,11 +132,10 @@ def run_costs(spec, batch_size, seq_len):
     return {**costs, "memory_bytes": memory["total"], "memory_parts": memory}
 
 
-def training_memory_bytes(spec, batch_size, seq_len, parameters=None):
-    """What one fp32 AdamW training run holds at once: weights + gradients + two moments
-    (16 bytes per parameter) + the activations of one step at ``batch_size`` x ``seq_len``."""
-    if parameters is None:
-        parameters = static_costs(spec, seq_len)["parameters"]
+def training_memory_bytes(spec, batch_size, seq_len, parameters):
+    """What one fp32 AdamW training run of ``spec``'s ``parameters`` holds at once: weights +
+    gradients + two moments (16 bytes per parameter) + the activations of one step at
+    ``batch_size`` x ``seq_len``."""
     weights_and_optimizer = ADAMW_BYTES_PER_PARAMETER * parameters
     activations = activation_bytes(spec, batch_size, seq_len)
     return {"weights_and_optimizer": weights_and_optimizer, "activations": activations,

@@ -111,11 +111,11 @@ class TrainConfig:
         out.pop("given")
         return out
 
-    def resolve(self, spec, source="", prefix="train", flops_per_token=None):
+    def resolve(self, spec, source="", prefix="train"):
         """This config with ``seq_len`` and ``steps`` fixed for ``spec``'s model.
 
-        A ``{flops: F}`` budget needs the training FLOPs per token at ``seq_len``: given, or
-        computed from the spec on the meta device (imports torch).
+        A ``{flops: F}`` budget needs the training FLOPs per token at ``seq_len``: computed from
+        the spec on the meta device (imports torch).
         """
         check = _Check(source or spec.source, prefix)
         context = spec.model.context_length
@@ -126,7 +126,8 @@ class TrainConfig:
         steps = self.steps
         if self.budget:
             unit, amount = next(iter(self.budget.items()))
-            if unit == "flops" and flops_per_token is None:
+            flops_per_token = None
+            if unit == "flops":
                 from .costs import static_costs
 
                 flops_per_token = static_costs(spec, seq_len)["training_flops_per_token"]
@@ -134,7 +135,8 @@ class TrainConfig:
             if steps < 1:
                 raise check.error("budget", f"{{{unit}: {amount:g}}} is less than one step of "
                                   f"{self.batch_size} x {seq_len} tokens",
-                                  f"at least {one_step(unit, self.batch_size * seq_len, flops_per_token):g}")
+                                  f"at least "
+                                  f"{one_step(unit, self.batch_size * seq_len, flops_per_token):g}")
             if "steps" in self.given and steps != self.steps:
                 raise check.error("steps", f"{self.steps} disagrees with budget {{{unit}: "
                                   f"{amount:g}}}, which gives {steps} steps",
@@ -241,8 +243,8 @@ class _Check:
         if f.type is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok or (f.type is float and not math.isfinite(value)):
-            raise self.error(f.name, f"expected {'a number' if f.type is float else f.type.__name__}"
-                             f", got {value!r}", f.metadata["help"])
+            expected = "a number" if f.type is float else f.type.__name__
+            raise self.error(f.name, f"expected {expected}, got {value!r}", f.metadata["help"])
         low, above, choices = f.metadata["min"], f.metadata["above"], f.metadata["choices"]
         if choices and value not in choices:
             raise self.error(f.name, f"{value!r} is not a {f.name}",

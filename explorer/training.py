@@ -375,7 +375,8 @@ def _train(model, spec, config, corpus, seed, device):
             "step; batch_losses are the training batches' cross-entropy (train mode, auxiliary "
             "losses apart: aux_losses, each module's explorer_aux_loss() added to the loss); a "
             "curve point's aux_loss and stats (an MoE's per-expert load: each expert's share of "
-            "the token assignments) are its step's training batch's; the unigram baseline is scored on the same validation targets "
+            "the token assignments) are its step's training batch's; the unigram baseline is "
+            "scored on the same validation targets "
             "under add-one smoothed train-split frequencies; AdamW with warmup and the "
             "schedule; weights from the seed, batch order and dropout from streams derived "
             "from it; tokens_per_second counts training steps only (evaluation excluded)."),

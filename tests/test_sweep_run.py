@@ -98,6 +98,18 @@ def test_a_diverging_run_is_recorded_as_failed_and_the_rest_go_on(tmp_path, loca
                         "again\n")
 
 
+def test_a_worker_keeps_the_costs_of_points_that_differ_only_in_their_layers_apart(write_spec):
+    from explorer.costs import run_costs
+    from explorer.sweep.worker import _point_costs
+
+    two = {**TINY, "model": {**TINY["model"], "n_layers": 2}}
+    glu = {**two, "layers": [{"first": 1, "components": {"ffn": {"name": "glu", "hidden": 64}}}]}
+    config = TrainConfig.from_dict({"batch_size": 4, "seq_len": 16})
+    for doc in (two, glu):  # the second point is not given the first's costs from the cache
+        spec = explorer.load_spec(write_spec(doc))
+        assert _point_costs(spec, config) == run_costs(spec, 4, 16)
+
+
 # -- Ray: one local Ray for the module, started by the executor itself -----------------------
 
 @pytest.fixture(scope="module")
@@ -133,7 +145,8 @@ def test_ray_gives_the_numbers_of_the_local_executor(finished, ray_executor, tmp
 
 # -- kills: real processes, real signals -----------------------------------------------------
 
-DRIVER = "from explorer.cli import main; main(['sweep', {path!r}, '--workers', '2', '--format', 'json'])"
+DRIVER = ("from explorer.cli import main; "
+          "main(['sweep', {path!r}, '--workers', '2', '--format', 'json'])")
 
 
 def _start(path, log):

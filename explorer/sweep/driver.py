@@ -61,8 +61,8 @@ def execute(plan, store, executor="local", workers=None, threads=None, retry_fai
                                **options) if owned else executor
         try:
             where = engine.describe()
-            tasks = {run.key: run.task(threads) for run in plan.runs}
-            _drive(engine, store, deque(tasks[k] for k in todo), keys,
+            runs = {run.key: run for run in plan.runs}
+            _drive(engine, store, deque(runs[k].task(threads) for k in todo), keys,
                    progress or Progress(plan.sweep.name, enabled=False))
         finally:
             if owned:

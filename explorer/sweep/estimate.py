@@ -29,8 +29,8 @@ def estimate(plan, todo, executor="local", workers=None, threads=1, ray_address=
     device and fake tensors), so a grid of any sizes costs milliseconds per point; the time per
     run is measured on a few points and predicted for the others (explorer.sweep.timing).
     """
-    from ..analysis import available_memory
     from ..costs import run_costs
+    from ..resources import available_memory
     from ..tokenizer import get_tokenizer
     from ..training import load_training_corpus
     from .timing import eval_tokens_per_evaluation, matmul_flops_per_second, measure, \
@@ -38,39 +38,38 @@ def estimate(plan, todo, executor="local", workers=None, threads=1, ray_address=
 
     todo = set(todo)
     available = available_memory()
-    corpora, points, step_tokens = {}, [], []
+    corpora, corpus_of, points = {}, [], []
+    sizes = []  # per point: blocks, training FLOPs per step, forward FLOPs per token (1/3 of it)
     for point in plan.points:
         spec, config = point.spec, point.train
         corpus_key = (config.corpus, spec.tokenizer, spec.model.vocab_size)
         if corpus_key not in corpora:
             tokenizer = get_tokenizer(spec.tokenizer, spec.plugin_manager)
             corpora[corpus_key] = load_training_corpus(config.corpus, spec, tokenizer)
+        corpus_of.append(corpora[corpus_key])
         costs = run_costs(spec, config.batch_size, config.seq_len)
-        step_tokens.append(config.batch_size * config.seq_len)
-        tokens = config.steps * step_tokens[-1]
-        evaluations = 1 + len(eval_steps(config.steps, config.batch_size * config.seq_len,
-                                         config.eval_every, config.eval_every_tokens))
+        per_token = costs["training_flops_per_token"]
+        tokens_per_step = config.batch_size * config.seq_len
+        tokens = config.steps * tokens_per_step
+        sizes.append((spec.model.n_layers, per_token * tokens_per_step, per_token / 3))
+        evaluations = 1 + len(eval_steps(config.steps, tokens_per_step, config.eval_every,
+                                         config.eval_every_tokens))
         points.append({
             "label": point.label, "config": point.coords, "steps": config.steps,
             "tokens": tokens, "parameters": costs["parameters"],
-            "training_flops_per_token": costs["training_flops_per_token"],
-            "training_flops": costs["training_flops_per_token"] * tokens,
+            "training_flops_per_token": per_token, "training_flops": per_token * tokens,
             "memory_bytes": costs["memory_bytes"],
-            "eval_tokens": evaluations * eval_tokens_per_evaluation(config, corpora[corpus_key]),
+            "eval_tokens": evaluations * eval_tokens_per_evaluation(config, corpus_of[-1]),
             "runs_to_do": sum(run.key in todo for run in plan.runs_of(point)),
         })
     seed = plan.sweep.seeds[0]
 
     def measure_point(i):
         point = plan.points[i]
-        corpus = corpora[(point.train.corpus, point.spec.tokenizer, point.spec.model.vocab_size)]
-        return measure(point.spec, point.train, corpus, threads, seed)
+        return measure(point.spec, point.train, corpus_of[i], threads, seed)
 
     speeds = seconds_per_step(
-        # (blocks, training FLOPs per step, forward FLOPs per token: training is 3 x forward)
-        [(point.spec.model.n_layers, p["training_flops_per_token"] * tokens_per_step,
-          p["training_flops_per_token"] / 3)
-         for point, p, tokens_per_step in zip(plan.points, points, step_tokens)], measure_point,
+        sizes, measure_point,
         fits=lambda i: available is None or points[i]["memory_bytes"] <= available,
         rate=lambda: matmul_flops_per_second(threads, plan.points[0].train.device))
     for p, (step_seconds, eval_per_token, basis) in zip(points, speeds):

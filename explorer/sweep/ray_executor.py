@@ -4,8 +4,9 @@ the store.
 Without an address it starts a local Ray that listens on 127.0.0.1 only, with no dashboard
 (hence no job server); with ``ray_address`` (``host:6379``, the head's GCS address) it joins a
 running cluster: run the driver on a node of that cluster. Every node needs explorer installed
-(and, for plugin files, the same paths). The corpus text travels through Ray's object store, once per sweep. A task asks
-for ``num_cpus`` = the threads per run, and ``num_gpus=1`` when the runs train on CUDA.
+(and, for plugin files, the same paths). The corpus text travels through Ray's object store,
+once per sweep. A task asks for ``num_cpus`` = the threads per run, and ``num_gpus=1`` when the
+runs train on CUDA.
 
 If Ray is already initialised in this process (a notebook, a test), it is used as it is and
 left running.

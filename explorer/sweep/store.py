@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 STATES = ("pending", "running", "done", "failed")
-RETRIED_FAILURES = ("killed",)  # failures a new start retries by itself: nothing was wrong with the run
+# Failures a new start retries by itself: nothing was wrong with the run.
+RETRIED_FAILURES = ("killed",)
 JSON_COLUMNS = ("point", "task", "metrics", "curve", "result")
 
 

@@ -19,6 +19,7 @@ Each point says which it got: ``measured``, ``predicted`` or ``lower_bound``.
 import time
 from dataclasses import replace
 
+from ..corpus import windows
 from ..training import EVAL_CHUNK, measure_speed
 
 TIMED_POINTS = 5
@@ -27,14 +28,10 @@ MATMUL_SIZE = 1024  # the calibration matmul: 2 * 1024^3 FLOPs, a few ms
 
 
 def eval_tokens_per_evaluation(config, corpus):
-    """Tokens one evaluation reads: windows of ``seq_len`` from the train and validation splits,
-    up to ``eval_tokens`` each (as training does)."""
-    s = config.seq_len
-    total = 0
-    for ids in (corpus.train_ids, corpus.val_ids):
-        usable = min(len(ids), config.eval_tokens + 1) if config.eval_tokens else len(ids)
-        total += (usable - 1) // s * s
-    return total
+    """Tokens one evaluation reads: the windows training evaluates on, of the train and the
+    validation split."""
+    return sum(windows(ids, config.seq_len, config.eval_tokens)[0].numel()
+               for ids in (corpus.train_ids, corpus.val_ids))
 
 
 def measure(point_spec, config, corpus, threads, seed):

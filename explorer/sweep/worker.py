@@ -56,7 +56,9 @@ def _point_costs(spec, config):
     """:func:`explorer.costs.run_costs` of the run's grid point, once per worker."""
     from ..costs import run_costs
 
-    identity = json.dumps([spec.to_dict()["model"], spec.to_dict()["components"],
+    # What the costs depend on: the model, its components and its per-layer overrides.
+    doc = spec.to_dict()
+    identity = json.dumps([doc["model"], doc["components"], doc.get("layers"),
                            config.batch_size, config.seq_len], sort_keys=True)
     return _cached(("costs", identity),
                    lambda: run_costs(spec, config.batch_size, config.seq_len))

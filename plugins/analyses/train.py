@@ -83,9 +83,10 @@ def render(result):
     lines = [f"corpus: {c['source']}: {c['characters']:,} characters, {c['tokens']:,} "
              f"{c['tokenizer']} tokens ({c['train_tokens']:,} train / {c['val_tokens']:,} "
              f"validation)",
-             f"{result.get('optimizer', 'AdamW')} lr {result['lr']:g} ({schedule}{warmup}{clip}), weight decay "
-             f"{result['weight_decay']:g}: {result['steps']} steps of {result['batch_size']} x "
-             f"{result['seq_len']} tokens ({result['tokens_seen']:,} tokens seen), seed "
+             f"{result.get('optimizer', 'AdamW')} lr {result['lr']:g} ({schedule}{warmup}"
+             f"{clip}), weight decay {result['weight_decay']:g}: {result['steps']} steps of "
+             f"{result['batch_size']} x {result['seq_len']} tokens ({result['tokens_seen']:,} "
+             f"tokens seen), seed "
              f"{result['seed']}, {result['threads']} thread(s)",
              _how_line(result, cfg),
              " step      tokens  train loss  val loss"
@@ -97,7 +98,8 @@ def render(result):
     verdict = "below" if result["below_unigram"] else "NOT below"
     lines.append(f"final validation loss {result['final_val_loss']:.4f} (perplexity "
                  f"{result['final_val_perplexity']:.2f}), {verdict} the unigram baseline "
-                 f"{result['unigram_baseline']:.4f} (perplexity {result['unigram_perplexity']:.2f})")
+                 f"{result['unigram_baseline']:.4f} (perplexity "
+                 f"{result['unigram_perplexity']:.2f})")
     lines.append(f"best validation loss {result['best_val_loss']:.4f} at step "
                  f"{result['best_step']}; {result['tokens_per_second']:,.0f} training tokens/s")
     return "\n".join(lines)
@@ -143,7 +145,8 @@ def draw_chart(fig, series):
         baselines.setdefault(result["unigram_baseline"], []).append(i)
     for baseline, users in baselines.items():
         shared = len(users) > 1
-        who = "all specs" if len(users) == len(series) > 1 else ", ".join(series[i][0] for i in users)
+        who = ("all specs" if len(users) == len(series) > 1
+               else ", ".join(series[i][0] for i in users))
         ax.axhline(baseline, color="grey" if shared else colour(users[0]), linestyle=":",
                    linewidth=1.2, label=f"unigram baseline {baseline:.4g} ({who})")
     ax.set_xlabel("step")
