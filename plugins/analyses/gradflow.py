@@ -86,7 +86,7 @@ def _need(ctx, tokens, steps):
     from explorer.analysis import logits_bytes_per_token, parameter_bytes, weight_bytes
     from explorer.resources import Need, Part
 
-    model = ctx.shape_model()
+    model = ctx.compact_model()  # the stack's figures, without building every block on meta
     params = parameter_bytes(model)
     forward = (Part("activations", ctx.activations_per_sequence(tokens),
                     note=f"at batch 1 x {tokens}"),

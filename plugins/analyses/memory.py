@@ -173,6 +173,7 @@ def footprint(ctx, batch_size, seq_len, device):
     same_list_fp32 = korthikanti_at(4, s, b, h, a, drop.attention, drop.residual)
     per_block = measured["fp32"]["per_block"]
     mean_block = sum(per_block) / len(per_block) if per_block else 0
+    mean_block_bf16 = sum(measured["bf16"]["per_block"]) / len(per_block) if per_block else 0
     activations = {
         "batch_size": b, "seq_len": s, "device": device, "device_note": note,
         "measured_bytes": {p: m["total"] for p, m in measured.items()},
@@ -180,12 +181,10 @@ def footprint(ctx, batch_size, seq_len, device):
         "korthikanti_per_layer_16bit": estimate,
         "korthikanti_per_layer_fp32_same_tensors": same_list_fp32,
         "measured_per_block_fp32": mean_block,
-        "measured_per_block_bf16": (sum(measured["bf16"]["per_block"]) / len(per_block)
-                                    if per_block else 0),
+        "measured_per_block_bf16": mean_block_bf16,
         "ratio_fp32_block_to_korthikanti_16bit": mean_block / estimate if estimate else None,
-        "ratio_bf16_block_to_korthikanti_16bit": (
-            sum(measured["bf16"]["per_block"]) / len(per_block) / estimate
-            if estimate and per_block else None),
+        "ratio_bf16_block_to_korthikanti_16bit": (mean_block_bf16 / estimate
+                                                  if estimate and per_block else None),
         "ratio_fp32_block_to_korthikanti_fp32": mean_block / same_list_fp32 if same_list_fp32 else None,
     }
     if ctx.device.type != "cpu":
@@ -320,6 +319,8 @@ def figures(result):
         "train_total_mb.fp32": tr["fp32"] / MB,
         "train_total_mb.bf16": tr["bf16_mixed"] / MB,
     }
+
+
 def _kv_shape(kv):
     window = f", window {kv['window']}" if kv["window"] else ""
     return f"{kv['n_kv_heads']} KV heads x {kv['head_dim']}{window}"

@@ -60,6 +60,8 @@ def figures(result):
         key = "continuation" if i == 0 else f"continuation.{i}"
         out[key] = text[len(prompt):] if text.startswith(prompt) else text
     return out
+
+
 def prompts_are_text(config, options):
     for i, prompt in enumerate(options["prompts"]):
         if not isinstance(prompt, str) or not prompt:

@@ -201,13 +201,8 @@ def render(result):
     labels = [prefix + (row.get("label") or f"{_tail(row) or row['type']} ({row['type']})")
               if row["name"] else row["type"]
               for prefix, row in zip(_tree_prefixes(rows), rows)]
-    shapes = [str(r["output_shape"]) if r["output_shape"] is not None else "--" for r in rows]
-    counts = []
-    for r in rows:
-        text = r.get("count") or (f"{r['params']:,}" if r["params"] else "--")
-        if r["tied"]:
-            text += " (tied)"
-        counts.append(text)
+    shapes = [_shape_text(r) for r in rows]
+    counts = [_count_text(r) for r in rows]
     w1 = max(len("Layer (type)"), *map(len, labels))
     w2 = max(len("Output Shape"), *map(len, shapes))
     w3 = max(len("Param #"), *map(len, counts))
@@ -218,6 +213,16 @@ def render(result):
     lines.extend(_totals(result))
     lines.append(rule)
     return "\n".join(lines)
+
+
+def _shape_text(row):
+    return str(row["output_shape"]) if row["output_shape"] is not None else "--"
+
+
+def _count_text(row):
+    """The parameters a row counts (a folded run's: each one's), marked when it holds a tie."""
+    text = row.get("count") or (f"{row['params']:,}" if row["params"] else "--")
+    return text + " (tied)" if row["tied"] else text
 
 
 def _totals(result):
@@ -237,11 +242,9 @@ def figures(result):
 def _module_line(row):
     from markupsafe import Markup
 
-    name = row["name"].rsplit(".", 1)[-1] or row["type"]
-    shape = str(row["output_shape"]) if row["output_shape"] is not None else "--"
-    params = (f"{row['params']:,}" if row["params"] else "--") + (" (tied)" if row["tied"] else "")
     return Markup("<code>{}</code> {} <span class=\"muted\">output {}, parameters {}</span>"
-                  ).format(name, row["type"] if row["name"] else "", shape, params)
+                  ).format(_tail(row) or row["type"], row["type"] if row["name"] else "",
+                           _shape_text(row), _count_text(row))
 
 
 def html(result):

@@ -1,8 +1,8 @@
 """Activations, applied elementwise (imported only when a model is built).
 
 The book's GELUTanh can be written out as the book writes it (``impl: book`` or ``manual``), so
-GPT-2 keeps its numbers bit for bit. The others call torch's fused built-ins (one kernel, and autograd saves only the input), with
-the formula each computes in its docstring.
+GPT-2 keeps its numbers bit for bit. The others call torch's fused built-ins (one kernel, and
+autograd saves only the input), with the formula each computes in its docstring.
 """
 
 import torch

@@ -16,8 +16,8 @@ per-expert load) and ``active_parameters()`` (router + shared + top_k experts).
 import torch
 from torch import nn
 
-
 from .ffn import GLU
+
 
 class MixtureOfExperts(nn.Module):
     """``router`` (a bias-free Linear emb_dim -> n_experts), ``experts`` (n_experts GLUs of
@@ -55,7 +55,7 @@ class MixtureOfExperts(nn.Module):
         self.n_groups, self.topk_groups, self.group_score = n_groups, topk_groups, group_score
         self.routed_scaling = routed_scaling
         self.aux_loss_coef, self.z_loss_coef = aux_loss_coef, z_loss_coef
-        # Created in DeepSeek's order (experts, router, shared); GLU checks hidden, multiple_of.
+        # Created in DeepSeek's order (experts, router, shared).
         self.experts = nn.ModuleList(
             GLU(ctx, hidden=hidden, multiple_of=multiple_of, bias=bias) for _ in range(n_experts))
         self.hidden = self.experts[0].proj.in_features  # hidden, or Llama's rule for 0
