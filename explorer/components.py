@@ -262,8 +262,8 @@ class ConfigConverter:
     ``hookspecs.explorer_config_converters``).
 
     ``convert(cfg)`` reads the config through ``cfg`` (an :class:`explorer.hf_config.HFConfig`:
-    ``cfg.int("hidden_size")``, ...) and writes spec keys with ``cfg.set("model.emb_dim", value,
-    "hidden_size")``; it may be a ``"module:attribute"`` string, imported on first use.
+    ``cfg.integer("hidden_size")``, ...) and writes spec keys with ``cfg.set("model.emb_dim",
+    value, "hidden_size")``; it may be a ``"module:attribute"`` string, imported on first use.
     ``ignores`` names the fields of this model type that do not change what the model computes
     (beyond those every config has, :data:`explorer.hf_config.IGNORED`); any other field the
     converter does not read is refused, so nothing is silently dropped.

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from .errors import ExplorerError, PluginError, SpecError
-from .plugin_manager import CONVERTER_KIND, unknown_name_message
+from .plugin_manager import CONVERTER_KIND, get_plugin_manager, unknown_name_message
 
 CONFIG_NAME = "config.json"
 WIDTH = 100  # the longest line to_yaml writes on one line
@@ -200,8 +200,6 @@ def _short(value):
 
 def spec_document(path, plugins=None):
     """``(spec document, origins, config path)`` for the config at ``path``."""
-    from .plugin_manager import get_plugin_manager
-
     data, config_path = read_config(path)
     plugins = plugins or get_plugin_manager()
     doc, origins = convert(data, str(config_path), plugins.registry())
@@ -212,11 +210,15 @@ def spec_from_hf(path, overrides=(), plugins=None):
     """The :class:`explorer.Spec` of the Hugging Face config at ``path`` (a ``config.json`` or
     its folder). Raises a one-line :class:`explorer.SpecError` for a field the spec cannot
     express; a spec key the validation refuses is named with the config field it came from."""
-    from .plugin_manager import get_plugin_manager
+    plugins = plugins or get_plugin_manager()
+    return spec_from_document(*spec_document(path, plugins), overrides, plugins)
+
+
+def spec_from_document(doc, origins, config_path, overrides=(), plugins=None):
+    """The :class:`explorer.Spec` of a converted document (:func:`spec_document`'s answer), so
+    that a caller who also shows the document converts the config once."""
     from .spec import spec_from_dict
 
-    plugins = plugins or get_plugin_manager()
-    doc, origins, config_path = spec_document(path, plugins)
     try:
         return spec_from_dict(doc, source=str(config_path), overrides=overrides, plugins=plugins)
     except SpecError as exc:

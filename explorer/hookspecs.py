@@ -146,10 +146,11 @@ def explorer_config_converters() -> list[ConfigConverter]:
     ``model_type`` names), ``convert(cfg)`` (a callable or ``"module:attribute"`` string), a
     one-line ``description`` and ``ignores``, the fields of this type that do not change what
     the model computes. ``cfg`` is an :class:`explorer.hf_config.HFConfig`: ``convert`` reads
-    fields with ``cfg.int(field, default)``, ``cfg.float``, ``cfg.bool``, ``cfg.str``,
-    ``cfg.get`` (each read is recorded), writes dotted spec keys with ``cfg.set(key, value,
-    *fields)`` (the fields it came from, for messages), and refuses a value the spec cannot
-    express with ``cfg.refuse(field, problem, valid)``: one line naming the file and the field.
+    fields with ``cfg.integer(field, default)``, ``cfg.number``, ``cfg.flag``, ``cfg.text``,
+    ``cfg.mapping``, ``cfg.get`` (each read is recorded), writes dotted spec keys with
+    ``cfg.set(key, value, *fields)`` (the fields it came from, for messages), and refuses a
+    value the spec cannot express with ``cfg.refuse(field, problem, valid)``: one line naming
+    the file and the field.
     A field of the config that the converter neither reads nor ignores is refused by the core.
     ``explorer spec-from-hf`` and ``explorer build CONFIG`` use them; a checkpoint format can use
     them to check a ``config.json`` against a spec. A model_type registered twice is an error

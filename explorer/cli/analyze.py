@@ -6,14 +6,14 @@ import sys
 import click
 
 from .options import MIXED_PRECISION, UserError, check_html_path, corpus_option, device_options, \
-    emit, format_option, html_option, manager_with_plugins, only_names, out_option, \
-    plugins_option, spec_and_weights, this_command_line, torch_device, warn_broken, \
+    emit, format_option, html_option, manager_with_plugins, only_names, only_option, \
+    out_option, plugins_option, spec_and_weights, this_command_line, torch_device, warn_broken, \
     weights_option, with_corpus, write_html
 
 
 @click.command()
 @click.argument("spec_path", metavar="SPEC")
-@click.option("--only", metavar="A,B", help="Run only these analyses (comma-separated).")
+@only_option
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a spec key for this run, e.g. components.norm=layernorm. Repeatable.")
 @format_option
@@ -82,7 +82,7 @@ def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights
 
 @click.command()
 @click.argument("spec_paths", metavar="SPEC...", nargs=-1, required=True)
-@click.option("--only", metavar="A,B", help="Run only these analyses (comma-separated).")
+@only_option
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a spec key in every spec, e.g. model.n_layers=2. Repeatable.")
 @click.option("--seed", type=int, help="The seed for every spec (default: the first spec's).")
@@ -123,8 +123,7 @@ def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, 
     # -p/--plugin and its own plugins:, never another spec's.
     pairs = [spec_and_weights(path, overrides, manager_with_plugins(plugins), w)
              for path, w in zip(spec_paths, per_spec or [None] * len(spec_paths))]
-    specs = [spec for spec, _ in pairs]
-    warn_broken(*(spec.plugin_manager for spec in specs))
+    warn_broken(*(spec.plugin_manager for spec, _ in pairs))
     names = only_names(only)
 
     from ..analysis import select

@@ -164,6 +164,11 @@ def manager_with_plugins(plugins):
         raise UserError(f"--plugin: {exc}") from None
 
 
+def only_option(f):
+    return click.option("--only", metavar="A,B",
+                        help="Run only these analyses (comma-separated).")(f)
+
+
 def only_names(only):
     """``--only a,b`` as a list of names, or None for the default set."""
     return [n.strip() for n in only.split(",") if n.strip()] if only else None

@@ -99,11 +99,12 @@ def spec_from_hf_command(config_path, fmt, out_path, plugins):
 
         explorer spec-from-hf Meta-Llama-3-8B/config.json > llama3_8b.yaml
     """
-    from ..hf_config import shown_document, spec_document, spec_from_hf, to_yaml
+    from ..hf_config import shown_document, spec_document, spec_from_document, to_yaml
 
     manager = manager_with_plugins(plugins)
-    doc, _, config = spec_document(config_path, manager)
-    spec_from_hf(config_path, plugins=manager)  # it must validate, or the YAML would not load
+    doc, origins, config = spec_document(config_path, manager)
+    # It must validate, or the YAML would not load.
+    spec_from_document(doc, origins, config, plugins=manager)
     if fmt == "json":
         emit(json.dumps(shown_document(doc), indent=2), out_path)
     else:

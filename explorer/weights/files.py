@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from ..errors import ExplorerError
+from ..hf_config import CONFIG_NAME, read_config
 
 WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin", "model.pth")
 SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -42,16 +43,8 @@ class CheckpointFile:
     @cached_property
     def config(self):
         """``config.json`` beside the weights as a dict, or None if there is none."""
-        path = self.files[0].parent / "config.json"
-        if not path.is_file():
-            return None
-        try:
-            config = json.loads(path.read_text())
-        except (ValueError, OSError) as exc:
-            raise ExplorerError(f"{path}: not readable JSON: {exc}") from None
-        if not isinstance(config, dict):
-            raise ExplorerError(f"{path}: holds a JSON {type(config).__name__}, not a mapping")
-        return config
+        path = self.files[0].parent / CONFIG_NAME
+        return read_config(path)[0] if path.is_file() else None
 
 
 def read_file(path):

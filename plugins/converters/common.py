@@ -61,6 +61,20 @@ def rmsnorm(cfg, default_eps, field="rms_norm_eps", **params):
         cfg.set(f"components.norm.{name}", value)
 
 
+def kv_heads(cfg, default):
+    """``num_key_value_heads`` as gqa's ``n_kv_heads``; null is one per query head."""
+    kv = cfg.integer("num_key_value_heads", default, minimum=1)
+    cfg.set("components.attention.n_kv_heads", kv or cfg.doc["model"]["n_heads"],
+            "num_key_value_heads")
+
+
+def attention_bias(cfg):
+    """``attention_bias``, which biases q, k, v and o together."""
+    bias = cfg.flag("attention_bias", False)
+    cfg.set("model.qkv_bias", bias, "attention_bias")
+    cfg.set("components.attention.out_bias", bias, "attention_bias")
+
+
 def head_dim(cfg, default=None, field="head_dim"):
     """The attention's head size, when a config sets one other than hidden_size / heads
     (Gemma 2 2B: 256 at width 2304 with 8 heads; Qwen3 0.6B: 128 at 1024 with 16)."""

@@ -65,9 +65,7 @@ def _attention(cfg, d):
     attention = cfg.doc["components"]["attention"]
     if qk is not None and qk != attention["qk_nope_head_dim"] + attention["qk_rope_head_dim"]:
         raise cfg.refuse("qk_head_dim", f"{qk} is not qk_nope_head_dim + qk_rope_head_dim")
-    bias = cfg.flag("attention_bias", False)
-    cfg.set("model.qkv_bias", bias, "attention_bias")
-    cfg.set("components.attention.out_bias", bias, "attention_bias")
+    common.attention_bias(cfg)
     # Latent attention expands a key and value for every query head whatever this says
     # (transformers' DeepSeek-V3 defaults it to 128 at any head count); which pairs RoPE rotates
     # is a permutation of the weights' rope rows, the same function.

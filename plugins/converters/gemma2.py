@@ -15,12 +15,8 @@ def convert(cfg):
     cfg.set("components.ffn.hidden", cfg.integer("intermediate_size", minimum=1),
             "intermediate_size")
     cfg.choose("attention", "gqa")
-    heads = cfg.doc["model"]["n_heads"]
-    kv = cfg.integer("num_key_value_heads", 4, minimum=1)
-    cfg.set("components.attention.n_kv_heads", kv or heads, "num_key_value_heads")
-    bias = cfg.flag("attention_bias", False)
-    cfg.set("model.qkv_bias", bias, "attention_bias")
-    cfg.set("components.attention.out_bias", bias, "attention_bias")
+    common.kv_heads(cfg, 4)
+    common.attention_bias(cfg)
     common.head_dim(cfg, 256)
     cfg.set("components.attention.query_pre_attn_scalar",
             cfg.integer("query_pre_attn_scalar", 256, minimum=1), "query_pre_attn_scalar")

@@ -68,17 +68,13 @@ def convert(cfg):
 
 def _attention(cfg, family):
     d = family.defaults
-    n_heads = cfg.doc["model"]["n_heads"]
     cfg.choose("attention", "gqa")  # gqa with n_kv_heads = n_heads is multi-head attention
-    kv = cfg.integer("num_key_value_heads", d["num_key_value_heads"], minimum=1)
-    cfg.set("components.attention.n_kv_heads", kv or n_heads, "num_key_value_heads")
+    common.kv_heads(cfg, d["num_key_value_heads"])
     if family.bias == "attention_bias":
-        qkv = out = cfg.flag("attention_bias", False)
-        fields = ("attention_bias",)
+        common.attention_bias(cfg)
     else:
-        qkv, out, fields = family.bias == "qkv", False, ()
-    cfg.set("model.qkv_bias", qkv, *fields)
-    cfg.set("components.attention.out_bias", out, *fields)
+        cfg.set("model.qkv_bias", family.bias == "qkv")
+        cfg.set("components.attention.out_bias", False)
     common.head_dim(cfg, d["head_dim"])
     if family.qk_norm:
         cfg.set("components.attention.qk_norm", True)
