@@ -95,12 +95,13 @@ def report(f):
         m = f.get(name)
         if not m:
             continue
-        print(f"{name:>5}: wall {m['wall_seconds']:.1f} s, runs' own time {m['sum_run_seconds']:.1f}"
-              f" s / {f['workers']} workers = {m['ideal_seconds']:.1f} s: overhead "
+        print(f"{name:>5}: wall {m['wall_seconds']:.1f} s, runs' own time "
+              f"{m['sum_run_seconds']:.1f} s / {f['workers']} workers = {m['ideal_seconds']:.1f} s: overhead "
               f"{100 * m['overhead']:.1f}% ({m['overhead_per_run_seconds']:.2f} s per run; first "
               f"run started {m['seconds_to_first_run']:.1f} s in)")
     if "ray_start_seconds" in f:
-        print(f"  ray: starting the local Ray took {f['ray_start_seconds']:.1f} s (not in its wall)")
+        print(f"  ray: starting the local Ray took {f['ray_start_seconds']:.1f} s "
+              "(not in its wall)")
     print(json.dumps(f, indent=2), file=sys.stderr)
 
 
