@@ -32,7 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run  # noqa: E402  (benchmarks/run.py: builders, round_robin, flops)
+import run  # noqa: E402  (benchmarks/run.py: builders, flops)
+from timing import PEAK, median, peak_case, peak_flops, round_robin  # noqa: E402
 
 
 def sdpa_forward(self, x, pos, positions, *args, **kwargs):
@@ -126,7 +127,7 @@ def main(argv=None):
         import torch._inductor.config
 
         torch._inductor.config.freezing = True
-    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+    matmul = peak_case()
     for t in map(int, args.seq_lens.split(",")):
         x = torch.randint(0, 50257, (1, t), generator=torch.Generator().manual_seed(t))
         cases = {name: run.forward_fn(kind, m, x) for name, (kind, m) in models.items()}
@@ -137,17 +138,17 @@ def main(argv=None):
                 compiled(x)
             compile_s[t] = time.perf_counter() - start
             cases["compile"] = run.forward_fn("explorer", compiled, x)
-        cases[run.PEAK] = lambda: torch.mm(a, b)
+        cases[PEAK] = matmul
         with torch.inference_mode():
             ref = models["base"][1](x)
             diffs = {n: (models[n][1](x) - ref).abs().max().item()
                      for n in models if n not in ("base", "book", "hf sdpa")}
             if args.compile:
                 diffs["compile"] = (compiled(x) - ref).abs().max().item()
-        times = run.round_robin(cases, args.repeats)
-        peak = 2 * 4096 ** 3 / run.median(times.pop(run.PEAK))
+        times = round_robin(cases, args.repeats)
+        peak = peak_flops(times.pop(PEAK))
         fpt = run.flops_per_token(t)
-        tps = {n: t / run.median(ts) for n, ts in times.items()}
+        tps = {n: t / median(ts) for n, ts in times.items()}
         print(f"\nT={t} (peak {peak / 1e9:.1f} GFLOP/s"
               + (f", compile took {compile_s[t]:.0f} s" if t in compile_s else "") + ")")
         print(f"  {'variant':<10} {'ms':>7} {'tok/s':>7} {'MFU':>5} {'/book':>6} {'/HF':>6} "

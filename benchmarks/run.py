@@ -33,15 +33,14 @@ import sys
 import time
 from pathlib import Path
 
-from timing import (GUARD, NOISE, NOISY_RUNS, RETRIES, log, matmul_peak,  # noqa: E402
-                    median, round_robin, timed, wait_quiet)
+from timing import (GUARD, NOISE, NOISY_RUNS, PEAK, RETRIES, log, matmul_peak, median,
+                    peak_case, peak_flops, round_robin, timed, wait_quiet)
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 PROMPT = [6109, 3626, 6100, 345, 2651, 11, 530, 2239]  # 8 GPT-2 token ids
 SEQ_LENS = (128, 512, 1024)
 NEW_TOKENS = 200
-PEAK = "matmul 4096^3"
 
 # The issue's targets on the 2-core CPU: (figure, threshold, what it compares).
 TARGETS = [
@@ -183,16 +182,16 @@ def bench_forward(models, seq_lens, repeats):
     """
     import torch
 
-    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+    matmul = peak_case()
     results = {}
     for t in seq_lens:
         x = torch.randint(0, 50257, (1, t), generator=torch.Generator().manual_seed(t))
         log(f"  forward T={t}: {', '.join(models)}")
         cases = {name: forward_fn(kind, m, x) for name, (kind, m) in models.items()}
-        cases[PEAK] = lambda: torch.mm(a, b)
+        cases[PEAK] = matmul
         compile_s = {name: timed(fn)[0] for name, fn in cases.items() if "compiled" in name}
         times = round_robin(cases, repeats)
-        peak = 2 * 4096 ** 3 / median(times.pop(PEAK))
+        peak = peak_flops(times.pop(PEAK))
         fpt = flops_per_token(t)
         results[t] = {}
         for name, ts in times.items():

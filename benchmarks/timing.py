@@ -1,7 +1,7 @@
 """How the benchmarks time things: one process, round-robin turns, medians, and a guard against
 a shared machine (runs during which other processes kept the cores busy are taken again).
 
-Used by benchmarks/run.py and its parts (training.py, prototypes.py, profile_forward.py).
+Used by benchmarks/run.py and its parts (training.py, prototypes.py).
 """
 
 import gc
@@ -113,11 +113,26 @@ def wait_quiet(limit_s, threshold=None):
     return busy
 
 
-def matmul_peak(repeats):
-    """fp32 FLOP/s of a 4096^3 torch.mm: 2*4096^3 / median seconds."""
+PEAK_N = 4096
+PEAK = "matmul 4096^3"  # the case name of the peak among the models' cases
+
+
+def peak_case():
+    """A 4096^3 fp32 torch.mm, the peak MFU divides by. Timed as one more case among the models
+    it divides, it is measured under the same load (a shared machine drifts from minute to
+    minute)."""
     import torch
 
-    n = 4096
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    times = round_robin({"mm": lambda: torch.mm(a, b)}, repeats)["mm"]
-    return {"n": n, "seconds": times, "flops_per_s": 2 * n ** 3 / median(times)}
+    a, b = torch.randn(PEAK_N, PEAK_N), torch.randn(PEAK_N, PEAK_N)
+    return lambda: torch.mm(a, b)
+
+
+def peak_flops(seconds):
+    """FLOP/s of the peak case from its runs' ``seconds``: 2*4096^3 / the median."""
+    return 2 * PEAK_N ** 3 / median(seconds)
+
+
+def matmul_peak(repeats):
+    """fp32 FLOP/s of a 4096^3 torch.mm: 2*4096^3 / median seconds."""
+    times = round_robin({"mm": peak_case()}, repeats)["mm"]
+    return {"n": PEAK_N, "seconds": times, "flops_per_s": peak_flops(times)}

@@ -25,12 +25,11 @@ compiling pays: compile seconds / seconds saved per step.
 
 import gc
 
-from timing import log, median, round_robin, timed
+from timing import PEAK, log, median, peak_case, peak_flops, round_robin, timed
 
 BATCH, SEQ = 4, 256
 LR, WEIGHT_DECAY = 4e-4, 0.1
 DROPOUTS = (0.1, 0.0)
-PEAK = "matmul 4096^3"
 
 
 def training_flops_per_token():
@@ -92,17 +91,13 @@ def step_fn(kind, model, optimizer, inputs, targets):
     return step
 
 
-def optimizer_label(optimizer):
-    from explorer.training import optimizer_name
-
-    return optimizer_name(optimizer)
-
-
 def bench_train(repeats, compile=False):
     """{dropout: {model: figures}} for one training step at BATCH x SEQ, round-robin."""
     import torch
 
-    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+    from explorer.training import optimizer_name
+
+    matmul = peak_case()
     ids = torch.randint(0, 50257, (BATCH, SEQ + 1), generator=torch.Generator().manual_seed(0))
     inputs, targets = ids[:, :-1], ids[:, 1:]
     fpt = training_flops_per_token()
@@ -113,15 +108,15 @@ def bench_train(repeats, compile=False):
         cases = {name: step_fn(kind, model, opt, inputs, targets)
                  for name, (kind, model, opt) in peers.items()}
         first = {name: timed(fn)[0] for name, fn in cases.items() if "compiled" in name}
-        cases[PEAK] = lambda: torch.mm(a, b)
+        cases[PEAK] = matmul
         times = round_robin(cases, repeats)  # the warm-up also allocates the AdamW state
-        peak = 2 * 4096 ** 3 / median(times.pop(PEAK))
+        peak = peak_flops(times.pop(PEAK))
         row = {}
         for name, ts in times.items():
             sec = median(ts)
             row[name] = {"seconds": ts, "median_s": sec, "tokens_per_s": BATCH * SEQ / sec,
                          "mfu": fpt * BATCH * SEQ / sec / peak, "peak_flops_per_s": peak,
-                         "optimizer": optimizer_label(peers[name][2])}
+                         "optimizer": optimizer_name(peers[name][2])}
         for name, seconds in first.items():
             row[name].update(pays_off(seconds, row[name]["median_s"], row["explorer"]["median_s"]))
         results[drop_rate] = row
@@ -159,8 +154,8 @@ def render_train(train):
                              + (f"{after:,.0f} steps" if after is not None else
                                 "no number of steps (not faster per step)"))
     peak = next(iter(next(iter(train["by_dropout"].values())).values()))["peak_flops_per_s"]
-    out += ["", f"MFU = training FLOPs (explorer.costs: 3 x forward, {train['training_flops_per_token']:,} "
-                f"per token) / seconds / fp32 matmul peak ({peak / 1e9:.0f} GFLOP/s, a 4096^3 "
+    out += ["", "MFU = training FLOPs (explorer.costs: 3 x forward, "
+                f"{train['training_flops_per_token']:,} per token) / seconds / fp32 matmul peak ({peak / 1e9:.0f} GFLOP/s, a 4096^3 "
                 "torch.mm timed in the same rounds). Every peer: lr 4e-4, weight decay 0.1, "
                 "the same batch and loss code; HF untied (the book's 163M layout)."]
     out += [f"- {n}" for n in notes]

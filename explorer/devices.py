@@ -1,8 +1,8 @@
 """Devices and dtypes: names checked without torch, then resolved against what torch can use.
 
 ``--device auto|cpu|cuda|cuda:N|mps`` and ``--dtype float32|bfloat16|float16`` (also
-``TrainConfig.device`` / ``dtype``). :func:`check_device_name` and :func:`check_dtype_name`
-validate the spelling and import nothing, so spec and sweep-file validation stay torch-free;
+``TrainConfig.device`` / ``dtype``). :func:`check_device_name` and ``DTYPE_NAMES`` validate
+the spelling and import nothing, so spec and sweep-file validation stay torch-free;
 :func:`resolve_device` imports torch and refuses, in one line, a device this torch cannot use,
 before anything heavy runs. ``auto`` picks cuda, then mps, then cpu.
 
@@ -26,14 +26,9 @@ def check_device_name(value):
     return value if isinstance(value, str) and _DEVICE.match(value) else None
 
 
-def check_dtype_name(value):
-    """Return ``value`` if it is a dtype name explorer computes in, else None (no torch)."""
-    return value if value in DTYPE_NAMES else None
-
-
 def resolve_dtype(name, where="--dtype"):
     """``name`` if it is a dtype explorer computes in, else a one-line :class:`ExplorerError`."""
-    if check_dtype_name(name) is None:
+    if name not in DTYPE_NAMES:
         raise ExplorerError(f"{where}: {name!r} is not a dtype; use one of "
                             f"{', '.join(DTYPE_NAMES)}")
     return name

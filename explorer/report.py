@@ -25,8 +25,20 @@ def to_json(report):
     return json.dumps(_finite(report), indent=2, allow_nan=False)
 
 
-def _params(params):
+def params_text(params):
+    """A component's parameters as ``k=v, ...`` ("-" when it has none)."""
     return ", ".join(f"{k}={v}" for k, v in params.items()) or "-"
+
+
+def provider_text(component):
+    """The plugin that supplied a component, and its distribution: ``plugin (distribution)``."""
+    return component["plugin"] + (f" ({component['distribution']})"
+                                  if component["distribution"] else "")
+
+
+def overrides_text(report):
+    """The report's overrides as a shell would take them back: `` --set KEY=VALUE`` each."""
+    return "".join(f" --set {shlex.quote(text)}" for text in report.get("overrides", ()))
 
 
 def section_text(result, render=None):
@@ -44,10 +56,9 @@ def _component_lines(components, width=100):
     indent = " " * (2 + kinds + 2 + names + 2)
     lines = []
     for kind, c in components.items():
-        provider = c["plugin"] + (f" ({c['distribution']})" if c["distribution"] else "")
-        lines.append(f"  {kind:<{kinds}}  {c['name']:<{names}}  from {provider}")
+        lines.append(f"  {kind:<{kinds}}  {c['name']:<{names}}  from {provider_text(c)}")
         if c["params"]:
-            lines.extend(textwrap.wrap(_params(c["params"]), width, initial_indent=indent,
+            lines.extend(textwrap.wrap(params_text(c["params"]), width, initial_indent=indent,
                                        subsequent_indent=indent))
     return lines
 
@@ -55,9 +66,8 @@ def _component_lines(components, width=100):
 def to_text(report, renderers):
     """``renderers`` maps an analysis name to its ``render(result) -> str`` (or None)."""
     spec = report["spec"]
-    # The source and the overrides as a shell would take them back: what this report describes.
-    sets = "".join(f" --set {shlex.quote(text)}" for text in report.get("overrides", ()))
-    lines = [f"{spec['name']}  ({report['source']}{sets})"]
+    # The source and the overrides: what this report describes.
+    lines = [f"{spec['name']}  ({report['source']}{overrides_text(report)})"]
     if spec.get("description"):
         lines.append(spec["description"])
     lines.append("")

@@ -99,6 +99,12 @@ class Chromium:
         message, _, self._buffer = self._buffer.partition(b"\0")
         return json.loads(message)
 
+    def _keep(self, message):
+        """Keep ``message`` in ``events`` if it is an event (it names a method)."""
+        if "method" in message:
+            self.events.append((message["method"], message.get("params", {}),
+                                message.get("sessionId")))
+
     def send(self, method, params=None, session=None):
         """Call ``method`` and return its result; events that arrive meanwhile are kept."""
         self._next_id += 1
@@ -113,9 +119,7 @@ class Chromium:
                 if "error" in reply:
                     raise RuntimeError(f"{method}: {reply['error']}")
                 return reply.get("result", {})
-            if "method" in reply:
-                self.events.append((reply["method"], reply.get("params", {}),
-                                    reply.get("sessionId")))
+            self._keep(reply)
 
     def wait_for(self, method, session=None):
         """The params of the first event ``method`` (of ``session``), waiting if need be."""
@@ -124,10 +128,7 @@ class Chromium:
             for name, params, where in self.events:
                 if name == method and (session is None or where == session):
                     return params
-            reply = self._message(deadline)
-            if "method" in reply:
-                self.events.append((reply["method"], reply.get("params", {}),
-                                    reply.get("sessionId")))
+            self._keep(self._message(deadline))
 
     def open(self, path, width, height=900):
         """A new tab showing the file ``path`` at ``width`` x ``height`` CSS pixels (a phone's

@@ -2,26 +2,18 @@
 a marker, the fast figures equal what the script computes now, and the README's first two
 command blocks are the ones .ci/run and a new user run."""
 
-import importlib.util
 import re
 from pathlib import Path
 
 import pytest
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 README = (ROOT / "README.md").read_text()
 
-
-def _figures_script():
-    path = ROOT / "docs" / "figures.py"
-    module_spec = importlib.util.spec_from_file_location("readme_figures", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
-FIGURES = _figures_script()
+FIGURES = load_script("docs/figures.py")
 FAST = [name for name, (_, slow) in FIGURES.FIGURES.items() if not slow]
 
 

@@ -2,10 +2,10 @@
 shows from the same plain data the JSON output holds, and returns a :class:`Page`."""
 
 import itertools
-import shlex
 
 import yaml
 
+from ..report import overrides_text, params_text, provider_text
 from .provenance import provenance as make_provenance
 from .render import Page, data, render, show, sign
 from .sections import Presenters, anchor, chart_section, failed_section, section
@@ -26,25 +26,18 @@ def _chart_ids():
     return (f"chart{i}" for i in itertools.count(1))
 
 
-def _params(params):
-    return ", ".join(f"{k}={v}" for k, v in params.items()) or "-"
-
-
 def _spec_view(report, presenters):
     """What a page shows of one report's spec: where it came from, the resolved spec, and which
     plugin supplied each component."""
     spec = report["spec"]
-    sets = "".join(f" --set {shlex.quote(text)}" for text in report.get("overrides", ()))
     components = Table(
         [Cell("kind"), Cell("name"), Cell("parameters"), Cell("plugin (distribution)"),
          Cell("description")],
-        [Row(Cell(kind), [Cell(c["name"]), Cell(_params(c["params"])),
-                          Cell(c["plugin"] + (f" ({c['distribution']})" if c["distribution"]
-                                              else "")),
-                          Cell(presenters.description(kind, c["name"]))])
+        [Row(Cell(kind), [Cell(c["name"]), Cell(params_text(c["params"])),
+                          Cell(provider_text(c)), Cell(presenters.description(kind, c["name"]))])
          for kind, c in report["components"].items()])
     return {"name": spec["name"], "description": spec.get("description") or "",
-            "source": f"{report.get('source') or '(no file)'}{sets}",
+            "source": f"{report.get('source') or '(no file)'}{overrides_text(report)}",
             "yaml": yaml.safe_dump(spec, sort_keys=False).rstrip(),
             # As the text report: the model's sizes, the seed and the tokenizer, at a glance.
             "model": yaml.safe_dump({"model": spec.get("model", {})}, sort_keys=False,
