@@ -68,6 +68,19 @@ def test_params_total_and_active_per_block(layout):
     assert result["active"] == 18_512 - 3 * (MOE_HELD - MOE_USED) == 16_208
 
 
+def test_a_block_that_reports_its_own_active_count_is_counted_by_it(make_spec):
+    """A plugin block with ``active_parameters()`` (explorer.contracts point 7): the per-block
+    figures and the total both take its word, as for any module that reports one."""
+    spec = make_spec()
+    model = explorer.build_model(spec)
+    for block in model.trf_blocks:
+        block.active_parameters = lambda: 7
+    result = explorer.analyze(spec, only=["params"], model=model)["analyses"]["params"]
+    held = [b["total"] for b in result["per_block"]]
+    assert result["active_per_block"] == [7] * len(held)
+    assert result["active"] == result["total"] - sum(held) + 7 * len(held)
+
+
 def test_params_text_groups_blocks_alike(layout):
     text = layout.plugin_manager.registry().analysis("params").load_render()(run(layout, "params"))
     assert "active per token          16,208  (87.6% of the total)" in text

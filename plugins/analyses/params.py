@@ -69,7 +69,7 @@ def count(ctx):
         block["total"] = sum(block.values())
     head = model.out_head.weight
     tied = head is model.tok_emb.weight
-    active_of = {id(block): active_parameter_count(block) for block in model.trf_blocks}
+    active_of = {id(block): active_count_of_block(block) for block in model.trf_blocks}
     return {
         "total": total,
         "trainable": trainable,
