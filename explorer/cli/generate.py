@@ -94,7 +94,7 @@ def generate_text(spec_path, prompt, max_new_tokens, temperature, top_k, top_p, 
     from ..model import build_model, inference_layout
 
     # Refuse before allocating the weights (a meta model has only shapes).
-    check_fits(spec, build_model(spec, device="meta"), suggest_shape_analyses=False)
+    check_fits(spec, build_model(spec, device="meta", compact=True), suggest_shape_analyses=False)
     # Built on the CPU, then moved and cast: the same seeded weights on every device.
     model = build_model(spec, weights=weights).eval().to(device=device, dtype=torch_dtype(dtype))
     if device.type == "cpu":
