@@ -10,6 +10,15 @@ def one_line(text):
     return "".join(repr(c)[1:-1] if c in _LINE_BREAKS else c for c in str(text))
 
 
+def did_you_mean(name, valid):
+    """``"did you mean 'x'? "`` for the closest of ``valid`` to a misspelt ``name``, else ``""``:
+    the start of an error's hint."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), list(valid), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 class ExplorerError(Exception):
     """Base class: the CLI prints str(error) on one line and exits with code 2."""
 

@@ -6,12 +6,11 @@ object. ``config.resolve(spec)`` fills what depends on the model (``seq_len`` 0 
 length; a budget becomes a number of steps). This module imports no torch.
 """
 
-import difflib
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .devices import DEVICE_NAMES, DTYPE_NAMES, check_device_name
-from .errors import SpecError
+from .errors import SpecError, did_you_mean
 
 SCHEDULES = ("constant", "cosine", "linear")
 BUDGET_UNITS = ("steps", "tokens", "flops")
@@ -213,8 +212,7 @@ class _Check:
         values = {}
         for key, value in options.items():
             if key not in settings:
-                close = difflib.get_close_matches(str(key), list(settings), n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint = did_you_mean(key, settings)
                 raise self.error(str(key), "unknown setting",
                                  f"{hint}valid: {', '.join(settings)}")
             values[key] = self.value(settings[key], value)
@@ -261,8 +259,7 @@ class _Check:
             raise self.error("budget", f"expected one of {shape}, got {value!r}")
         (unit, amount), = value.items()
         if unit not in BUDGET_UNITS:
-            close = difflib.get_close_matches(str(unit), BUDGET_UNITS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(unit, BUDGET_UNITS)
             raise self.error(f"budget.{unit}", "unknown budget unit", f"{hint}{shape}")
         amount = _as_number(amount)
         if unit != "flops" and isinstance(amount, float) and amount.is_integer():

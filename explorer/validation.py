@@ -6,7 +6,6 @@ cross-field ``check`` rules, and the vocabulary against the tokenizer's. Every e
 line naming the file (or ``--set``) that wrote the offending key, the key, and what is valid.
 """
 
-import difflib
 import inspect
 import math
 import re
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from .components import COMPONENT_KINDS
 from .config import DROPOUT_PLACES, ComponentChoice, Dropout, ModelConfig, Spec
-from .errors import ParamError, PluginError, SpecError
+from .errors import ParamError, PluginError, SpecError, did_you_mean
 from .plugin_manager import unknown_name_message
 
 # The book's GPT-2 choices, used for any kind a spec leaves out.
@@ -59,8 +58,7 @@ class _Validator:
     def unknown_keys(self, node, allowed, prefix):
         for key in node:
             if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint = did_you_mean(key, allowed)
                 shown = key if isinstance(key, str) and key.isidentifier() else repr(key)
                 raise self.error(f"{prefix}{shown}", "unknown key",
                                  f"{hint}valid keys: {', '.join(allowed)}")
@@ -100,8 +98,7 @@ class _Validator:
         for pname, value in given.items():
             param = owner.param(pname)
             if param is None:
-                close = difflib.get_close_matches(str(pname), declared, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint = did_you_mean(pname, declared)
                 raise self.error(f"{key}.{pname}", f"unknown parameter of {_what(owner)}",
                                  f"{hint}parameters: {', '.join(declared) or 'none'}")
             if param.type is float:

@@ -16,12 +16,11 @@ budget: {tokens: 1_228_800}         # or {steps: N} or {flops: F}
 the base specs when the plan is made (:func:`explorer.sweep.plan.make_plan`). No torch.
 """
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
 
-from ..errors import SpecError
+from ..errors import SpecError, did_you_mean
 from ..train_config import TrainConfig
 
 TOP_KEYS = ("name", "description", "base", "set", "grid", "baseline", "seeds", "train", "budget")
@@ -61,8 +60,7 @@ def _read(path):
 
 
 def _unknown(source, key, allowed):
-    close = difflib.get_close_matches(str(key), allowed, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    hint = did_you_mean(key, allowed)
     return SpecError(source, str(key), "unknown key", f"{hint}valid keys: {', '.join(allowed)}")
 
 
