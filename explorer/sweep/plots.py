@@ -8,7 +8,7 @@
 
 from pathlib import Path
 
-from ..atomic import atomic_path
+from ..plots import save
 
 
 def _figure(width, height):
@@ -18,11 +18,6 @@ def _figure(width, height):
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     return fig
-
-
-def _save(fig, path):
-    with atomic_path(path) as tmp:  # an interrupted run leaves no truncated PNG
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
 
 
 def curves_figure(report):
@@ -91,6 +86,6 @@ def write_plots(report, out_dir):
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for stem, _, fig in figures(report):
-        _save(fig, out_dir / f"{stem}.png")
+        save(fig, out_dir / f"{stem}.png")
         written.append(str(out_dir / f"{stem}.png"))
     return written
