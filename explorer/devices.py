@@ -38,12 +38,12 @@ def resolve_device(name, where="--device", instead="--device cpu"):
     """The ``torch.device`` for ``name``, or an :class:`ExplorerError` of one line that starts
     with ``where`` and says why torch cannot use it here (built without that backend, or no such
     device visible) and what to use ``instead``. ``auto`` is cuda if available, else mps, else
-    cpu."""
-    import torch
-
+    cpu. A misspelt name is refused before torch is imported."""
     if check_device_name(name) is None:
         raise ExplorerError(f"{where}: {name!r} is not a device; use one of "
                             f"{', '.join(DEVICE_NAMES)}")
+    import torch
+
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

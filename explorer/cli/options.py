@@ -135,12 +135,10 @@ MIXED_PRECISION = ("What forwards compute in: float32, or bfloat16 / float16 mix
 
 
 def torch_device(name):
-    """The ``torch.device`` for ``--device`` (imports torch), or exit 2 with one line."""
-    from ..devices import DEVICE_NAMES, check_device_name, resolve_device
+    """The ``torch.device`` for ``--device`` (imports torch unless the name is misspelt), or
+    exit 2 with one line."""
+    from ..devices import resolve_device
 
-    if check_device_name(name) is None:
-        raise UserError(f"--device: {name!r} is not a device; use one of "
-                        f"{', '.join(DEVICE_NAMES)}")
     return resolve_device(name)
 
 
