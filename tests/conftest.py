@@ -18,6 +18,16 @@ def load_script(relative_path):
     return module
 
 
+def run_cli(capsys, *args):
+    """``explorer ARGS`` in this process: (exit code, stdout, stderr)."""
+    from explorer.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
 # A small model every test can build in milliseconds: 2 blocks, 16 wide, 4 heads, with the byte
 # tokenizer's 256 tokens (a vocabulary smaller than the spec's tokenizer is refused).
 TINY_TOKENIZER = "bytes"

@@ -9,10 +9,10 @@ import pytest
 
 import explorer
 from explorer import Analysis, Chart, hookimpl
-from explorer.cli import main
 from explorer.comparison import analyses_of, compare
 from explorer.components import flat_figures
 from explorer.plots import write_plots
+from conftest import run_cli
 
 PLUGIN = textwrap.dedent('''
     from explorer import Analysis, Chart, ExplorerError, hookimpl
@@ -51,13 +51,6 @@ def specs(write_spec):
             for name, layers in (("two", 2), ("three", 3), ("deep", 6))]
 
 
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
-
-
 def test_generic_figures_flatten_scalars_two_levels_and_skip_lists():
     result = {"n": 3, "ok": True, "name": "x", "none": None, "curve": [1, 2],
               "by": {"a": 1.5, "deeper": {"b": 2}, "list": [3]}}
@@ -65,12 +58,12 @@ def test_generic_figures_flatten_scalars_two_levels_and_skip_lists():
 
 
 def test_third_party_analysis_in_build_compare_and_plots(capsys, plugin, specs, tmp_path):
-    code, out, err = run(capsys, "build", specs[0], "-p", plugin, "--only", "probe")
+    code, out, err = run_cli(capsys, "build", specs[0], "-p", plugin, "--only", "probe")
     assert code == 0, err
     assert "== probe ==" in out and "blocks_x_width: 32" in out  # no render: its YAML
 
     plots = tmp_path / "plots"
-    code, out, err = run(capsys, "compare", *specs[:2], "-p", plugin, "--only", "probe,params",
+    code, out, err = run_cli(capsys, "compare", *specs[:2], "-p", plugin, "--only", "probe,params",
                          "--plots", plots)
     assert code == 0, err
     lines = out.splitlines()
@@ -86,13 +79,13 @@ def test_third_party_analysis_in_build_compare_and_plots(capsys, plugin, specs, 
 
 
 def test_an_analysis_failing_for_one_spec_keeps_the_others(capsys, plugin, specs):
-    code, out, err = run(capsys, "compare", *specs, "-p", plugin, "--only", "probe")
+    code, out, err = run_cli(capsys, "compare", *specs, "-p", plugin, "--only", "probe")
     assert code == 1
     row = next(line for line in out.splitlines() if line.startswith("  blocks_x_width"))
     assert row.split() == ["blocks_x_width", "32", "48", "+50%", "-"]
     assert "deep: probe FAILED: probe: 6 layers is too deep for this probe" in out
     assert "[3/3] deep: done in" in err and "FAILED: probe" in err
-    code, out, _ = run(capsys, "compare", *specs, "-p", plugin, "--only", "probe",
+    code, out, _ = run_cli(capsys, "compare", *specs, "-p", plugin, "--only", "probe",
                        "--format", "json")
     result = json.loads(out)
     assert code == 1

@@ -16,8 +16,8 @@ from safetensors.torch import save_file
 
 import explorer
 from explorer import CheckpointFormat, ExplorerError, hookimpl
-from explorer.cli import main
 from explorer.weights import export_hf, load_weights, save_checkpoint, spec_from_checkpoint
+from conftest import run_cli
 
 # The bytes tokenizer has 256 symbols: vocab_size 256 keeps the samples analysis valid.
 SIZES = {"vocab_size": 256, "context_length": 16, "emb_dim": 32, "n_heads": 4, "n_layers": 2}
@@ -83,13 +83,6 @@ TOY_PLUGIN = textwrap.dedent('''
 ''')
 
 
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
-
-
 def logits(model, tokens=torch.arange(12).reshape(2, 6)):
     with torch.no_grad():
         return model.eval()(tokens)
@@ -151,7 +144,7 @@ def test_third_party_format_checks_and_refusals_are_worded_by_the_core(toy_spec,
 
 def test_third_party_format_exports_and_lists_on_the_cli(capsys, toy, write_spec, tmp_path):
     spec_path = write_spec(doc())
-    code, out, err = run(capsys, "export", spec_path, "-p", toy, "--to", "toy", tmp_path / "out")
+    code, out, err = run_cli(capsys, "export", spec_path, "-p", toy, "--to", "toy", tmp_path / "out")
     assert code == 0, err
     written = tmp_path / "out" / "model.safetensors"
     assert f"wrote {written}" in out
@@ -159,19 +152,19 @@ def test_third_party_format_exports_and_lists_on_the_cli(capsys, toy, write_spec
     assert torch.equal(logits(explorer.build_model(spec, weights=written)),
                        logits(explorer.build_model(spec)))
 
-    code, out, err = run(capsys, "plugins", "-p", toy, "--kind", "checkpoint_format",
+    code, out, err = run_cli(capsys, "plugins", "-p", toy, "--kind", "checkpoint_format",
                          "--format", "json")
     assert code == 0, err
     entries = {e["name"]: e for e in json.loads(out)["components"]}
     assert list(entries) == ["hf-gpt2", "hf-llama", "book", "toy"]  # the detection order
     assert entries["toy"]["target"] == "toy" and entries["toy"]["plugin"] == str(toy.resolve())
-    code, out, _ = run(capsys, "plugins", "-p", toy, "--kind", "checkpoint_format")
+    code, out, _ = run_cli(capsys, "plugins", "-p", toy, "--kind", "checkpoint_format")
     assert "  toy              A toy layout for tests." in out
     assert "reads: yes; export: --to toy" in out
 
 
 def test_unknown_export_target_lists_the_registered_ones(capsys, write_spec, tmp_path):
-    code, out, err = run(capsys, "export", write_spec(doc()), "--to", "onnx", tmp_path / "out")
+    code, out, err = run_cli(capsys, "export", write_spec(doc()), "--to", "onnx", tmp_path / "out")
     assert code == 2 and out == ""
     assert err.startswith("Error: --to onnx: unknown export target; registered: explorer, hf ")
 
@@ -268,12 +261,12 @@ def test_numerics_only_override_on_a_checkpoint_is_accepted(capsys, write_spec, 
     model = explorer.build_model(again, weights=path)
     assert model.trf_blocks[0].att.impl == "manual"
     torch.testing.assert_close(logits(model), logits(trained))
-    code, out, err = run(capsys, "build", path, "--set", manual[0], "--only", "params",
+    code, out, err = run_cli(capsys, "build", path, "--set", manual[0], "--only", "params",
                          "--format", "json")
     assert code == 0, err
     assert json.loads(out)["spec"]["components"]["attention"]["impl"] == "manual"
 
-    code, out, err = run(capsys, "build", path, "--set", "components.norm.eps=1e-6", "--only", "params")
+    code, out, err = run_cli(capsys, "build", path, "--set", "components.norm.eps=1e-6", "--only", "params")
     assert code == 2 and out == ""
     assert err.strip() == (f"Error: {path}: checkpoint was saved with components.norm.eps: 1e-05 but "
                            "the spec has 1e-06; set components.norm.eps: 1e-05")
@@ -286,7 +279,7 @@ def test_a_json_file_is_named_for_what_it_is(capsys, write_spec, tmp_path):
     (tmp_path / "hf").mkdir()
     config = tmp_path / "hf" / "config.json"
     config.write_text(json.dumps({"model_type": "gpt2", "n_head": 123}))
-    code, out, err = run(capsys, "build", spec, "--weights", config, "--only", "params")
+    code, out, err = run_cli(capsys, "build", spec, "--weights", config, "--only", "params")
     assert code == 2 and out == ""
     assert err.strip() == (f"Error: {config}: a JSON file, not a checkpoint; give the directory "
                            f"that holds it ({tmp_path / 'hf'}) or its weights file "
@@ -334,7 +327,7 @@ def test_exported_files_get_an_ordinary_mode(umask_022, write_spec, tmp_path):
 def test_export_without_weights_writes_the_seeded_model(capsys, write_spec, tmp_path):
     transformers = pytest.importorskip("transformers")
     spec_path = write_spec(doc(components={"weight_tying": "tied"}, qkv_bias=True))
-    code, out, err = run(capsys, "export", spec_path, "--to", "hf", tmp_path / "out")
+    code, out, err = run_cli(capsys, "export", spec_path, "--to", "hf", tmp_path / "out")
     assert code == 0, err
     assert out.splitlines()[0] == "no --weights: exporting the initial weights of seed 123 (untrained)"
     hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "out").eval()

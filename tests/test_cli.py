@@ -6,17 +6,11 @@ import sys
 
 import pytest
 
-from explorer.cli import main
+from conftest import run_cli
+
 
 TINY = ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
         "seed: 123\n")
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
 
 
 @pytest.fixture
@@ -25,7 +19,7 @@ def tiny(write_spec):
 
 
 def test_build_json_carries_exact_integers(capsys):
-    code, out, err = run(capsys, "build", "specs/gpt2_small.yaml", "--only", "params,memory",
+    code, out, err = run_cli(capsys, "build", "specs/gpt2_small.yaml", "--only", "params,memory",
                          "--format", "json")
     assert code == 0, err
     report = json.loads(out)
@@ -39,7 +33,7 @@ def test_build_json_carries_exact_integers(capsys):
 
 
 def test_build_text_report_shows_everything(capsys, tiny):
-    code, out, err = run(capsys, "build", tiny)
+    code, out, err = run_cli(capsys, "build", tiny)
     assert code == 0, err
     for heading in ("components:", "== params ==", "== memory ==", "== gradflow ==", "== samples =="):
         assert heading in out
@@ -48,7 +42,7 @@ def test_build_text_report_shows_everything(capsys, tiny):
 
 
 def test_set_overrides_and_only(capsys, tiny):
-    code, out, _ = run(capsys, "build", tiny, "--only", "params", "--format", "json",
+    code, out, _ = run_cli(capsys, "build", tiny, "--only", "params", "--format", "json",
                        "--set", "model.n_layers=1", "--set", "components.weight_tying=tied")
     assert code == 0
     report = json.loads(out)
@@ -58,7 +52,7 @@ def test_set_overrides_and_only(capsys, tiny):
 
 
 def test_plugins_lists_components_with_params_and_provider(capsys):
-    code, out, _ = run(capsys, "plugins", "--format", "json")
+    code, out, _ = run_cli(capsys, "plugins", "--format", "json")
     assert code == 0
     entries = {(e["kind"], e["name"]): e for e in json.loads(out)["components"]}
     for kind, name in [("norm", "layernorm"), ("activation", "gelu_tanh"), ("ffn", "mlp"),
@@ -68,7 +62,7 @@ def test_plugins_lists_components_with_params_and_provider(capsys):
         assert entries[(kind, name)]["distribution"].startswith("explorer ")
     eps = entries[("norm", "layernorm")]["params"][0]
     assert (eps["name"], eps["type"], eps["default"]) == ("eps", "float", 1e-5)
-    code, out, _ = run(capsys, "plugins", "--kind", "norm")
+    code, out, _ = run_cli(capsys, "plugins", "--kind", "norm")
     assert "layernorm" in out and "eps: float = 1e-05" in out and "mha" not in out
 
 
@@ -80,7 +74,7 @@ def test_plugins_lists_components_with_params_and_provider(capsys):
     (["plugins", "--kind", "norms"], "unknown kind 'norms' (did you mean 'norm'?)"),
 ])
 def test_errors_are_one_line_with_exit_code_2(capsys, args, fragment):
-    code, out, err = run(capsys, *args)
+    code, out, err = run_cli(capsys, *args)
     assert code == 2
     assert fragment in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -100,18 +94,18 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
 
 
 def test_help_lists_commands(capsys):
-    code, out, _ = run(capsys, "--help")
+    code, out, _ = run_cli(capsys, "--help")
     assert code == 0 and "build" in out and "plugins" in out
 
 
 def test_corpus_option_sets_the_train_corpus(capsys, tmp_path):
     corpus = tmp_path / "my corpus: notes.txt"  # a path YAML would misread unquoted
     corpus.write_text("x")
-    code, out, err = run(capsys, "build", "specs/tiny.yaml", "--only", "params", "--corpus",
+    code, out, err = run_cli(capsys, "build", "specs/tiny.yaml", "--only", "params", "--corpus",
                          str(corpus), "--format", "json")
     assert code == 0, err
     assert json.loads(out)["spec"]["analyses"]["train"]["corpus"] == str(corpus)
-    code, _, err = run(capsys, "build", "specs/tiny.yaml", "--only", "train", "--corpus",
+    code, _, err = run_cli(capsys, "build", "specs/tiny.yaml", "--only", "train", "--corpus",
                        str(tmp_path / "missing.txt"))
     assert code == 1 and f"corpus {tmp_path / 'missing.txt'}: no such file" in err
 
@@ -120,13 +114,13 @@ def test_build_header_and_json_show_the_overrides(capsys):
     # The header used to name the spec file alone, as if nothing had been overridden.
     args = ["build", "specs/tiny.yaml", "--only", "params", "--set", "model.n_layers=2",
             "--set", "analyses.samples.prompts=[Hi there]"]
-    code, out, err = run(capsys, *args)
+    code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     assert out.splitlines()[0] == ("tiny  (specs/tiny.yaml --set model.n_layers=2 "
                                    "--set 'analyses.samples.prompts=[Hi there]')")
-    code, out, err = run(capsys, *args, "--format", "json")
+    code, out, err = run_cli(capsys, *args, "--format", "json")
     assert json.loads(out)["overrides"] == ["model.n_layers=2", "analyses.samples.prompts=[Hi there]"]
-    code, out, _ = run(capsys, "build", "specs/tiny.yaml", "--only", "params")
+    code, out, _ = run_cli(capsys, "build", "specs/tiny.yaml", "--only", "params")
     assert out.splitlines()[0] == "tiny  (specs/tiny.yaml)"
 
 

@@ -7,9 +7,9 @@ import struct
 import pytest
 
 import explorer
-from explorer.cli import main
 from explorer.compare_table import format_delta, to_markdown, to_text
 from explorer.comparison import compare, spec_differences
+from conftest import run_cli
 
 MODEL = ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 3}\n"
          "seed: 5\n")
@@ -38,13 +38,6 @@ def ablations(write_spec):
         ("tiny-baseline-with-long-name", ""),
         ("tiny-no-shortcut-ablation", "components: {residual: none}\n"),
         ("tiny-rmsnorm-ablation", "components: {norm: rmsnorm}\n"))]
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
 
 
 def test_differences_are_computed_against_the_first_spec(pair):
@@ -126,7 +119,7 @@ def test_renderers(pair):
 def test_three_specs_fit_100_columns(capsys, ablations, monkeypatch):
     monkeypatch.chdir(ablations[0].parent)  # the legend shows the paths as given
     ablations = [p.name for p in ablations]
-    code, out, err = run(capsys, "compare", *ablations, *QUICK)
+    code, out, err = run_cli(capsys, "compare", *ablations, *QUICK)
     assert code == 0, err
     lines = out.splitlines()
     assert max(map(len, lines)) <= 100, max(lines, key=len)
@@ -160,7 +153,7 @@ def test_long_spec_differences_also_switch_to_letters():
 
 
 def test_figures_option_picks_rows_json_keeps_all(capsys, pair):
-    code, out, err = run(capsys, "compare", *pair, "--only", "params,flops", "--figures",
+    code, out, err = run_cli(capsys, "compare", *pair, "--only", "params,flops", "--figures",
                          "params.by_kind.*,flops.forward_per_token", "--figures", "params.total")
     assert code == 0, err
     figures = [line.split()[0] for line in out.split("\nfigure", 1)[1].splitlines()[1:]]
@@ -168,14 +161,14 @@ def test_figures_option_picks_rows_json_keeps_all(capsys, pair):
                        "by_kind.attention", "by_kind.ffn", "by_kind.norm", "by_kind.output_head",
                        "flops", "forward_per_token"]
     # A name without wildcards picks the figures under it; a pattern that picks none is named.
-    code, out, err = run(capsys, "compare", *pair, "--only", "params", "--figures",
+    code, out, err = run_cli(capsys, "compare", *pair, "--only", "params", "--figures",
                          "params.by_kind", "--figures", "nope*", "--format", "markdown")
     assert code == 0
     assert [line.split(" | ")[0] for line in out.splitlines() if line.startswith("| params")] == [
         f"| params.by_kind.{k}" for k in ("embedding", "positional", "attention", "ffn", "norm",
                                           "output_head")]
     assert "warning: --figures 'nope*' matches no figure" in err
-    code, out, _ = run(capsys, "compare", *pair, "--only", "params", "--figures", "params.total",
+    code, out, _ = run_cli(capsys, "compare", *pair, "--only", "params", "--figures", "params.total",
                        "--format", "json")
     # total, trainable, active (per token), with_tied_head, head_tied and the 6 kinds
     assert len(json.loads(out)["rows"]) == 11
@@ -197,7 +190,7 @@ def _png_size(path):
 
 def test_cli_json_and_plots(capsys, pair, tmp_path):
     plots = tmp_path / "plots"
-    code, out, err = run(capsys, "compare", *pair, "--only", "params,gradflow",
+    code, out, err = run_cli(capsys, "compare", *pair, "--only", "params,gradflow",
                          "--format", "json", "--plots", plots)
     assert code == 0, err
     result = json.loads(out)
@@ -211,13 +204,13 @@ def test_cli_json_and_plots(capsys, pair, tmp_path):
 
 
 def test_cli_markdown(capsys, pair):
-    code, out, _ = run(capsys, "compare", *pair, "--only", "params", "--format", "markdown")
+    code, out, _ = run_cli(capsys, "compare", *pair, "--only", "params", "--format", "markdown")
     assert code == 0
     assert out.startswith("Comparing `base`, `tied` (seed 5).")
 
 
 def test_cli_unknown_analysis_fails_before_building(capsys, pair):
-    code, _, err = run(capsys, "compare", *pair, "--only", "nope")
+    code, _, err = run_cli(capsys, "compare", *pair, "--only", "nope")
     assert code == 2 and "unknown analysis 'nope'" in err
 
 
@@ -233,14 +226,14 @@ def test_a_spec_that_fails_before_its_model_is_built_keeps_the_others(capsys, pa
         return real(spec, **kwargs)
 
     monkeypatch.setattr(explorer.comparison, "analyze", analyze)
-    code, out, err = run(capsys, "compare", *pair, pair[0], "--only", "params")
+    code, out, err = run_cli(capsys, "compare", *pair, pair[0], "--only", "params")
     assert code == 1
     total = next(line for line in out.splitlines() if line.startswith("  total"))
     assert total.split() == ["total", f"{BASE_TOTAL:,}", "-", f"{BASE_TOTAL:,}"]
     assert "tied: FAILED: train needs 9 GiB but 4 GiB is available" in out
     assert "[2/3] tied: FAILED: train needs 9 GiB" in err
     assert "error: tied: train needs 9 GiB but 4 GiB is available" in err
-    code, out, _ = run(capsys, "compare", *pair, "--only", "params", "--format", "json")
+    code, out, _ = run_cli(capsys, "compare", *pair, "--only", "params", "--format", "json")
     result = json.loads(out)
     assert code == 1
     assert result["failures"] == [{"spec": "tied", "analysis": None,
@@ -260,7 +253,7 @@ def test_ctrl_c_prints_the_specs_that_finished(capsys, pair, monkeypatch):
         return real(spec, **kwargs)
 
     monkeypatch.setattr(explorer.comparison, "analyze", analyze)
-    code, out, err = run(capsys, "compare", *pair, "--only", "params")
+    code, out, err = run_cli(capsys, "compare", *pair, "--only", "params")
     assert code == 130
     assert "  not run (interrupted): tied" in out
     assert next(line for line in out.splitlines() if line.startswith("  total")).split() == [
@@ -293,7 +286,7 @@ def test_progress_bar_on_a_terminal_only(monkeypatch, pair):
 
 def test_training_loss_chart(capsys, tmp_path):
     plots = tmp_path / "plots"
-    code, out, err = run(capsys, "compare", "specs/tiny.yaml", "specs/tiny.yaml", "--set",
+    code, out, err = run_cli(capsys, "compare", "specs/tiny.yaml", "specs/tiny.yaml", "--set",
                          "components.activation=relu", "--only", "train", "--set",
                          "analyses.train.steps=4", "--set", "analyses.train.eval_every=2",
                          "--set", "analyses.train.eval_tokens=2048", "--plots", plots)

@@ -12,6 +12,7 @@ from torch.nn import functional as F
 import explorer
 from explorer.cli import main
 from explorer.kv_cache import KVCache, ModelCache
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs" / "ablations").glob("*.yaml")) + [
@@ -268,13 +269,6 @@ def test_bad_sampling_settings_raise_before_any_work(make_spec, kwargs, message)
 
 # -- explorer generate ------------------------------------------------------------------------
 
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
-
-
 GPT2_TINY = ["--set", "model.n_layers=1", "--set", "model.emb_dim=16", "--set",
              "model.n_heads=2", "--set", "model.context_length=32"]
 
@@ -306,7 +300,7 @@ def test_cli_streams_text_as_tokens_come(capsys, monkeypatch):
 
     monkeypatch.setattr(generation, "generate_stream", stream)
     monkeypatch.setattr(click, "echo", echo)
-    code, out, err = run(capsys, "generate", ROOT / "specs/gpt2_small.yaml", "--prompt",
+    code, out, err = run_cli(capsys, "generate", ROOT / "specs/gpt2_small.yaml", "--prompt",
                          "Hello, I am", "--max-new-tokens", 8, *GPT2_TINY)
     assert code == 0, err
     seen = list(events)  # expected_ids below goes through the spy too
@@ -323,7 +317,7 @@ def test_cli_streams_text_as_tokens_come(capsys, monkeypatch):
 
 def test_cli_json_gives_prompt_ids_and_text(capsys):
     args = ("--temperature", 0.7, "--top-k", 20, "--top-p", 0.95, "--seed", 11)
-    code, out, err = run(capsys, "generate", ROOT / "specs/tiny.yaml", "--prompt", "Once upon",
+    code, out, err = run_cli(capsys, "generate", ROOT / "specs/tiny.yaml", "--prompt", "Once upon",
                          "--max-new-tokens", 12, "--format", "json", "--set", "model.n_layers=1",
                          *args)
     assert code == 0, err
@@ -384,7 +378,7 @@ def test_cli_escapes_control_bytes_only_on_a_terminal(capsys, monkeypatch, termi
 
     # Where generate looks it up: explorer.cli.generate, not the package.
     monkeypatch.setattr(explorer.cli.generate, "_stdout_is_terminal", lambda: terminal)
-    code, out, err = run(capsys, "generate", ROOT / "specs/tiny.yaml", "--prompt", "Hi\x01",
+    code, out, err = run_cli(capsys, "generate", ROOT / "specs/tiny.yaml", "--prompt", "Hi\x01",
                          "--max-new-tokens", 40, "--set", "model.n_layers=1")
     assert code == 0, err
     tok, ids = expected_ids(ROOT / "specs/tiny.yaml", "Hi\x01", 40, "model.n_layers=1")
@@ -399,7 +393,7 @@ def test_cli_escapes_control_bytes_only_on_a_terminal(capsys, monkeypatch, termi
 
 def test_cli_refuses_weights_that_do_not_fit(capsys, monkeypatch):
     monkeypatch.setenv("EXPLORER_AVAILABLE_MEMORY", "1GiB")  # 650.4 GiB of parameters + 1.5 of masks
-    code, out, err = run(capsys, "generate", ROOT / "specs/gpt3_175b.yaml", "--prompt", "Hi")
+    code, out, err = run_cli(capsys, "generate", ROOT / "specs/gpt3_175b.yaml", "--prompt", "Hi")
     assert (code, out) == (2, "")
     assert err == (f"Error: {ROOT / 'specs/gpt3_175b.yaml'}: the weights need 652.0 GiB but only "
                    "1.0 GiB is available\n")
@@ -418,7 +412,7 @@ def test_cli_refuses_weights_that_do_not_fit(capsys, monkeypatch):
 ])
 def test_cli_bad_input_is_one_line_exit_2(capsys, args, message):
     prompt = [] if "--prompt" in args else ["--prompt", "hello"]
-    code, out, err = run(capsys, "generate", ROOT / "specs/tiny.yaml", *prompt, *args)
+    code, out, err = run_cli(capsys, "generate", ROOT / "specs/tiny.yaml", *prompt, *args)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1
     assert err.startswith("Error: ")

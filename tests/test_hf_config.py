@@ -11,10 +11,10 @@ import torch
 import yaml
 
 import explorer
-from explorer.cli import main
 from explorer.hf_config import convert, spec_from_hf
 from hf_reference import assert_same_logits, load_exactly, randomize, tokens, transformers
 from published_configs import DEEPSEEK_V3, GPT2, REAL_MODELS
+from conftest import run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,13 +28,6 @@ def registry():
 
 def converted(config, source="config.json"):
     return convert(config, source, registry())[0]
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
 
 
 # -- tiny transformers models: the converted spec computes what transformers computes ----------
@@ -121,7 +114,7 @@ def test_published_configs_convert_and_load_back_from_yaml(tmp_path, name, capsy
     """spec-from-hf's YAML is a spec that loads back to the same Spec."""
     config = {"deepseek_v3": DEEPSEEK_V3, "gpt2": GPT2}.get(name) or REAL_MODELS[name][1]
     (tmp_path / "config.json").write_text(json.dumps(config))
-    code, out, err = run(capsys, "spec-from-hf", tmp_path)
+    code, out, err = run_cli(capsys, "spec-from-hf", tmp_path)
     assert code == 0, err
     assert out.startswith(f"# explorer spec-from-hf {tmp_path / 'config.json'}\n")
     (tmp_path / "spec.yaml").write_text(out)
@@ -135,14 +128,14 @@ def test_spec_from_hf_json_is_the_yaml_document(tmp_path, name, capsys):
     .json names a Hugging Face config: save the JSON spec as .yaml for explorer build.)"""
     config = {"deepseek_v3": DEEPSEEK_V3, "gpt2": GPT2}.get(name) or REAL_MODELS[name][1]
     (tmp_path / "config.json").write_text(json.dumps(config))
-    code, yaml_text, err = run(capsys, "spec-from-hf", tmp_path)
+    code, yaml_text, err = run_cli(capsys, "spec-from-hf", tmp_path)
     assert code == 0, err
-    code, json_text, err = run(capsys, "spec-from-hf", tmp_path, "--format", "json")
+    code, json_text, err = run_cli(capsys, "spec-from-hf", tmp_path, "--format", "json")
     assert code == 0, err
     assert json.loads(json_text) == yaml.safe_load(yaml_text)
     (tmp_path / "spec.json").write_text(json_text)
     assert explorer.load_spec(tmp_path / "spec.json").to_dict() == spec_from_hf(tmp_path).to_dict()
-    code, _, err = run(capsys, "spec-from-hf", tmp_path, "--format", "json",
+    code, _, err = run_cli(capsys, "spec-from-hf", tmp_path, "--format", "json",
                        "--out", tmp_path / "out.json")
     assert code == 0, err
     assert (tmp_path / "out.json").read_text() == json_text
@@ -205,7 +198,7 @@ BASE = {"model_type": "llama", "vocab_size": 256, "hidden_size": 32, "intermedia
 def test_what_a_spec_cannot_express_is_one_line(tmp_path, capsys, change, message):
     (tmp_path / "config.json").write_text(json.dumps({**BASE, **change}))
     for command in ("spec-from-hf", "build"):
-        code, out, err = run(capsys, command, tmp_path)
+        code, out, err = run_cli(capsys, command, tmp_path)
         assert code == 2 and out == "" and err.count("\n") == 1, err
         assert err.startswith(f"Error: {tmp_path / 'config.json'}: "), err
         assert __import__("re").search(message, err), err
@@ -253,7 +246,7 @@ def test_null_is_a_value_and_absent_takes_the_default():
 
 def test_build_on_a_config_runs_the_shape_only_analyses(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps(REAL_MODELS["llama3_8b"][1]))
-    code, out, err = run(capsys, "build", tmp_path / "config.json", "--format", "json",
+    code, out, err = run_cli(capsys, "build", tmp_path / "config.json", "--format", "json",
                          "--set", "analyses.memory.seq_len=256")
     assert code == 0, err
     report = json.loads(out)
@@ -267,7 +260,7 @@ def test_build_on_a_config_refuses_weights_it_cannot_hold(tmp_path, capsys):
     """Asking for an analysis that needs the weights follows the usual memory refusal:
     Mixtral 8x7B's 46.7 billion fp32 weights (174 GiB) fit nowhere here."""
     (tmp_path / "config.json").write_text(json.dumps(REAL_MODELS["mixtral_8x7b"][1]))
-    code, out, err = run(capsys, "build", tmp_path, "--only", "samples")
+    code, out, err = run_cli(capsys, "build", tmp_path, "--only", "samples")
     assert code == 2 and out == ""
     assert "the weights need 174.0 GiB but only" in err
     assert "analyses that need only shapes can still run: --only flops,memory,params,summary" in err
@@ -314,13 +307,13 @@ def test_a_third_party_converter_is_one_plugin(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({
         "model_type": "toy", "vocab_size": 300, "n_ctx": 16, "width": 32, "heads": 4, "depth": 2,
         "comment": "ignored"}))
-    code, out, err = run(capsys, "spec-from-hf", tmp_path, "-p", plugin)
+    code, out, err = run_cli(capsys, "spec-from-hf", tmp_path, "-p", plugin)
     assert code == 0, err
     assert yaml.safe_load(out)["model"] == {"vocab_size": 300, "context_length": 16,
                                             "emb_dim": 32, "n_heads": 4, "n_layers": 2}
-    code, out, err = run(capsys, "build", tmp_path, "-p", plugin, "--only", "params")
+    code, out, err = run_cli(capsys, "build", tmp_path, "-p", plugin, "--only", "params")
     assert code == 0 and "total" in out, err
-    code, out, _ = run(capsys, "plugins", "--kind", "config_converter", "-p", plugin)
+    code, out, _ = run_cli(capsys, "plugins", "--kind", "config_converter", "-p", plugin)
     assert "  toy              A toy architecture." in out and "  llama " in out
     assert "      ignores: comment" in out
     manager = explorer.get_plugin_manager(plugins=[str(plugin)])
@@ -332,7 +325,7 @@ def test_a_converter_that_crashes_is_named(tmp_path, capsys):
     plugin = tmp_path / "broken.py"
     plugin.write_text(PLUGIN.replace('cfg.choose("norm", "rmsnorm")', "1 / 0"))
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "toy"}))
-    code, _, err = run(capsys, "spec-from-hf", tmp_path, "-p", plugin)
+    code, _, err = run_cli(capsys, "spec-from-hf", tmp_path, "-p", plugin)
     assert code == 2 and "config converter 'toy' failed" in err or "vocab_size: missing" in err
 
 
@@ -351,7 +344,7 @@ def test_build_on_deepseek_v3_costs_671_billion_parameters(tmp_path, capsys):
     """61 layers, 58 of 256 experts each (about 80,000 modules) on the meta device: about a
     minute on 2 cores. The fast tests cover the same path on Llama 3 8B."""
     (tmp_path / "config.json").write_text(json.dumps(DEEPSEEK_V3))
-    code, out, err = run(capsys, "build", tmp_path, "--format", "json",
+    code, out, err = run_cli(capsys, "build", tmp_path, "--format", "json",
                          "--set", "analyses.memory.seq_len=1024")
     assert code == 0, err
     analyses = json.loads(out)["analyses"]

@@ -21,9 +21,8 @@ from markupsafe import Markup
 
 import explorer
 import explorer.html
-from conftest import TINY_MODEL, TINY_TOKENIZER
+from conftest import TINY_MODEL, TINY_TOKENIZER, run_cli
 from explorer import Analysis, Chart, hookimpl
-from explorer.cli import main
 from explorer.compare_table import format_delta
 from html_page import header, parse, table_rows
 from sweep_helpers import write_mid_sweep, write_sweep
@@ -35,13 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def tiny(name, **components):
     return {"name": name, "seed": 123, "tokenizer": TINY_TOKENIZER, "model": TINY_MODEL,
             "components": components}
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
 
 
 def figure_rows(element):
@@ -80,7 +72,7 @@ def test_build_page_shows_the_json_reports_figures_text_and_components(capsys, w
     page = tmp_path / "build.html"
     args = ["build", spec, "--only", "params,memory,gradflow,summary", "--set",
             "analyses.gradflow.steps=1", "--format", "json", "--html", page]
-    code, out, err = run(capsys, *args)
+    code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     assert f"wrote {page}" in err
     report = json.loads(out)
@@ -127,7 +119,7 @@ def test_compare_page_figures_deltas_differences_and_charts_equal_the_json(capsy
              write_spec(tiny("no-shortcut", residual="none", norm="none"), "nos.yaml"),
              write_spec(tiny("tied", weight_tying="tied"), "tied.yaml")]
     page = tmp_path / "compare.html"
-    code, out, err = run(capsys, "compare", *specs, "--only", "params,gradflow", "--set",
+    code, out, err = run_cli(capsys, "compare", *specs, "--only", "params,gradflow", "--set",
                          "analyses.gradflow.steps=1", "--format", "json", "--html", page)
     assert code == 0, err
     result = json.loads(out)
@@ -262,7 +254,7 @@ def mid_sweep(tmp_path):
 
 def test_sweep_page_mid_sweep_has_the_json_reports_figures(capsys, mid_sweep, tmp_path):
     page = tmp_path / "sweep.html"
-    code, out, err = run(capsys, "sweep", mid_sweep, "--report", "--format", "json",
+    code, out, err = run_cli(capsys, "sweep", mid_sweep, "--report", "--format", "json",
                          "--html", page)
     assert code == 0, err
     report = json.loads(out)
@@ -290,7 +282,7 @@ def test_sweep_page_mid_sweep_has_the_json_reports_figures(capsys, mid_sweep, tm
                        "highest seed", "Final validation loss (mean, 95% CI) against cost"]
     assert provenance(root)["seed"] == "1, 2"
 
-    code, out, err = run(capsys, "sweep", mid_sweep, "--status", "--html", page)
+    code, out, err = run_cli(capsys, "sweep", mid_sweep, "--status", "--html", page)
     assert code == 0, err
     status = parse(page.read_text()).find("section", id="status").find("pre").text()
     assert status.splitlines()[1:3] == ["6 runs: 5 done, 0 failed, 1 running, 0 pending",
@@ -309,14 +301,14 @@ def test_the_sweep_page_imports_no_torch(mid_sweep, tmp_path):
 
 def test_bad_html_paths_are_one_line_before_anything_runs(capsys, write_spec, tmp_path):
     spec = write_spec(tiny("t"))
-    code, out, err = run(capsys, "build", spec, "--html", tmp_path / "nowhere" / "p.html")
+    code, out, err = run_cli(capsys, "build", spec, "--html", tmp_path / "nowhere" / "p.html")
     assert (code, err) == (2, f"Error: --html {tmp_path}/nowhere/p.html: folder "
                               f"{tmp_path}/nowhere does not exist\n")
-    code, _, err = run(capsys, "compare", spec, spec, "--html", tmp_path)
+    code, _, err = run_cli(capsys, "compare", spec, spec, "--html", tmp_path)
     assert (code, err) == (2, f"Error: --html {tmp_path}: is a directory; give a file name, "
                               f"e.g. {tmp_path}/report.html\n")
     sweep = write_sweep(tmp_path)
-    code, _, err = run(capsys, "sweep", sweep, "--dry-run", "--html", tmp_path / "s.html")
+    code, _, err = run_cli(capsys, "sweep", sweep, "--dry-run", "--html", tmp_path / "s.html")
     assert (code, err) == (2, "Error: --html writes the report's page: not with --dry-run "
                               "(nothing has run)\n")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import explorer
-from explorer.cli import main
+from conftest import run_cli
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "explorer-scalenorm"
 MODULE = EXAMPLE / "explorer_scalenorm.py"
@@ -83,26 +83,19 @@ def test_a_checkpoint_keeps_plugin_paths_relative_to_its_folder(tmp_path):
                                           again.state_dict().values()))
 
 
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
-
-
 def test_compare_validates_each_spec_with_only_its_own_plugins(tmp_path, capsys):
     with_plugin = scalenorm_base(tmp_path)
     # Names scalenorm without loading it: invalid alone, and it used to pass inside compare.
     without = write(tmp_path / "other.yaml", {"name": "other", "tokenizer": "bytes",
                                               "model": TINY, "components": {"norm": "scalenorm"}})
-    code, out, err = run(capsys, "build", without, "--only", "params")
+    code, out, err = run_cli(capsys, "build", without, "--only", "params")
     assert code == 2
-    code, out, err = run(capsys, "compare", with_plugin, without, "--only", "params")
+    code, out, err = run_cli(capsys, "compare", with_plugin, without, "--only", "params")
     assert (code, out) == (2, "")
     assert err.startswith(f"Error: {without}: components.norm: unknown norm component "
                           "'scalenorm'")
     # Given with --plugin it is every spec's.
-    code, out, err = run(capsys, "compare", with_plugin, without, "--only", "params",
+    code, out, err = run_cli(capsys, "compare", with_plugin, without, "--only", "params",
                          "--plugin", MODULE, "--format", "json")
     assert code == 0, err
     result = json.loads(out)

@@ -13,7 +13,7 @@ import torch
 
 import explorer
 from explorer import Component, hookimpl
-from explorer.cli import main
+from conftest import run_cli
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "explorer-scalenorm"
 MODULE = EXAMPLE / "explorer_scalenorm.py"
@@ -87,7 +87,7 @@ def test_installed_plugin_is_found_through_its_entry_point(installed, write_spec
 
 
 def test_cli_lists_the_installed_plugin_with_its_distribution(installed, capsys):
-    code, out, _ = run(capsys, "plugins", "--kind", "norm", "--format", "json")
+    code, out, _ = run_cli(capsys, "plugins", "--kind", "norm", "--format", "json")
     assert code == 0
     entry = {e["name"]: e for e in json.loads(out)["components"]}["scalenorm"]
     assert (entry["plugin"], entry["distribution"]) == ("scalenorm", "explorer-scalenorm 0.1.0")
@@ -114,23 +114,16 @@ def test_spec_plugins_list_loads_a_file_relative_to_the_spec(write_spec, tmp_pat
     assert Path(provider.plugin).resolve() == MODULE and provider.distribution == ""
 
 
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
-
-
 def test_cli_plugin_option_loads_a_file(write_spec, capsys):
     path = write_spec(spec_doc())
-    code, out, err = run(capsys, "build", str(path), "--plugin", str(MODULE), "--only", "params",
+    code, out, err = run_cli(capsys, "build", str(path), "--plugin", str(MODULE), "--only", "params",
                          "--format", "json")
     assert code == 0, err
     report = json.loads(out)
     assert report["components"]["norm"]["plugin"] == str(MODULE)
     assert report["analyses"]["params"]["total"] == SCALENORM_COUNT
     # Without the plugin the spec names an unknown norm: one line, exit code 2.
-    code, _, err = run(capsys, "build", str(path), "--only", "params")
+    code, _, err = run_cli(capsys, "build", str(path), "--only", "params")
     assert code == 2
     assert err.strip().startswith(f"Error: {path}: components.norm: unknown norm component "
                                   "'scalenorm'")
@@ -220,7 +213,7 @@ def test_cli_plugins_shows_the_broken_ones(installed, tmp_path, capsys):
     with_ghost(installed)
     copycat = tmp_path / "copycat.py"
     copycat.write_text(MODULE.read_text())
-    code, out, err = run(capsys, "plugins", "--kind", "norm", "-p", str(copycat))
+    code, out, err = run_cli(capsys, "plugins", "--kind", "norm", "-p", str(copycat))
     assert code == 0, err
     assert "from scalenorm (explorer-scalenorm 0.1.0)" in out
     lines = out.splitlines()
@@ -233,7 +226,7 @@ def test_cli_plugins_shows_the_broken_ones(installed, tmp_path, capsys):
 def test_build_warns_about_a_broken_installed_plugin_and_still_builds(installed, write_spec,
                                                                       capsys):
     with_ghost(installed)
-    code, out, err = run(capsys, "build", str(write_spec(spec_doc())), "--only", "params",
+    code, out, err = run_cli(capsys, "build", str(write_spec(spec_doc())), "--only", "params",
                          "--format", "json")
     assert code == 0
     assert json.loads(out)["analyses"]["params"]["total"] == SCALENORM_COUNT
@@ -253,14 +246,14 @@ def test_a_plugin_named_on_the_command_line_that_fails_is_exit_2(write_spec, cap
     # -p nosuchmodule used to warn and exit 0, while --plugin nothere.py exited 2.
     path = str(write_spec({**spec_doc(), "components": {}}))
     args = [path if arg == "SPEC" else arg for arg in command]
-    code, out, err = run(capsys, *args, option, plugin)
+    code, out, err = run_cli(capsys, *args, option, plugin)
     assert (code, out) == (2, "")
     assert err == f"Error: --plugin: {reason}\n"
 
 
 def test_a_spec_plugin_that_fails_to_import_is_exit_2_naming_the_spec(write_spec, capsys):
     path = write_spec({**spec_doc(), "plugins": ["explorer_no_such_module"]})
-    code, out, err = run(capsys, "build", str(path), "--only", "params")
+    code, out, err = run_cli(capsys, "build", str(path), "--only", "params")
     assert (code, out) == (2, "")
     assert err == (f"Error: {path}: plugins: failed to import explorer_no_such_module: "
                    "ModuleNotFoundError: No module named 'explorer_no_such_module'\n")
@@ -273,7 +266,7 @@ def test_disable_env_blocks_an_installed_plugin(installed, monkeypatch, write_sp
     assert "explorer_scalenorm" not in sys.modules  # never imported
     with pytest.raises(explorer.SpecError, match="components.norm: unknown norm component 'scalenorm'"):
         explorer.load_spec(write_spec(spec_doc()), plugins=plugins)
-    code, out, _ = run(capsys, "plugins")
+    code, out, _ = run_cli(capsys, "plugins")
     assert code == 0
     assert "blocked plugin scalenorm (EXPLORER_DISABLE_PLUGINS)" in out.splitlines()
     assert "scalenorm  " not in out

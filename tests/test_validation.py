@@ -6,7 +6,7 @@ import pytest
 
 import explorer
 from explorer import Analysis, Component, Param, ParamError, hookimpl
-from explorer.cli import main
+from conftest import run_cli
 
 TINY = "specs/tiny.yaml"  # 4 heads, context 128, byte tokens, vocab 256
 
@@ -59,13 +59,6 @@ BAD = [
 ]
 
 
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
-
-
 @pytest.fixture
 def no_model_is_built(monkeypatch):
     from explorer.model import GPTModel
@@ -80,7 +73,7 @@ def no_model_is_built(monkeypatch):
 def test_bad_values_are_one_line_at_load_whatever_only_says(capsys, no_model_is_built, overrides,
                                                             line, only):
     sets = [arg for text in overrides for arg in ("--set", text)]
-    code, out, err = run(capsys, "build", TINY, "--only", only, *sets)
+    code, out, err = run_cli(capsys, "build", TINY, "--only", only, *sets)
     assert (code, out) == (2, "")
     assert err == f"Error: {line}\n"
 

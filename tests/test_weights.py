@@ -15,9 +15,9 @@ from safetensors.torch import load_file, save_file
 
 import explorer
 from explorer import ExplorerError
-from explorer.cli import main
 from explorer.plugins.checkpoints.hf_gpt2 import GPT2_COMPONENTS, GPT2_FREE_PARAMS
 from explorer.weights import export_hf, load_weights, save_checkpoint, spec_from_checkpoint
+from conftest import run_cli
 
 transformers = pytest.importorskip("transformers")
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
@@ -43,13 +43,6 @@ def randomize(model, seed=0):
             else:
                 p.copy_(0.2 * torch.randn(p.shape, generator=g))
     return model.eval()
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +127,7 @@ def test_greedy_generation_matches_hf_generate(hf_model, hf_dir, hf_spec, tokens
 
 
 def test_cli_weights_samples_are_hf_greedy_tokens(capsys, hf_model, hf_dir, write_spec):
-    code, out, err = run(capsys, "build", write_spec(HF_SPEC), "--weights", hf_dir,
+    code, out, err = run_cli(capsys, "build", write_spec(HF_SPEC), "--weights", hf_dir,
                          "--only", "samples", "--format", "json")
     assert code == 0, err
     sample = json.loads(out)["analyses"]["samples"]["samples"][0]
@@ -256,7 +249,7 @@ def test_missing_key_is_named(book_checkpoint, book_spec, tmp_path):
 
 def test_cli_mismatch_is_one_line_exit_2(capsys, hf_dir, write_spec):
     doc = {**HF_SPEC, "model": {**HF_SPEC["model"], "qkv_bias": False}}
-    code, out, err = run(capsys, "build", write_spec(doc), "--weights", hf_dir, "--only", "params")
+    code, out, err = run_cli(capsys, "build", write_spec(doc), "--weights", hf_dir, "--only", "params")
     assert code == 2 and out == ""
     assert err.strip().count("\n") == 0 and "set model.qkv_bias: true" in err
 
@@ -305,7 +298,7 @@ def test_explorer_checkpoint_round_trip(capsys, write_spec, tokens, tmp_path):
     model = explorer.build_model(again, weights=path)
     assert torch.equal(logits(model, tokens), logits(trained, tokens))
 
-    code, out, err = run(capsys, "build", path, "--only", "params,samples", "--format", "json")
+    code, out, err = run_cli(capsys, "build", path, "--only", "params,samples", "--format", "json")
     assert code == 0, err
     report = json.loads(out)
     assert report["spec"] == spec.to_dict()
@@ -325,7 +318,7 @@ def test_explorer_checkpoint_spec_difference_is_named(write_spec, tmp_path):
 
 
 def test_build_of_a_non_explorer_safetensors_says_what_to_do(capsys, hf_dir):
-    code, _, err = run(capsys, "build", hf_dir / "model.safetensors")
+    code, _, err = run_cli(capsys, "build", hf_dir / "model.safetensors")
     assert code == 2
     assert "has no explorer spec in its metadata" in err and "--weights" in err
 
@@ -348,7 +341,7 @@ def test_cli_export_untied_without_qkv_bias(capsys, book_spec, write_spec, token
     spec = book_spec()
     model = randomize(explorer.build_model(spec), seed=3)
     ckpt = save_checkpoint(model, spec, tmp_path / "book.safetensors")
-    code, out, err = run(capsys, "export", ckpt, "--to", "hf", tmp_path / "out")
+    code, out, err = run_cli(capsys, "export", ckpt, "--to", "hf", tmp_path / "out")
     assert code == 0, err
     assert "wrote" in out
     config = json.loads((tmp_path / "out" / "config.json").read_text())
@@ -363,7 +356,7 @@ def test_cli_export_untied_without_qkv_bias(capsys, book_spec, write_spec, token
 
 
 def test_cli_export_to_explorer_checkpoint(capsys, hf_model, hf_dir, write_spec, tokens, tmp_path):
-    code, _, err = run(capsys, "export", write_spec(HF_SPEC), "--weights", hf_dir,
+    code, _, err = run_cli(capsys, "export", write_spec(HF_SPEC), "--weights", hf_dir,
                        "--to", "explorer", tmp_path / "gpt2.safetensors")
     assert code == 0, err
     model = explorer.build_model(spec_from_checkpoint(tmp_path / "gpt2.safetensors"),
@@ -376,7 +369,7 @@ def test_cli_export_json_names_every_file_it_wrote(capsys, write_spec, tmp_path)
     and config.json) and its bytes their sizes' sum. Without --weights the note that the weights
     are the seed's initial ones is in the object, not a line of its own."""
     spec_path = write_spec({**HF_SPEC, "seed": 7})
-    code, out, err = run(capsys, "export", spec_path, "--to", "hf", tmp_path / "out",
+    code, out, err = run_cli(capsys, "export", spec_path, "--to", "hf", tmp_path / "out",
                          "--max-shard-size", "20kB", "--format", "json")
     assert code == 0, err
     result = json.loads(out)
@@ -386,7 +379,7 @@ def test_cli_export_json_names_every_file_it_wrote(capsys, write_spec, tmp_path)
     assert result == {"format": "hf", "out": str(tmp_path / "out"), "files": result["files"],
                       "bytes": result["bytes"], "initial_weights": True, "seed": 7}
     # The text output of the same export: the note, then a "wrote" line per file.
-    code, text, err = run(capsys, "export", spec_path, "--to", "hf", tmp_path / "again",
+    code, text, err = run_cli(capsys, "export", spec_path, "--to", "hf", tmp_path / "again",
                           "--max-shard-size", "20kB")
     assert code == 0, err
     assert text.splitlines() == [
@@ -397,14 +390,14 @@ def test_cli_export_json_names_every_file_it_wrote(capsys, write_spec, tmp_path)
 
 def test_cli_export_json_with_weights(capsys, hf_dir, write_spec, tmp_path):
     out_path = tmp_path / "gpt2.safetensors"
-    code, out, err = run(capsys, "export", write_spec(HF_SPEC), "--weights", hf_dir,
+    code, out, err = run_cli(capsys, "export", write_spec(HF_SPEC), "--weights", hf_dir,
                          "--to", "explorer", out_path, "--format", "json")
     assert code == 0, err
     assert json.loads(out) == {"format": "explorer", "out": str(out_path),
                                "files": [str(out_path)], "bytes": out_path.stat().st_size,
                                "initial_weights": False, "seed": HF_SPEC["seed"]}
     # A checkpoint given as SPEC supplies its own weights: they are not the initial ones.
-    code, out, err = run(capsys, "export", out_path, "--to", "hf", tmp_path / "hf",
+    code, out, err = run_cli(capsys, "export", out_path, "--to", "hf", tmp_path / "hf",
                          "--format", "json")
     assert code == 0, err
     result = json.loads(out)
@@ -442,7 +435,7 @@ def _non_gpt2_choices():
 
 @pytest.mark.parametrize("override, reason", _non_gpt2_choices())
 def test_export_refuses_what_gpt2_cannot_express(capsys, hf_dir, write_spec, tmp_path, override, reason):
-    code, out, err = run(capsys, "export", write_spec(HF_SPEC), "--set", override,
+    code, out, err = run_cli(capsys, "export", write_spec(HF_SPEC), "--set", override,
                          "--weights", hf_dir, "--to", "hf", tmp_path / "out")
     assert code == 2, err
     assert err.strip().count("\n") == 0
@@ -480,7 +473,7 @@ def test_weights_into_meta_model_is_refused(hf_dir, hf_spec):
 
 def test_cli_compare_with_weights_per_spec(capsys, hf_model, hf_dir, write_spec):
     spec = write_spec(HF_SPEC)
-    code, out, err = run(capsys, "compare", spec, spec, "--weights", hf_dir, "--weights", hf_dir,
+    code, out, err = run_cli(capsys, "compare", spec, spec, "--weights", hf_dir, "--weights", hf_dir,
                          "--only", "samples", "--format", "json")
     assert code == 0, err
     samples = [r["analyses"]["samples"]["samples"][0]["token_ids"] for r in json.loads(out)["reports"]]
@@ -488,5 +481,5 @@ def test_cli_compare_with_weights_per_spec(capsys, hf_model, hf_dir, write_spec)
     expected = hf_model.generate(prompt, max_new_tokens=6, do_sample=False, min_new_tokens=6,
                                  attention_mask=torch.ones_like(prompt), pad_token_id=0)
     assert samples == [expected[0].tolist()] * 2
-    code, _, err = run(capsys, "compare", spec, spec, spec, "--weights", hf_dir, "--weights", hf_dir)
+    code, _, err = run_cli(capsys, "compare", spec, spec, spec, "--weights", hf_dir, "--weights", hf_dir)
     assert code == 2 and "--weights: given 2 times for 3 specs" in err
