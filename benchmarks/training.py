@@ -7,7 +7,7 @@ settings (lr 4e-4, weight decay 0.1, torch's default betas and eps) with the Ada
 implementation its own training code uses:
 
 - explorer: ``specs/gpt2_small.yaml`` with impl auto (its fast path), built with seed 123;
-  ``explorer.training.adamw``, torch's fused AdamW, as explorer's training loop uses.
+  ``explorer.training.loop.adamw``, torch's fused AdamW, as explorer's training loop uses.
 - book: ``llms_from_scratch.ch04.GPTModel``; ``torch.optim.AdamW`` with its defaults
   (foreach), as the book's ``train_model_simple`` (chapter 5) creates it.
 - HF: ``GPT2LMHeadModel`` with sdpa attention and ``tie_word_embeddings=False`` (the book's
@@ -15,7 +15,7 @@ implementation its own training code uses:
   fused=True)``, what the Trainer's default ``adamw_torch_fused`` is on torch >= 2.8.
 
 The models take turns with a 4096^3 matmul (the peak for MFU, timed under the same load).
-MFU = training FLOPs per token (explorer.costs: 3 x the forward's closed form, full s x s
+MFU = training FLOPs per token (explorer.measure.costs: 3 x the forward's closed form, full s x s
 attention; the AdamW step is not counted) x tokens / seconds / peak.
 
 With ``compile``: an ``explorer compiled`` row, ``torch.compile`` of the explorer model; its
@@ -35,7 +35,7 @@ DROPOUTS = (0.1, 0.0)
 def training_flops_per_token():
     """explorer's closed form for gpt2_small at SEQ: 3 x (2 N_matmul + 4 L s h + 2 h V)."""
     import explorer
-    from explorer.costs import static_costs
+    from explorer.measure.costs import static_costs
 
     spec = explorer.load_spec(_spec_path())
     return static_costs(spec, SEQ)["training_flops_per_token"]
@@ -55,7 +55,7 @@ def build_peers(drop_rate, compile=False):
     from transformers.utils import logging
 
     import explorer
-    from explorer.training import adamw
+    from explorer.training.loop import adamw
     from run import book_config, explorer_spec
 
     logging.set_verbosity_error()
@@ -95,7 +95,7 @@ def bench_train(repeats, compile=False):
     """{dropout: {model: figures}} for one training step at BATCH x SEQ, round-robin."""
     import torch
 
-    from explorer.training import optimizer_name
+    from explorer.training.loop import optimizer_name
 
     matmul = peak_case()
     ids = torch.randint(0, 50257, (BATCH, SEQ + 1), generator=torch.Generator().manual_seed(0))
@@ -154,7 +154,7 @@ def render_train(train):
                              + (f"{after:,.0f} steps" if after is not None else
                                 "no number of steps (not faster per step)"))
     peak = next(iter(next(iter(train["by_dropout"].values())).values()))["peak_flops_per_s"]
-    out += ["", "MFU = training FLOPs (explorer.costs: 3 x forward, "
+    out += ["", "MFU = training FLOPs (explorer.measure.costs: 3 x forward, "
                 f"{train['training_flops_per_token']:,} per token) / seconds / fp32 matmul peak ({peak / 1e9:.0f} GFLOP/s, a 4096^3 "
                 "torch.mm timed in the same rounds). Every peer: lr 4e-4, weight decay 0.1, "
                 "the same batch and loss code; HF untied (the book's 163M layout)."]

@@ -8,38 +8,38 @@
 Importing this package does not import torch; the functions that need it import it when called.
 """
 
-from .components import (COMPONENT_KINDS, Analysis, Chart, CheckpointFormat, Component,
+from .registry.components import (COMPONENT_KINDS, Analysis, Chart, CheckpointFormat, Component,
                          ConfigConverter, Param)
 from .errors import ExplorerError, ParamError, PluginError, ResourceError, SpecError
-from .plugin_manager import get_plugin_manager, hookimpl
-from .spec import ComponentChoice, Dropout, ModelConfig, Spec, load_spec
+from .registry.plugin_manager import get_plugin_manager, hookimpl
+from .spec.loading import ComponentChoice, Dropout, ModelConfig, Spec, load_spec
 
 __version__ = "0.1.0"
 
 # name -> module that defines it; imported on first access (most of them import torch).
 _LAZY = {
-    "build_model": "explorer.model",
-    "BuildContext": "explorer.model",
-    "GPTModel": "explorer.model",
-    "inference_layout": "explorer.model",
-    "analyze": "explorer.analysis",
-    "compare": "explorer.comparison",
-    "AnalysisContext": "explorer.analysis",
-    "generate": "explorer.generation",
-    "generate_stream": "explorer.generation",
-    "get_tokenizer": "explorer.tokenizer",
+    "build_model": "explorer.model.gpt",
+    "BuildContext": "explorer.model.gpt",
+    "GPTModel": "explorer.model.gpt",
+    "inference_layout": "explorer.model.gpt",
+    "analyze": "explorer.analysis.runner",
+    "compare": "explorer.analysis.comparison",
+    "AnalysisContext": "explorer.analysis.runner",
+    "generate": "explorer.model.generation",
+    "generate_stream": "explorer.model.generation",
+    "get_tokenizer": "explorer.model.tokenizer",
     "load_weights": "explorer.weights",
     "save_checkpoint": "explorer.weights",
     "export_hf": "explorer.weights",
     "spec_from_checkpoint": "explorer.weights",
     "Mismatch": "explorer.weights",
-    "train": "explorer.training",
-    "TrainConfig": "explorer.train_config",
+    "train": "explorer.training.loop",
+    "TrainConfig": "explorer.training.settings",
     "load_sweep": "explorer.sweep",
     "run_sweep": "explorer.sweep",
     "sweep_report": "explorer.sweep",
     "sweep_status": "explorer.sweep",
-    "spec_from_hf": "explorer.hf_config",
+    "spec_from_hf": "explorer.spec.hf_config",
 }
 
 __all__ = [

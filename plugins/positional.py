@@ -1,4 +1,4 @@
-"""Built-in positional encodings (see explorer.contracts.PositionalEncoding)."""
+"""Built-in positional encodings (see explorer.model.contracts.PositionalEncoding)."""
 
 from explorer import Component, Param, ParamError, hookimpl
 

@@ -1,7 +1,7 @@
-"""Built-in tokenizers: GPT-2's BPE (built offline, see explorer.tokenizer) and raw bytes."""
+"""Built-in tokenizers: GPT-2's BPE (built offline, see explorer.model.tokenizer) and raw bytes."""
 
 from explorer import Component, hookimpl
-from explorer.tokenizer import GPT2_N_VOCAB
+from explorer.model.tokenizer import GPT2_N_VOCAB
 
 
 class ByteTokenizer:
@@ -20,7 +20,7 @@ class ByteTokenizer:
 @hookimpl
 def explorer_components():
     return [
-        Component(kind="tokenizer", name="gpt2", factory="explorer.tokenizer:gpt2_tokenizer",
+        Component(kind="tokenizer", name="gpt2", factory="explorer.model.tokenizer:gpt2_tokenizer",
                   n_vocab=GPT2_N_VOCAB,
                   description="GPT-2's byte-level BPE, 50,257 tokens (tiktoken, built offline)."),
         Component(kind="tokenizer", name="bytes", factory=ByteTokenizer,

@@ -154,7 +154,7 @@ def test_report_records_provenance(make_spec):
 
 
 def test_weights_that_do_not_fit_are_refused_before_allocation(make_spec, monkeypatch):
-    from explorer import analysis
+    from explorer.analysis import runner as analysis
 
     spec = make_spec()
     monkeypatch.setattr(analysis, "available_memory", lambda: 10_000)  # bytes

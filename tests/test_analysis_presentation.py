@@ -9,9 +9,9 @@ import pytest
 
 import explorer
 from explorer import Analysis, Chart, hookimpl
-from explorer.comparison import analyses_of, compare
-from explorer.components import flat_figures
-from explorer.plots import write_plots
+from explorer.analysis.comparison import analyses_of, compare
+from explorer.registry.components import flat_figures
+from explorer.analysis.plots import write_plots
 from conftest import run_cli
 
 PLUGIN = textwrap.dedent('''

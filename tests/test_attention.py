@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import explorer
-from explorer.contracts import causal_mask
+from explorer.model.contracts import causal_mask
 
 from conftest import TINY_MODEL
 

@@ -7,8 +7,8 @@ import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
-from explorer.plots import PALETTE, draw, log_floor, to_svg
-from explorer.plugin_manager import get_plugin_manager
+from explorer.analysis.plots import PALETTE, draw, log_floor, to_svg
+from explorer.registry.plugin_manager import get_plugin_manager
 
 REGISTRY = get_plugin_manager(entry_points=False).registry()
 
@@ -122,7 +122,7 @@ def test_loss_draws_each_distinct_baseline_once():
 
 
 def test_charts_render_to_png_and_svg_without_pyplot(tmp_path):
-    from explorer.plots import save
+    from explorer.analysis.plots import save
 
     fig = draw(chart("gradflow"), [("a", gradflow([1e-3, 2e-3], after=[1e-3, 0.0]))])
     assert isinstance(fig, Figure)

@@ -1,4 +1,4 @@
-"""Compact models (explorer.stack): shape-only analyses build one block per distinct layer
+"""Compact models (explorer.model.stack): shape-only analyses build one block per distinct layer
 configuration and multiply, and report exactly what a build of every block reports."""
 
 from pathlib import Path
@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 import explorer
-import explorer.model
+import explorer.model.gpt
 from conftest import TINY_MODEL
 from explorer import Component, Param, hookimpl
 from explorer.plugins.layers.attention import GroupedQueryAttention
-from explorer.stack import EMBEDDING, StackPlan, plan_for
+from explorer.model.stack import EMBEDDING, StackPlan, plan_for
 from test_layer_analyses import COMPONENTS, LAYOUT, MLA
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -73,7 +73,7 @@ def test_gpt3_175b_builds_two_blocks_for_ninety_six():
 
 def _full_builds(monkeypatch):
     """Every later compact build builds every block, as before compact models existed."""
-    monkeypatch.setattr(explorer.model, "plan_of_spec",
+    monkeypatch.setattr(explorer.model.gpt, "plan_of_spec",
                         lambda spec: StackPlan.full(spec.model.n_layers))
 
 

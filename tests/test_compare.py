@@ -7,8 +7,8 @@ import struct
 import pytest
 
 import explorer
-from explorer.compare_table import format_delta, to_markdown, to_text
-from explorer.comparison import compare, spec_differences
+from explorer.analysis.compare_table import format_delta, to_markdown, to_text
+from explorer.analysis.comparison import compare, spec_differences
 from conftest import run_cli
 
 MODEL = ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 3}\n"
@@ -216,16 +216,16 @@ def test_cli_unknown_analysis_fails_before_building(capsys, pair):
 
 def test_a_spec_that_fails_before_its_model_is_built_keeps_the_others(capsys, pair, monkeypatch):
     """Issue 9 item 1: a refusal for one spec is recorded for it; the rest still run."""
-    import explorer.comparison
+    import explorer.analysis.comparison
 
-    real = explorer.comparison.analyze
+    real = explorer.analysis.comparison.analyze
 
     def analyze(spec, **kwargs):
         if spec.name == "tied":
             raise explorer.ResourceError("train needs 9 GiB but 4 GiB is available")
         return real(spec, **kwargs)
 
-    monkeypatch.setattr(explorer.comparison, "analyze", analyze)
+    monkeypatch.setattr(explorer.analysis.comparison, "analyze", analyze)
     code, out, err = run_cli(capsys, "compare", *pair, pair[0], "--only", "params")
     assert code == 1
     total = next(line for line in out.splitlines() if line.startswith("  total"))
@@ -243,16 +243,16 @@ def test_a_spec_that_fails_before_its_model_is_built_keeps_the_others(capsys, pa
 
 
 def test_ctrl_c_prints_the_specs_that_finished(capsys, pair, monkeypatch):
-    import explorer.comparison
+    import explorer.analysis.comparison
 
-    real = explorer.comparison.analyze
+    real = explorer.analysis.comparison.analyze
 
     def analyze(spec, **kwargs):
         if spec.name == "tied":
             raise KeyboardInterrupt
         return real(spec, **kwargs)
 
-    monkeypatch.setattr(explorer.comparison, "analyze", analyze)
+    monkeypatch.setattr(explorer.analysis.comparison, "analyze", analyze)
     code, out, err = run_cli(capsys, "compare", *pair, "--only", "params")
     assert code == 130
     assert "  not run (interrupted): tied" in out
@@ -267,7 +267,7 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_bar_on_a_terminal_only(monkeypatch, pair):
-    from explorer.progress import run_showing_progress
+    from explorer.analysis.progress import run_showing_progress
 
     specs = [explorer.load_spec(p) for p in pair]
     terminal = _Terminal()
@@ -297,7 +297,7 @@ def test_training_loss_chart(capsys, tmp_path):
 
 
 def test_compare_is_part_of_the_python_api(pair):
-    import explorer.comparison  # noqa: F401  (importing the module must not shadow the function)
+    import explorer.analysis.comparison  # noqa: F401  (importing the module must not shadow the function)
 
     result = explorer.compare([explorer.load_spec(p) for p in pair], only=["params"])
     assert result["specs"] == ["base", "tied"]

@@ -6,9 +6,9 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensor
 
 import explorer
-import explorer.analysis
-import explorer.model
-from explorer.model import rng_devices
+import explorer.analysis.runner
+import explorer.model.gpt
+from explorer.model.gpt import rng_devices
 
 # make_spec's tiny model (tests/conftest.py): T = context 32, vocab 97.
 T, V = 32, 256  # TINY_MODEL, bytes tokenizer
@@ -63,7 +63,7 @@ def test_analyses_share_one_model_of_each_kind(make_spec, monkeypatch):
     existed; now every analysis shares the context's: one real, one meta (also used to check
     the weights fit), one fake (measured at fp32 and cast to bf16)."""
     built = []
-    real_build = explorer.model.build_model
+    real_build = explorer.model.gpt.build_model
 
     def counting(spec, seed=None, device=None, **kwargs):
         model = real_build(spec, seed, device, **kwargs)
@@ -71,8 +71,8 @@ def test_analyses_share_one_model_of_each_kind(make_spec, monkeypatch):
         built.append("fake" if fake else str(device or "cpu"))
         return model
 
-    monkeypatch.setattr(explorer.analysis, "build_model", counting)
-    monkeypatch.setattr(explorer.model, "build_model", counting)
+    monkeypatch.setattr(explorer.analysis.runner, "build_model", counting)
+    monkeypatch.setattr(explorer.model.gpt, "build_model", counting)
     spec = make_spec(model={"vocab_size": 50257})
     report = explorer.analyze(spec, only=["params", "memory", "flops", "summary"])
     assert report["failures"] == {}

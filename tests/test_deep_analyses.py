@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import explorer
 from explorer.plugins.analyses.gradflow import SAMPLE_TEXT
-from explorer.corpus import load_corpus
+from explorer.training.corpus import load_corpus
 
 # A spec whose sizes are all different, so no two terms of the hand count can be confused:
 # batch B=2 of T=6 tokens, context 8, width h=12, a=3 heads, vocab V=256 (the byte tokenizer's:

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 import explorer
-from explorer import devices
+from explorer.training import devices
 from explorer.cli import main
-from explorer.corpus import Corpus
-from explorer.model import GPTModel
+from explorer.training.corpus import Corpus
+from explorer.model.gpt import GPTModel
 from explorer.plugins.analyses.train import render as render_train
-from explorer.train_config import TrainConfig
-from explorer.training import train
+from explorer.training.settings import TrainConfig
+from explorer.training.loop import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -160,7 +160,7 @@ def test_autocast_and_scaler_follow_the_dtype():
 
 @pytest.fixture(scope="module")
 def tiny_corpus():
-    from explorer.corpus import tokenize
+    from explorer.training.corpus import tokenize
 
     tokenizer = explorer.get_tokenizer("bytes")
     text = "the quick brown fox jumps over the lazy dog; " * 300
@@ -254,7 +254,7 @@ def test_a_compiler_that_fails_is_one_line(tiny_corpus, monkeypatch):
 def test_compile_errors_become_one_line():
     from torch._dynamo.exc import TorchDynamoException
 
-    from explorer.compilation import compile_errors
+    from explorer.training.compilation import compile_errors
 
     with pytest.raises(explorer.ExplorerError, match=r"^--compile: torch.compile failed: boom; "
                                                      r"run without --compile$"):

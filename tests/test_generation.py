@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 import explorer
 from explorer.cli import main
-from explorer.kv_cache import KVCache, ModelCache
+from explorer.model.kv_cache import KVCache, ModelCache
 from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -284,7 +284,7 @@ def expected_ids(path, prompt, n, *overrides, **sample):
 def test_cli_streams_text_as_tokens_come(capsys, monkeypatch):
     import click
 
-    import explorer.generation as generation
+    import explorer.model.generation as generation
 
     events = []
     real_stream, real_echo = generation.generate_stream, click.echo
@@ -330,7 +330,7 @@ def test_cli_json_gives_prompt_ids_and_text(capsys):
 
 def _stream(tok, ids):
     """The pieces TextStream shows for ``ids``, and the length of every list it decoded."""
-    from explorer.generation import TextStream
+    from explorer.model.generation import TextStream
 
     lengths = []
 
@@ -448,7 +448,7 @@ def test_inference_layout_changes_only_the_memory_order(make_spec, tying):
 
 
 def test_generate_command_uses_the_inference_layout(monkeypatch, capsys):
-    from explorer import model as model_module
+    from explorer.model import gpt as model_module
 
     laid_out = []
     real = model_module.inference_layout

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import explorer
-from explorer.generation import generate
+from explorer.model.generation import generate
 from hf_reference import (assert_same_logits, build_spec, from_llama_like, load_exactly,
                           randomize, tokens, transformers)
 

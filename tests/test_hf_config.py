@@ -11,7 +11,7 @@ import torch
 import yaml
 
 import explorer
-from explorer.hf_config import convert, spec_from_hf
+from explorer.spec.hf_config import convert, spec_from_hf
 from hf_reference import assert_same_logits, load_exactly, randomize, tokens, transformers
 from published_configs import DEEPSEEK_V3, GPT2, REAL_MODELS
 from conftest import run_cli

@@ -23,7 +23,7 @@ import explorer
 import explorer.html
 from conftest import TINY_MODEL, TINY_TOKENIZER, run_cli
 from explorer import Analysis, Chart, hookimpl
-from explorer.compare_table import format_delta
+from explorer.analysis.compare_table import format_delta
 from html_page import header, parse, table_rows
 from sweep_helpers import write_mid_sweep, write_sweep
 

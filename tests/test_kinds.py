@@ -10,7 +10,7 @@ from torch.nn import functional as F
 import explorer
 from conftest import TINY_MODEL
 from explorer import Component, Param, hookimpl
-from explorer.contracts import causal_mask
+from explorer.model.contracts import causal_mask
 from explorer.plugins.analyses.gradflow import SAMPLE_TEXT, render
 from explorer.plugins.analyses.memory import render as memory_render
 
@@ -180,4 +180,4 @@ def test_attention_without_its_layout_is_one_line(make_spec):
     report = explorer.analyze(spec, only=["memory"])
     assert report["failures"]["memory"] == (
         "trf_blocks.0.att (Forgetful) does not expose window as an int: an attention exposes "
-        "n_kv_heads, head_dim, window (explorer.contracts)")
+        "n_kv_heads, head_dim, window (explorer.model.contracts)")

@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 import explorer
-from explorer import contracts
+from explorer.model import contracts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -69,7 +69,7 @@ def test_params_total_and_active_per_block(layout):
 
 
 def test_a_block_that_reports_its_own_active_count_is_counted_by_it(make_spec):
-    """A plugin block with ``active_parameters()`` (explorer.contracts point 7): the per-block
+    """A plugin block with ``active_parameters()`` (explorer.model.contracts point 7): the per-block
     figures and the total both take its word, as for any module that reports one."""
     spec = make_spec()
     model = explorer.build_model(spec)
@@ -246,8 +246,8 @@ def test_gradflow_has_no_expert_figures_without_experts(make_spec):
 
 def test_static_costs_count_active_experts(layout):
     """What a training budget in FLOPs is turned into steps with: 3 x the forward, which counts
-    top_k experts per token (explorer.costs)."""
-    from explorer.costs import static_costs
+    top_k experts per token (explorer.measure.costs)."""
+    from explorer.measure.costs import static_costs
 
     assert static_costs(layout, S) == {"parameters": 18_512, "forward_flops_per_token": 32_128,
                                        "training_flops_per_token": 3 * 32_128}

@@ -9,9 +9,9 @@ import torch
 
 import explorer
 from explorer.cli import main
-from explorer.generation import generate
-from explorer.layers import index_text
-from explorer.spec import spec_from_dict
+from explorer.model.generation import generate
+from explorer.spec.layers import index_text
+from explorer.spec.loading import spec_from_dict
 from hf_reference import (assert_same_logits, build_spec, from_llama_like, load_exactly,
                           randomize, tokens, transformers)
 
@@ -348,7 +348,7 @@ def test_alternating_windows_equal_qwen3_layer_types(write_spec):
 
 
 def test_compare_shows_layer_patterns_not_entries(layout):
-    from explorer.comparison import spec_differences
+    from explorer.analysis.comparison import spec_differences
 
     dense = explorer.load_spec(layout.source, overrides=["layers=[]"])
     differences = spec_differences([layout.to_dict(), dense.to_dict()])

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import explorer
-from explorer import contracts
-from explorer.kv_cache import ModelCache
+from explorer.model import contracts
+from explorer.model.kv_cache import ModelCache
 from hf_reference import (assert_same_logits, build_spec, experts_from_hf, load_exactly,
                           randomize, rope_halves_from_pairs, tokens, transformers)
 

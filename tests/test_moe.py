@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import explorer
-from explorer import contracts
+from explorer.model import contracts
 from hf_reference import (assert_same_logits, build_spec, experts_from_hf, load_exactly,
                           randomize, tokens, transformers)
 
@@ -213,7 +213,7 @@ def test_shape_only_costs_equal_a_real_routing(make_spec):
     2 * 10 * 16 * 4 = 1,280."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from explorer.activations import saved_activation_bytes
+    from explorer.measure.activations import saved_activation_bytes
 
     spec = make_spec(model={"vocab_size": 256}, activation="silu", ffn={
         "name": "moe", "n_experts": 4, "top_k": 2, "hidden": 8})

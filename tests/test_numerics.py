@@ -7,7 +7,7 @@ import torch
 
 import explorer
 from explorer.cli import main
-from explorer.numerics import first_nonfinite_module, nonfinite_report
+from explorer.measure.numerics import first_nonfinite_module, nonfinite_report
 
 
 def poisoned(make_spec, where="trf_blocks.1.ff.layers.0.weight", value=float("inf")):
@@ -50,7 +50,7 @@ def test_report_and_cli_name_the_fault(make_spec, capsys):
     assert report["warnings"] == [
         "gradflow: NaN or inf in the logits, first at trf_blocks.1.ff.layers.0",
         "samples: NaN or inf in the logits, first at trf_blocks.1.ff.layers.0"]
-    from explorer.report import to_json
+    from explorer.analysis.report import to_json
     data = json.loads(to_json(report))  # strict JSON: the NaN loss becomes a string
     assert data["analyses"]["gradflow"]["loss"] in ("nan", "inf")
 

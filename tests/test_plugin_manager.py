@@ -9,9 +9,10 @@ import sys
 import pytest
 
 import explorer
-from explorer import contracts, hookimpl
-from explorer.components import COMPONENT_KINDS
-from explorer.plugin_manager import Plugins
+from explorer import hookimpl
+from explorer.model import contracts
+from explorer.registry.components import COMPONENT_KINDS
+from explorer.registry.plugin_manager import Plugins
 
 REGISTRY = explorer.get_plugin_manager(entry_points=False).registry()
 
@@ -74,7 +75,7 @@ REGISTRY_COMPONENT_PLUGINS = {p.plugin for (k, _), p in REGISTRY.provider.items(
 
 def test_dead_code_is_gone_and_a_test_can_unregister_through_pluggy():
     assert not hasattr(Plugins, "unregister")
-    assert [f.name for f in explorer.components.Provider.__dataclass_fields__.values()] == [
+    assert [f.name for f in explorer.registry.components.Provider.__dataclass_fields__.values()] == [
         "plugin", "distribution"]
     plugins = explorer.get_plugin_manager(entry_points=False)
     plugins.register(Counting(), "counting")
@@ -114,14 +115,14 @@ def test_every_built_in_tokenizer_keeps_the_contract():
 
 
 def test_contracts_and_hookspecs_import_without_torch():
-    code = ("import sys, explorer.contracts, explorer.hookspecs\n"
+    code = ("import sys, explorer.model.contracts, explorer.registry.hookspecs\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.strip() == "[]", proc.stderr
 
 
 def test_hookspecs_are_annotated():
-    from explorer import hookspecs
+    from explorer.registry import hookspecs
 
     assert inspect.signature(hookspecs.explorer_components).return_annotation == "list[Component]"
     assert inspect.signature(hookspecs.explorer_analyses).return_annotation == "list[Analysis]"

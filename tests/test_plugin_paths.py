@@ -71,7 +71,7 @@ def test_a_checkpoint_keeps_plugin_paths_relative_to_its_folder(tmp_path):
     from safetensors import safe_open
 
     with safe_open(str(checkpoint), "pt") as f:
-        saved = json.loads(f.metadata()["explorer.spec"])
+        saved = json.loads(f.metadata()["explorer.spec.loading"])
     assert saved["plugins"] == [str(Path("..") / "plugins" / "scalenorm.py")]
 
     moved = tmp_path / "elsewhere"  # the folder moves as a whole: the relative path still holds

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import explorer
-from explorer.contracts import PositionalEncoding
+from explorer.model.contracts import PositionalEncoding
 
 POSITIONAL = explorer.get_plugin_manager(entry_points=False).registry().names("positional")
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import explorer
-from explorer import contracts
+from explorer.model import contracts
 from conftest import load_script
 from hf_reference import transformers
 from published_configs import REAL_MODELS

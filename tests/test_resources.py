@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 import explorer
-from explorer import analysis
+from explorer.analysis import runner as analysis
 from explorer.cli import main
 from explorer.plugins.analyses.gradflow import SAMPLE_TEXT
-from explorer.resources import ENV_AVAILABLE, USABLE, Need, Part, parse_size, size
+from explorer.measure.resources import ENV_AVAILABLE, USABLE, Need, Part, parse_size, size
 
 ROOT = Path(__file__).resolve().parent.parent
 # A small model whose head is wide (vocab 4096), so the logits matter as much as the blocks.
@@ -170,8 +170,8 @@ def test_kept_free_share_is_named_when_the_need_is_below_what_is_available():
     need = Need("x", (Part("weights", 95 * 2**20),), "lower y")
     with pytest.raises(explorer.ResourceError, match=r"^s: x needs about 95 MiB \(weights 95 "
                        r"MiB\) but only 100 MiB is available and 10% of it is kept free; lower y$"):
-        explorer.resources.refuse_unless_fits(need, 100 * 2**20, "s")
-    explorer.resources.refuse_unless_fits(need, int(95 * 2**20 / USABLE) + 1, "s")
+        explorer.measure.resources.refuse_unless_fits(need, 100 * 2**20, "s")
+    explorer.measure.resources.refuse_unless_fits(need, int(95 * 2**20 / USABLE) + 1, "s")
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -179,14 +179,14 @@ def test_kept_free_share_is_named_when_the_need_is_below_what_is_available():
 def test_available_memory_override(monkeypatch, text, expected):
     assert parse_size(text) == expected
     monkeypatch.setenv(ENV_AVAILABLE, text)
-    assert explorer.resources.available_memory() == expected
+    assert explorer.measure.resources.available_memory() == expected
 
 
 def test_bad_available_memory_override_is_one_line(monkeypatch):
     monkeypatch.setenv(ENV_AVAILABLE, "lots")
     with pytest.raises(explorer.ExplorerError, match=r"^EXPLORER_AVAILABLE_MEMORY: 'lots' is not "
                        r"a size; write bytes or a number with a unit, e.g. 6GiB or 512MiB$"):
-        explorer.resources.available_memory()
+        explorer.measure.resources.available_memory()
 
 
 # -- the prediction against the real peak ------------------------------------------------------
@@ -194,7 +194,7 @@ def test_bad_available_memory_override_is_one_line(monkeypatch):
 PEAK_SCRIPT = textwrap.dedent("""
     import json, sys
     import explorer
-    from explorer import analysis
+    from explorer.analysis import runner as analysis
 
     def status(key):
         with open("/proc/self/status") as f:

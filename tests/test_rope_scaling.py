@@ -31,7 +31,7 @@ def _rope_spec(make_spec, positional, emb_dim=64, n_heads=2):
 
 def _converted(scaling):
     """The rope parameters spec-from-hf writes for a Llama config with ``scaling``."""
-    from explorer.hf_config import convert
+    from explorer.spec.hf_config import convert
 
     config = {"model_type": "llama", "vocab_size": 256, "hidden_size": 64,
               "intermediate_size": 96, "num_hidden_layers": 1, "num_attention_heads": 2,

@@ -13,12 +13,12 @@ import yaml
 
 import explorer
 from explorer.cli import main
-from explorer.corpus import tokenize
+from explorer.training.corpus import tokenize
 from explorer.sweep import load_sweep, make_plan, run_sweep
 from explorer.sweep.store import Store
 from explorer.sweep.executors import LocalExecutor
-from explorer.tokenizer import get_tokenizer
-from explorer.train_config import TrainConfig
+from explorer.model.tokenizer import get_tokenizer
+from explorer.training.settings import TrainConfig
 from sweep_helpers import CORPUS, NAN_PLUGIN, TINY, rows, wait_for, write_sweep
 
 
@@ -99,7 +99,7 @@ def test_a_diverging_run_is_recorded_as_failed_and_the_rest_go_on(tmp_path, loca
 
 
 def test_a_worker_keeps_the_costs_of_points_that_differ_only_in_their_layers_apart(write_spec):
-    from explorer.costs import run_costs
+    from explorer.measure.costs import run_costs
     from explorer.sweep.worker import _point_costs
 
     two = {**TINY, "model": {**TINY["model"], "n_layers": 2}}

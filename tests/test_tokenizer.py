@@ -1,7 +1,7 @@
 import pytest
 
 import explorer
-from explorer import tokenizer
+from explorer.model import tokenizer
 
 
 def test_gpt2_tokens_match_the_book():

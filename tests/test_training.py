@@ -1,4 +1,4 @@
-"""The core training loop (explorer.training, explorer.train_config): schedules, budgets and
+"""The core training loop (explorer.training.loop, explorer.training.settings): schedules, budgets and
 evaluation points computed by hand, clipping against an unclipped twin, divergence, auxiliary
 losses, seeds."""
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import explorer
-from explorer.corpus import tokenize
-from explorer.tokenizer import get_tokenizer
-from explorer.train_config import TrainConfig, budget_steps, eval_steps, learning_rate
-from explorer.training import DivergedError, _Run, derive_seed, train
+from explorer.training.corpus import tokenize
+from explorer.model.tokenizer import get_tokenizer
+from explorer.training.settings import TrainConfig, budget_steps, eval_steps, learning_rate
+from explorer.training.loop import DivergedError, _Run, derive_seed, train
 from sweep_helpers import CORPUS, TINY
 
 # The hand count for TINY (V=256, h=16, L=1, 4h MLP, no qkv bias) at s=16: per block the weight
@@ -84,7 +84,7 @@ def test_budgets_to_steps_by_hand(micro):
 
 
 def test_training_flops_per_token_by_hand(micro):
-    from explorer.costs import static_costs
+    from explorer.measure.costs import static_costs
 
     costs = static_costs(micro, 16)
     assert costs["training_flops_per_token"] == TRAINING_PER_TOKEN == 46_080

@@ -61,7 +61,7 @@ BAD = [
 
 @pytest.fixture
 def no_model_is_built(monkeypatch):
-    from explorer.model import GPTModel
+    from explorer.model.gpt import GPTModel
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was built")

@@ -42,23 +42,23 @@ def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights
     spec, weights = spec_and_weights(spec_path, overrides, manager, weights)
     warn_broken(manager)
     names = only_names(only)
-    from ..hf_config import is_hf_config
+    from ..spec.hf_config import is_hf_config
 
     if names is None and weights is None and is_hf_config(spec_path):
         names = [a.name for a in manager.registry().analyses.values()
                  if a.default and not a.needs_weights]
     device = torch_device(device)  # imports torch
-    from ..analysis import analyze
+    from ..analysis.runner import analyze
 
     report = analyze(spec, only=names, weights=weights, device=device, dtype=dtype)
     if report["refused"] and not report["analyses"]:
         pass  # every analysis asked for was refused: the refusal is the whole answer
     elif fmt == "json":
-        from ..report import to_json
+        from ..analysis.report import to_json
 
         emit(to_json(report), out_path)
     else:
-        from ..report import to_text
+        from ..analysis.report import to_text
 
         registry = manager.registry()
         renderers = {name: registry.analyses[name].load_render() for name in report["analyses"]}
@@ -126,10 +126,10 @@ def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, 
     warn_broken(*(spec.plugin_manager for spec, _ in pairs))
     names = only_names(only)
 
-    from ..analysis import select
-    from ..compare_table import to_markdown, to_text
-    from ..comparison import analyses_of, patterns, pick, same_seed, tabulate, unmatched
-    from ..progress import run_showing_progress
+    from ..analysis.runner import select
+    from ..analysis.compare_table import to_markdown, to_text
+    from ..analysis.comparison import analyses_of, patterns, pick, same_seed, tabulate, unmatched
+    from ..analysis.progress import run_showing_progress
 
     specs = same_seed([spec for spec, _ in pairs], seed)
     counts = [len(select(s.plugin_manager.registry(), names)) for s in specs]
@@ -146,12 +146,12 @@ def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, 
     result = tabulate(specs, reports)
     plot_failures = {}
     if plots_dir and reports:
-        from ..plots import write_plots
+        from ..analysis.plots import write_plots
 
         result["plots"], plot_failures = write_plots(result, analyses_of(specs, reports),
                                                      plots_dir)
     if fmt == "json":
-        from ..report import to_json
+        from ..analysis.report import to_json
 
         emit(to_json(result), out_path)
     else:

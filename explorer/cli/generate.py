@@ -61,13 +61,13 @@ def generate_text(spec_path, prompt, max_new_tokens, temperature, top_k, top_p, 
 
         explorer generate specs/gpt2_small_openai.yaml --weights gpt2/ --prompt "Hello, I am"
     """
-    from ..generation import check_sampling
+    from ..model.generation import check_sampling
 
     manager = manager_with_plugins(plugins)
     spec, weights = spec_and_weights(spec_path, overrides, manager, weights)
     warn_broken(manager)
     check_sampling(max_new_tokens, temperature, top_k, top_p)  # before any model is built
-    from ..tokenizer import get_tokenizer
+    from ..model.tokenizer import get_tokenizer
 
     tok = get_tokenizer(spec.tokenizer, manager)
     ids = tok.encode(prompt, allowed_special={"<|endoftext|>"})
@@ -87,11 +87,11 @@ def generate_text(spec_path, prompt, max_new_tokens, temperature, top_k, top_p, 
 
     import torch
 
-    from ..analysis import check_fits
-    from ..compilation import compile_errors, compile_model as compiled
-    from ..devices import torch_dtype
-    from ..generation import TextStream, generate_stream
-    from ..model import build_model, inference_layout
+    from ..analysis.runner import check_fits
+    from ..training.compilation import compile_errors, compile_model as compiled
+    from ..training.devices import torch_dtype
+    from ..model.generation import TextStream, generate_stream
+    from ..model.gpt import build_model, inference_layout
 
     # Refuse before allocating the weights (a meta model has only shapes).
     check_fits(spec, build_model(spec, device="meta", compact=True), suggest_shape_analyses=False)

@@ -105,11 +105,11 @@ def spec_and_weights(spec_path, overrides, manager, weights):
         from ..weights import spec_from_checkpoint
 
         return spec_from_checkpoint(spec_path, overrides, manager), weights or spec_path
-    from ..hf_config import is_hf_config, spec_from_hf
+    from ..spec.hf_config import is_hf_config, spec_from_hf
 
     if is_hf_config(spec_path):
         return spec_from_hf(spec_path, overrides, manager), weights
-    from ..spec import load_spec
+    from ..spec.loading import load_spec
 
     return load_spec(spec_path, overrides=overrides, plugins=manager), weights
 
@@ -117,7 +117,7 @@ def spec_and_weights(spec_path, overrides, manager, weights):
 def device_options(dtype_help):
     """``--device`` and ``--dtype``: names checked at once (no torch), the device resolved
     against this torch before anything is built (:func:`torch_device`)."""
-    from ..devices import DTYPE_NAMES
+    from ..training.devices import DTYPE_NAMES
 
     def add(f):
         f = click.option("--dtype", type=click.Choice(DTYPE_NAMES), default="float32",
@@ -137,7 +137,7 @@ MIXED_PRECISION = ("What forwards compute in: float32, or bfloat16 / float16 mix
 def torch_device(name):
     """The ``torch.device`` for ``--device`` (imports torch unless the name is misspelt), or
     exit 2 with one line."""
-    from ..devices import resolve_device
+    from ..training.devices import resolve_device
 
     return resolve_device(name)
 
@@ -154,7 +154,7 @@ def with_corpus(overrides, corpus):
 
 def manager_with_plugins(plugins):
     """A fresh plugin manager with the -p/--plugin plugins, which must load: the user named them."""
-    from ..plugin_manager import get_plugin_manager
+    from ..registry.plugin_manager import get_plugin_manager
 
     try:
         return get_plugin_manager(plugins=plugins)

@@ -32,8 +32,8 @@ def list_plugins(kind, fmt, plugins):
 
         explorer plugins --kind attention
     """
-    from ..components import REGISTERED_KINDS
-    from ..plugin_manager import CONVERTER_KIND, FORMAT_KIND, unknown_name_message
+    from ..registry.components import REGISTERED_KINDS
+    from ..registry.plugin_manager import CONVERTER_KIND, FORMAT_KIND, unknown_name_message
 
     manager = manager_with_plugins(plugins)
     registry = manager.registry()

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..devices import DTYPE_NAMES
+from ..training.devices import DTYPE_NAMES
 from .options import UserError, check_html_path, emit, html_option, out_option, \
     this_command_line, write_html
 
@@ -35,7 +35,7 @@ def _check_device(device):
     (imports torch, which the driver otherwise never does). Ray workers may be on other
     machines: each run checks its own."""
     if device != "cpu":
-        from ..devices import resolve_device
+        from ..training.devices import resolve_device
 
         resolve_device(device, "train.device", "--device cpu")
 
@@ -114,7 +114,7 @@ def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_sta
     plan = make_plan(spec)
     db = Path(db) if db else spec.default_store()
     if show_status:
-        from ..report import to_json
+        from ..analysis.report import to_json
         from ..sweep import status
         from ..sweep.standing import status_text
 
@@ -125,7 +125,7 @@ def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_sta
             sys.exit(1)
         return
     if dry_run:
-        from ..report import to_json
+        from ..analysis.report import to_json
         from ..sweep.driver import default_threads
         from ..sweep.estimate import dry_run_text, estimate
 

@@ -47,7 +47,7 @@ def export(spec_path, weights, target, overrides, shard_size, fmt, plugins):
 
     # An unknown target, or a spec it cannot hold: refused before anything is built.
     check_exportable(spec, target_format)
-    from ..model import build_model
+    from ..model.gpt import build_model
 
     model = build_model(spec, weights=weights)
     initial_weights = not weights
@@ -99,7 +99,7 @@ def spec_from_hf_command(config_path, fmt, out_path, plugins):
 
         explorer spec-from-hf Meta-Llama-3-8B/config.json > llama3_8b.yaml
     """
-    from ..hf_config import shown_document, spec_document, spec_from_document, to_yaml
+    from ..spec.hf_config import shown_document, spec_document, spec_from_document, to_yaml
 
     manager = manager_with_plugins(plugins)
     doc, origins, config = spec_document(config_path, manager)

@@ -5,7 +5,7 @@ import itertools
 
 import yaml
 
-from ..report import overrides_text, params_text, provider_text
+from ..analysis.report import overrides_text, params_text, provider_text
 from .provenance import provenance as make_provenance
 from .render import Page, data, render, show, sign
 from .sections import Presenters, anchor, chart_section, failed_section, section
@@ -16,7 +16,7 @@ def _presenters(registries):
     """Presenters of ``registries`` (a Registry or a list of them; default: the installed
     plugins')."""
     if registries is None:
-        from ..plugin_manager import get_plugin_manager
+        from ..registry.plugin_manager import get_plugin_manager
 
         registries = get_plugin_manager().registry()
     return Presenters(registries if isinstance(registries, (list, tuple)) else [registries])
@@ -76,7 +76,7 @@ def build_page(report, registry=None, provenance=None):
 
 def _delta_cell(diff, pct, base):
     """A difference as the text table shows it (coloured by sign), sorting by its %."""
-    from ..compare_table import format_delta
+    from ..analysis.compare_table import format_delta
 
     title = f"{'+' if diff > 0 else ''}{show(diff)} vs {base}" if sign(diff) else ""
     return Cell(format_delta(diff, pct), data(pct if pct is not None else diff),

@@ -47,7 +47,7 @@ def printable(text):
 
 def show(value):
     """A figure for display, as the text reports show it."""
-    from ..compare_table import format_value  # imports torch: only where figures are shown
+    from ..analysis.compare_table import format_value  # imports torch: only where figures are shown
 
     return printable(value) if isinstance(value, str) else format_value(value)
 
@@ -111,7 +111,7 @@ _SVG_METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.S)
 def svg(fig, prefix):
     """``fig`` as inline SVG markup. matplotlib names clip paths and glyphs by content, so two
     charts on one page could share ids: each chart's ids get ``prefix``."""
-    from ..plots import to_svg
+    from ..analysis.plots import to_svg
 
     text = to_svg(fig)
     text = text[text.index("<svg"):]  # inline: no XML declaration, no DOCTYPE

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from markupsafe import Markup
 
-from ..components import flat_figures
-from ..report import section_text
+from ..registry.components import flat_figures
+from ..analysis.report import section_text
 from .render import svg
 from .tables import figures_table, text_block
 
@@ -85,7 +85,7 @@ def body(analysis, name, result, problems):
 
 def default_body(analysis, name, result, problems):
     """A table of the analysis's figures, then its text as the text report prints it."""
-    from ..comparison import checked_figures  # imports torch: only pages with analyses
+    from ..analysis.comparison import checked_figures  # imports torch: only pages with analyses
 
     parts = []
     try:
@@ -107,7 +107,7 @@ def default_body(analysis, name, result, problems):
 def charts(analysis, name, series, ids, problems):
     """Each of the analysis's charts drawn for ``series`` (``[(label, result), ...]``), as
     inline SVG whose ids start with the next of ``ids``."""
-    from ..plots import draw
+    from ..analysis.plots import draw
 
     views = []
     for chart in analysis.charts if analysis is not None and series else ():

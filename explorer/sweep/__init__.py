@@ -53,5 +53,5 @@ def status(sweep, db=None, plan=None):
         store.close()
 
 
-# The names explorer/__init__.py exports (``explorer.sweep_report``): explorer.report is a module.
+# The names explorer/__init__.py exports (``explorer.sweep_report``): explorer.analysis.report is a module.
 sweep_report, sweep_status = report, status

@@ -2,12 +2,12 @@
 
 Per grid point: steps and tokens per run, parameters, training FLOPs per token and per run,
 memory per run (weights + gradients + AdamW moments + measured activations), all from compact
-models (explorer.stack), and time per run (timed on a few points, predicted for the others:
+models (explorer.model.stack), and time per run (timed on a few points, predicted for the others:
 explorer.sweep.timing). Then how many runs are left, where they would execute, whether workers
 x threads fit the cores and the runs at once fit the memory, and the estimated wall time.
 """
 
-from ..train_config import eval_steps
+from ..training.settings import eval_steps
 from .executors import cpu_count, local_description
 from .progress import duration
 
@@ -25,14 +25,14 @@ def _where(executor, slots, threads, ray_address):
 def estimate(plan, todo, executor="local", workers=None, threads=1, ray_address=None):
     """The dry run as plain data; ``todo`` are the keys of the runs still to do.
 
-    Costs come from compact models (explorer.stack: a block per distinct layer, on the meta
+    Costs come from compact models (explorer.model.stack: a block per distinct layer, on the meta
     device and fake tensors), so a grid of any sizes costs milliseconds per point; the time per
     run is measured on a few points and predicted for the others (explorer.sweep.timing).
     """
-    from ..costs import run_costs
-    from ..resources import available_memory
-    from ..tokenizer import get_tokenizer
-    from ..training import load_training_corpus
+    from ..measure.costs import run_costs
+    from ..measure.resources import available_memory
+    from ..model.tokenizer import get_tokenizer
+    from ..training.loop import load_training_corpus
     from .timing import eval_tokens_per_evaluation, matmul_flops_per_second, measure, \
         seconds_per_step
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import yaml
 
-from ..corpus import digest, load_corpus
+from ..training.corpus import digest, load_corpus
 from ..errors import SpecError
-from ..spec import load_spec
-from ..train_config import TrainConfig
+from ..spec.loading import load_spec
+from ..training.settings import TrainConfig
 from .sweepfile import BASE_KEY, TRAIN_PREFIX
 
 KEY_LENGTH = 20  # hex digits of sha256: 80 bits
@@ -199,7 +199,7 @@ class _Planner:
 def make_plan(sweep, plugins=None):
     """Expand ``sweep`` (a :class:`SweepFile`) into points and runs; raise SpecError on a grid
     value a base spec refuses, naming the sweep file, the grid key and the value."""
-    from ..plugin_manager import get_plugin_manager
+    from ..registry.plugin_manager import get_plugin_manager
 
     planner = _Planner(sweep, plugins or get_plugin_manager())
     planner.check_values()

@@ -8,7 +8,7 @@
 
 from pathlib import Path
 
-from ..plots import save
+from ..analysis.plots import save
 
 
 def _figure(width, height):

@@ -14,7 +14,7 @@ left running.
 
 import os
 
-from ..corpus import digest, load_corpus
+from ..training.corpus import digest, load_corpus
 from ..errors import ExplorerError, one_line
 from .executors import killed
 

@@ -191,6 +191,6 @@ def to_markdown(report):
 
 
 def to_json(report):
-    from ..report import to_json as strict_json  # NaN and inf as strings: strict JSON
+    from ..analysis.report import to_json as strict_json  # NaN and inf as strings: strict JSON
 
     return strict_json(report)

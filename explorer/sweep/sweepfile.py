@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 from ..errors import SpecError, did_you_mean
-from ..train_config import TrainConfig
+from ..training.settings import TrainConfig
 
 TOP_KEYS = ("name", "description", "base", "set", "grid", "baseline", "seeds", "train", "budget")
 TRAIN_PREFIX = "train."
@@ -54,7 +54,7 @@ class SweepFile:
 
 
 def _read(path):
-    from ..spec_reading import read_yaml
+    from ..spec.reading import read_yaml
 
     return read_yaml(path, "sweep file", "a sweep file is a mapping with base:, grid: and seeds:")
 

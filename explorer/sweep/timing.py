@@ -19,8 +19,8 @@ Each point says which it got: ``measured``, ``predicted`` or ``lower_bound``.
 import time
 from dataclasses import replace
 
-from ..corpus import windows
-from ..training import EVAL_CHUNK, measure_speed
+from ..training.corpus import windows
+from ..training.loop import EVAL_CHUNK, measure_speed
 
 TIMED_POINTS = 5
 CHEAP_STEP_FLOPS = 2e10  # a training step of at most this many FLOPs takes well under a second
@@ -37,7 +37,7 @@ def eval_tokens_per_evaluation(config, corpus):
 def measure(point_spec, config, corpus, threads, seed):
     """``(step seconds, evaluation seconds per token)`` of one point, timed on a throwaway model:
     one step after a warm-up step, and an evaluation of one chunk of windows per split."""
-    from ..model import build_model
+    from ..model.gpt import build_model
 
     one_chunk = replace(config, threads=threads, eval_tokens=EVAL_CHUNK * config.seq_len)
     speed = measure_speed(build_model(point_spec, seed=seed), point_spec, one_chunk, corpus,

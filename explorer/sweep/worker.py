@@ -30,16 +30,16 @@ def _cached(key, make):
 
 
 def _plugins():
-    from ..plugin_manager import get_plugin_manager
+    from ..registry.plugin_manager import get_plugin_manager
 
     return _cached("plugins", get_plugin_manager)
 
 
 def _corpus(spec, config, digest, text):
     """The tokenized corpus, read here (local workers) or sent by the driver (Ray)."""
-    from ..corpus import digest as content_digest, load_corpus
-    from ..tokenizer import get_tokenizer
-    from ..training import prepare_corpus
+    from ..training.corpus import digest as content_digest, load_corpus
+    from ..model.tokenizer import get_tokenizer
+    from ..training.loop import prepare_corpus
 
     def make():
         body, source = (text, config.corpus or "the driver's corpus") if text is not None \
@@ -53,8 +53,8 @@ def _corpus(spec, config, digest, text):
 
 
 def _point_costs(spec, config):
-    """:func:`explorer.costs.run_costs` of the run's grid point, once per worker."""
-    from ..costs import run_costs
+    """:func:`explorer.measure.costs.run_costs` of the run's grid point, once per worker."""
+    from ..measure.costs import run_costs
 
     # What the costs depend on: the model, its components and its per-layer overrides.
     doc = spec.to_dict()
@@ -66,8 +66,8 @@ def _point_costs(spec, config):
 
 def check_memory(parts, batch_size, seq_len, host):
     """Refuse (ResourceError) a run predicted to need more memory than is free now, with the
-    same one line an analysis's refusal reads (explorer.resources)."""
-    from ..resources import Need, Part, available_memory, refuse_unless_fits
+    same one line an analysis's refusal reads (explorer.measure.resources)."""
+    from ..measure.resources import Need, Part, available_memory, refuse_unless_fits
 
     need = Need("the run", (
         Part("weights, gradients and AdamW moments", parts["weights_and_optimizer"]),
@@ -77,10 +77,10 @@ def check_memory(parts, batch_size, seq_len, host):
 
 
 def _run(task, corpus_text, host):
-    from ..model import build_model
-    from ..spec import spec_from_dict
-    from ..train_config import TrainConfig
-    from ..training import train
+    from ..model.gpt import build_model
+    from ..spec.loading import spec_from_dict
+    from ..training.settings import TrainConfig
+    from ..training.loop import train
 
     spec = spec_from_dict(task["spec"], source=task["source"], plugins=_plugins())
     config = TrainConfig(**task["train"])
@@ -100,7 +100,7 @@ def _run(task, corpus_text, host):
 
 def execute_run(task, corpus_text=None):
     """Train one run; return its outcome (never raises for the run's own failure)."""
-    from ..training import DivergedError
+    from ..training.loop import DivergedError
 
     host = socket.gethostname()
     outcome = {"key": task["key"], "host": host, "worker": str(os.getpid()),

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from ..errors import ExplorerError
-from ..plugin_manager import FORMAT_KIND
+from ..registry.plugin_manager import FORMAT_KIND
 from . import formats
 from .native import save_checkpoint
 from .writing import atomic_write, save_sharded

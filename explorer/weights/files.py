@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from ..errors import ExplorerError
-from ..hf_config import CONFIG_NAME, read_config
+from ..spec.hf_config import CONFIG_NAME, read_config
 
 WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin", "model.pth")
 SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")

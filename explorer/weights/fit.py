@@ -9,7 +9,7 @@ import re
 
 from .diagnostics import Mismatch
 
-BLOCKS = "trf_blocks"  # explorer.model.GPTModel's stack of blocks
+BLOCKS = "trf_blocks"  # explorer.model.gpt.GPTModel's stack of blocks
 _BLOCK = re.compile(rf"{BLOCKS}\.(\d+)\.")
 
 

@@ -6,12 +6,12 @@ ExplorerError is reported as a fault of the plugin that registered it.
 """
 
 from ..errors import ExplorerError, PluginError
-from ..plugin_manager import FORMAT_KIND
+from ..registry.plugin_manager import FORMAT_KIND
 from .diagnostics import Mismatch
 
 
 def registry_of(spec):
-    from ..plugin_manager import get_plugin_manager
+    from ..registry.plugin_manager import get_plugin_manager
 
     return (spec.plugin_manager or get_plugin_manager()).registry()
 

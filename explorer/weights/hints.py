@@ -75,8 +75,8 @@ def _search(spec, registry, kind, shapes, name):
 def _layout_with(spec, depth, *overrides):
     """The Layout of ``spec`` ``depth`` blocks deep with ``overrides``, built on the meta
     device, or None if the spec or a factory refuses them."""
-    from ..model import build_model
-    from ..spec import spec_from_dict
+    from ..model.gpt import build_model
+    from ..spec.loading import spec_from_dict
 
     try:
         changed = spec_from_dict(spec.to_dict(), source=spec.source, plugins=spec.plugin_manager,

@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 from ..errors import ExplorerError
-from ..layers import resolve_dicts
+from ..spec.layers import resolve_dicts
 from .diagnostics import Mismatch
 from .files import is_safetensors, read_safetensors, weight_files
 from .writing import save_safetensors
 
-SPEC_METADATA_KEY = "explorer.spec"  # safetensors metadata: the resolved spec, as JSON
+SPEC_METADATA_KEY = "explorer.spec.loading"  # safetensors metadata: the resolved spec, as JSON
 MODEL_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias")
 # Keys added to the spec after checkpoints were first written: a saved spec without one had the
 # default.
@@ -55,7 +55,7 @@ def save_checkpoint(model, spec, path):
 
 def spec_from_checkpoint(path, overrides=(), plugins=None):
     """The :class:`explorer.Spec` an explorer checkpoint was saved with (``--set`` overrides apply)."""
-    from ..spec import spec_from_dict
+    from ..spec.loading import spec_from_dict
 
     files = weight_files(path)
     if len(files) != 1 or not is_safetensors(files[0]):

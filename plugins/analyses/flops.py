@@ -1,8 +1,8 @@
-"""FLOPs per token: the closed form (explorer.costs, layer by layer), the 6N rule, and torch's
+"""FLOPs per token: the closed form (explorer.measure.costs, layer by layer), the 6N rule, and torch's
 FlopCounterMode as the check.
 
 FLOPs are 2 per multiply-accumulate. Forward, per token, at sequence length s, summed over the
-layers (explorer.costs has the details):
+layers (explorer.measure.costs has the details):
 
     2 * N_active            the block weight matrices one token uses (a mixture of experts:
                             router + shared + top_k experts)
@@ -26,9 +26,9 @@ term: it has no formula for the CPU's fused kernel (_scaled_dot_product_flash_at
 """
 
 from explorer import Analysis, Param, hookimpl
-from explorer.costs import closed_form  # core: a training budget in FLOPs uses it too
-from explorer.layers import index_text
-from explorer.stack import stack_plan
+from explorer.measure.costs import closed_form  # core: a training budget in FLOPs uses it too
+from explorer.spec.layers import index_text
+from explorer.model.stack import stack_plan
 
 from . import seq_len_within_context
 
@@ -36,7 +36,7 @@ from . import seq_len_within_context
 def count_flops(model, seq_len):
     """FlopCounterMode's forward and forward + backward counts for one (1, seq_len) sequence.
 
-    On a compact model (explorer.stack) each built block's own counts (FlopCounterMode keeps
+    On a compact model (explorer.model.stack) each built block's own counts (FlopCounterMode keeps
     them per module, backward included) stand for the layers configured like it; None if the
     counter named no block (then count on a full model).
     """

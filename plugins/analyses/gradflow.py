@@ -8,7 +8,7 @@ whatever it names its sublayers.
 Memory: the steps train the context's shared model in place (the context builds it again from
 the seed for the analyses after this one, rather than this one keeping a copy), and each
 parameter takes its AdamW step as soon as its gradient is complete, which is then freed
-(:func:`explorer.training.adamw_in_backward`): weights, AdamW moments and one gradient at a
+(:func:`explorer.training.loop.adamw_in_backward`): weights, AdamW moments and one gradient at a
 time, instead of two copies of the weights with every gradient beside the moments. The numbers
 are those of plain AdamW steps on a copy (tests/test_deep_analyses.py)."""
 
@@ -28,7 +28,7 @@ def _lm_loss_backward(ctx, model, inputs, targets, seed):
     import torch
     from torch.nn import functional as F
 
-    from explorer.numerics import nonfinite_report
+    from explorer.measure.numerics import nonfinite_report
 
     torch.manual_seed(seed)
     model.zero_grad(set_to_none=True)
@@ -42,7 +42,7 @@ def _lm_loss_backward(ctx, model, inputs, targets, seed):
 def _block_grads(model):
     """Per block: mean |grad| over all weight matrices and per sublayer kind (attention, ffn),
     the sublayers found by the kind the registry tagged them with, not by attribute name."""
-    from explorer.kinds import parameter_sublayer_kinds
+    from explorer.model.kinds import parameter_sublayer_kinds
 
     blocks, matrices = [], {}
     for i, block in enumerate(model.trf_blocks):
@@ -60,7 +60,7 @@ def _block_grads(model):
 
 def _expert_grads(model):
     """Per mixture of experts (a module exposing its routed experts as ``experts``, an
-    nn.ModuleList: explorer.contracts point 8): the mean |grad| of each expert's weight
+    nn.ModuleList: explorer.model.contracts point 8): the mean |grad| of each expert's weight
     matrices, None for an expert no token was routed to (it got no gradient)."""
     from torch import nn
 
@@ -83,8 +83,8 @@ def _need(ctx, tokens, steps):
     """The shared model throughout; then the larger of measuring (every gradient) and stepping
     (the AdamW moments and the largest gradient, the only one alive at a time), each with one
     forward's activations and the logits with their gradients."""
-    from explorer.analysis import logits_bytes_per_token, parameter_bytes, weight_bytes
-    from explorer.resources import Need, Part
+    from explorer.analysis.runner import logits_bytes_per_token, parameter_bytes, weight_bytes
+    from explorer.measure.resources import Need, Part
 
     model = ctx.compact_model()  # the stack's figures, without building every block on meta
     params = parameter_bytes(model)
@@ -135,7 +135,7 @@ def gradient_flow(ctx, text, train_mode, steps, lr):
         result["nonfinite"] = fault  # named, not hidden; the runner lists it under warnings
         return result
     if steps:
-        from explorer.training import adamw_in_backward
+        from explorer.training.loop import adamw_in_backward
 
         # The shared model, trained in place: the context builds the initial one again for
         # the analyses after this one.
@@ -212,7 +212,7 @@ def draw_chart(fig, series):
     initialization, and after the AdamW steps (where a model without shortcuts collapses)."""
     from matplotlib.ticker import MaxNLocator
 
-    from explorer.plots import colour, log_floor, log_lines
+    from explorer.analysis.plots import colour, log_floor, log_lines
 
     panels = [("at initialization", [r["per_block"] for _, r in series])]
     if any(r.get("after_steps") for _, r in series):

@@ -1,6 +1,6 @@
 """Memory: weights, the AdamW training footprint, activations for backward, and the KV cache.
 
-Activations are measured exactly (explorer.activations, shared through the AnalysisContext with
+Activations are measured exactly (explorer.measure.activations, shared through the AnalysisContext with
 the analyses whose memory the core predicts): one training forward (model + cross-entropy loss)
 runs under ``torch.autograd.graph.saved_tensors_hooks`` and the bytes of every storage autograd
 keeps for backward are summed, each storage once. Parameters and buffers that autograd saves (a
@@ -10,11 +10,11 @@ Models", section 4.1) is shown beside the measurement.
 """
 
 from explorer import Analysis, ExplorerError, Param, hookimpl
-from explorer.resources import Need, Part
+from explorer.measure.resources import Need, Part
 
-from explorer.costs import parameter_count
-from explorer.layers import index_text
-from explorer.stack import stack_total
+from explorer.measure.costs import parameter_count
+from explorer.spec.layers import index_text
+from explorer.model.stack import stack_total
 
 from . import seq_len_within_context
 
@@ -48,8 +48,8 @@ def korthikanti_at(p, s, b, h, a, attention_dropout, residual_dropout):
 
 def _kv_cache(ctx, batch_size):
     """KV cache bytes, per token and at the full context, from each attention module's own
-    layout (explorer.kv_cache.cache_layout), so any attention plugin gets its own figures."""
-    from explorer.kv_cache import cache_layout
+    layout (explorer.model.kv_cache.cache_layout), so any attention plugin gets its own figures."""
+    from explorer.model.kv_cache import cache_layout
 
     context = ctx.spec.model.context_length
     layers = cache_layout(ctx.compact_model())
@@ -74,7 +74,7 @@ def _kv_cache(ctx, batch_size):
 def _cpu_need(ctx, batch_size, seq_len):
     """Measuring on the real model holds its weights, a bf16 copy, and one forward's saved
     activations (predicted from the fake-tensor measurement) with its logits."""
-    from explorer.analysis import logits_bytes_per_token, weight_bytes
+    from explorer.analysis.runner import logits_bytes_per_token, weight_bytes
 
     model = ctx.compact_model()
     weights = weight_bytes(model)
@@ -110,9 +110,9 @@ def _on_device(ctx, batch_size, seq_len):
     import torch
     from torch.nn import functional as F
 
-    from explorer.activations import saved_activation_bytes
-    from explorer.devices import peak_memory, reset_peak_memory
-    from explorer.training import adamw
+    from explorer.measure.activations import saved_activation_bytes
+    from explorer.training.devices import peak_memory, reset_peak_memory
+    from explorer.training.loop import adamw
 
     need = ctx.training_need("memory on the device", "lower analyses.memory.batch_size or "
                              "analyses.memory.seq_len", batch_size, seq_len)

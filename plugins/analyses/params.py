@@ -3,9 +3,9 @@
 import math
 
 from explorer import Analysis, Chart, hookimpl
-from explorer.contracts import active_count_of_block, active_parameter_count
-from explorer.layers import index_text
-from explorer.stack import layer_blocks, stack_plan, stack_total
+from explorer.model.contracts import active_count_of_block, active_parameter_count
+from explorer.spec.layers import index_text
+from explorer.model.stack import layer_blocks, stack_plan, stack_total
 
 
 def _kind_of(model):
@@ -73,7 +73,7 @@ def count(ctx):
     return {
         "total": total,
         "trainable": trainable,
-        # Used per token (explorer.contracts point 7): a mixture of experts counts its router,
+        # Used per token (explorer.model.contracts point 7): a mixture of experts counts its router,
         # shared experts and top_k experts; everything else counts whole.
         "active": stack_total(model, active_parameter_count, active_count_of_block),
         "by_kind": by_kind,
@@ -140,7 +140,7 @@ def _short(n):
 def draw_chart(fig, series):
     """Left: parameters by kind, one stacked bar per spec. Right: each kind's difference from the
     first spec on a symmetric log scale, so a difference under 1% of the total still shows."""
-    from explorer.plots import colour
+    from explorer.analysis.plots import colour
 
     kinds = _kinds(series)
     labels = [label for label, _ in series]

@@ -5,8 +5,8 @@ from explorer import Analysis, Param, ParamError, hookimpl
 
 def samples(ctx, prompts, max_new_tokens, temperature, top_k, top_p):
     import torch  # here, not at the top: registering this plugin must not import torch
-    from explorer.generation import generate
-    from explorer.numerics import nonfinite_report
+    from explorer.model.generation import generate
+    from explorer.measure.numerics import nonfinite_report
 
     tok = ctx.tokenizer()
     encoded = [ctx.encode(prompt) for prompt in prompts]
@@ -30,9 +30,9 @@ def samples(ctx, prompts, max_new_tokens, temperature, top_k, top_p):
 
 def _need(ctx, prompt_tokens, max_new_tokens):
     """The weights, the longest prompt's logits and a KV cache for prompt and continuation."""
-    from explorer.analysis import logits_bytes_per_token, weight_bytes
-    from explorer.kv_cache import cache_layout
-    from explorer.resources import Need, Part
+    from explorer.analysis.runner import logits_bytes_per_token, weight_bytes
+    from explorer.model.kv_cache import cache_layout
+    from explorer.measure.resources import Need, Part
 
     model = ctx.compact_model()
     tokens = min(prompt_tokens + max_new_tokens, ctx.spec.model.context_length)

@@ -9,7 +9,7 @@ points at the embedding it shares, so the rows add up to the model's total.
 import re
 
 from explorer import Analysis, Param, hookimpl
-from explorer.stack import stack_plan
+from explorer.model.stack import stack_plan
 
 
 def _shape(output):
@@ -23,7 +23,7 @@ def _shape(output):
 def module_rows(model, seq_len):
     """One row per module (pre-order): name, type, depth, output shape, parameter counts.
 
-    A compact model (explorer.stack) lists every layer's block: the rows of the built block
+    A compact model (explorer.model.stack) lists every layer's block: the rows of the built block
     that stands for it, renamed.
     """
     rows = _stack_rows(_built_rows(model, seq_len), stack_plan(model))

@@ -1,6 +1,6 @@
 """The ``train`` analysis: a short, seeded training run, the honest way to compare ablations.
 
-The training loop is the core's (:mod:`explorer.training`, the one a sweep's runs use): AdamW
+The training loop is the core's (:mod:`explorer.training.loop`, the one a sweep's runs use): AdamW
 with warmup and a schedule on the shared model, trained in place (the context builds it again
 for the analyses after this one), on the standard library's documentation text
 (``pydoc_data.topics``) or a user's file, split 90/10 by position; train and validation loss on
@@ -12,14 +12,14 @@ the result.
 import dataclasses
 
 from explorer import Analysis, Chart, ParamError, SpecError, hookimpl
-from explorer.train_config import TrainConfig
+from explorer.training.settings import TrainConfig
 
 from . import seq_len_within_context
 
 
 def train(ctx, **options):
-    from explorer.training import EVAL_CHUNK, load_training_corpus, train as run
-    from explorer.corpus import windows
+    from explorer.training.loop import EVAL_CHUNK, load_training_corpus, train as run
+    from explorer.training.corpus import windows
 
     config = TrainConfig.from_options(options, ctx.spec.source).resolve(ctx.spec,
                                                                      prefix="analyses.train")
@@ -38,8 +38,8 @@ def _need(ctx, batch_size, seq_len, chunk):
     gradients and AdamW moments, and the larger
     of a training step (activations, logits and their gradients) and an evaluation pass (the
     last step's logits, still referenced, beside a chunk's logits and log-probabilities)."""
-    from explorer.analysis import logits_bytes_per_token
-    from explorer.resources import Part
+    from explorer.analysis.runner import logits_bytes_per_token
+    from explorer.measure.resources import Part
 
     need = ctx.training_need("train", "lower analyses.train.batch_size or analyses.train.seq_len",
                              batch_size, seq_len,
@@ -132,7 +132,7 @@ def figures(result):
 def draw_chart(fig, series):
     """Training (solid) and validation (dashed) loss per spec, one colour each; every distinct
     unigram baseline drawn once (dotted), labelled with the specs that share it."""
-    from explorer.plots import colour
+    from explorer.analysis.plots import colour
 
     ax = fig.subplots()
     baselines = {}  # baseline -> indices of the specs that have it

@@ -259,8 +259,8 @@ def check(ckpt, spec):
     first spec key where they differ (heads, kv heads, eps, rope theta, activation, window...)."""
     if not ckpt.config:
         return
-    from explorer.hf_config import convert
-    from explorer.spec import spec_from_dict
+    from explorer.spec.hf_config import convert
+    from explorer.spec.loading import spec_from_dict
 
     source = str(ckpt.files[0].parent / "config.json")
     doc, origins = convert(ckpt.config, source, spec.plugin_manager.registry())

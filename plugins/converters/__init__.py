@@ -9,7 +9,7 @@ from explorer import ConfigConverter, hookimpl
 
 _PKG = "explorer.plugins.converters"
 
-# Fields of one family that do not change what the model computes (beyond explorer.hf_config.
+# Fields of one family that do not change what the model computes (beyond explorer.spec.hf_config.
 # IGNORED, which every config shares).
 LLAMA_IGNORES = ("pretraining_tp",)  # Meta's tensor-parallel slicing: the same products
 MOE_IGNORES = ("output_router_logits",)  # what transformers returns

@@ -1,6 +1,6 @@
 """What Hugging Face configs of every family say alike: sizes, activations, RoPE, dropout.
 
-Each helper reads fields through the :class:`explorer.hf_config.HFConfig` (so they count as
+Each helper reads fields through the :class:`explorer.spec.hf_config.HFConfig` (so they count as
 read) and writes the spec keys they set, naming the fields they came from.
 """
 

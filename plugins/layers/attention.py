@@ -2,14 +2,14 @@
 
 One implementation serves both registered names: ``mha`` is ``gqa`` with as many key/value heads
 as query heads, plus the book's ``mask`` buffer. The contract with the positional encoding is in
-explorer.contracts.
+explorer.model.contracts.
 """
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from explorer.contracts import causal_mask
+from explorer.model.contracts import causal_mask
 
 from .impl import uses_sdpa
 
@@ -32,7 +32,7 @@ class GroupedQueryAttention(nn.Module):
     (eval mode, or rate 0) and the book's path when it is active ("book"), so that training
     draws the book's dropout masks and reproduces its numbers bit for bit.
     ``forward(x, pos, positions, cache=None)`` takes an optional
-    :class:`explorer.kv_cache.KVCache`: it stores this call's keys and values and hands back the
+    :class:`explorer.model.kv_cache.KVCache`: it stores this call's keys and values and hands back the
     earlier ones for incremental decoding.
     """
 

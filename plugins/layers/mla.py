@@ -17,7 +17,7 @@ from .impl import uses_sdpa
 
 
 class MultiHeadLatentAttention(nn.Module):
-    """DeepSeek's MLA with the attention contract of explorer.contracts.
+    """DeepSeek's MLA with the attention contract of explorer.model.contracts.
 
     Names: ``W_query`` (emb_dim -> nh * (nope + rope)) when ``q_lora_rank`` is 0, else
     ``q_down`` -> ``q_norm`` -> ``q_up``; ``kv_down`` (emb_dim -> kv_lora_rank + rope: the latent

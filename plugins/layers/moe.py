@@ -8,7 +8,7 @@ Tokens are routed per expert: each expert runs once on exactly the tokens that c
 (``index_select``) and its outputs are added back in place (``index_add_``), so a forward costs
 the active experts only, never every expert on every token.
 
-The contracts of explorer.contracts point 6: ``explorer_aux_loss()`` (the load-balancing and
+The contracts of explorer.model.contracts point 6: ``explorer_aux_loss()`` (the load-balancing and
 router z-losses of the last forward, times their coefficients), ``explorer_stats()`` (the
 per-expert load) and ``active_parameters()`` (router + shared + top_k experts).
 """
@@ -147,7 +147,7 @@ class MixtureOfExperts(nn.Module):
         # copy (copy.deepcopy(model), as gradflow makes) or a pickle has not run a forward yet.
         return {**self.__dict__, "_last": None}
 
-    # -- the contracts for analyses and training (explorer.contracts, point 6) -----------------
+    # -- the contracts for analyses and training (explorer.model.contracts, point 6) -----------------
 
     def explorer_aux_loss(self):
         """aux_loss_coef * load-balancing loss + z_loss_coef * router z-loss, of the last forward

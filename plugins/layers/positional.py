@@ -1,4 +1,4 @@
-"""Positional encodings (see explorer.contracts.PositionalEncoding): embed, rotate or bias."""
+"""Positional encodings (see explorer.model.contracts.PositionalEncoding): embed, rotate or bias."""
 
 import math
 
@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from explorer.contracts import PositionalEncoding
+from explorer.model.contracts import PositionalEncoding
 
 
 class LearnedPositional(PositionalEncoding):

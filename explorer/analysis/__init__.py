@@ -1,0 +1,1 @@
+"""Running analyses: the context and runner, reports, comparisons, charts and progress."""

@@ -1,0 +1,302 @@
+"""What plugins hand to the core: descriptors of components and analyses, and their parameters.
+
+These are plain data and import nothing heavy: listing plugins and validating a spec never
+imports torch. A factory may be given as ``"module:attribute"`` and is imported on first use.
+"""
+
+import importlib
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from explorer.errors import ParamError
+
+# The component kinds a spec's ``components:`` section names, in the order the report lists them.
+COMPONENT_KINDS = (
+    "norm", "activation", "ffn", "attention", "positional", "residual", "weight_tying",
+)
+# Registered like components, chosen by the spec's top-level ``tokenizer:`` key.
+TOKENIZER_KIND = "tokenizer"
+REGISTERED_KINDS = (*COMPONENT_KINDS, TOKENIZER_KIND)
+
+_TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str", list: "list", dict: "dict"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a component or an analysis, as a spec writes it.
+
+    The one source of its default: the core passes every declared parameter to the factory (or
+    the analysis's ``run``), so their signatures carry no defaults. ``min``/``max`` bound a
+    number (inclusive; ``exclusive_min=True`` makes the lower bound strict: ``> min``); a float
+    must be finite.
+    """
+
+    name: str
+    type: type  # int, float, bool, str, list or dict
+    default: Any
+    help: str = ""
+    choices: tuple = ()  # the allowed values, when only a few are
+    # True when the value picks only how the same function is computed (an ``impl``): the
+    # weights mean the same whatever it is, so a checkpoint loads under any value of it.
+    numerics_only: bool = False
+    min: float | None = None
+    max: float | None = None
+    exclusive_min: bool = False
+
+    @property
+    def type_name(self):
+        return _TYPE_NAMES.get(self.type, getattr(self.type, "__name__", str(self.type)))
+
+    @property
+    def range_text(self):
+        """The bounds as a reader writes them, e.g. ``>= 1``, ``> 0, <= 1``, or ""."""
+        parts = []
+        if self.min is not None:
+            parts.append(f"{'>' if self.exclusive_min else '>='} {self.min}")
+        if self.max is not None:
+            parts.append(f"<= {self.max}")
+        return ", ".join(parts)
+
+    def check(self, value):
+        """Return ``value`` converted to this parameter's type, or raise ParamError saying why."""
+        if value is None and self.default is None:
+            return None
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if self.type is list and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]
+        ok = isinstance(value, self.type) and not (self.type is not bool and isinstance(value, bool))
+        if not ok:
+            raise ParamError(self.name, f"expected {self.type_name}, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise ParamError(self.name,
+                             f"{value!r} is not one of {', '.join(map(repr, self.choices))}")
+        if self.type in (int, float):
+            self._check_range(value)
+        return value
+
+    def _check_range(self, value):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParamError(self.name, f"expected a finite number, got {value!r}")
+        low_ok = self.min is None or (value > self.min if self.exclusive_min else value >= self.min)
+        if not low_ok:
+            raise ParamError(self.name, f"must be {'>' if self.exclusive_min else '>='} "
+                                        f"{self.min}, got {value!r}")
+        if self.max is not None and not value <= self.max:
+            raise ParamError(self.name, f"must be <= {self.max}, got {value!r}")
+
+
+def _resolve(target):
+    """A callable, or a ``"module:attribute"`` string imported now."""
+    if not isinstance(target, str):
+        return target
+    module, _, attr = target.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class Component:
+    """A model component a plugin contributes (see ``hookspecs.explorer_components``)."""
+
+    kind: str
+    name: str
+    factory: Callable | str
+    params: tuple[Param, ...] = ()
+    description: str = ""
+    # Cross-field rules, run when a spec is validated: ``check(config, params)`` (the validated
+    # ModelConfig, the merged parameter values) raises ParamError; ``check(config, params,
+    # choices)`` also gets every kind's ComponentChoice for the same layer (rules across kinds).
+    # A callable or "module:attr"; it must not import torch (spec validation never does).
+    check: Callable | str | None = None
+    # Tokenizers only: how many token ids it produces, declared so that a spec whose vocab_size
+    # is smaller is refused without loading the tokenizer. None: not declared.
+    n_vocab: int | None = None
+    # True when it acts on the model as a whole, not inside a block (a positional encoding added
+    # to the token embeddings): a spec may choose it spec-wide only, not under ``layers:``.
+    model_wide: bool = False
+
+    def load(self):
+        return _resolve(self.factory)
+
+    def load_check(self):
+        return _resolve(self.check) if self.check else None
+
+    def param(self, name):
+        return next((p for p in self.params if p.name == name), None)
+
+    def defaults(self):
+        return {p.name: p.default for p in self.params}
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A chart an analysis draws of several specs' results, side by side.
+
+    ``draw(fig, series)`` draws on ``fig``, a ``matplotlib.figure.Figure`` the core created (use
+    its object API: ``fig.subplots()``, never pyplot), for ``series = [(label, result), ...]``,
+    one per spec that has a result, in the order compare lists the specs. The core adds ``title``
+    above it and saves it: ``explorer compare --plots DIR`` writes ``DIR/<name>.png``; a report
+    can ask for SVG. ``draw`` may be a ``"module:attribute"`` string, imported on first use, so
+    registering a plugin never imports matplotlib.
+    """
+
+    name: str  # the file name without its suffix: gradflow -> gradflow.png
+    title: str
+    draw: Callable | str
+    size: tuple[float, float] = (7.0, 4.0)  # inches, before draw changes it
+
+    def load(self):
+        return _resolve(self.draw)
+
+
+def flat_figures(result, depth=2):
+    """The figures of an analysis that declares none: its scalars (numbers, strings, booleans),
+    nested dicts flattened to ``depth`` levels with dotted keys; lists are skipped."""
+    out = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            if depth > 1:
+                out.update({f"{key}.{k}": v for k, v in flat_figures(value, depth - 1).items()})
+        elif value is None or isinstance(value, (int, float, str)):  # bool is an int
+            out[str(key)] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """An analysis a plugin contributes (see ``hookspecs.explorer_analyses``)."""
+
+    name: str
+    run: Callable | str
+    description: str = ""
+    params: tuple[Param, ...] = ()
+    default: bool = True  # part of the set ``explorer build`` runs without --only
+    render: Callable | str | None = None
+    # False for analyses that read only shapes (ctx.shape_model(), ctx.compact_model()): they run
+    # on the meta device, so they still run when the weights would not fit in memory.
+    needs_weights: bool = True
+    # figures(result) -> {name: int | float | str | bool}: the flat headline figures compare
+    # puts side by side, with exact values (rounding is for display). None: flat_figures.
+    figures: Callable | str | None = None
+    charts: tuple[Chart, ...] = ()  # what compare --plots draws of this analysis
+    # html(result) -> markupsafe.Markup | str: the body of this analysis's section in an HTML
+    # page (``--html``), replacing the default (a table of ``figures`` and the ``render`` text).
+    # Markup is inserted as HTML; a plain str is text, shown escaped in a <pre>. None: default.
+    html: Callable | str | None = None
+    # Cross-field rules on the options, as Component.check: ``check(config, options)``.
+    check: Callable | str | None = None
+
+    def load(self):
+        return _resolve(self.run)
+
+    def load_check(self):
+        return _resolve(self.check) if self.check else None
+
+    def load_render(self):
+        return _resolve(self.render) if self.render else None
+
+    def load_html(self):
+        return _resolve(self.html) if self.html else None
+
+    def figures_of(self, result):
+        """The headline figures of ``result``, keys without the analysis name."""
+        return _resolve(self.figures)(result) if self.figures else flat_figures(result)
+
+    def param(self, name):
+        return next((p for p in self.params if p.name == name), None)
+
+    def defaults(self):
+        return {p.name: p.default for p in self.params}
+
+
+@dataclass(frozen=True)
+class CheckpointFormat:
+    """A checkpoint layout a plugin contributes (see ``hookspecs.explorer_checkpoint_formats``).
+
+    Reading needs ``detect`` and ``to_model``; exporting needs ``target`` and ``from_model``.
+    Each callable may be a ``"module:attribute"`` string, imported on first use.
+    """
+
+    name: str
+    description: str = ""
+    title: str = ""  # how messages name it ("Hugging Face GPT-2"); the name if empty
+    detect: Callable | str | None = None  # detect(ckpt) -> bool
+    to_model: Callable | str | None = None  # to_model(ckpt, model, spec) -> {name: (src, tensor)}
+    check: Callable | str | None = None  # check(ckpt, spec) -> iterable of Mismatch
+    unsupported: Callable | str | None = None  # unsupported(spec) -> None or (spec key, reason)
+    target: str = ""  # the name ``explorer export --to`` gives it; "" if it cannot be written
+    from_model: Callable | str | None = None  # from_model(model, spec) -> {name in file: tensor}
+    config: Callable | str | None = None  # config(model, spec) -> dict, written as config.json
+
+    @property
+    def label(self):
+        return self.title or self.name
+
+    def load(self, part):
+        """The callable of field ``part`` ("detect", "to_model", ...), or None if not given."""
+        target = getattr(self, part)
+        return _resolve(target) if target is not None else None
+
+    def problem(self):
+        """Why this descriptor is unusable, or None: what reading and writing each need."""
+        if not self.name or not isinstance(self.name, str):
+            return f"checkpoint format {self.name!r} needs a non-empty name"
+        if (self.detect is None) != (self.to_model is None):
+            return (f"checkpoint format {self.name!r} gives only one of detect and to_model; "
+                    "reading needs both")
+        if bool(self.target) != (self.from_model is not None):
+            return (f"checkpoint format {self.name!r} gives only one of target and from_model; "
+                    "exporting needs both")
+        if self.detect is None and not self.target:
+            return f"checkpoint format {self.name!r} can neither read nor write (no detect, no target)"
+        return None
+
+
+@dataclass(frozen=True)
+class ConfigConverter:
+    """Turns a Hugging Face ``config.json`` of one ``model_type`` into a spec (see
+    ``hookspecs.explorer_config_converters``).
+
+    ``convert(cfg)`` reads the config through ``cfg`` (an :class:`explorer.spec.hf_config.HFConfig`:
+    ``cfg.integer("hidden_size")``, ...) and writes spec keys with ``cfg.set("model.emb_dim",
+    value, "hidden_size")``; it may be a ``"module:attribute"`` string, imported on first use.
+    ``ignores`` names the fields of this model type that do not change what the model computes
+    (beyond those every config has, :data:`explorer.spec.hf_config.IGNORED`); any other field the
+    converter does not read is refused, so nothing is silently dropped.
+    """
+
+    model_type: str  # config.json's model_type: llama, mistral, ...
+    convert: Callable | str
+    description: str = ""
+    ignores: tuple[str, ...] = ()
+
+    @property
+    def name(self):
+        return self.model_type
+
+    def load(self):
+        return _resolve(self.convert)
+
+    def problem(self):
+        """Why this descriptor is unusable, or None."""
+        if not self.model_type or not isinstance(self.model_type, str):
+            return f"config converter {self.model_type!r} needs a non-empty model_type"
+        if not isinstance(self.ignores, tuple) or not all(isinstance(f, str) for f in self.ignores):
+            return (f"config converter {self.model_type!r}: ignores must be a tuple of field "
+                    "names")
+        return None
+
+
+@dataclass
+class Provider:
+    """Where a registered component or analysis came from, for reports and error messages."""
+
+    plugin: str  # the name it was registered under
+    distribution: str = ""  # "name version" of the installed distribution, if any
+
+    def __str__(self):
+        return f"{self.plugin} ({self.distribution})" if self.distribution else self.plugin

@@ -1,0 +1,1 @@
+"""Training runs: their settings, the loop, the corpus, devices and compilation."""
