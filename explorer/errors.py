@@ -10,12 +10,17 @@ def one_line(text):
     return "".join(repr(c)[1:-1] if c in _LINE_BREAKS else c for c in str(text))
 
 
+def close_matches(name, valid, n=3):
+    """The (at most ``n``) entries of ``valid`` closest to a misspelt ``name``, closest first."""
+    import difflib
+
+    return difflib.get_close_matches(str(name), [str(v) for v in valid], n=n)
+
+
 def did_you_mean(name, valid):
     """``"did you mean 'x'? "`` for the closest of ``valid`` to a misspelt ``name``, else ``""``:
     the start of an error's hint."""
-    import difflib
-
-    close = difflib.get_close_matches(str(name), list(valid), n=1)
+    close = close_matches(name, valid, n=1)
     return f"did you mean {close[0]!r}? " if close else ""
 
 

@@ -1,4 +1,3 @@
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -6,33 +5,14 @@ import yaml
 
 import explorer
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, TINY_MODEL, TINY_TOKENIZER  # noqa: F401
 
 
-def load_script(relative_path):
-    """A script of the repository that is not a package (docs/figures.py, ...) as a module."""
-    path = ROOT / relative_path
-    module_spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
-def run_cli(capsys, *args):
-    """``explorer ARGS`` in this process: (exit code, stdout, stderr)."""
-    from explorer.cli import main
-
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
-
-
-# A small model every test can build in milliseconds: 2 blocks, 16 wide, 4 heads, with the byte
-# tokenizer's 256 tokens (a vocabulary smaller than the spec's tokenizer is refused).
-TINY_TOKENIZER = "bytes"
-TINY_MODEL = {"vocab_size": 256, "context_length": 32, "emb_dim": 16, "n_heads": 4,
-              "n_layers": 2, "qkv_bias": False, "drop_rate": 0.0}
+@pytest.fixture(autouse=True)
+def in_the_checkout(monkeypatch):
+    """Every test runs in the checkout's root, whichever folder pytest was started from: the
+    paths a test writes (``specs/tiny.yaml``) and the ones its output shows mean the same."""
+    monkeypatch.chdir(ROOT)
 
 
 @pytest.fixture

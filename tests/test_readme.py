@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_script
+from tests.helpers import load_script
+from tests.helpers import ROOT
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -156,10 +156,13 @@ def manager_with_plugins(plugins):
     """A fresh plugin manager with the -p/--plugin plugins, which must load: the user named them."""
     from ..registry.plugin_manager import get_plugin_manager
 
+    manager = get_plugin_manager()  # a broken built-in is its own error, not --plugin's
     try:
-        return get_plugin_manager(plugins=plugins)
+        for plugin in plugins:
+            manager.load(plugin)
     except PluginError as exc:
         raise UserError(f"--plugin: {exc}") from None
+    return manager
 
 
 def only_option(f):

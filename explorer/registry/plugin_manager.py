@@ -117,6 +117,18 @@ class Plugins:
         except PluginError as exc:
             self.broken[module_name] = str(exc)
 
+    def load_builtin(self, module_name, distribution=""):
+        """Import and register one of explorer's own plugin modules. Unlike an installed plugin,
+        a built-in that fails (a syntax error, a missing dependency) is an error naming it: the
+        registry would otherwise be silently short of the components everything else expects."""
+        if self._skip(module_name):
+            return
+        try:
+            self._register(_import_module(module_name), module_name, distribution)
+        except PluginError as exc:
+            raise PluginError(f"explorer's built-in plugin {module_name} is broken: {exc}; "
+                              "reinstall explorer") from None
+
     def load(self, plugin):
         """Load a plugin the user named (``-p``, ``--plugin``, a spec's ``plugins:``): a ``.py``
         file, registered under its resolved path (so one file named by two relative paths loads
@@ -328,7 +340,7 @@ def get_plugin_manager(entry_points=True, plugins=(), defaults=True):
     if defaults:
         own = _own_distribution()
         for module_name in DEFAULT_PLUGINS:
-            manager.load_module(module_name, distribution=own)
+            manager.load_builtin(module_name, distribution=own)
     if entry_points:
         manager.load_entry_points()
     for plugin in plugins:

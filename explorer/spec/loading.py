@@ -9,6 +9,7 @@ from pathlib import Path
 
 from explorer.spec.config import ComponentChoice, Dropout, ModelConfig, Spec  # noqa: F401 - the public types
 from explorer.errors import PluginError, SpecError
+from explorer.spec.catalog import resolve
 from explorer.spec.reading import apply_overrides, normalize, read_with_extends
 from explorer.spec.validation import validate
 
@@ -16,11 +17,14 @@ from explorer.spec.validation import validate
 def load_spec(path, overrides=(), plugins=None):
     """Read, merge and validate a spec file; return a :class:`Spec`.
 
+    ``path`` is a file, or the name of a shipped spec (``"gpt2_small"``, ``"models/llama3_8b"``:
+    :mod:`explorer.spec.catalog`) where no file of that path exists.
     ``overrides`` are ``"dotted.key=value"`` strings (the CLI's ``--set``), applied after
     ``extends``. ``plugins`` is the :class:`explorer.registry.plugin_manager.Plugins` whose registry the
     component names are checked against; by default a fresh one, with the spec's own ``plugins:``
     loaded. Raises :class:`explorer.SpecError` with a one-line message.
     """
+    path = resolve(path)
     origins = {}
     doc = read_with_extends(path, origins)
     return _finish(doc, str(path), origins, overrides, plugins)

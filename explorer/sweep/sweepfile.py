@@ -21,6 +21,7 @@ from pathlib import Path
 
 
 from ..errors import SpecError, did_you_mean
+from ..spec.catalog import SWEEPS, is_shipped_name, resolve
 from ..training.settings import TrainConfig
 
 TOP_KEYS = ("name", "description", "base", "set", "grid", "baseline", "seeds", "train", "budget")
@@ -40,6 +41,7 @@ class SweepFile:
     seeds: tuple
     train: TrainConfig  # the budget folded in; corpus resolved against the sweep file's folder
     train_options: dict  # the settings as given (and resolved as above): points add grid values
+    shipped: bool = False  # read by name from the files explorer ships (explorer.spec.catalog)
 
     @property
     def folder(self):
@@ -49,7 +51,11 @@ class SweepFile:
         return self.folder / base
 
     def default_store(self):
-        """``sweeps/positional.yaml`` -> ``sweeps/positional.sqlite``."""
+        """``sweeps/positional.yaml`` -> ``sweeps/positional.sqlite``; a shipped sweep named by
+        name (``explorer sweep positional``) keeps its store in the current folder, never inside
+        the installed package."""
+        if self.shipped:
+            return Path.cwd() / Path(self.source).with_suffix(".sqlite").name
         return Path(self.source).with_suffix(".sqlite")
 
 
@@ -180,9 +186,11 @@ def with_options(sweep, **settings):
 
 
 def load_sweep(path):
-    """Read and check a sweep file; return a :class:`SweepFile`."""
-    source = str(path)
-    doc = _read(path)
+    """Read and check a sweep file (a path, or the name of a shipped one: ``"positional"``);
+    return a :class:`SweepFile`."""
+    by_name = is_shipped_name(path, SWEEPS)
+    source = str(resolve(path, SWEEPS))
+    doc = _read(source)
     for key in doc:
         if key not in TOP_KEYS:
             raise _unknown(source, key, TOP_KEYS)
@@ -212,4 +220,4 @@ def load_sweep(path):
     return SweepFile(
         source=source, name=name, description=description, bases=bases, fixed=dict(fixed),
         grid=grid, baseline=_baseline(source, doc.get("baseline"), grid, bases),
-        seeds=_seeds(source, doc["seeds"]), train=train, train_options=options)
+        seeds=_seeds(source, doc["seeds"]), train=train, train_options=options, shipped=by_name)

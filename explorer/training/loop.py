@@ -73,7 +73,7 @@ def adamw(params, lr, weight_decay):
     """``torch.optim.AdamW`` with its fused kernel (one pass over each parameter tensor instead
     of a dozen foreach passes: about 6x faster on gpt2_small's 163M parameters on the CPU)
     where every parameter's device has it, else torch's default implementation. The two agree
-    to ~1e-7 (tests/test_fast_path.py)."""
+    to ~1e-7 (tests/model/test_fast_path.py)."""
     params = list(params)
     fused = all(p.device.type in FUSED_ADAMW_DEVICES and p.is_floating_point() for p in params)
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)

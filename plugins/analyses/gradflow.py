@@ -10,7 +10,7 @@ the seed for the analyses after this one, rather than this one keeping a copy), 
 parameter takes its AdamW step as soon as its gradient is complete, which is then freed
 (:func:`explorer.training.loop.adamw_in_backward`): weights, AdamW moments and one gradient at a
 time, instead of two copies of the weights with every gradient beside the moments. The numbers
-are those of plain AdamW steps on a copy (tests/test_deep_analyses.py)."""
+are those of plain AdamW steps on a copy (tests/analysis/test_deep_analyses.py)."""
 
 from explorer import Analysis, Chart, Param, hookimpl
 

@@ -1,0 +1,160 @@
+"""The specs and sweep files explorer ships, addressable by name (as litgpt's ``Config.from_name``).
+
+``explorer build gpt2_small`` and ``explorer.load_spec("models/llama3_8b")`` find the YAML files
+that come with the package, from any folder: in a checkout they are ``specs/`` and ``sweeps/``; in
+an installed wheel, the same files under ``explorer/specs`` and ``explorer/sweeps``. A path that
+exists always wins over a name, so ``specs/gpt2_small.yaml`` keeps meaning the file in the current
+folder; where no such file exists it is read as the name ``gpt2_small``, and the README's commands
+work from anywhere.
+"""
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from explorer.errors import SpecError, close_matches
+
+SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Collection:
+    """One kind of shipped file: its package (in a wheel), its folder (in a checkout)."""
+
+    kind: str  # "spec" or "sweep file", for messages
+    package: str  # "explorer.specs"
+    folder: str  # "specs"
+    command: str  # where the names are listed
+
+    def root(self):
+        """The folder that holds the shipped files: the package's data in an install, the
+        checkout's folder otherwise (an editable install maps the package onto it too)."""
+        try:
+            return Path(next(iter(importlib.import_module(self.package).__path__)))
+        except ModuleNotFoundError:
+            return Path(__file__).resolve().parents[2] / self.folder
+
+    def names(self):
+        """``{name: path}`` for every shipped file: ``"gpt2_small"``, ``"models/llama3_8b"``."""
+        root = self.root()
+        found = {}
+        for path in sorted(root.rglob("*")):
+            if path.suffix in SUFFIXES and path.is_file():
+                found[path.relative_to(root).with_suffix("").as_posix()] = path
+        return found
+
+
+SPECS = Collection("spec", "explorer.specs", "specs", "explorer specs")
+SWEEPS = Collection("sweep file", "explorer.sweeps", "sweeps", "explorer specs --sweeps")
+
+
+def as_name(reference, collection):
+    """``"specs/models/llama3_8b.yaml"`` -> ``"models/llama3_8b"``; a name stays as it is."""
+    name = str(reference).replace(os.sep, "/")
+    prefix = collection.folder + "/"
+    if name.startswith("./"):
+        name = name[2:]
+    if name.startswith(prefix):
+        name = name[len(prefix):]
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def find(reference, collection):
+    """The shipped file ``reference`` names, or None. A bare name's last part (``llama3_8b``)
+    is enough when only one shipped file has it; something spelt as a file (``nope.yaml``,
+    ``x/y``) must name one exactly."""
+    names = collection.names()
+    name = as_name(reference, collection)
+    if name in names:
+        return names[name]
+    if name != str(reference) or "/" in name:
+        return None
+    by_leaf = [path for key, path in names.items() if key.rsplit("/", 1)[-1] == name]
+    return by_leaf[0] if len(by_leaf) == 1 else None
+
+
+def resolve(reference, collection=SPECS):
+    """The file ``reference`` means: a path that exists, else the shipped file of that name.
+
+    Raises :class:`SpecError` naming the close matches when it is neither.
+    """
+    path = Path(reference)
+    if path.exists():
+        return path
+    shipped = find(reference, collection)
+    if shipped is not None:
+        return shipped
+    raise SpecError(str(reference), None, f"no such file, and no shipped {collection.kind} of "
+                    "that name", unknown_hint(reference, collection))
+
+
+def is_shipped_name(reference, collection=SPECS):
+    """Whether ``reference`` is read as a shipped name (no file of that path exists)."""
+    return not Path(reference).exists() and find(reference, collection) is not None
+
+
+def unknown_hint(reference, collection):
+    """``"close matches: 'gpt2_small'; `explorer specs` lists them"``: the end of the error."""
+    names = list(collection.names())
+    name = as_name(reference, collection)
+    by_leaf = {full.rsplit("/", 1)[-1]: full for full in names}
+    close = close_matches(name, names) + [by_leaf[leaf] for leaf in close_matches(name, by_leaf)]
+    shown = ", ".join(repr(full) for full in list(dict.fromkeys(close))[:3])
+    lead = f"close matches: {shown}; " if shown else ""
+    return f"{lead}`{collection.command}` lists them"
+
+
+def summary_line(path):
+    """What a shipped file is, in a line: the first sentence of its opening comment, else its
+    ``description:``."""
+    import re
+
+    import yaml
+
+    text = Path(path).read_text(encoding="utf-8")
+    comment = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        comment.append(line.lstrip("#").strip())
+    # The first sentence: up to a ": " or a full stop before a capital ("et al. 2022" goes on).
+    sentence = re.split(r": |\? |(?<!\bal)\.(?: (?=[A-Z(])|$)", " ".join(comment).strip(),
+                        maxsplit=1)[0]
+    if not sentence:
+        doc = yaml.safe_load(text)
+        sentence = doc.get("description", "") if isinstance(doc, dict) else ""
+    return sentence if len(sentence) <= 100 else sentence[:99].rstrip() + "…"
+
+
+def list_specs():
+    """Every shipped spec: ``{"name", "title", "parameters", "description", "path"}``, by name.
+
+    Parameters are counted on the meta device (no weights allocated), as the params analysis
+    counts them, so the 175B spec answers as quickly as the tiny one.
+    """
+    from explorer.measure.costs import static_costs
+    from explorer.spec.loading import load_spec
+
+    rows = []
+    for name, path in SPECS.names().items():
+        spec = load_spec(path)
+        rows.append({"name": name, "title": spec.name,
+                     "parameters": static_costs(spec, 1)["parameters"],
+                     "description": summary_line(path), "path": str(path)})
+    return rows
+
+
+def list_sweeps():
+    """Every shipped sweep file: ``{"name", "title", "runs", "description", "path"}``."""
+    from explorer.sweep import load_sweep, make_plan
+
+    rows = []
+    for name, path in SWEEPS.names().items():
+        sweep = load_sweep(path)
+        rows.append({"name": name, "title": sweep.name, "runs": len(make_plan(sweep).runs),
+                     "description": summary_line(path), "path": str(path)})
+    return rows

@@ -1,0 +1,37 @@
+"""What many tests share: the repository's root, the CLI in-process, a tiny model's settings.
+
+Tests import these (``from tests.helpers import run_cli``); no test module imports another.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout
+
+
+def load_script(relative_path):
+    """A script of the repository that is not a package (docs/figures.py, ...) as a module."""
+    path = ROOT / relative_path
+    module_spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def run_cli(capsys, *args):
+    """``explorer ARGS`` in this process: (exit code, stdout, stderr)."""
+    from explorer.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+# A small model every test can build in milliseconds: 2 blocks, 16 wide, 4 heads, with the byte
+# tokenizer's 256 tokens (a vocabulary smaller than the spec's tokenizer is refused).
+TINY_TOKENIZER = "bytes"
+TINY_MODEL = {"vocab_size": 256, "context_length": 32, "emb_dim": 16, "n_heads": 4,
+              "n_layers": 2, "qkv_bias": False, "drop_rate": 0.0}

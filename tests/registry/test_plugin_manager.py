@@ -1,0 +1,174 @@
+"""The plugin manager uses pluggy properly, and the registry's contracts hold for every built-in:
+hooks called through pluggy, blocking with set_blocked, tracing, typed contracts, one source for
+each default."""
+
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+import explorer
+from explorer import hookimpl
+from explorer.model import contracts
+from explorer.registry.components import COMPONENT_KINDS
+from explorer.registry.plugin_manager import Plugins
+
+REGISTRY = explorer.get_plugin_manager(entry_points=False).registry()
+
+
+class Counting:
+    @hookimpl
+    def explorer_components(self):
+        return [explorer.Component("activation", "counted", "torch.nn:Identity")]
+
+
+def test_hooks_are_called_through_pluggy_so_monitoring_sees_each_call():
+    plugins = explorer.get_plugin_manager(entry_points=False)
+    plugins.register(Counting(), "counting")
+    calls = []
+    plugins.pm.add_hookcall_monitoring(
+        lambda hook_name, impls, kwargs: calls.append((hook_name, [i.plugin_name for i in impls])),
+        lambda outcome, hook_name, impls, kwargs: None)
+    registry = plugins.registry()
+    assert ("activation", "counted") in registry.components
+    # One call per plugin (so one that raises spoils only itself), in registration order.
+    components = [names for hook, names in calls if hook == "explorer_components"]
+    assert components[-1] == ["counting"]
+    assert [n for [n] in components][:2] == ["explorer.plugins.norm", "explorer.plugins.activation"]
+    assert len(components) == len(plugins.pm.hook.explorer_components.get_hookimpls())
+
+
+def test_disabled_plugins_are_blocked_in_pluggy(monkeypatch):
+    monkeypatch.setenv("EXPLORER_DISABLE_PLUGINS", "explorer.plugins.ffn, elsewhere")
+    plugins = explorer.get_plugin_manager(entry_points=False)
+    assert plugins.pm.is_blocked("explorer.plugins.ffn") and plugins.pm.is_blocked("elsewhere")
+    assert plugins.blocked == ["elsewhere", "explorer.plugins.ffn"]
+    assert plugins.registry().names("ffn") == ["moe"]  # mlp and glu are blocked; moe is its own
+    plugins.pm.register(Counting(), name="elsewhere")  # pluggy itself refuses the name now
+    assert "counted" not in plugins.registry().names("activation")
+
+
+def test_trace_env_traces_every_hook_call_to_stderr():
+    code = ("import explorer\n"
+            "explorer.get_plugin_manager(entry_points=False).registry()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**_env(), "EXPLORER_TRACE_PLUGINS": "1"})
+    lines = proc.stderr.splitlines()
+    calls = [line for line in lines if line.strip() == "explorer_components [hook]"]
+    assert len(calls) == len(REGISTRY_COMPONENT_PLUGINS), proc.stderr[:500]
+    # Each call is preceded by the plugin it goes to.
+    assert "explorer_components: plugin explorer.plugins.norm [explorer]" in lines
+    assert any(line.strip() == "explorer_analyses [hook]" for line in lines)
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
+    assert quiet.stderr == ""
+
+
+def _env():
+    import os
+    return {k: v for k, v in os.environ.items() if k != "EXPLORER_TRACE_PLUGINS"}
+
+
+REGISTRY_COMPONENT_PLUGINS = {p.plugin for (k, _), p in REGISTRY.provider.items()
+                              if k not in ("analysis", "checkpoint_format", "config_converter")}
+
+
+def test_dead_code_is_gone_and_a_test_can_unregister_through_pluggy():
+    assert not hasattr(Plugins, "unregister")
+    assert [f.name for f in explorer.registry.components.Provider.__dataclass_fields__.values()] == [
+        "plugin", "distribution"]
+    plugins = explorer.get_plugin_manager(entry_points=False)
+    plugins.register(Counting(), "counting")
+    assert "counted" in plugins.registry().names("activation")
+    plugins.pm.unregister(name="counting")
+    plugins._registry = None
+    assert "counted" not in plugins.registry().names("activation")
+
+
+# -- typed contracts ----------------------------------------------------------------------------
+
+CONTRACTS = {"norm": contracts.Norm, "activation": contracts.Activation,
+             "ffn": contracts.FeedForward, "attention": contracts.Attention,
+             "residual": contracts.Block, "weight_tying": contracts.WeightTying}
+
+
+@pytest.mark.parametrize("kind, name", [(k, n) for k in COMPONENT_KINDS for n in REGISTRY.names(k)])
+def test_every_built_in_component_keeps_its_kinds_contract(make_spec, kind, name):
+    choice = {"name": name, **({"n_kv_heads": 2} if name == "gqa" else {})}
+    spec = make_spec(**{kind: choice})
+    ctx = explorer.BuildContext(spec, spec.plugin_manager.registry())
+    built = ctx.make(kind, **({"dim": 16} if kind == "norm" else {}))
+    if kind == "positional":
+        assert isinstance(built, contracts.PositionalEncoding)
+    else:
+        assert isinstance(built, CONTRACTS[kind])
+    if kind == "attention" and name == "mla":  # one latent shared by all heads; nope + rope dims
+        assert (built.n_heads, built.n_kv_heads, built.head_dim, built.window) == (4, 1, 192, 0)
+    elif kind == "attention":
+        assert (built.n_heads, built.head_dim, built.window) == (4, 4, 0)
+        assert built.n_kv_heads == (2 if name == "gqa" else 4)
+
+
+def test_every_built_in_tokenizer_keeps_the_contract():
+    for name in REGISTRY.names("tokenizer"):
+        assert isinstance(explorer.get_tokenizer(name), contracts.Tokenizer)
+
+
+def test_contracts_and_hookspecs_import_without_torch():
+    code = ("import sys, explorer.model.contracts, explorer.registry.hookspecs\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_hookspecs_are_annotated():
+    from explorer.registry import hookspecs
+
+    assert inspect.signature(hookspecs.explorer_components).return_annotation == "list[Component]"
+    assert inspect.signature(hookspecs.explorer_analyses).return_annotation == "list[Analysis]"
+
+
+# -- one source for each default -------------------------------------------------------------
+
+def _items():
+    for (kind, name), comp in REGISTRY.components.items():
+        if kind != "tokenizer":
+            yield f"{kind}:{name}", comp.load(), comp.params
+    for name, analysis in REGISTRY.analyses.items():
+        yield f"analysis:{name}", analysis.load(), analysis.params
+
+
+@pytest.mark.parametrize("label, target, params", list(_items()),
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_the_param_is_the_only_default(label, target, params):
+    signature = inspect.signature(target)
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    for param in params:
+        if takes_all and param.name not in signature.parameters:
+            continue  # run(ctx, **options): a typed config validates them (train: TrainConfig)
+        assert param.name in signature.parameters, f"{label}: the core passes {param.name}"
+        assert signature.parameters[param.name].default is inspect.Parameter.empty, (
+            f"{label}: {param.name} repeats the Param's default {param.default!r}")
+
+
+@pytest.mark.parametrize("source, problem", [
+    ("def explorer_components(:\n", "SyntaxError"),
+    ("import a_module_that_is_not_installed\n", "ModuleNotFoundError"),
+])
+def test_a_broken_builtin_is_an_error_naming_it(tmp_path, monkeypatch, capsys, source, problem):
+    """A built-in that fails to import is not a silently short registry ("unknown tokenizer
+    'bytes'; registered: none") but an error that names the module."""
+    from explorer.registry import plugin_manager
+    from tests.helpers import run_cli
+
+    (tmp_path / "broken_builtin.py").write_text(source)
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.setattr(plugin_manager, "DEFAULT_PLUGINS",
+                        (*plugin_manager.DEFAULT_PLUGINS, "broken_builtin"))
+    with pytest.raises(explorer.PluginError, match=rf"^explorer's built-in plugin broken_builtin "
+                                                   rf"is broken: failed to import broken_builtin: "
+                                                   rf"{problem}: .*; reinstall explorer$"):
+        plugin_manager.get_plugin_manager()
+    code, out, err = run_cli(capsys, "build", "tiny", "--only", "params")
+    assert (code, out) == (2, "")
+    assert err.startswith("Error: explorer's built-in plugin broken_builtin is broken: ")

@@ -1,0 +1,91 @@
+"""specs/models/*.yaml: the published configs converted by spec-from-hf, their parameter counts
+equal transformers' models built from the same configs on the meta device (nothing is
+downloaded), total vs active for the mixtures of experts, and the README table's script."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import explorer
+from explorer.model import contracts
+from tests.helpers import load_script
+from tests.helpers.hf_reference import transformers
+from tests.helpers.published_configs import REAL_MODELS
+from tests.helpers import ROOT
+
+SPECS = ROOT / "specs" / "models"
+
+
+def spec_of(name):
+    return explorer.load_spec(SPECS / f"{name}.yaml")
+
+
+def hf_on_meta(config):
+    config = transformers.CONFIG_MAPPING[config["model_type"]].from_dict(config)
+    with torch.device("meta"):
+        return transformers.AutoModelForCausalLM.from_config(config)
+
+
+def test_every_spec_in_specs_models_is_a_published_config():
+    assert sorted(p.stem for p in SPECS.glob("*.yaml")) == sorted(REAL_MODELS)
+
+
+@pytest.mark.parametrize("name", REAL_MODELS)
+def test_specs_are_spec_from_hf_of_the_published_config(tmp_path, name):
+    model_id, config = REAL_MODELS[name]
+    folder = tmp_path / model_id.split("/")[1]  # spec-from-hf names the spec after the folder
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    assert explorer.spec_from_hf(folder).to_dict() == spec_of(name).to_dict()
+    assert (SPECS / f"{name}.yaml").read_text().startswith(f"# {model_id}: ")
+
+
+@pytest.mark.parametrize("name", REAL_MODELS)
+def test_parameter_counts_equal_transformers_on_meta(name):
+    hf = hf_on_meta(REAL_MODELS[name][1])
+    ours = explorer.build_model(spec_of(name), device="meta")
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
+
+
+# Known figures: Llama 3 8B's 8.03 B, Mixtral's 46.7 B of which 12.9 B active (2 of 8 experts).
+KNOWN = {"llama3_8b": (8_030_261_248, 8_030_261_248),
+         "mixtral_8x7b": (46_702_792_704, 12_879_925_248),
+         "deepseek_v2_lite": (15_706_484_224, 2_661_150_208)}
+
+
+@pytest.mark.parametrize("name", ["mixtral_8x7b", "deepseek_v2_lite"])
+def test_active_parameters_of_the_mixtures(name):
+    """Active = all parameters less, in each MoE layer of transformers' model, the routed
+    experts a token does not use: (n_experts - top_k) / n_experts of them."""
+    config = REAL_MODELS[name][1]
+    hf = hf_on_meta(config)
+    n = config.get("num_local_experts") or config["n_routed_experts"]
+    k = config["num_experts_per_tok"]
+    unused = sum(sum(p.numel() for p in layer.mlp.experts.parameters()) * (n - k) // n
+                 for layer in hf.model.layers if hasattr(layer.mlp, "experts"))
+    ours = explorer.build_model(spec_of(name), device="meta")
+    active = contracts.active_parameter_count(ours)
+    assert active == sum(p.numel() for p in hf.parameters()) - unused
+    assert (sum(p.numel() for p in ours.parameters()), active) == KNOWN[name]
+
+
+# -- the README table ------------------------------------------------------------------------
+
+def test_table_row_by_hand(make_spec):
+    """A tiny MoE: width 16, 2 layers, 4 heads of 4, 2 KV heads, experts of 8 (4, top 1),
+    context 32. Parameters: embedding and head 2 * 256 * 16, per layer attention 16 * 16 * 2 +
+    16 * 8 * 2, router 64, experts 4 * 384, norms 32, final norm 16. KV cache per token in
+    bf16: 2 layers * 2 (K, V) * 2 heads * 4 * 2 bytes = 64 bytes; at the context 32 tokens."""
+    spec = make_spec(norm="rmsnorm", activation="silu", positional="rope",
+                     attention={"name": "gqa", "n_kv_heads": 2, "out_bias": False},
+                     ffn={"name": "moe", "n_experts": 4, "top_k": 1, "hidden": 8})
+    cells = load_script("docs/real_models.py").row(Path(spec.source)).split(" | ")
+    total = 2 * 256 * 16 + 2 * (768 + 64 + 4 * 384 + 32) + 16
+    active = total - 2 * 3 * 384
+    assert cells[1:5] == [f"{total:,}", f"{active:,}", "0.1 KiB",
+                          f"{64 * 32 / 2**30:,.2f} GiB (32 tokens)"]
+    memory = explorer.analyze(explorer.load_spec(spec.source, overrides=[
+        "analyses.memory.seq_len=32"]), only=["memory"])["analyses"]["memory"]
+    assert cells[5] == f"{memory['training_total_bytes']['fp32'] / 2**30:,.1f} GiB"
