@@ -2,6 +2,7 @@
 equal transformers' models built from the same configs on the meta device (nothing is
 downloaded), total vs active for the mixtures of experts, and the README table's script."""
 
+import copy
 import json
 from pathlib import Path
 
@@ -23,7 +24,9 @@ def spec_of(name):
 
 
 def hf_on_meta(config):
-    config = transformers.CONFIG_MAPPING[config["model_type"]].from_dict(config)
+    # A copy: from_dict rewrites nested dicts in place (rope_scaling gains rope_theta), which
+    # would change the published configs for the tests that run after.
+    config = transformers.CONFIG_MAPPING[config["model_type"]].from_dict(copy.deepcopy(config))
     with torch.device("meta"):
         return transformers.AutoModelForCausalLM.from_config(config)
 
