@@ -22,8 +22,13 @@ def explorer_components():
                       "activation (Mixtral: 8; DeepSeek-V2: 160)", min=1),
                 Param("top_k", int, 2, "routed experts per token, 1..n_experts (Mixtral: 2; "
                       "DeepSeek-V2: 6)", min=1),
-                Param("n_shared", int, 0, "always-on shared experts of the same size, which "
-                      "see every token (DeepSeekMoE: 2)", min=0),
+                Param("n_shared", int, 0, "always-on shared experts, which see every token "
+                      "(DeepSeekMoE: 2; Qwen2-MoE: 1)", min=0),
+                Param("shared_hidden", int, 0, "hidden size of each shared expert; 0 = the "
+                      "routed experts' hidden (DeepSeek); Qwen2-MoE's "
+                      "shared_expert_intermediate_size (Qwen1.5-MoE-A2.7B: 5632)", min=0),
+                Param("shared_gate", bool, False, "scale the shared experts' output per token "
+                      "by sigmoid(a Linear emb_dim -> 1): Qwen2-MoE's shared_expert_gate"),
                 Param("hidden", int, 0, "hidden size of each expert; 0 = the dense glu rule: "
                       "int(8 * emb_dim / 3) rounded up to multiple_of, each expert the size of "
                       "the FFN it replaces (Mixtral 8x7B: 14336; DeepSeek-V2: 1536)", min=0),
@@ -52,14 +57,31 @@ def explorer_components():
                 Param("bias", bool, False, "biases on the experts' linear layers (Mixtral, "
                       "DeepSeek: none)"),
             ),
-            check=routing_is_possible,
+            check=check,
             description="Mixture of experts: a router sends each token to its top-k gated "
-                        "FFNs, plus always-on shared experts (Mixtral, DeepSeekMoE).",
+                        "FFNs, plus always-on shared experts (Mixtral, DeepSeekMoE, Qwen-MoE).",
         ),
     ]
 
 
-def routing_is_possible(config, params):
+def check(config, params):
+    routing_is_possible(params)
+    shared_experts_are_possible(params)
+
+
+def shared_experts_are_possible(params):
+    """The shared experts' size and gate describe shared experts that exist."""
+    if params["n_shared"]:
+        return
+    for name, value in (("shared_hidden", params["shared_hidden"]),
+                        ("shared_gate", params["shared_gate"])):
+        if value:
+            raise ParamError(name, f"is {str(value).lower()} but n_shared is 0: there is no "
+                             "shared expert", "n_shared: 1 or more (Qwen2-MoE: 1), or leave "
+                             f"{name} out")
+
+
+def routing_is_possible(params):
     """A token cannot use more experts than there are, nor more than its groups hold."""
     n, k, groups, chosen = (params["n_experts"], params["top_k"], params["n_groups"],
                             params["topk_groups"])

@@ -1,13 +1,15 @@
-"""Hugging Face Llama-family checkpoints (llama, mistral, qwen2, qwen3, mixtral, gemma2) <->
-the built-in components' names.
+"""Hugging Face Llama-family checkpoints (llama, mistral, qwen2, qwen3, mixtral, gemma2,
+qwen2_moe, qwen3_moe) <-> the built-in components' names.
 
 transformers' Llama family shares one layout: ``model.embed_tokens``, per layer
 ``self_attn.{q,k,v,o}_proj`` (Qwen3 adds ``q_norm``/``k_norm``), ``mlp.{gate,up,down}_proj``
-(Mixtral: ``block_sparse_moe.gate`` and ``experts.{e}.w1/w3/w2``, or transformers 5's fused
+(Mixtral: ``block_sparse_moe.gate`` and ``experts.{e}.w1/w3/w2``; Qwen-MoE: ``mlp.gate`` and
+``mlp.experts.{e}.{gate,up,down}_proj``, Qwen2-MoE's ``mlp.shared_expert.*`` and
+``mlp.shared_expert_gate``; the routed experts of both also as transformers 5's fused
 ``mlp.experts.gate_up_proj``/``down_proj`` in memory), ``input_layernorm`` and
 ``post_attention_layernorm`` (Gemma 2 adds ``pre_/post_feedforward_layernorm``: its sandwich),
-``model.norm`` and ``lm_head`` (absent when tied). Every linear layer is ``nn.Linear``, stored as
-explorer stores it, so names map one to one. Which spec keys the layout can hold, and the
+``model.norm`` and ``lm_head`` (absent when tied). Every linear layer is ``nn.Linear``, stored
+as explorer stores it, so names map one to one. Which spec keys the layout can hold, and the
 config.json it writes and checks, are in :mod:`hf_llama_layout`.
 """
 
@@ -28,6 +30,16 @@ MIXTRAL = (("block_sparse_moe.gate", "ff.router"),
            ("block_sparse_moe.experts.{e}.w1", "ff.experts.{e}.fc_1"),
            ("block_sparse_moe.experts.{e}.w3", "ff.experts.{e}.fc_2"),
            ("block_sparse_moe.experts.{e}.w2", "ff.experts.{e}.proj"))
+# Qwen-MoE's experts, named as the Hub's files and save_pretrained name them (transformers 5
+# stacks them in memory: FUSED_EXPERTS), and Qwen2-MoE's shared expert and its gate.
+QWEN_MOE = (("mlp.gate", "ff.router"),
+            ("mlp.experts.{e}.gate_proj", "ff.experts.{e}.fc_1"),
+            ("mlp.experts.{e}.up_proj", "ff.experts.{e}.fc_2"),
+            ("mlp.experts.{e}.down_proj", "ff.experts.{e}.proj"),
+            ("mlp.shared_expert.gate_proj", "ff.shared.fc_1"),
+            ("mlp.shared_expert.up_proj", "ff.shared.fc_2"),
+            ("mlp.shared_expert.down_proj", "ff.shared.proj"),
+            ("mlp.shared_expert_gate", "ff.shared_gate"))
 PRE_NORM = (("input_layernorm", "norm1"), ("post_attention_layernorm", "norm2"))
 SANDWICH = (("input_layernorm", "norm1"), ("post_attention_layernorm", "post_norm1"),
             ("pre_feedforward_layernorm", "norm2"), ("post_feedforward_layernorm", "post_norm2"))
@@ -38,12 +50,19 @@ LAYER = re.compile(r"model\.layers\.\d+\.(self_attn|mlp|block_sparse_moe)\.")
 
 def pairs(spec, reading=False):
     """``(HF name, explorer name)`` templates of the spec's layout, without ``.weight`` /
-    ``.bias``; ``{i}`` stands for a layer, ``{e}`` for an expert. ``reading`` adds the names
-    transformers 5 holds in memory (``mlp.gate`` for Mixtral's router)."""
+    ``.bias``; ``{i}`` stands for a layer, ``{e}`` for an expert. A Qwen-MoE spec has the
+    dense layers' names too. ``reading`` takes either MoE naming (and so the names transformers
+    5 holds in memory: ``mlp.gate`` for Mixtral's router); the config.json check tells the
+    types apart."""
     moe = spec.components["ffn"].name == "moe"
-    block = [*ATTENTION, *(MIXTRAL if moe else GLU),
-             *(SANDWICH if spec.components["residual"].name == "sandwich" else PRE_NORM),
-             *((("mlp.gate", "ff.router"),) if moe and reading else ())]
+    if not moe:
+        experts = GLU
+    elif reading:
+        experts = (*MIXTRAL, *QWEN_MOE, *GLU)
+    else:
+        experts = (*QWEN_MOE, *GLU) if layout.kind_of(spec) in layout.QWEN_MOE else MIXTRAL
+    block = [*ATTENTION, *experts,
+             *(SANDWICH if spec.components["residual"].name == "sandwich" else PRE_NORM)]
     return [*TOP, *((f"model.layers.{{i}}.{hf}", f"trf_blocks.{{i}}.{ours}")
                     for hf, ours in block)]
 

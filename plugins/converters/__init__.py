@@ -42,4 +42,9 @@ def explorer_config_converters():
                         "attention, shared + routed experts", ignores=DEEPSEEK_IGNORES),
         ConfigConverter("deepseek_v3", f"{_PKG}.deepseek:convert", "DeepSeek-V3: V2 with "
                         "sigmoid, bias-corrected, group-limited routing", ignores=DEEPSEEK_IGNORES),
+        ConfigConverter("qwen2_moe", f"{_PKG}.qwen_moe:convert", "Qwen2-MoE: Qwen2 with "
+                        "routed experts, a gated shared expert, dense mlp_only_layers",
+                        ignores=MOE_IGNORES),
+        ConfigConverter("qwen3_moe", f"{_PKG}.qwen_moe:convert", "Qwen3-MoE: Qwen3 with "
+                        "routed experts, dense mlp_only_layers", ignores=MOE_IGNORES),
     ]

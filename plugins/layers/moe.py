@@ -1,9 +1,10 @@
 """Mixture of experts: a router sends each token to its top-k of n gated FFNs (imported only when
 building).
 
-Switch Transformer (Fedus et al. 2021), Mixtral (Jiang et al. 2024) and DeepSeekMoE (Dai et al.
-2024): each expert is the spec's gated FFN (the ``glu`` layer with the spec's activation, so
-SwiGLU with silu); ``n_shared`` always-on experts see every token, as in DeepSeek-V2/V3.
+Switch Transformer (Fedus et al. 2021), Mixtral (Jiang et al. 2024), DeepSeekMoE (Dai et al.
+2024) and Qwen-MoE: each expert is the spec's gated FFN (the ``glu`` layer with the spec's
+activation, so SwiGLU with silu); ``n_shared`` always-on experts see every token, as in
+DeepSeek-V2/V3 and Qwen2-MoE (whose one shared expert has its own size and a sigmoid gate).
 Tokens are routed per expert: each expert runs once on exactly the tokens that chose it
 (``index_select``) and its outputs are added back in place (``index_add_``), so a forward costs
 the active experts only, never every expert on every token.
@@ -21,9 +22,11 @@ from .ffn import GLU
 
 class MixtureOfExperts(nn.Module):
     """``router`` (a bias-free Linear emb_dim -> n_experts), ``experts`` (n_experts GLUs of
-    ``hidden`` units) and, with ``n_shared`` > 0, ``shared``: one GLU of n_shared * hidden units,
-    which computes exactly the sum of n_shared experts of ``hidden`` units (their hidden units
-    side by side), DeepSeek's own layout.
+    ``hidden`` units) and, with ``n_shared`` > 0, ``shared``: one GLU of n_shared * hidden units
+    (``shared_hidden`` in place of hidden when set), which computes exactly the sum of n_shared
+    experts of that size (their hidden units side by side), DeepSeek's own layout. With
+    ``shared_gate``, ``shared_gate`` (a bias-free Linear emb_dim -> 1) scales the shared output
+    per token by its sigmoid: Qwen2-MoE's shared_expert_gate.
 
     The router's weights per token (``router``):
 
@@ -45,9 +48,9 @@ class MixtureOfExperts(nn.Module):
     ``routed_scaling`` (DeepSeek's routed_scaling_factor: V2 16.0, V3 2.5, V2-Lite 1.0).
     """
 
-    def __init__(self, ctx, n_experts, top_k, n_shared, hidden, multiple_of, router, n_groups,
-                 topk_groups, group_score, score_bias, routed_scaling, aux_loss_coef,
-                 z_loss_coef, bias):
+    def __init__(self, ctx, n_experts, top_k, n_shared, shared_hidden, shared_gate, hidden,
+                 multiple_of, router, n_groups, topk_groups, group_score, score_bias,
+                 routed_scaling, aux_loss_coef, z_loss_coef, bias):
         super().__init__()
         d = ctx.config.emb_dim
         self.n_experts, self.top_k, self.n_shared = n_experts, top_k, n_shared
@@ -55,13 +58,14 @@ class MixtureOfExperts(nn.Module):
         self.n_groups, self.topk_groups, self.group_score = n_groups, topk_groups, group_score
         self.routed_scaling = routed_scaling
         self.aux_loss_coef, self.z_loss_coef = aux_loss_coef, z_loss_coef
-        # Created in DeepSeek's order (experts, router, shared).
+        # Created in DeepSeek's order (experts, router, shared), then Qwen2-MoE's shared gate.
         self.experts = nn.ModuleList(
             GLU(ctx, hidden=hidden, multiple_of=multiple_of, bias=bias) for _ in range(n_experts))
         self.hidden = self.experts[0].proj.in_features  # hidden, or Llama's rule for 0
         self.router = nn.Linear(d, n_experts, bias=False)
-        self.shared = (GLU(ctx, hidden=n_shared * self.hidden, multiple_of=multiple_of, bias=bias)
-                       if n_shared else None)
+        self.shared = (GLU(ctx, hidden=n_shared * (shared_hidden or self.hidden),
+                           multiple_of=multiple_of, bias=bias) if n_shared else None)
+        self.shared_gate = nn.Linear(d, 1, bias=False) if shared_gate else None
         if score_bias:  # saved with the weights; not a parameter: no gradient moves it
             self.register_buffer("score_bias", torch.zeros(n_experts))
         else:
@@ -75,7 +79,10 @@ class MixtureOfExperts(nn.Module):
         probs, weights, chosen = self.route(logits)  # (N, E), (N, k), (N, k)
         out = self._dispatch(tokens, weights.to(x.dtype), chosen)  # (N, C)
         if self.shared is not None:
-            out = out + self.shared(tokens)
+            shared = self.shared(tokens)  # (N, C)
+            if self.shared_gate is not None:
+                shared = torch.sigmoid(self.shared_gate(tokens)) * shared  # (N, 1) * (N, C)
+            out = out + shared
         self._last = _Routing(logits, probs, chosen, self.n_experts)
         return out.view(b, t, d)
 
@@ -169,13 +176,14 @@ class MixtureOfExperts(nn.Module):
         }
 
     def active_parameters(self, matrices_only=False):
-        """Parameters one token uses: the router, the shared experts and top_k routed experts
-        (``matrices_only``: their weight matrices, without biases)."""
+        """Parameters one token uses: the router, the shared experts (and their gate) and top_k
+        routed experts (``matrices_only``: their weight matrices, without biases)."""
         def count(module):
             if module is None:
                 return 0
             return sum(p.numel() for p in module.parameters() if p.dim() >= 2 or not matrices_only)
-        return count(self.router) + count(self.shared) + self.top_k * count(self.experts[0])
+        return (count(self.router) + count(self.shared) + count(self.shared_gate)
+                + self.top_k * count(self.experts[0]))
 
 
 class _Routing:

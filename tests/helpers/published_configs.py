@@ -115,6 +115,44 @@ QWEN3_0_6B = {
     "vocab_size": 151936,
 }
 
+# Qwen/Qwen3-30B-A3B
+QWEN3_30B_A3B = {
+    "architectures": ["Qwen3MoeForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "bos_token_id": 151643,
+    "decoder_sparse_step": 1,
+    "eos_token_id": 151645,
+    "head_dim": 128,
+    "hidden_act": "silu",
+    "hidden_size": 2048,
+    "initializer_range": 0.02,
+    "intermediate_size": 6144,
+    "max_position_embeddings": 40960,
+    "max_window_layers": 48,
+    "mlp_only_layers": [],
+    "model_type": "qwen3_moe",
+    "moe_intermediate_size": 768,
+    "norm_topk_prob": True,
+    "num_attention_heads": 32,
+    "num_experts": 128,
+    "num_experts_per_tok": 8,
+    "num_hidden_layers": 48,
+    "num_key_value_heads": 4,
+    "output_router_logits": False,
+    "rms_norm_eps": 1e-06,
+    "rope_scaling": None,
+    "rope_theta": 1000000.0,
+    "router_aux_loss_coef": 0.001,
+    "sliding_window": None,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "transformers_version": "4.51.0",
+    "use_cache": True,
+    "use_sliding_window": False,
+    "vocab_size": 151936,
+}
+
 # google/gemma-2-2b
 GEMMA2_2B = {
     "architectures": ["Gemma2ForCausalLM"],
@@ -306,6 +344,7 @@ REAL_MODELS = {
     "mistral_7b": ("mistralai/Mistral-7B-v0.1", MISTRAL_7B),
     "mixtral_8x7b": ("mistralai/Mixtral-8x7B-v0.1", MIXTRAL_8X7B),
     "qwen3_0.6b": ("Qwen/Qwen3-0.6B", QWEN3_0_6B),
+    "qwen3_30b_a3b": ("Qwen/Qwen3-30B-A3B", QWEN3_30B_A3B),
     "gemma2_2b": ("google/gemma-2-2b", GEMMA2_2B),
     "deepseek_v2_lite": ("deepseek-ai/DeepSeek-V2-Lite", DEEPSEEK_V2_LITE),
 }

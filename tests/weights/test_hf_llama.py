@@ -1,4 +1,5 @@
-"""Hugging Face Llama-family weights in and out (llama, mistral, qwen2, qwen3, mixtral, gemma2):
+"""Hugging Face Llama-family weights in and out (llama, mistral, qwen2, qwen3, mixtral, gemma2,
+qwen2_moe, qwen3_moe):
 explorer -> transformers and back with equal logits for each model type, sharded files, the
 model_type chosen from the spec, config.json checked against the spec, and the refusals."""
 
@@ -21,6 +22,7 @@ LLAMA = {"norm": {"name": "rmsnorm", "eps": 1e-5}, "activation": "silu",
          "attention": {"name": "gqa", "n_kv_heads": 2, "out_bias": False},
          "positional": {"name": "rope", "theta": 10000.0}, "weight_tying": "none"}
 MOE = {"name": "moe", "n_experts": 4, "top_k": 2, "hidden": 24}
+DENSE_MIDDLE = [{"layers": [1], "components": {"ffn": {"name": "glu", "hidden": 48}}}]
 GEMMA = {"norm": {"name": "rmsnorm", "eps": 1e-6, "unit_offset": True},
          "activation": "gelu_tanh", "residual": "sandwich", "weight_tying": "tied",
          "attention": {"name": "gqa", "n_kv_heads": 2, "out_bias": False, "head_dim": 12,
@@ -42,6 +44,12 @@ SPECS = {
     "mixtral": ({"ffn": MOE, "attention": {"name": "mha", "out_bias": False, "window": 7}}, {}, []),
     "gemma2": (GEMMA, {"scale_embeddings": True, "logit_softcap": 3.0},
                [{"every": 2, "offset": 0, "components": {"attention": {"window": 5}}}]),
+    # Qwen-MoE: a dense layer between MoE layers; Qwen2-MoE's gated shared expert.
+    "qwen2_moe": ({"ffn": {**MOE, "router": "softmax_topk", "n_shared": 1, "shared_hidden": 40,
+                           "shared_gate": True}}, {"qkv_bias": True, "n_layers": 3}, DENSE_MIDDLE),
+    "qwen3_moe": ({"ffn": {**MOE, "router": "softmax_topk_renorm"},
+                   "attention": {"name": "gqa", "n_kv_heads": 2, "out_bias": False, "qk_norm": True,
+                                 "head_dim": 12}}, {"n_layers": 3}, DENSE_MIDDLE),
 }
 
 
@@ -107,10 +115,11 @@ def test_large_exports_are_sharded_as_transformers_shards(write_spec, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["config.json", "model.safetensors"]
 
 
-def test_transformers_5_fused_experts_load(write_spec, tmp_path):
-    """transformers 5 holds Mixtral's experts stacked (mlp.experts.gate_up_proj); a file of its
-    state_dict loads like the per-expert names save_pretrained writes."""
-    spec = family_spec(write_spec, "mixtral")
+@pytest.mark.parametrize("model_type", ["mixtral", "qwen2_moe", "qwen3_moe"])
+def test_transformers_5_fused_experts_load(write_spec, tmp_path, model_type):
+    """transformers 5 holds Mixtral's and Qwen-MoE's experts stacked (mlp.experts.gate_up_proj);
+    a file of its state_dict loads like the per-expert names save_pretrained writes."""
+    spec = family_spec(write_spec, model_type)
     ours = random_model(spec)
     export_hf(ours, spec, tmp_path)
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path)
@@ -185,6 +194,27 @@ def test_layers_that_disagree_are_named(write_spec, tmp_path):
      "layers windows some layers only; Mistral's config windows every layer or none"),
     ("qwen3", "layers=[{first: 1, components: {ffn: {name: glu, hidden: 8}}}]",
      "layers sets components.ffn at layer 0 apart from the window"),
+    ("mixtral", "layers=[{first: 1, components: {ffn: {name: glu, hidden: 8}}}]",
+     "layers sets components.ffn at layer 0 apart from the window"),
+    ("qwen2_moe", "components.ffn.n_shared=2", "components.ffn.n_shared is 2; Qwen2-MoE has "
+                                               "exactly one shared expert, gated"),
+    ("qwen2_moe", "components.ffn.shared_gate=false", "components.ffn.shared_gate is false with "
+                                                      "q/k/v biases and no output bias"),
+    ("qwen2_moe", "components.attention.out_bias=true", "components.attention.out_bias is true; "
+                                                        "Qwen2-MoE biases q, k and v only"),
+    ("qwen2_moe", "layers=[{layers: [0], components: {attention: {window: 4}}}]",
+     "layers sets a sliding window; explorer writes Qwen2-MoE without one"),
+    ("qwen3_moe", "components.ffn.n_shared=1", "components.ffn.n_shared is 1; Qwen3-MoE has "
+                                               "only 0"),
+    ("qwen3_moe", "components.ffn.router=sigmoid_topk", "components.ffn.router is sigmoid_topk; "
+                                                        "Qwen3-MoE routes with softmax_topk or"),
+    ("qwen3_moe", "layers=[{layers: [1], components: {ffn: {name: glu, hidden: 48, bias: true}}}]",
+     "layers sets a glu with biases at layer 1; Qwen3-MoE's dense layers have none"),
+    ("qwen3_moe", "layers=[{layers: [0], components: {ffn: {name: glu, hidden: 40}}}, "
+                  "{layers: [1], components: {ffn: {name: glu, hidden: 48}}}]",
+     "layers sets dense glu layers of 2 kinds; config.json has one intermediate_size"),
+    ("qwen3_moe", "layers=[{every: 1, components: {ffn: {name: glu, hidden: 48}}}]",
+     "layers makes every layer a dense glu; write components.ffn: glu"),
     ("gemma2", "components.residual=pre_norm", "components.residual is not sandwich; of the "
                                                "Llama family only Gemma 2"),
     ("llama", "components.attention.softcap=2.0", "components.residual is not sandwich"),

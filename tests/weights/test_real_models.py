@@ -2,6 +2,7 @@
 equal transformers' models built from the same configs on the meta device (nothing is
 downloaded), total vs active for the mixtures of experts, and the README table's script."""
 
+import copy
 import json
 from pathlib import Path
 
@@ -23,7 +24,9 @@ def spec_of(name):
 
 
 def hf_on_meta(config):
-    config = transformers.CONFIG_MAPPING[config["model_type"]].from_dict(config)
+    # A copy: from_dict rewrites nested dicts in place (rope_scaling gains rope_theta), which
+    # would change the published configs for the tests that run after.
+    config = transformers.CONFIG_MAPPING[config["model_type"]].from_dict(copy.deepcopy(config))
     with torch.device("meta"):
         return transformers.AutoModelForCausalLM.from_config(config)
 
@@ -49,19 +52,22 @@ def test_parameter_counts_equal_transformers_on_meta(name):
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
 
 
-# Known figures: Llama 3 8B's 8.03 B, Mixtral's 46.7 B of which 12.9 B active (2 of 8 experts).
+# Known figures: Llama 3 8B's 8.03 B, Mixtral's 46.7 B of which 12.9 B active (2 of 8 experts),
+# Qwen3-30B-A3B's 30.5 B of which 3.3 B active (8 of 128), as Qwen's model card gives them.
 KNOWN = {"llama3_8b": (8_030_261_248, 8_030_261_248),
          "mixtral_8x7b": (46_702_792_704, 12_879_925_248),
-         "deepseek_v2_lite": (15_706_484_224, 2_661_150_208)}
+         "deepseek_v2_lite": (15_706_484_224, 2_661_150_208),
+         "qwen3_30b_a3b": (30_532_122_624, 3_353_032_704)}
 
 
-@pytest.mark.parametrize("name", ["mixtral_8x7b", "deepseek_v2_lite"])
+@pytest.mark.parametrize("name", ["mixtral_8x7b", "deepseek_v2_lite", "qwen3_30b_a3b"])
 def test_active_parameters_of_the_mixtures(name):
     """Active = all parameters less, in each MoE layer of transformers' model, the routed
     experts a token does not use: (n_experts - top_k) / n_experts of them."""
     config = REAL_MODELS[name][1]
     hf = hf_on_meta(config)
-    n = config.get("num_local_experts") or config["n_routed_experts"]
+    n = (config.get("num_local_experts") or config.get("num_experts")
+         or config["n_routed_experts"])
     k = config["num_experts_per_tok"]
     unused = sum(sum(p.numel() for p in layer.mlp.experts.parameters()) * (n - k) // n
                  for layer in hf.model.layers if hasattr(layer.mlp, "experts"))
