@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import explorer
-from explorer.hf_config import convert, spec_from_hf
-from hf_reference import assert_same_logits, randomize, tokens, transformers
-from published_configs import QWEN3_30B_A3B
+from explorer.spec.hf_config import convert, spec_from_hf
+from tests.helpers.hf_reference import assert_same_logits, randomize, tokens, transformers
+from tests.helpers.published_configs import QWEN3_30B_A3B
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
