@@ -2,6 +2,7 @@
 setup.py, so a new subpackage cannot be forgotten), the templates, the shipped specs and sweeps.
 .ci/run also installs the wheel without -e and runs the commands by name from another folder."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,8 +15,12 @@ from tests.helpers import ROOT
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
+    # From a copy: setuptools leaves build/ and egg-info beside the sources it builds.
+    source = out / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "*.egg-info", "__pycache__", "*.sqlite*", ".pytest_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "--no-build-isolation", "-w", str(out), str(ROOT)], check=True,
+                    "--no-build-isolation", "-w", str(out), str(source)], check=True,
                    capture_output=True)
     (path,) = out.glob("explorer-*.whl")
     with zipfile.ZipFile(path) as archive:

@@ -13,7 +13,7 @@ import explorer
 import explorer.model.gpt
 from tests.helpers import ROOT, TINY_MODEL
 from explorer import Component, Param, hookimpl
-from explorer.plugins.layers.attention import GroupedQueryAttention
+from explorer.plugins.attention.mha import GroupedQueryAttention
 from explorer.model.stack import EMBEDDING, StackPlan, plan_for
 from tests.helpers.layouts import COMPONENTS, LAYOUT, MLA
 

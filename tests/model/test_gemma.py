@@ -142,7 +142,7 @@ def test_attention_softcap_takes_the_manual_path_and_caps(make_spec, name):
 
 def test_softcap_bounds_every_score_by_hand(make_spec):
     """Scores of 10 and 0 capped at 1: softmax over [tanh(10), tanh(0)] = [0.7616, 0]."""
-    from explorer.plugins.layers.attention import attend
+    from explorer.plugins.attention.mha import attend
 
     q = torch.tensor([[[[10.0]]]]).expand(1, 1, 2, 1)  # (B, nh, T, hs), hs 1: scale 1
     k = torch.tensor([[[[1.0], [0.0]]]])

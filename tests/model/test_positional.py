@@ -110,7 +110,7 @@ def test_alibi_bias_is_slope_times_distance(make_spec, n_heads):
 
 
 def test_alibi_slopes_for_other_head_counts():
-    from explorer.plugins.layers.positional import alibi_slopes
+    from explorer.plugins.positional.encodings import alibi_slopes
     assert alibi_slopes(1) == [2 ** -8]
     assert alibi_slopes(4) == [2 ** -2, 2 ** -4, 2 ** -6, 2 ** -8]
     # 6 heads: the 4-head slopes, then 8-head slopes 2^-1 and 2^-3.

@@ -94,7 +94,7 @@ def test_llama_with_llama3_scaling_equals_transformers(write_spec, tmp_path):
 def test_deepseek_with_yarn_and_its_mscale_equals_transformers(write_spec, tmp_path):
     """DeepSeek multiplies the scores' scale by mscale(factor, mscale_all_dim)^2 on top of
     YaRN's frequencies: spec-from-hf's score_scale."""
-    from test_mla import MLA, from_deepseek
+    from tests.helpers.hf_reference import DEEPSEEK_MLA as MLA, from_deepseek
 
     config = transformers.DeepseekV2Config(
         vocab_size=256, hidden_size=32, intermediate_size=48, num_hidden_layers=2,

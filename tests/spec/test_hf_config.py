@@ -82,7 +82,7 @@ def test_gpt2_config_computes_what_transformers_computes(tmp_path):
 @pytest.mark.parametrize("version", ["deepseek_v2", "deepseek_v3"])
 def test_deepseek_configs_compute_what_transformers_computes(tmp_path, version):
     """A dense first layer, then routed + shared experts (V3: sigmoid, groups, score bias)."""
-    from test_mla import MLA, from_deepseek
+    from tests.helpers.hf_reference import DEEPSEEK_MLA as MLA, from_deepseek
 
     common = dict(SMALL, num_key_value_heads=4, q_lora_rank=10, first_k_dense_replace=1,
                   n_routed_experts=8, num_experts_per_tok=3, n_shared_experts=1, moe_intermediate_size=8,

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from explorer.model.contracts import causal_mask
 
-from .impl import uses_sdpa
+from ..impl import uses_sdpa
 
 
 class GroupedQueryAttention(nn.Module):

@@ -1,8 +1,8 @@
-"""Built-in activation components (implementations in layers/activation.py)."""
+"""Built-in activation components (implementations in activations.py beside this)."""
 
 from explorer import Component, Param, hookimpl
 
-_LAYERS = "explorer.plugins.layers.activation"
+_LAYERS = "explorer.plugins.activation.activations"
 
 # The book writes the tanh polynomial out op by op; F.gelu(approximate="tanh") computes it in one
 # kernel, about 5x faster and equal to ~1e-6 (benchmarks/README.md).

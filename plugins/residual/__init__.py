@@ -2,7 +2,7 @@
 
 from explorer import Component, hookimpl
 
-_BLOCKS = "explorer.plugins.layers.block"
+_BLOCKS = "explorer.plugins.residual.block"
 
 
 @hookimpl

@@ -2,7 +2,7 @@
 
 from explorer import Component, Param, ParamError, hookimpl
 
-_LAYERS = "explorer.plugins.layers.positional"
+_LAYERS = "explorer.plugins.positional.encodings"
 
 
 def rotated_size(config, attention):

@@ -1,6 +1,10 @@
-"""The built-in mixture-of-experts feed-forward (implementation in layers/moe.py)."""
+"""Built-in feed-forward components: mlp and glu (mlp.py beside this), the mixture of experts
+(moe.py)."""
 
 from explorer import Component, Param, ParamError, hookimpl
+
+_LAYERS = "explorer.plugins.ffn.mlp"
+
 
 ROUTER_HELP = (
     "the weights of a token's top-k experts: softmax_topk = softmax over all experts, then the "
@@ -16,7 +20,28 @@ ROUTERS = ("softmax_topk", "softmax_topk_renorm", "topk_softmax", "sigmoid_topk"
 def explorer_components():
     return [
         Component(
-            kind="ffn", name="moe", factory="explorer.plugins.layers.moe:MixtureOfExperts",
+            kind="ffn", name="mlp", factory=f"{_LAYERS}:MLP",
+            params=(
+                Param("expansion", int, 4, "hidden size = expansion * emb_dim", min=1),
+                Param("bias", bool, True, "biases on both linear layers"),
+            ),
+            description="Linear -> activation -> Linear, the book's FeedForward.",
+        ),
+        Component(
+            kind="ffn", name="glu", factory=f"{_LAYERS}:GLU",
+            params=(
+                Param("hidden", int, 0, "hidden size f; 0 = Llama's rule: int(2 * 4 * emb_dim "
+                      "/ 3) rounded up to a multiple of multiple_of (768 -> 2048, 4096 -> 11008)",
+                      min=0),
+                Param("multiple_of", int, 256, "the automatic hidden size is rounded up to a "
+                      "multiple of this (Llama: 256); ignored when hidden > 0", min=1),
+                Param("bias", bool, False, "biases on all three linear layers (Llama: none)"),
+            ),
+            description="Gated FFN proj(act(fc_1(x)) * fc_2(x)): SwiGLU with silu, GeGLU with "
+                        "gelu, ReGLU with relu; hidden 0 = int(8h/3) rounded up to multiple_of.",
+        ),
+        Component(
+            kind="ffn", name="moe", factory="explorer.plugins.ffn.moe:MixtureOfExperts",
             params=(
                 Param("n_experts", int, 8, "routed experts, each a gated FFN with the spec's "
                       "activation (Mixtral: 8; DeepSeek-V2: 160)", min=1),

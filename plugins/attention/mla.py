@@ -12,8 +12,8 @@ query [q_nope, q_rope]; the scores are scaled by 1/sqrt(qk_nope_head_dim + qk_ro
 import torch
 from torch import nn
 
-from .attention import attend
-from .impl import uses_sdpa
+from .mha import attend
+from ..impl import uses_sdpa
 
 
 class MultiHeadLatentAttention(nn.Module):

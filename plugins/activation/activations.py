@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .impl import uses_kernel
+from ..impl import uses_kernel
 
 
 class GELUTanh(nn.Module):

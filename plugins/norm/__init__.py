@@ -1,8 +1,8 @@
-"""Built-in norm components (implementations in layers/norm.py)."""
+"""Built-in norm components (implementations in norms.py beside this)."""
 
 from explorer import Component, Param, hookimpl
 
-_LAYERS = "explorer.plugins.layers.norm"
+_LAYERS = "explorer.plugins.norm.norms"
 
 
 # The book computes mean, var and sqrt op by op; F.layer_norm is one kernel, about 10x faster

@@ -1,4 +1,5 @@
-"""Built-in attention components (implementations in layers/attention.py)."""
+"""Built-in attention components: mha and gqa (mha.py beside this), multi-head latent attention
+(mla.py)."""
 
 from explorer import Component, Param, ParamError, hookimpl
 
@@ -57,7 +58,7 @@ def kv_heads_divide_heads(config, params):
 def explorer_components():
     return [
         Component(
-            kind="attention", name="mha", factory="explorer.plugins.layers.attention:MultiHeadAttention",
+            kind="attention", name="mha", factory="explorer.plugins.attention.mha:MultiHeadAttention",
             params=_COMMON,
             check=scores_can_be_computed,
             description="Causal multi-head attention, the book's chapter-3 design "
@@ -65,7 +66,7 @@ def explorer_components():
         ),
         Component(
             kind="attention", name="gqa",
-            factory="explorer.plugins.layers.attention:GroupedQueryAttention",
+            factory="explorer.plugins.attention.mha:GroupedQueryAttention",
             params=(Param("n_kv_heads", int, 1, "key/value heads, each shared by n_heads / "
                           "n_kv_heads query heads: 1 = multi-query, n_heads = multi-head", min=1),
                     *_COMMON),
@@ -73,4 +74,37 @@ def explorer_components():
             description="Causal grouped-query attention (Llama 2/3, Mistral); multi-query "
                         "with n_kv_heads 1.",
         ),
+        Component(
+            kind="attention", name="mla",
+            factory="explorer.plugins.attention.mla:MultiHeadLatentAttention",
+            params=(
+                Param("kv_lora_rank", int, 512, "the latent each token's keys and values are "
+                      "compressed to, and all the KV cache holds besides the rope key "
+                      "(DeepSeek-V2: 512)", min=1),
+                Param("q_lora_rank", int, 0, "compress queries to this rank first; 0 = no "
+                      "query compression (DeepSeek-V2-Lite: 0, V2: 1536)", min=0),
+                Param("qk_nope_head_dim", int, 128, "per-head query/key dims without position, "
+                      "from the latent (DeepSeek-V2: 128)", min=0),
+                Param("qk_rope_head_dim", int, 64, "per-head query dims, and the one key shared "
+                      "by all heads, that the positional encoding rotates (DeepSeek-V2: 64)", min=2),
+                Param("v_head_dim", int, 128, "per-head value dims (DeepSeek-V2: 128)", min=1),
+                IMPL, WINDOW,
+                Param("out_bias", bool, False, "a bias on the output projection (DeepSeek: no)"),
+                Param("score_scale", float, 1.0, "multiplies the scores' scale 1 / sqrt(nope + "
+                      "rope): DeepSeek with YaRN, (0.1 * mscale_all_dim * ln(factor) + 1)^2 "
+                      "(V2-Lite: 1.59)", min=0, exclusive_min=True),
+                *SCORE_PARAMS,
+            ),
+            check=rope_part_is_even,
+            description="Multi-head latent attention (DeepSeek-V2/V3): keys and values from a "
+                        "cached low-rank latent, with a decoupled RoPE key.",
+        ),
     ]
+
+
+def rope_part_is_even(config, params):
+    """RoPE rotates pairs of dimensions; and the scores must be computable."""
+    scores_can_be_computed(config, params)
+    if params["qk_rope_head_dim"] % 2:
+        raise ParamError("qk_rope_head_dim", f"must be even, got {params['qk_rope_head_dim']}",
+                         "RoPE rotates pairs of dimensions, e.g. 64 (DeepSeek-V2)")

@@ -17,7 +17,7 @@ per-expert load) and ``active_parameters()`` (router + shared + top_k experts).
 import torch
 from torch import nn
 
-from .ffn import GLU
+from .mlp import GLU
 
 
 class MixtureOfExperts(nn.Module):

@@ -74,7 +74,7 @@ class RotaryPositional(PositionalEncoding):
         super().__init__()
         hs = ctx.config.head_dim
         self.theta = theta
-        # Context extension (plugins/layers/rope_scaling.py); none leaves the frequencies alone.
+        # Context extension (plugins/positional/rope_scaling.py); none leaves the frequencies alone.
         self.scaling = dict(scaling=scaling, factor=factor, original_context=original_context,
                             low_freq_factor=low_freq_factor, high_freq_factor=high_freq_factor,
                             beta_fast=beta_fast, beta_slow=beta_slow, truncate=truncate)

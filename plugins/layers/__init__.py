@@ -1,1 +1,0 @@
-"""Torch implementations of the built-in components (imported only when a model is built)."""
