@@ -84,6 +84,14 @@ def assert_legible(fig):
     assert 0.5 <= tight.width / tight.height <= 3, (tight.width, tight.height)
     sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
     assert min(sizes) >= 10
+    for ax in fig.axes:  # tick labels side by side, never on top of each other
+        for axis in (ax.xaxis, ax.yaxis):
+            ticks = [t for t in axis.get_ticklabels(which="both")
+                     if t.get_visible() and t.get_text()]
+            boxes = [t.get_window_extent(renderer) for t in ticks]
+            for i, a in enumerate(boxes):
+                for b, text in zip(boxes[i + 1:], ticks[i + 1:]):
+                    assert not a.overlaps(b), (ticks[i].get_text(), text.get_text())
 
 
 def spec_names(n):
@@ -171,6 +179,11 @@ def test_params_shows_per_kind_differences_from_the_first_spec():
     assert [t.get_text() for t in diffs.get_yticklabels()] == ["rmsnorm", "tied", "same"]
     assert bar_widths(diffs) == {"norm": [(0, -19_200)], "output_head": [(1, -38_597_376)]}
     assert [t.get_text() for t in diffs.texts] == ["-19.2k", "-38.6M", "same"]
+    renderer = rendered(fig)
+    panel = diffs.get_window_extent(renderer)
+    for text in diffs.texts:  # "-38.6M" ran past the axes into the spec names
+        box = text.get_window_extent(renderer)
+        assert panel.x0 <= box.x0 and box.x1 <= panel.x1, text.get_text()
     # The stacked panel and the legend: one colour per kind, far enough apart to tell (CIE76).
     assert legend_labels(fig) == ["embedding", "positional", "attention", "ffn", "norm",
                                   "output_head"]
@@ -230,6 +243,23 @@ def sweep_point(label, final, spread, seeds=5):
                                       "high": [m + spread / 2 for m in mean]},
             "final_val_loss": {"mean": final, "half_width": spread},
             "costs": {"parameters": 140_672, "training_flops_per_token": 885_000}}
+
+
+def test_the_sweep_cost_chart_labels_a_narrow_range_of_costs_legibly():
+    """The positional sweep's parameters span 132k-141k: a log axis labelled its minor ticks
+    "1.34x10^5" and the next on top of each other."""
+    near, far = sweep_point("learned", 2.7, 0.02), sweep_point("rope", 2.12, 0.02)
+    near["costs"] = {"parameters": 132_480, "training_flops_per_token": 885_000}
+    fig = cost_figure({"sweep": "positional", "points": [sweep_point("a", 2.7, 0.02), near]})
+    params_axis = fig.axes[0]
+    assert params_axis.get_xscale() == "linear"
+    assert [t.get_text() for t in params_axis.get_xticklabels()][1:-1] == [
+        "132.5k", "135k", "137.5k", "140k"]
+    assert_legible(fig)
+    far["costs"] = {"parameters": 13_248_000, "training_flops_per_token": 88_500_000}
+    fig = cost_figure({"sweep": "positional", "points": [sweep_point("a", 2.7, 0.02), far]})
+    assert fig.axes[0].get_xscale() == "log"
+    assert_legible(fig)
 
 
 def test_the_sweep_curves_show_the_seed_bands():

@@ -79,6 +79,21 @@ def curves_figure(report):
     return readable(fig)
 
 
+def _cost_axis(ax, costs):
+    """A log axis where the costs span a decade or more, else a linear one (a log axis over
+    133k-141k labels its minor ticks in scientific notation, on top of each other); 140k, 1M
+    rather than 1.4e5."""
+    from matplotlib.ticker import EngFormatter, MaxNLocator, NullFormatter
+
+    positive = [c for c in costs if c and c > 0]
+    if positive and max(positive) >= 10 * min(positive):
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+
+
 def cost_figure(report):
     """Final validation loss (mean, 95% CI) against parameters and training FLOPs per token."""
     fig = _figure(WIDTH, 3.2)
@@ -93,7 +108,7 @@ def cost_figure(report):
             error = summary["half_width"] or 0.0
             ax.errorbar([costs[cost]], [summary["mean"]], yerr=[error], fmt=style["marker"],
                         capsize=4, color=style["color"], label=point["label"])
-        ax.set_xscale("log")
+        _cost_axis(ax, [p["costs"][cost] for p in report["points"] if p["costs"]])
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("final val loss (mean, 95% CI)")

@@ -179,6 +179,15 @@ def draw_chart(fig, series):
         _draw_differences(axes[1], kinds, labels, counts)
 
 
+def _ink(background):
+    """Black or white, whichever contrasts more with ``background`` (WCAG luminance)."""
+    from matplotlib.colors import to_rgb
+
+    rgb = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(background)]
+    luminance = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]
+    return "white" if (luminance + 0.05) ** 2 < 1.05 * 0.05 else "black"
+
+
 def _draw_differences(ax, kinds, labels, counts):
     """A row per spec after the first: a bar per kind whose count differs from the first's."""
     from explorer.plots import SMALLEST_TEXT, colour
@@ -198,12 +207,15 @@ def _draw_differences(ax, kinds, labels, counts):
         for i, (k, diff) in enumerate(bars):
             drawn = ax.barh(row - 0.4 + (i + 0.5) * height, diff, height, color=colour(k),
                             label=kinds[k])
-            ax.bar_label(drawn, labels=[_short(diff)], fontsize=SMALLEST_TEXT, padding=2)
+            # Inside the bar: on a log scale even a difference of 1 is a decade wide, room for
+            # its few characters, and a label past a long bar's end would run off the axes.
+            ax.bar_label(drawn, labels=[_short(diff)], label_type="center",
+                         fontsize=SMALLEST_TEXT, color=_ink(colour(k)))
     ax.set_yticks(range(len(rows)), labels[1:])
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xscale("symlog", linthresh=1)
     largest = max(abs(diff) for bars in rows for _, diff in bars)
-    top = math.ceil(math.log10(10 * largest))  # symmetric, a decade of room for the labels
+    top = math.ceil(math.log10(2 * largest))  # symmetric
     ax.set_xlim(-(10 ** top), 10 ** top)
     decades = [10 ** k for k in range(0, top + 1, max(1, math.ceil(top / 3)))]
     ticks = [-d for d in reversed(decades)] + [0] + decades
