@@ -306,6 +306,48 @@ def sweep_positional():
     return f"{out.rstrip()}\n\n{note}"
 
 
+@figure("gradflow-picture", slow=True)
+def gradflow_picture():
+    """docs/img/gradflow.png: compare --plots of GPT-2 small with and without shortcuts."""
+    import shutil
+
+    with tempfile.TemporaryDirectory() as folder, in_folder(ROOT):
+        code, _, err = cli("compare", "specs/gpt2_small.yaml", "specs/ablations/no_shortcut.yaml",
+                           "--only", "gradflow", "--plots", folder)
+        assert code == 0, err
+        shutil.copy(Path(folder) / "gradflow.png", ROOT / "docs" / "img" / "gradflow.png")
+    return ("![Gradient flow per block, with and without shortcut connections]"
+            "(docs/img/gradflow.png)")
+
+
+COMPARE_PAGE = ["compare", "specs/gpt2_small.yaml", "specs/ablations/no_shortcut.yaml",
+                "specs/ablations/rmsnorm.yaml", "specs/ablations/tied.yaml",
+                "--only", "params,gradflow", "--html", "ablations.html"]
+
+
+@figure("compare-page", slow=True)
+def compare_page():
+    """docs/img/compare_page.png: a compare page, the whole of it at 1280 px in headless
+    Chromium (tests/chromium.py); about 3 minutes of CPU, most of it gradflow."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from chromium import Chromium, find_chromium
+
+    executable = find_chromium()
+    if executable is None:
+        raise SystemExit("compare-page needs Chromium: apt-get install chromium")
+    with tempfile.TemporaryDirectory() as folder, in_folder(folder):
+        # The page's provenance shows the command as README gives it: specs/ and ablations.html
+        # relative to where it ran.
+        os.symlink(ROOT / "specs", "specs")
+        code, _, err = cli(*COMPARE_PAGE)
+        assert code == 0, err
+        with Chromium(executable) as browser:
+            png = browser.open("ablations.html", 1280).screenshot(full_page=True)
+    (ROOT / "docs" / "img" / "compare_page.png").write_bytes(png)
+    return ("![A compare page: spec differences, figures with differences, charts]"
+            f"(docs/img/compare_page.png)\n\n(`explorer {' '.join(COMPARE_PAGE)}`.)")
+
+
 @figure("sweep-overhead", slow=True)
 def sweep_overhead():
     import json

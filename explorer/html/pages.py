@@ -6,6 +6,7 @@ import itertools
 import yaml
 
 from ..analysis.report import overrides_text, params_text, provider_text
+from .differences import differences_table
 from .provenance import provenance as make_provenance
 from .render import Page, data, render, show, sign
 from .sections import Presenters, anchor, chart_section, failed_section, section
@@ -104,19 +105,21 @@ def _figures_table(result):
     return Table(header, rows, id="figures", sortable=True)
 
 
-def _differences_table(result):
-    """The spec keys that differ, a column per spec; a value unlike the first spec's marked."""
-    rows = [Row(Cell(key), [Cell(show(v), data(v), mark=i > 0 and repr(v) != repr(values[0]))
-                            for i, v in enumerate(values)])
-            for key, values in result["spec_differences"].items()]
-    return Table([Cell("spec key"), *(Cell(label) for label in result["labels"])], rows,
-                 id="differences")
-
-
 def _series(result, name):
     return [(label, report["analyses"][name])
             for label, report in zip(result["labels"], result["reports"])
             if isinstance(report["analyses"].get(name), dict)]
+
+
+def compare_title(names):
+    """A compare page's title: the names joined by "vs" while that stays short (three at most),
+    else the first against how many others; the page's introduction lists them all."""
+    if not names:
+        return "no specs"
+    joined = " vs ".join(names)
+    if len(names) <= 3 and len(joined) <= 80:
+        return joined
+    return f"{names[0]} vs {len(names) - 1} other specs"
 
 
 def compare_page(result, registries=None, provenance=None):
@@ -130,18 +133,24 @@ def compare_page(result, registries=None, provenance=None):
     names = list(dict.fromkeys(n for report in result["reports"] for n in report["analyses"]))
     charts = [chart_section(name, presenters, problems, ids, _series(result, name))
               for name in names]
+    # --set overrides apply to every spec: said once, not on each spec's line
+    overrides = {overrides_text(report) for report in result["reports"]}
+    shared = overrides.pop() if len(overrides) == 1 else ""
     specs = []
     for i, (label, report) in enumerate(zip(result["labels"], result["reports"])):
         specs.append({"label": label, "anchor": anchor("spec", i + 1),
+                      "source": (report.get("source") or "(no file)")
+                      + ("" if shared else overrides_text(report)),
                       "view": _spec_view(report, presenters),
                       "sections": _sections(report, presenters, problems, ids, label,
                                             prefix=f"spec{i + 1}", charts=False)})
     reports = result["reports"]
     provenance = provenance or make_provenance(
         seed=result["seed"], environment=reports[0].get("environment") if reports else None)
-    title = " vs ".join(result["specs"]) or "no specs"
+    title = compare_title(result["specs"])
     return Page(render("compare.html.j2", title=title, kind="explorer compare", result=result,
-                       specs=specs, differences=table(_differences_table(result)),
+                       specs=specs, overrides=shared.strip(),
+                       differences=table(differences_table(result)),
                        figures=table(_figures_table(result)),
                        charts=[c for c in charts if c.charts], provenance=provenance), problems)
 

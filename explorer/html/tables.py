@@ -17,6 +17,7 @@ class Cell:
     cls: str = ""  # CSS classes: num, text, pos, neg, incomplete, ...
     title: str = ""  # a tooltip: the exact difference, a full label
     mark: bool = False  # highlighted (<mark>): a value that differs from the first spec's
+    folded: tuple = ()  # (name, text) pairs shown under the text, folded (<details>)
 
 
 @dataclass

@@ -1,50 +1,102 @@
 """A sweep's charts (matplotlib's object API: no pyplot, no global state, no display).
 
 - ``curves``: validation loss against training tokens, one line per grid point (the mean
-  over its seeds) in a band from the lowest to the highest seed;
+  over its seeds) in a band from the lowest to the highest seed: the whole run, then its
+  second half zoomed in, where the seeds' spread is big enough to see;
 - ``cost``: final validation loss against cost (parameters; training FLOPs per token), with
   the 95% confidence interval as error bars.
+
+Each point has its own colour, line style and marker (:func:`explorer.analysis.plots.series_style`), the
+legend below the panels.
 """
 
 from pathlib import Path
 
-from ..analysis.plots import save
+from ..analysis.plots import WIDTH, legend_below, readable, save, series_style
 
 
 def _figure(width, height):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height))
+    fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
+def _labels(points):
+    """(a legend label per point, what the means are over): the seed count once when every
+    point has as many, else beside each point."""
+    counts = {p["curve"]["seeds"] for p in points}
+    if len(counts) == 1:
+        n = counts.pop()
+        return [p["label"] for p in points], f"{n} seed{'s' * (n != 1)}"
+    return [f"{p['label']} (n={p['curve']['seeds']})" for p in points], "its seeds (n)"
+
+
+def _zoomed(ax, bands, start):
+    """Show ``bands`` from token ``start`` on, the y axis fitted to them (a tenth of margin)."""
+    values = [v for band in bands for t, low, high in zip(band["tokens"], band["low"],
+                                                          band["high"])
+              if t >= start for v in (low, high)]
+    if not values:
+        return
+    low, high = min(values), max(values)
+    margin = (high - low) / 10 or abs(high) / 100 or 0.01
+    ax.set_xlim(start, max(band["tokens"][-1] for band in bands))
+    ax.set_ylim(low - margin, high + margin)
+
+
 def curves_figure(report):
     """Validation loss against training tokens: a line per point (its seeds' mean) in a band
-    from its lowest to its highest seed."""
-    fig = _figure(7.5, 4.5)
-    ax = fig.add_subplot()
-    for i, point in enumerate(report["points"]):
-        band = point["curve"]
-        if not band:
-            continue
-        colour = f"C{i % 10}"
-        ax.plot(band["tokens"], band["mean"], color=colour,
-                label=f"{point['label']} (n={band['seeds']})")
-        ax.fill_between(band["tokens"], band["low"], band["high"], color=colour, alpha=0.2,
-                        linewidth=0)
-    ax.set_xlabel("training tokens")
-    ax.set_ylabel("validation loss (nats/token)")
-    ax.set_title(f"sweep {report['sweep']}: mean over seeds, band from lowest to highest seed")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    return fig
+    from its lowest to its highest seed; above the whole run, below its second half zoomed in
+    (from the start the loss falls by nats, and the seeds differ by hundredths)."""
+    from matplotlib.ticker import EngFormatter
+
+    fig = _figure(WIDTH, 5.6)
+    whole, zoom = fig.subplots(2, 1, height_ratios=(2, 3))
+    points = [(i, p) for i, p in enumerate(report["points"]) if p["curve"]]
+    labels, seeds = _labels([p for _, p in points])
+    for ax in (whole, zoom):
+        for (i, point), label in zip(points, labels):
+            band, style = point["curve"], series_style(i)
+            ax.plot(band["tokens"], band["mean"], markersize=3,
+                    label=label if ax is whole else None, **style)
+            ax.fill_between(band["tokens"], band["low"], band["high"], color=style["color"],
+                            alpha=0.25, linewidth=0.6, edgecolor=style["color"])
+        ax.grid(True, alpha=0.3)
+        ax.set_ylabel("val loss (nats/token)")
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k tokens, not 200000
+    bands = [p["curve"] for _, p in points]
+    last = max(band["tokens"][-1] for band in bands)
+    _zoomed(zoom, bands, last / 2)
+    whole.set_title("the whole run", fontsize=10)
+    zoom.set_title("second half, zoomed in: bands span the lowest to the highest seed",
+                   fontsize=10)
+    zoom.set_xlabel("training tokens")
+    fig.suptitle(f"sweep {report['sweep']}: validation loss, mean over {seeds}")
+    legend_below(fig)
+    return readable(fig)
+
+
+def _cost_axis(ax, costs):
+    """A log axis where the costs span a decade or more, else a linear one (a log axis over
+    133k-141k labels its minor ticks in scientific notation, on top of each other); 140k, 1M
+    rather than 1.4e5."""
+    from matplotlib.ticker import EngFormatter, MaxNLocator, NullFormatter
+
+    positive = [c for c in costs if c and c > 0]
+    if positive and max(positive) >= 10 * min(positive):
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
 
 
 def cost_figure(report):
     """Final validation loss (mean, 95% CI) against parameters and training FLOPs per token."""
-    fig = _figure(10, 4.2)
+    fig = _figure(WIDTH, 3.2)
     axes = fig.subplots(1, 2, sharey=True)
     for ax, cost, label in ((axes[0], "parameters", "parameters"),
                             (axes[1], "training_flops_per_token", "training FLOPs per token")):
@@ -52,16 +104,17 @@ def cost_figure(report):
             summary, costs = point["final_val_loss"], point["costs"]
             if summary["mean"] is None or not costs:
                 continue
+            style = series_style(i)
             error = summary["half_width"] or 0.0
-            ax.errorbar([costs[cost]], [summary["mean"]], yerr=[error], fmt="o", capsize=4,
-                        color=f"C{i % 10}", label=point["label"])
-        ax.set_xscale("log")
+            ax.errorbar([costs[cost]], [summary["mean"]], yerr=[error], fmt=style["marker"],
+                        capsize=4, color=style["color"], label=point["label"])
+        _cost_axis(ax, [p["costs"][cost] for p in report["points"] if p["costs"]])
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("final validation loss (mean, 95% CI)")
-    axes[1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes[0].set_ylabel("final val loss (mean, 95% CI)")
     fig.suptitle(f"sweep {report['sweep']}: final loss against cost")
-    return fig
+    legend_below(fig)
+    return readable(fig)
 
 
 # file stem -> (figure builder, caption): what --plots writes and --html inlines.

@@ -209,10 +209,11 @@ def figures(result):
 
 def draw_chart(fig, series):
     """Mean |grad| per block, one line per spec, log scale (the book's section 4.4 picture): at
-    initialization, and after the AdamW steps (where a model without shortcuts collapses)."""
+    initialization, and after the AdamW steps (where a model without shortcuts collapses). Each
+    spec has its own colour, line style and marker; the legend sits below the panels."""
     from matplotlib.ticker import MaxNLocator
 
-    from explorer.analysis.plots import colour, log_floor, log_lines
+    from explorer.analysis.plots import WIDTH, legend_below, log_floor, log_lines, series_style
 
     panels = [("at initialization", [r["per_block"] for _, r in series])]
     if any(r.get("after_steps") for _, r in series):
@@ -221,17 +222,18 @@ def draw_chart(fig, series):
                        [r["after_steps"]["per_block"] if r.get("after_steps") else None
                         for _, r in series]))
     floor = log_floor([b["all"] for _, blocks in panels for bs in blocks if bs for b in bs])
+    fig.set_size_inches(WIDTH, 3.4)
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     for ax, (title, per_spec) in zip(axes, panels):
-        log_lines(ax, [(label, range(len(blocks)), [b["all"] for b in blocks], colour(i))
+        log_lines(ax, [(label, range(len(blocks)), [b["all"] for b in blocks], series_style(i))
                        for i, ((label, _), blocks) in enumerate(zip(series, per_spec)) if blocks],
                   floor)
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("block")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("mean |grad| of weight matrices")
-    axes[-1].legend(fontsize="small")
+    legend_below(fig)
 
 
 @hookimpl
@@ -239,7 +241,7 @@ def explorer_analyses():
     return [Analysis(
         name="gradflow", run=gradient_flow, render=render, figures=figures,
         charts=(Chart("gradflow", "Gradient flow per block (one LM step on the sample text)",
-                      draw_chart, size=(10, 4)),),
+                      draw_chart),),
         description="Mean |grad| per block (attention and FFN apart) of the LM loss, at "
                     "initialization and after a few AdamW steps.",
         params=(Param("text", str, SAMPLE_TEXT, "the sample text (inputs and shifted targets)"),

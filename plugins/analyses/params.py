@@ -137,51 +137,92 @@ def _short(n):
     return f"{n:+,}"
 
 
+ROW = 0.26  # inches per spec: the chart grows with the number of specs, never a strip...
+TALLEST = 1.8  # ...until it is this many times as tall as wide: then the rows get thinner
+
+
+def _unit(largest):
+    """(divisor, axis label suffix) that keep a parameter axis's ticks short."""
+    for scale, name in ((1e9, "billions"), (1e6, "millions"), (1e3, "thousands")):
+        if largest >= scale:
+            return scale, f" ({name})"
+    return 1, ""
+
+
 def draw_chart(fig, series):
-    """Left: parameters by kind, one stacked bar per spec. Right: each kind's difference from the
-    first spec on a symmetric log scale, so a difference under 1% of the total still shows."""
-    from explorer.analysis.plots import colour
+    """Above: parameters by kind, a stacked horizontal bar per spec, the first on top. Below:
+    each other spec's differences from the first by kind, on a symmetric log scale so a
+    difference under 1% of the total still shows. Colours are kinds in both panels."""
+    from explorer.analysis.plots import WIDTH, colour, legend_below
 
     kinds = _kinds(series)
     labels = [label for label, _ in series]
     counts = {kind: [r["by_kind"].get(kind, 0) for _, r in series] for kind in kinds}
-    fig.set_size_inches(max(7.0, 2.2 * len(series) + 5), 4.5)
-    axes = fig.subplots(1, 2 if len(series) > 1 else 1, squeeze=False)[0]
-    bottoms = [0.0] * len(series)
+    rows = [len(series)] + ([len(series) - 1] if len(series) > 1 else [])
+    margins = 1.6 + 0.5 * (len(rows) - 1)  # titles, axis labels, the legend (inches)
+    row = min(ROW, (TALLEST * WIDTH - margins) / sum(rows))
+    heights = [max(1.0, row * n) for n in rows]
+    fig.set_size_inches(WIDTH, margins - 0.4 + sum(heights))  # the legend adds its own height
+    axes = fig.subplots(len(heights), 1, squeeze=False, height_ratios=heights)[:, 0]
+    scale, unit = _unit(max(sum(r["by_kind"].values()) for _, r in series))
+    ax, lefts = axes[0], [0.0] * len(series)
     for k, kind in enumerate(kinds):
-        heights = [n / 1e6 for n in counts[kind]]
-        axes[0].bar(labels, heights, bottom=bottoms, label=kind, color=colour(k))
-        bottoms = [b + h for b, h in zip(bottoms, heights)]
-    axes[0].set_ylabel("parameters (millions)")
-    axes[0].set_title("by component kind")
-    axes[0].tick_params(axis="x", labelrotation=20)
-    axes[0].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    if len(series) < 2:
-        return
-    ax, others = axes[1], series[1:]
-    ax.set_title(f"difference from {labels[0]} by kind")
-    if all(counts[kind][j] == counts[kind][0] for kind in kinds for j in range(len(series))):
+        widths = [n / scale for n in counts[kind]]
+        ax.barh(range(len(series)), widths, left=lefts, height=0.7, label=kind, color=colour(k))
+        lefts = [left + w for left, w in zip(lefts, widths)]
+    ax.set_yticks(range(len(series)), labels)
+    ax.set_ylim(len(series) - 0.5, -0.5)  # the first spec on top
+    ax.set_xlabel(f"parameters{unit}")
+    ax.set_title("each spec's total, stacked by kind", fontsize=10)
+    legend_below(fig)
+    if len(series) > 1:
+        _draw_differences(axes[1], kinds, labels, counts)
+
+
+def _ink(background):
+    """Black or white, whichever contrasts more with ``background`` (WCAG luminance)."""
+    from matplotlib.colors import to_rgb
+
+    rgb = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(background)]
+    luminance = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]
+    return "white" if (luminance + 0.05) ** 2 < 1.05 * 0.05 else "black"
+
+
+def _draw_differences(ax, kinds, labels, counts):
+    """A row per spec after the first: a bar per kind whose count differs from the first's."""
+    from explorer.analysis.plots import SMALLEST_TEXT, colour
+
+    ax.set_title(f"difference from {labels[0]} by kind", fontsize=10)
+    rows = [[(k, counts[kind][j] - counts[kind][0]) for k, kind in enumerate(kinds)
+             if counts[kind][j] != counts[kind][0]] for j in range(1, len(labels))]
+    if not any(rows):
         ax.text(0.5, 0.5, "no differences", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return
-    width = 0.8 / len(others)
-    for j, (label, _) in enumerate(others, 1):
-        diffs = [counts[kind][j] - counts[kind][0] for kind in kinds]
-        xs = [k + (j - 1 - (len(others) - 1) / 2) * width for k in range(len(kinds))]
-        bars = ax.bar(xs, diffs, width, label=label, color=colour(j))
-        ax.bar_label(bars, labels=[_short(d) if d else "" for d in diffs], fontsize=7)
-    ax.set_yscale("symlog", linthresh=1)
-    largest = max(abs(counts[kind][j] - counts[kind][0]) for kind in kinds
-                  for j in range(len(series)))
-    top = math.ceil(math.log10(10 * largest))  # symmetric, a decade of room for the labels
-    ax.set_ylim(-(10 ** top), 10 ** top)
-    decades = [10 ** k for k in range(0, top + 1, max(1, math.ceil(top / 4)))]
+    for row, bars in enumerate(rows):  # a row's bars share its height, in the order of kinds
+        if not bars:
+            ax.annotate("same", (0, row), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=SMALLEST_TEXT, color="grey")
+        height = 0.8 / max(1, len(bars))
+        for i, (k, diff) in enumerate(bars):
+            drawn = ax.barh(row - 0.4 + (i + 0.5) * height, diff, height, color=colour(k),
+                            label=kinds[k])
+            # Inside the bar: on a log scale even a difference of 1 is a decade wide, room for
+            # its few characters, and a label past a long bar's end would run off the axes.
+            ax.bar_label(drawn, labels=[_short(diff)], label_type="center",
+                         fontsize=SMALLEST_TEXT, color=_ink(colour(k)))
+    ax.set_yticks(range(len(rows)), labels[1:])
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xscale("symlog", linthresh=1)
+    largest = max(abs(diff) for bars in rows for _, diff in bars)
+    top = math.ceil(math.log10(2 * largest))  # symmetric
+    ax.set_xlim(-(10 ** top), 10 ** top)
+    decades = [10 ** k for k in range(0, top + 1, max(1, math.ceil(top / 3)))]
     ticks = [-d for d in reversed(decades)] + [0] + decades
-    ax.set_yticks(ticks, [_short(t) if t else "0" for t in ticks])
-    ax.axhline(0, color="grey", linewidth=0.8)
-    ax.set_xticks(range(len(kinds)), kinds, rotation=20)
-    ax.set_ylabel("parameters (symmetric log scale)")
-    ax.legend(fontsize="small")
+    ax.set_xticks(ticks, [_short(t) if t else "0" for t in ticks])
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_xlabel("parameters (symmetric log scale)")
 
 
 @hookimpl

@@ -130,29 +130,35 @@ def figures(result):
 
 
 def draw_chart(fig, series):
-    """Training (solid) and validation (dashed) loss per spec, one colour each; every distinct
-    unigram baseline drawn once (dotted), labelled with the specs that share it."""
-    from explorer.analysis.plots import colour
+    """Training and validation loss per spec, a panel each, every spec in its own colour, line
+    style and marker; every distinct unigram baseline drawn once per panel (thin, dotted),
+    labelled with the specs that share it (their number past two). The legend sits below."""
+    from explorer.analysis.plots import WIDTH, legend_below, series_style
 
-    ax = fig.subplots()
+    fig.set_size_inches(WIDTH, 3.4)
+    axes = fig.subplots(1, 2, sharey=True)
     baselines = {}  # baseline -> indices of the specs that have it
     for i, (label, result) in enumerate(series):
         steps = [point["step"] for point in result["curve"]]
-        ax.plot(steps, [p["train_loss"] for p in result["curve"]], color=colour(i), alpha=0.6,
-                label=f"{label} train")
-        ax.plot(steps, [p["val_loss"] for p in result["curve"]], color=colour(i),
-                linestyle="--", label=f"{label} validation")
+        for ax, key in zip(axes, ("train_loss", "val_loss")):
+            ax.plot(steps, [p[key] for p in result["curve"]], markersize=3, label=label,
+                    **series_style(i))
         baselines.setdefault(result["unigram_baseline"], []).append(i)
     for baseline, users in baselines.items():
         shared = len(users) > 1
         who = ("all specs" if len(users) == len(series) > 1
-               else ", ".join(series[i][0] for i in users))
-        ax.axhline(baseline, color="grey" if shared else colour(users[0]), linestyle=":",
-                   linewidth=1.2, label=f"unigram baseline {baseline:.4g} ({who})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy loss (nats/token)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
+               else ", ".join(series[i][0] for i in users) if len(users) <= 2
+               else f"{len(users)} specs")
+        for ax in axes:
+            ax.axhline(baseline, color="grey" if shared else series_style(users[0])["color"],
+                       linestyle=(0, (1, 2)), linewidth=1.0,
+                       label=f"unigram baseline {baseline:.4g} ({who})")
+    for ax, title in zip(axes, ("training", "validation")):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("cross-entropy loss (nats/token)")
+    legend_below(fig)
 
 
 @hookimpl

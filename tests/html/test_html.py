@@ -143,11 +143,13 @@ def test_compare_page_figures_deltas_differences_and_charts_equal_the_json(capsy
     assert by_figure["params.total"][5].text() == "-27%"  # tied: the head's 4,096 of 15,200
 
     differences = root.find("table", id="differences")
-    marked = {cells[0].text(): [bool(c.find_all("mark")) for c in cells[1:]]
-              for _, cells in table_rows(differences)}
-    assert marked == {key: [i > 0 and repr(v) != repr(values[0]) for i, v in enumerate(values)]
-                      for key, values in result["spec_differences"].items()}
-    assert marked["components.residual.name"] == [False, True, False]
+    shown = {cells[0].text(): [(c.text(), bool(c.find_all("mark"))) for c in cells[1:]]
+             for _, cells in table_rows(differences)}
+    assert shown == {  # a row per component kind: its name per spec, unlike the first's marked
+        "components.norm": [("layernorm", False), ("none", True), ("layernorm", False)],
+        "components.residual": [("pre_norm", False), ("none", True), ("pre_norm", False)],
+        "components.weight_tying": [("none", False), ("none", False), ("tied", True)]}
+    assert {key.rsplit(".", 1)[0] for key in result["spec_differences"]} == set(shown)
 
     charts = root.find("section", id="charts").find_all("figure", cls="chart")
     assert [c.attrs["aria-label"] for c in charts] == [
@@ -158,6 +160,69 @@ def test_compare_page_figures_deltas_differences_and_charts_equal_the_json(capsy
     # each spec's sections, with the same figures, folded away
     assert figure_rows(reports[2])["gradflow.loss"] == result["reports"][2]["analyses"][
         "gradflow"]["loss"]
+
+
+def shipped_specs():
+    """gpt2_small and the 13 ablations README compares it with, resolved (no model built)."""
+    paths = [ROOT / "specs" / "gpt2_small.yaml",
+             *sorted((ROOT / "specs" / "ablations").glob("*.yaml"))]
+    return [explorer.load_spec(path).to_dict() for path in paths]
+
+
+def differences_of(specs):
+    """The compare page's spec-differences table of resolved ``specs``, parsed:
+    {row name: [(summary text, folded parameters, marked) per spec]}."""
+    from explorer.analysis.comparison import spec_differences
+    from explorer.html.differences import differences_table
+    from explorer.html.tables import table
+
+    result = {"labels": [s["name"] for s in specs], "reports": [{"spec": s} for s in specs],
+              "spec_differences": spec_differences(specs)}
+    root = parse(str(table(differences_table(result))))
+    rows = {}
+    for _, cells in table_rows(root.find("table", id="differences")):
+        rows[cells[0].text()] = [
+            ((c.find("summary") if c.find_all("summary") else c).text(),
+             [li.text() for li in c.find_all("li")], bool(c.find_all("mark")))
+            for c in cells[1:]]
+    return rows
+
+
+def test_a_changed_component_is_one_row_its_parameters_folded():
+    """Issue 19 item 13: learned -> rope was eleven rows, ten of "-" beside RoPE's defaults."""
+    specs = shipped_specs()
+    rows = differences_of(specs)
+    assert list(rows) == ["components.norm", "components.activation", "components.ffn",
+                          "components.attention", "components.positional",
+                          "components.residual", "components.weight_tying", "layers.attention"]
+    by_spec = {kind: dict(zip([s["name"] for s in specs], cells)) for kind, cells in rows.items()}
+    assert by_spec["components.positional"]["gpt2-small"] == ("learned", [], False)
+    assert by_spec["components.positional"]["gpt2-small-rope"] == ("rope", [
+        "theta=10,000", "scaling=none", "factor=1", "original_context=0", "low_freq_factor=1",
+        "high_freq_factor=4", "beta_fast=32", "beta_slow=1", "truncate=yes",
+        "attention_factor=1"], True)
+    assert by_spec["components.positional"]["gpt2-small-nope"] == ("none", [], True)
+    # The parameter that tells gqa's two users apart stays in view; the rest is folded.
+    gqa, mqa = (by_spec["components.attention"][name]
+                for name in ("gpt2-small-gqa", "gpt2-small-mqa"))
+    assert (gqa[0], mqa[0]) == ("gqa n_kv_heads=4", "gqa n_kv_heads=1")
+    assert gqa[1][:2] == ["impl=book", "window=0"] and gqa[2] and mqa[2]
+    assert by_spec["components.norm"]["gpt2-small-rmsnorm"] == (
+        "rmsnorm", ["eps=1e-06", "unit_offset=no"], True)
+    # Where the component is the same, a parameter that differs keeps its own row.
+    eps = explorer.load_spec(ROOT / "specs" / "gpt2_small.yaml",
+                             overrides=["components.norm.eps=1e-6"]).to_dict()
+    assert differences_of([specs[0], eps]) == {
+        "components.norm.eps": [("1e-05", [], False), ("1e-06", [], True)]}
+
+
+def test_the_compare_title_stays_short_with_many_specs():
+    from explorer.html.pages import compare_title
+
+    assert compare_title(["a", "b", "c"]) == "a vs b vs c"
+    names = [s["name"] for s in shipped_specs()]
+    assert compare_title(names) == "gpt2-small vs 13 other specs"
+    assert compare_title([]) == "no specs"
 
 
 class Presenting:

@@ -2,7 +2,9 @@
 it) loads a build, a compare and a sweep page at a desktop width (1280 px) and a phone's
 (390 px): no console errors, no network requests, a screenshot that is not blank, every table
 and chart laid out where it can be seen, the page never wider than the screen, input shown and
-not run, and the figures table sorting by a column."""
+not run, and the figures table sorting by a column. README's comparison of gpt2-small with its
+13 ablations (made tiny) shows every spec in its own colour and style, legends off the data,
+charts of sane proportions, scaled so their text stays legible on a phone."""
 
 import io
 
@@ -10,7 +12,7 @@ import pytest
 
 import explorer
 import explorer.html
-from tests.helpers import TINY_MODEL, TINY_TOKENIZER
+from tests.helpers import ROOT, TINY_MODEL, TINY_TOKENIZER
 from tests.helpers.chromium import Chromium, find_chromium
 from explorer.sweep import report as sweep_report
 from tests.helpers.sweep_helpers import write_mid_sweep
@@ -21,6 +23,7 @@ pytestmark = [
                                                 "or set EXPLORER_CHROMIUM to its path)"),
     pytest.mark.usefixtures("one_thread")]
 WIDTHS = (1280, 390)
+
 EVIL = "<script>window.pwned = 1</script>"
 
 # Where every table and chart sits, skipping what a closed <details> folds away; and whether
@@ -125,3 +128,96 @@ def test_pages_in_chromium_at_desktop_and_phone_widths(pages, tmp_path):
         tab.evaluate("document.querySelectorAll('#figures thead th')[3].querySelector('button')"
                      ".click()")
         assert tab.evaluate(order) == numbers[::-1] + missing
+
+
+# Each inline chart: its proportions, how far the page scales it (its width in pt is 4/3 px),
+# each legend entry's label (matplotlib writes it as a comment) and look (the styles of the
+# lines, patches and markers drawn for it, marker shapes by their path), and whether the legend
+# overlaps an axes' background (the first group of each axes).
+CHARTS = """(() => {
+  const rect = e => e.getBoundingClientRect();
+  const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom &&
+                            b.top < a.bottom;
+  const look = g => [...g.querySelectorAll("path, use")].map(e => e.tagName === "use"
+      ? document.getElementById(e.getAttribute("xlink:href").slice(1)).getAttribute("d") +
+        e.getAttribute("style")
+      : e.getAttribute("style")).join("|");
+  return [...document.querySelectorAll("#charts figure.chart svg")].map(svg => {
+    const box = rect(svg), legends = [...svg.querySelectorAll("g[id*='-legend_']")];
+    const entries = [];
+    for (const legend of legends) {
+      let handle = [];
+      for (const g of legend.children) {
+        if (!/-text_\\d+$/.test(g.id)) { handle.push(look(g)); continue; }
+        const label = [...g.childNodes].find(n => n.nodeType === Node.COMMENT_NODE);
+        entries.push({label: label.textContent.trim(), look: handle.join("|")});
+        handle = [];
+      }
+    }
+    const panels = [...svg.querySelectorAll("g[id*='-axes_']")].map(a => rect(a.children[0]));
+    return {chart: svg.closest("figure").getAttribute("aria-label"), w: box.width,
+            h: box.height, scale: box.width / (parseFloat(svg.getAttribute("width")) * 4 / 3),
+            entries, covered: legends.some(l => panels.some(p => overlap(rect(l), p)))};
+  });
+})()"""
+
+
+@pytest.fixture(scope="module")
+def ablations_page(tmp_path_factory):
+    """``explorer compare specs/gpt2_small.yaml specs/ablations/*.yaml --only params,gradflow
+    --html``, each spec made tiny by the same overrides (seconds, not minutes)."""
+    tiny = ["tokenizer=bytes", "model.vocab_size=256", "model.context_length=32",
+            "model.emb_dim=16", "model.n_heads=4", "model.n_layers=2",
+            "analyses.gradflow.steps=1"]
+    paths = [ROOT / "specs" / "gpt2_small.yaml",
+             *sorted((ROOT / "specs" / "ablations").glob("*.yaml"))]
+    specs = [explorer.load_spec(path, overrides=tiny) for path in paths]
+    result = explorer.compare(specs, only=["params", "gradflow"])
+    page = explorer.html.compare_page(result, [s.plugin_manager.registry() for s in specs])
+    assert page.problems == [] and result["failures"] == []
+    path = tmp_path_factory.mktemp("ablations") / "ablations.html"
+    page.write(path)
+    return path, result["labels"]
+
+
+def test_fourteen_specs_each_have_their_own_look_and_fit_a_phone(ablations_page):
+    """Issue 19 item 13: at 14 specs the params chart was a strip 8x wider than tall, colours
+    repeated after 8 (gpt2-small and post-norm the same blue), the gradflow legend covered the
+    curves and the title was four lines of "A vs B vs ..."."""
+    path, labels = ablations_page
+    assert len(labels) == 14
+    with Chromium(CHROMIUM) as browser:
+        tab = browser.open(path, 1280)
+        assert tab.console_errors() == []
+        assert tab.evaluate("document.querySelector('h1').textContent") == (
+            "gpt2-small vs 13 other specs")
+        assert tab.evaluate("[...document.querySelectorAll('ol.specs > li > a')]"
+                            ".map(a => a.textContent)") == labels  # the full list, below it
+        assert tab.evaluate("document.querySelector('header p.source code').textContent") == (
+            "--set tokenizer=bytes --set model.vocab_size=256 --set model.context_length=32 "
+            "--set model.emb_dim=16 --set model.n_heads=4 --set model.n_layers=2 "
+            "--set analyses.gradflow.steps=1")  # once, not on each of the 14 lines
+        charts = {c["chart"]: c for c in tab.evaluate(CHARTS)}
+        assert list(charts) == ["Parameters by component kind",
+                                "Gradient flow per block (one LM step on the sample text)"]
+        params, gradflow = charts.values()
+        assert [e["label"] for e in gradflow["entries"]] == labels
+        assert [e["label"] for e in params["entries"]] == [
+            "embedding", "positional", "attention", "ffn", "norm", "output_head"]
+        for chart in charts.values():
+            looks = [e["look"] for e in chart["entries"]]
+            assert all(looks) and len(set(looks)) == len(looks), chart["chart"]
+            assert not chart["covered"], chart["chart"]  # the legend sits off the data
+            assert 0.5 <= chart["w"] / chart["h"] <= 3, chart
+            assert chart["scale"] == pytest.approx(1, abs=0.01)  # a desktop shows it as drawn
+
+        tab = browser.open(path, 390)
+        layout = tab.evaluate(LAYOUT)
+        assert layout["scrollWidth"] <= 390  # wide tables scroll inside their own box
+        for chart in tab.evaluate(CHARTS):
+            # Scaled to the screen, no more than to 0.6: the charts' 10 pt text stays 8 px high
+            # (tests/test_charts.py::assert_legible holds every chart to 10 pt).
+            assert chart["w"] <= 390 and chart["scale"] >= 0.6, chart
+        scroll = tab.evaluate("""(() => { const box = document.querySelector(
+            '#differences').closest('.scroll'); return [box.scrollWidth, box.clientWidth]; })()""")
+        assert scroll[0] > scroll[1]  # 15 columns: the table scrolls sideways, not the page
