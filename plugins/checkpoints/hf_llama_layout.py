@@ -263,7 +263,8 @@ def check(ckpt, spec):
     from explorer.spec import spec_from_dict
 
     source = str(ckpt.files[0].parent / "config.json")
-    doc, origins = convert(ckpt.config, source, spec.plugin_manager.registry())
+    doc, origins = convert(ckpt.config, source, spec.plugin_manager.registry(),
+                           spec.ignore_config_fields)
     theirs = spec_from_dict(doc, source=source, plugins=spec.plugin_manager)
     by_layer = bool(spec.layers or theirs.layers)
     for i, (have_all, current_all) in enumerate(zip(_comparable(theirs), _comparable(spec))):
