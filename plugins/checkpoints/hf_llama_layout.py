@@ -289,17 +289,20 @@ def check(ckpt, spec):
 
 def _comparable(spec):
     """Per layer, the spec flattened to dotted keys (the model's and the layer's components),
-    with what the weights do not depend on left out and equivalent choices written one way
+    with each parameter as the built model has it (glu's hidden 0 as the size Llama's rule
+    gives), what the weights do not depend on left out and equivalent choices written one way
     (mha is gqa with a KV head per query head; Mistral's top-k softmax is the renormalised top
     k)."""
+    from explorer.weights import resolved_layers
+
     registry = spec.plugin_manager.registry()
     model = {f"model.{name}": value for name, value in spec.to_dict()["model"].items()
              if not isinstance(value, dict)}
     out = []
-    for layer in spec.layer_components():
+    for layer, resolved in zip(spec.layer_components(), resolved_layers(spec)):
         flat = dict(model)
         for kind, choice in layer.items():
-            params = dict(choice.params, name=choice.name)
+            params = dict(resolved[kind], name=choice.name)
             if choice.name == "mha":
                 params.update(name="gqa", n_kv_heads=spec.model.n_heads)
             if params.get("router") == "topk_softmax":
