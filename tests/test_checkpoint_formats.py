@@ -159,7 +159,7 @@ def test_third_party_format_exports_and_lists_on_the_cli(capsys, toy, write_spec
                          "--format", "json")
     assert code == 0, err
     entries = {e["name"]: e for e in json.loads(out)["components"]}
-    assert list(entries) == ["hf-gpt2", "hf-llama", "book", "toy"]  # the detection order
+    assert list(entries) == ["hf-gpt2", "hf-deepseek", "hf-llama", "book", "toy"]  # the detection order
     assert entries["toy"]["target"] == "toy" and entries["toy"]["plugin"] == str(toy.resolve())
     code, out, _ = run_cli(capsys, "plugins", "-p", toy, "--kind", "checkpoint_format")
     assert "  toy              A toy layout for tests." in out
@@ -202,7 +202,7 @@ def test_a_bad_format_plugin_spoils_only_itself(plugin, message):
     plugins.register(plugin, "bad")
     registry = plugins.registry()
     assert registry.broken == {"bad": message}
-    assert list(registry.formats) == ["hf-gpt2", "hf-llama", "book"]
+    assert list(registry.formats) == ["hf-gpt2", "hf-deepseek", "hf-llama", "book"]
 
 
 # -- the spec key to change, found by rebuilding on the meta device --------------------------

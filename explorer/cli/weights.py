@@ -16,8 +16,9 @@ from .options import UserError, emit, format_option, ignore_config_option, \
               help="The weights to export (any checkpoint --weights reads elsewhere). Without "
                    "it, the spec's initial weights at its seed: an untrained baseline.")
 @click.option("--to", "target", nargs=2, type=(str, str), required=True, metavar="FORMAT OUT",
-              help="hf OUT_DIR: config.json + model.safetensors for transformers' "
-                   "GPT2LMHeadModel; explorer OUT.safetensors: a checkpoint that carries the "
+              help="hf OUT_DIR: config.json + model.safetensors for transformers (GPT-2, "
+                   "the Llama family or DeepSeek, as the spec's components say); explorer "
+                   "OUT.safetensors: a checkpoint that carries the "
                    "spec; or a target a plugin registers (explorer plugins --kind "
                    "checkpoint_format).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",

@@ -4,20 +4,20 @@ A parameter may have a default that means "derive it": glu's ``hidden: 0`` is Ll
 (2048 at width 768), gqa's ``head_dim: 0`` is emb_dim / n_heads. Two specs that write the value
 and its derivation build the same model, so a check of a checkpoint's config against a spec
 compares what each builds. A component's module that keeps a parameter as an attribute of the
-same name, a plain value (``self.hidden = 2048``), gives the resolved value; any other parameter
-is taken as the spec writes it. The model is built on the meta device and compact (one block per
+same name and type (``self.hidden = 2048``; null for a parameter whose default is null) gives the
+resolved value; any other parameter is taken as the spec writes it. The model is built on the meta device and compact (one block per
 distinct layer configuration), so a model of any size costs milliseconds.
 """
 
 import torch
 
-PLAIN = (bool, int, float, str, type(None))
+PLAIN = (bool, int, float, str)
 
 
 def resolved_layers(spec):
     """Per layer, ``{kind: {param: value}}`` for every component choice of that layer: the
     module's attribute of the parameter's name where the layer's block holds a module of that
-    kind with a plain one, else the spec's value."""
+    kind with one of the parameter's type, else the spec's value."""
     from ..model import build_model
     from ..stack import layer_blocks
 
@@ -45,5 +45,9 @@ def _outermost_by_kind(block):
 
 
 def _attribute(module, name, value):
-    have = getattr(module, name, value) if module is not None else value
-    return have if isinstance(have, PLAIN) else value
+    """The module's ``name`` if it is a plain value of ``value``'s type (moe's ``router`` is the
+    router's Linear, its ``score_bias`` a buffer or None: the spec's value stands)."""
+    have = getattr(module, name, None) if module is not None else None
+    if isinstance(have, PLAIN) and (value is None or type(have) is type(value)):
+        return have
+    return value

@@ -79,7 +79,7 @@ def choose(spec):
                                f"only {' or '.join(names)}")
     att = c["attention"].params
     kind = _type_of(spec)
-    _free_params(spec, kind)
+    _free_params(spec, FREE[kind], TITLES[kind])
     _layers(spec, kind)
     qkv, out = m.qkv_bias, att["out_bias"]
     if kind == "qwen2":
@@ -158,10 +158,12 @@ def _require_gemma2(spec):
                                "Gemma's switches, and it always has " + needs)
 
 
-def _free_params(spec, kind):
+def _free_params(spec, parts, title):
+    """Refuse a component parameter at a value other than its default unless one of ``parts``
+    ({kind: names}) frees it; ``title`` names the type in the message."""
     registry = spec.plugin_manager.registry() if spec.plugin_manager else None
     free = {}
-    for part in FREE[kind]:
+    for part in parts:
         for k, names in part.items():
             free.setdefault(k, set()).update(names)
     for k, choice in spec.components.items():
@@ -171,7 +173,7 @@ def _free_params(spec, kind):
             if param.numerics_only or param.name in free.get(k, ()) or value == param.default:
                 continue
             raise _Unsupported(f"components.{k}.{param.name}", f"is {_yaml(value)}; "
-                               f"{TITLES[kind]} has only {_yaml(param.default)}")
+                               f"{title} has only {_yaml(param.default)}")
 
 
 def unsupported(spec):
