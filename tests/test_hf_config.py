@@ -273,6 +273,13 @@ def test_ignore_config_field_reads_the_field_as_absent(tmp_path, capsys):
     spec = spec_from_hf(tmp_path, ignore_config_fields=["shiny_new_field", "rope_interleaved"])
     total = sum(p.numel() for p in explorer.build_model(spec, device="meta").parameters())
     assert json.loads(out)["analyses"]["params"]["total"] == total
+    code, out, err = run_cli(capsys, "compare", tmp_path, tmp_path, *ignored, "--only",
+                             "params", "--format", "json")
+    assert code == 0, err
+    assert [r["analyses"]["params"]["total"] for r in json.loads(out)["reports"]] == [total] * 2
+    code, _, err = run_cli(capsys, "export", tmp_path, *ignored, "--to", "hf", tmp_path / "out")
+    assert code == 0, err
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["hidden_size"] == 32
     code, _, err = run_cli(capsys, "build", tmp_path, ignored[0], ignored[1], "--only", "params")
     assert code == 2 and "rope_interleaved: true:" in err
 
