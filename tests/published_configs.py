@@ -481,6 +481,42 @@ GEMMA2_9B = {
     "vocab_size": 256000,
 }
 
+# microsoft/Phi-3-mini-4k-instruct (fused qkv_proj and gate_up_proj weights)
+PHI3_MINI_4K_INSTRUCT = {
+    "_name_or_path": "Phi-3-mini-4k-instruct",
+    "architectures": ["Phi3ForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "auto_map": {
+        "AutoConfig": "configuration_phi3.Phi3Config",
+        "AutoModelForCausalLM": "modeling_phi3.Phi3ForCausalLM",
+    },
+    "bos_token_id": 1,
+    "embd_pdrop": 0.0,
+    "eos_token_id": 32000,
+    "hidden_act": "silu",
+    "hidden_size": 3072,
+    "initializer_range": 0.02,
+    "intermediate_size": 8192,
+    "max_position_embeddings": 4096,
+    "model_type": "phi3",
+    "num_attention_heads": 32,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 32,
+    "original_max_position_embeddings": 4096,
+    "pad_token_id": 32000,
+    "resid_pdrop": 0.0,
+    "rms_norm_eps": 1e-05,
+    "rope_scaling": None,
+    "rope_theta": 10000.0,
+    "sliding_window": 2047,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "transformers_version": "4.40.2",
+    "use_cache": True,
+    "vocab_size": 32064,
+}
+
 # The specs in specs/models/: file name -> (model id, config).
 REAL_MODELS = {
     "llama3_8b": ("meta-llama/Meta-Llama-3-8B", LLAMA3_8B),
@@ -500,6 +536,7 @@ MORE_MODELS = {
     "qwen3_8b": ("Qwen/Qwen3-8B", QWEN3_8B),
     "mistral_nemo_base_2407": ("mistralai/Mistral-Nemo-Base-2407", MISTRAL_NEMO_BASE_2407),
     "gemma2_9b": ("google/gemma-2-9b", GEMMA2_9B),
+    "phi3_mini_4k_instruct": ("microsoft/Phi-3-mini-4k-instruct", PHI3_MINI_4K_INSTRUCT),
     "gpt2": ("openai-community/gpt2", GPT2),
     "deepseek_v3": ("deepseek-ai/DeepSeek-V3", DEEPSEEK_V3),
 }

@@ -54,6 +54,8 @@ LLAMA_FAMILY = {
     "mixtral": lambda: transformers.MixtralConfig(**{**SMALL, "intermediate_size": 24},
                                                   num_key_value_heads=2, num_local_experts=4,
                                                   sliding_window=7),
+    "phi3": lambda: transformers.Phi3Config(**SMALL, num_key_value_heads=2, sliding_window=5,
+                                            pad_token_id=0, resid_pdrop=0.1),
     "gemma2": lambda: transformers.Gemma2Config(**SMALL, num_key_value_heads=2, head_dim=12,
                                                 sliding_window=5, query_pre_attn_scalar=10,
                                                 attn_logit_softcapping=5.0,
@@ -190,6 +192,12 @@ def test_what_more_published_configs_become():
     assert gemma["layers"] == [{"every": 2, "offset": 0,
                                 "components": {"attention": {"window": 4096}}}]
     assert gemma["components"]["attention"]["query_pre_attn_scalar"] == 256
+    phi3 = converted(MORE_MODELS["phi3_mini_4k_instruct"][1])
+    assert phi3["components"]["attention"] == {"name": "gqa", "n_kv_heads": 32,
+                                               "out_bias": False, "window": 2047}
+    assert phi3["model"]["qkv_bias"] is False and phi3["components"]["ffn"]["hidden"] == 8192
+    resid = converted({**MORE_MODELS["phi3_mini_4k_instruct"][1], "resid_pdrop": 0.1})
+    assert resid["model"]["dropout"] == {"residual": 0.1}
 
 
 # -- refusals: one line naming the field -----------------------------------------------------------

@@ -42,7 +42,8 @@ def explorer_checkpoint_formats():
         CheckpointFormat(
             name="hf-llama", title="Hugging Face Llama family",
             description="transformers' llama, mistral, qwen2, qwen3, mixtral and gemma2 "
-                        "(save_pretrained folders, sharded too); config.json checked against "
+                        "(save_pretrained folders, sharded too; phi3 read, its fused weights "
+                        "split); config.json checked against "
                         "the spec. Export target hf, the model_type chosen from the spec.",
             detect=f"{_LLAMA}:detect", to_model=f"{_LLAMA}:to_model", check=f"{_LAYOUT}:check",
             unsupported=f"{_LAYOUT}:unsupported", target="hf", from_model=f"{_LLAMA}:from_model",

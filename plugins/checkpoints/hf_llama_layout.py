@@ -18,6 +18,9 @@ from explorer.weights import Mismatch
 TITLES = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "qwen3": "Qwen3",
           "mixtral": "Mixtral", "gemma2": "Gemma 2"}
 TYPES = tuple(TITLES)
+# Types read but never written: a Phi-3 spec is a Llama (or Mistral) one; only its checkpoints
+# fuse q, k, v and gate, up (hf_llama splits them).
+READ_ONLY = ("phi3",)
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
                  "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
                  "mixtral": "MixtralForCausalLM", "gemma2": "Gemma2ForCausalLM"}

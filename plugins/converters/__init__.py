@@ -15,6 +15,9 @@ LLAMA_IGNORES = ("pretraining_tp",)  # Meta's tensor-parallel slicing: the same 
 # nanotron's export marker (SmolLM); its rope_interleaved: false is transformers' rotate-half.
 NANOTRON_IGNORES = ("is_llama_config",)
 NANOTRON_OFF = {"rope_interleaved": False}
+PHI3_IGNORES = (
+    "embd_pdrop",  # transformers' Phi-3 never applies it
+    "original_max_position_embeddings")  # read by longrope scaling only, which is refused
 MOE_IGNORES = ("output_router_logits",)  # what transformers returns
 DEEPSEEK_IGNORES = (
     "aux_loss_alpha", "seq_aux",  # DeepSeek's own auxiliary-loss settings, training only
@@ -41,6 +44,9 @@ def explorer_config_converters():
         ConfigConverter("qwen3", llama, "Qwen3: Llama with per-head q/k RMSNorm"),
         ConfigConverter("mixtral", llama, "Mixtral: Llama (Mistral) with a mixture of experts",
                         ignores=MOE_IGNORES),
+        ConfigConverter("phi3", f"{_PKG}.phi3:convert", "Phi-3: Llama with fused qkv and "
+                        "gate/up weights", ignores=PHI3_IGNORES, ignores_when={
+                            "attention_bias": False}),  # transformers' Phi-3 has no biases
         ConfigConverter("gemma2", f"{_PKG}.gemma2:convert", "Gemma 2: sandwich norms, "
                         "soft-capping, alternating sliding windows",
                         ignores=("sliding_window_size",)),  # an early name transformers never read
