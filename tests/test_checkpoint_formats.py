@@ -159,7 +159,8 @@ def test_third_party_format_exports_and_lists_on_the_cli(capsys, toy, write_spec
                          "--format", "json")
     assert code == 0, err
     entries = {e["name"]: e for e in json.loads(out)["components"]}
-    assert list(entries) == ["hf-gpt2", "hf-deepseek", "hf-llama", "book", "toy"]  # the detection order
+    # the detection order
+    assert list(entries) == ["hf-gpt2", "hf-deepseek", "hf-llama", "book", "toy"]
     assert entries["toy"]["target"] == "toy" and entries["toy"]["plugin"] == str(toy.resolve())
     code, out, _ = run_cli(capsys, "plugins", "-p", toy, "--kind", "checkpoint_format")
     assert "  toy              A toy layout for tests." in out

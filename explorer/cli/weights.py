@@ -94,8 +94,9 @@ def spec_from_hf_command(config_path, ignore_fields, fmt, out_path, plugins):
 
     model_type picks the converter (explorer plugins --kind config_converter lists them); a
     field the spec cannot express is one line naming it; one explorer does not know, and that
-    does not change the model, is skipped with --ignore-config-field NAME. The tokenizer is GPT-2's for GPT-2's
-    vocabulary, else bytes (the models' own tokenizers are not available offline).
+    does not change the model, is skipped with --ignore-config-field NAME. The tokenizer is
+    GPT-2's for GPT-2's vocabulary, else bytes (the models' own tokenizers are not available
+    offline).
     --format json prints the same document as JSON (without the YAML's first line, a comment
     naming the config).
 

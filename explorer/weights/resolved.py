@@ -5,8 +5,9 @@ A parameter may have a default that means "derive it": glu's ``hidden: 0`` is Ll
 and its derivation build the same model, so a check of a checkpoint's config against a spec
 compares what each builds. A component's module that keeps a parameter as an attribute of the
 same name and type (``self.hidden = 2048``; null for a parameter whose default is null) gives the
-resolved value; any other parameter is taken as the spec writes it. The model is built on the meta device and compact (one block per
-distinct layer configuration), so a model of any size costs milliseconds.
+resolved value; any other parameter is taken as the spec writes it. The model is built on the
+meta device and compact (one block per distinct layer configuration), so a model of any size
+costs milliseconds.
 """
 
 import torch
