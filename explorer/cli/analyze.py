@@ -6,9 +6,9 @@ import sys
 import click
 
 from .options import MIXED_PRECISION, UserError, check_html_path, corpus_option, device_options, \
-    emit, format_option, html_option, manager_with_plugins, only_names, only_option, \
-    out_option, plugins_option, spec_and_weights, this_command_line, torch_device, warn_broken, \
-    weights_option, with_corpus, write_html
+    emit, format_option, html_option, ignore_config_option, manager_with_plugins, only_names, \
+    only_option, out_option, plugins_option, spec_and_weights, this_command_line, torch_device, \
+    warn_broken, weights_option, with_corpus, write_html
 
 
 @click.command()
@@ -21,10 +21,11 @@ from .options import MIXED_PRECISION, UserError, check_html_path, corpus_option,
 @html_option
 @plugins_option
 @weights_option
+@ignore_config_option
 @corpus_option
 @device_options(MIXED_PRECISION)
-def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights, corpus, device,
-          dtype):
+def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights, ignore_fields,
+          corpus, device, dtype):
     """Build the model SPEC describes and report on it.
 
     Example:
@@ -39,7 +40,7 @@ def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights
     check_html_path(html_path)
     manager = manager_with_plugins(plugins)
     overrides = with_corpus(overrides, corpus)
-    spec, weights = spec_and_weights(spec_path, overrides, manager, weights)
+    spec, weights = spec_and_weights(spec_path, overrides, manager, weights, ignore_fields)
     warn_broken(manager)
     names = only_names(only)
     from ..spec.hf_config import is_hf_config
@@ -96,13 +97,14 @@ def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights
               help="Write each analysis's charts into DIR as PNG.")
 @click.option("--weights", "weights", multiple=True, metavar="PATH",
               help="Weights to load: once for every spec, or once per spec in order.")
+@ignore_config_option
 @out_option
 @html_option
 @plugins_option
 @corpus_option
 @device_options(MIXED_PRECISION)
-def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, weights, out_path,
-            html_path, plugins, corpus, device, dtype):
+def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, weights,
+            ignore_fields, out_path, html_path, plugins, corpus, device, dtype):
     """Run the same analyses on every SPEC and print their figures side by side.
 
     Figures are rows, specs are columns; beside each value, its difference from the first spec
@@ -121,7 +123,7 @@ def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, 
     per_spec = list(weights) * len(spec_paths) if len(weights) == 1 else list(weights)
     # Each spec gets its own plugin manager: it sees the installed plugins, those given with
     # -p/--plugin and its own plugins:, never another spec's.
-    pairs = [spec_and_weights(path, overrides, manager_with_plugins(plugins), w)
+    pairs = [spec_and_weights(path, overrides, manager_with_plugins(plugins), w, ignore_fields)
              for path, w in zip(spec_paths, per_spec or [None] * len(spec_paths))]
     warn_broken(*(spec.plugin_manager for spec, _ in pairs))
     names = only_names(only)

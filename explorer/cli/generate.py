@@ -6,8 +6,9 @@ import unicodedata
 
 import click
 
-from .options import UserError, device_options, format_option, manager_with_plugins, \
-    plugins_option, spec_and_weights, torch_device, warn_broken, weights_option
+from .options import UserError, device_options, format_option, ignore_config_option, \
+    manager_with_plugins, plugins_option, spec_and_weights, torch_device, warn_broken, \
+    weights_option
 
 
 def _stdout_is_terminal():
@@ -43,6 +44,7 @@ def _echo_piece(text, escape):
               help="Override a spec key for this run, e.g. model.n_layers=2. Repeatable.")
 @format_option
 @weights_option
+@ignore_config_option
 @plugins_option
 @device_options("The weights' dtype while generating: float32, or bfloat16 / float16 (half "
                  "the memory, and faster where the device has 16-bit matmuls).")
@@ -50,7 +52,7 @@ def _echo_piece(text, escape):
               help="Wrap the model in torch.compile (dynamic shapes): it compiles on the first "
                    "tokens, then runs faster; pays off on long generations.")
 def generate_text(spec_path, prompt, max_new_tokens, temperature, top_k, top_p, seed, overrides,
-                  fmt, weights, plugins, device, dtype, compile_model):
+                  fmt, weights, ignore_fields, plugins, device, dtype, compile_model):
     """Continue --prompt with the model SPEC describes, printing tokens as they come.
 
     Decoding uses a KV cache, so each token costs a forward of one position (past the context,
@@ -64,7 +66,7 @@ def generate_text(spec_path, prompt, max_new_tokens, temperature, top_k, top_p, 
     from ..model.generation import check_sampling
 
     manager = manager_with_plugins(plugins)
-    spec, weights = spec_and_weights(spec_path, overrides, manager, weights)
+    spec, weights = spec_and_weights(spec_path, overrides, manager, weights, ignore_fields)
     warn_broken(manager)
     check_sampling(max_new_tokens, temperature, top_k, top_p)  # before any model is built
     from ..model.tokenizer import get_tokenizer

@@ -97,21 +97,31 @@ def weights_option(f):
     )(f)
 
 
-def spec_and_weights(spec_path, overrides, manager, weights):
+def ignore_config_option(f):
+    return click.option(
+        "--ignore-config-field", "ignore_fields", multiple=True, metavar="NAME",
+        help="Read this field of a Hugging Face config.json (SPEC's, or the one beside "
+             "--weights) as if it were absent: for a field explorer does not know and that "
+             "does not change the model. Repeatable.")(f)
+
+
+def spec_and_weights(spec_path, overrides, manager, weights, ignore_fields=()):
     """SPEC is a YAML spec, an explorer checkpoint (.safetensors) that carries its spec and
     supplies the weights unless --weights is given, or a Hugging Face config.json (or the
-    folder holding it)."""
+    folder holding it). ``ignore_fields``: --ignore-config-field."""
     if spec_path.endswith(".safetensors"):
         from ..weights import spec_from_checkpoint
 
-        return spec_from_checkpoint(spec_path, overrides, manager), weights or spec_path
+        return (spec_from_checkpoint(spec_path, overrides, manager, ignore_fields),
+                weights or spec_path)
     from ..spec.hf_config import is_hf_config, spec_from_hf
 
     if is_hf_config(spec_path):
-        return spec_from_hf(spec_path, overrides, manager), weights
+        return spec_from_hf(spec_path, overrides, manager, ignore_fields), weights
     from ..spec.loading import load_spec
 
-    return load_spec(spec_path, overrides=overrides, plugins=manager), weights
+    return load_spec(spec_path, overrides=overrides, plugins=manager,
+                     ignore_config_fields=ignore_fields), weights
 
 
 def device_options(dtype_help):

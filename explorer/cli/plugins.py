@@ -64,7 +64,8 @@ def list_plugins(kind, fmt, plugins):
                 "params": [_param_json(p) for p in getattr(item, "params", ())],
                 **({"reads": item.detect is not None, "target": item.target}
                    if k == FORMAT_KIND else {}),
-                **({"ignores": list(item.ignores)} if k == CONVERTER_KIND else {}),
+                **({"ignores": list(item.ignores), "ignores_when": item.ignores_when}
+                   if k == CONVERTER_KIND else {}),
                 "plugin": prov.plugin, "distribution": prov.distribution,
             } for k, name, item, prov in entries],
             "broken": broken,
@@ -80,8 +81,9 @@ def list_plugins(kind, fmt, plugins):
         if k == FORMAT_KIND:
             click.echo(f"      reads: {'yes' if item.detect else 'no'}; export: "
                        + (f"--to {item.target}" if item.target else "no"))
-        if k == CONVERTER_KIND and item.ignores:
-            click.echo(f"      ignores: {', '.join(item.ignores)}")
+        if k == CONVERTER_KIND and (item.ignores or item.ignores_when):
+            click.echo("      ignores: " + ", ".join([*item.ignores, *(
+                f"{f} (at {json.dumps(v)})" for f, v in item.ignores_when.items())]))
         for p in getattr(item, "params", ()):
             choices = f" one of {', '.join(map(str, p.choices))}" if p.choices else ""
             bounds = f" ({p.range_text})" if p.range_text else ""

@@ -6,8 +6,8 @@ import os
 
 import click
 
-from .options import UserError, emit, format_option, manager_with_plugins, out_option, \
-    plugins_option, spec_and_weights, warn_broken
+from .options import UserError, emit, format_option, ignore_config_option, \
+    manager_with_plugins, out_option, plugins_option, spec_and_weights, warn_broken
 
 
 @click.command()
@@ -16,8 +16,9 @@ from .options import UserError, emit, format_option, manager_with_plugins, out_o
               help="The weights to export (any checkpoint --weights reads elsewhere). Without "
                    "it, the spec's initial weights at its seed: an untrained baseline.")
 @click.option("--to", "target", nargs=2, type=(str, str), required=True, metavar="FORMAT OUT",
-              help="hf OUT_DIR: config.json + model.safetensors for transformers' "
-                   "GPT2LMHeadModel; explorer OUT.safetensors: a checkpoint that carries the "
+              help="hf OUT_DIR: config.json + model.safetensors for transformers (GPT-2, "
+                   "the Llama family or DeepSeek, as the spec's components say); explorer "
+                   "OUT.safetensors: a checkpoint that carries the "
                    "spec; or a target a plugin registers (explorer plugins --kind "
                    "checkpoint_format).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -25,9 +26,10 @@ from .options import UserError, emit, format_option, manager_with_plugins, out_o
 @click.option("--max-shard-size", "shard_size", default="5GB", show_default=True, metavar="SIZE",
               help="hf: above this, write shards of at most this size and "
                    "model.safetensors.index.json, as transformers does (500MB, 5GB, or bytes).")
+@ignore_config_option
 @format_option
 @plugins_option
-def export(spec_path, weights, target, overrides, shard_size, fmt, plugins):
+def export(spec_path, weights, target, overrides, shard_size, ignore_fields, fmt, plugins):
     """Write the model SPEC describes in another format: with --weights loaded, or else the
     spec's seeded initial weights (a random baseline for Hugging Face tooling, say).
 
@@ -39,7 +41,7 @@ def export(spec_path, weights, target, overrides, shard_size, fmt, plugins):
         explorer export specs/gpt2_small_openai.yaml --weights gpt2/ --to hf gpt2-out/
     """
     manager = manager_with_plugins(plugins)
-    spec, weights = spec_and_weights(spec_path, overrides, manager, weights)
+    spec, weights = spec_and_weights(spec_path, overrides, manager, weights, ignore_fields)
     warn_broken(manager)
     target_format, out = target
     max_shard_bytes = _size(shard_size, "--max-shard-size")
@@ -83,15 +85,18 @@ def _size(text, option):
 
 @click.command(name="spec-from-hf")
 @click.argument("config_path", metavar="CONFIG")
+@ignore_config_option
 @format_option
 @out_option
 @plugins_option
-def spec_from_hf_command(config_path, fmt, out_path, plugins):
+def spec_from_hf_command(config_path, ignore_fields, fmt, out_path, plugins):
     """Print the explorer spec of a Hugging Face CONFIG (a config.json, or its folder) as YAML.
 
     model_type picks the converter (explorer plugins --kind config_converter lists them); a
-    field the spec cannot express is one line naming it. The tokenizer is GPT-2's for GPT-2's
-    vocabulary, else bytes (the models' own tokenizers are not available offline).
+    field the spec cannot express is one line naming it; one explorer does not know, and that
+    does not change the model, is skipped with --ignore-config-field NAME. The tokenizer is
+    GPT-2's for GPT-2's vocabulary, else bytes (the models' own tokenizers are not available
+    offline).
     --format json prints the same document as JSON (without the YAML's first line, a comment
     naming the config).
 
@@ -102,7 +107,7 @@ def spec_from_hf_command(config_path, fmt, out_path, plugins):
     from ..spec.hf_config import shown_document, spec_document, spec_from_document, to_yaml
 
     manager = manager_with_plugins(plugins)
-    doc, origins, config = spec_document(config_path, manager)
+    doc, origins, config = spec_document(config_path, manager, ignore_fields)
     # It must validate, or the YAML would not load.
     spec_from_document(doc, origins, config, plugins=manager)
     if fmt == "json":

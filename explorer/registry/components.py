@@ -6,7 +6,7 @@ imports torch. A factory may be given as ``"module:attribute"`` and is imported 
 
 import importlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from explorer.errors import ParamError
@@ -265,7 +265,9 @@ class ConfigConverter:
     ``cfg.integer("hidden_size")``, ...) and writes spec keys with ``cfg.set("model.emb_dim",
     value, "hidden_size")``; it may be a ``"module:attribute"`` string, imported on first use.
     ``ignores`` names the fields of this model type that do not change what the model computes
-    (beyond those every config has, :data:`explorer.spec.hf_config.IGNORED`); any other field the
+    (beyond those every config has, :data:`explorer.spec.hf_config.IGNORED`), at any value;
+    ``ignores_when`` the fields that change nothing at one value only (``{"use_mrope": False}``:
+    a multimodal switch that is off), and are refused at any other. Any other field the
     converter does not read is refused, so nothing is silently dropped.
     """
 
@@ -273,6 +275,7 @@ class ConfigConverter:
     convert: Callable | str
     description: str = ""
     ignores: tuple[str, ...] = ()
+    ignores_when: dict = field(default_factory=dict)  # field -> the value that changes nothing
 
     @property
     def name(self):
@@ -288,6 +291,10 @@ class ConfigConverter:
         if not isinstance(self.ignores, tuple) or not all(isinstance(f, str) for f in self.ignores):
             return (f"config converter {self.model_type!r}: ignores must be a tuple of field "
                     "names")
+        if not isinstance(self.ignores_when, dict) or not all(
+                isinstance(f, str) for f in self.ignores_when):
+            return (f"config converter {self.model_type!r}: ignores_when must map field names "
+                    "to the value at which each changes nothing")
         return None
 
 

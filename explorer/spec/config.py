@@ -61,6 +61,9 @@ class Spec:
     description: str = ""
     source: str = ""  # the file it was read from
     overrides: tuple = ()  # the ``--set KEY=VALUE`` texts applied after reading it, in order
+    # Hugging Face config.json fields read as if absent wherever the spec meets one (its own
+    # conversion, the config.json of weights loaded into it): ``--ignore-config-field``.
+    ignore_config_fields: tuple = field(default=(), compare=False)
     # The plugins the spec was validated against; build_model resolves components through it.
     plugin_manager: object = field(default=None, repr=False, compare=False)
 

@@ -20,24 +20,47 @@ from explorer.registry.plugin_manager import CONVERTER_KIND, get_plugin_manager,
 CONFIG_NAME = "config.json"
 WIDTH = 100  # the longest line to_yaml writes on one line
 
-# Fields any config may hold that do not change what the model computes, and why.
+# Fields any config may hold that do not change what the model computes, and why: bookkeeping,
+# what transformers returns, tokenizer ids, decoding defaults (transformers' PretrainedConfig
+# attributes, which older versions wrote into every config.json).
 IGNORED = {
     "architectures": "the transformers class; model_type picks the converter",
     "model_type": "picks the converter",
     "_name_or_path": "where transformers loaded it from; names the spec",
+    "_commit_hash": "the Hub revision it was loaded from",
+    "_attn_implementation_autoset": "how transformers picked its attention kernel",
     "transformers_version": "the version that wrote the file",
     "torch_dtype": "the dtype the weights are stored in; analyses report fp32 and bf16 alike",
     "dtype": "the same, as transformers 5 names it",
+    "use_bfloat16": "the same, as transformers 2 named it",
     "use_cache": "whether transformers keeps a KV cache; explorer's generate always does",
     "bos_token_id": "a tokenizer id", "eos_token_id": "a tokenizer id",
-    "pad_token_id": "a tokenizer id",
+    "pad_token_id": "a tokenizer id", "sep_token_id": "a tokenizer id",
+    "decoder_start_token_id": "a tokenizer id",
     "initializer_range": "how transformers initialises weights; explorer seeds its own",
     "tokenizer_class": "the tokenizer's class (explorer's specs use bytes unless GPT-2's)",
     "auto_map": "where remote code lives",
     "output_attentions": "what transformers returns", "output_hidden_states": "the same",
-    "return_dict": "the same",
+    "return_dict": "the same", "torchscript": "the same", "tf_legacy_loss": "the same",
+    "chunk_size_feed_forward": "transformers' feed-forward in chunks: the same products",
+    "id2label": "a classification head's labels", "label2id": "the same",
+    "problem_type": "a classification head's loss", "finetuning_task": "a label",
+    "prefix": "a prompt prefix for pipelines",
     "generation_config": "decoding defaults", "task_specific_params": "decoding defaults",
+    **dict.fromkeys((
+        "max_length", "min_length", "do_sample", "early_stopping", "num_beams",
+        "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p", "typical_p",
+        "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
+        "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences",
+        "output_scores", "return_dict_in_generate", "forced_bos_token_id",
+        "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty",
+        "suppress_tokens", "begin_suppress_tokens"), "a decoding default"),
 }
+# Fields any config may hold that change nothing at one value only (the encoder-decoder and
+# pruning switches, off); at any other value they are refused.
+IGNORED_WHEN = {"is_encoder_decoder": False, "is_decoder": False, "add_cross_attention": False,
+                "tie_encoder_decoder": False, "cross_attention_hidden_size": None,
+                "pruned_heads": {}}
 
 
 class HFConfig:
@@ -148,9 +171,11 @@ def is_hf_config(path):
     return path.suffix == ".json" or (path.is_dir() and (path / CONFIG_NAME).is_file())
 
 
-def convert(data, source, registry):
+def convert(data, source, registry, ignore_fields=()):
     """``(spec document, origins)`` for the contents of a config.json, through the converter
-    registered for its ``model_type``."""
+    registered for its ``model_type``. ``ignore_fields`` are read as if the file did not have
+    them (``--ignore-config-field``): the user's word that they do not change the model."""
+    data = {k: v for k, v in data.items() if k not in ignore_fields}
     model_type = data.get("model_type")
     known = sorted(registry.converters)
     if not isinstance(model_type, str) or not model_type:
@@ -171,18 +196,36 @@ def convert(data, source, registry):
     except Exception as exc:
         raise PluginError(f"plugin {plugin}: config converter {model_type!r} failed on {source}: "
                           f"{type(exc).__name__}: {exc}") from exc
-    unread = [f for f in data if f not in cfg.read and f not in IGNORED
-              and f not in converter.ignores]
-    if unread:
-        field = unread[0]
-        raise cfg.refuse(field, f"the {model_type} converter does not know this field (value "
-                         f"{_short(data[field])}), so it cannot tell whether it changes the "
-                         "model", "remove it if it does not, or extend the converter")
+    _refuse_unread(cfg, converter)
     doc = cfg.doc
     doc.setdefault("name", _name(data, source))
     doc.setdefault("description", f"from {Path(source).name} (model_type {model_type}) by "
                                   "explorer spec-from-hf")
     return doc, cfg.origins
+
+
+def _refuse_unread(cfg, converter):
+    """Refuse the first field the converter neither read nor ignores (at its value)."""
+    harmless = {**IGNORED_WHEN, **converter.ignores_when}
+    for field, value in cfg.data.items():
+        if field in cfg.read or field in IGNORED or field in converter.ignores:
+            continue
+        ignore = (f"--ignore-config-field {field} (Python: ignore_config_fields=[{field!r}])")
+        if field not in harmless:
+            raise cfg.refuse(field, f"the {cfg.model_type} converter does not know this field "
+                             f"(value {_short(value)}), so it cannot tell whether it changes the "
+                             "model", f"if it does not, ignore it: {ignore}; if it does, ignore "
+                             "it and set what it changes with --set KEY=VALUE, or extend the "
+                             "converter")
+        if _json(value) != _json(harmless[field]):
+            raise cfg.refuse(field, f"{_short(value)}: the {cfg.model_type} converter knows that "
+                             f"this field changes nothing only at {_short(harmless[field])}",
+                             f"to convert the config without it: {ignore}, and set what it "
+                             "changes with --set KEY=VALUE")
+
+
+def _json(value):
+    return json.dumps(value, sort_keys=True)  # false is not 0, nor 1.0 1
 
 
 def _name(data, source):
@@ -198,29 +241,34 @@ def _short(value):
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def spec_document(path, plugins=None):
+def spec_document(path, plugins=None, ignore_fields=()):
     """``(spec document, origins, config path)`` for the config at ``path``."""
     data, config_path = read_config(path)
     plugins = plugins or get_plugin_manager()
-    doc, origins = convert(data, str(config_path), plugins.registry())
+    doc, origins = convert(data, str(config_path), plugins.registry(), ignore_fields)
     return doc, origins, config_path
 
 
-def spec_from_hf(path, overrides=(), plugins=None):
+def spec_from_hf(path, overrides=(), plugins=None, ignore_config_fields=()):
     """The :class:`explorer.Spec` of the Hugging Face config at ``path`` (a ``config.json`` or
     its folder). Raises a one-line :class:`explorer.SpecError` for a field the spec cannot
-    express; a spec key the validation refuses is named with the config field it came from."""
+    express; a spec key the validation refuses is named with the config field it came from.
+    ``ignore_config_fields`` are read as if the file did not have them, here and in the
+    config.json of weights loaded into the spec's model (``Spec.ignore_config_fields``)."""
     plugins = plugins or get_plugin_manager()
-    return spec_from_document(*spec_document(path, plugins), overrides, plugins)
+    return spec_from_document(*spec_document(path, plugins, ignore_config_fields), overrides,
+                              plugins, ignore_config_fields)
 
 
-def spec_from_document(doc, origins, config_path, overrides=(), plugins=None):
+def spec_from_document(doc, origins, config_path, overrides=(), plugins=None,
+                       ignore_config_fields=()):
     """The :class:`explorer.Spec` of a converted document (:func:`spec_document`'s answer), so
     that a caller who also shows the document converts the config once."""
     from explorer.spec.loading import spec_from_dict
 
     try:
-        return spec_from_dict(doc, source=str(config_path), overrides=overrides, plugins=plugins)
+        return spec_from_dict(doc, source=str(config_path), overrides=overrides, plugins=plugins,
+                              ignore_config_fields=ignore_config_fields)
     except SpecError as exc:
         fields = origins.get(exc.key or "")
         if exc.source != str(config_path) or not fields:

@@ -14,7 +14,7 @@ from explorer.spec.reading import apply_overrides, normalize, read_with_extends
 from explorer.spec.validation import validate
 
 
-def load_spec(path, overrides=(), plugins=None):
+def load_spec(path, overrides=(), plugins=None, ignore_config_fields=()):
     """Read, merge and validate a spec file; return a :class:`Spec`.
 
     ``path`` is a file, or the name of a shipped spec (``"gpt2_small"``, ``"models/llama3_8b"``:
@@ -22,15 +22,17 @@ def load_spec(path, overrides=(), plugins=None):
     ``overrides`` are ``"dotted.key=value"`` strings (the CLI's ``--set``), applied after
     ``extends``. ``plugins`` is the :class:`explorer.registry.plugin_manager.Plugins` whose registry the
     component names are checked against; by default a fresh one, with the spec's own ``plugins:``
-    loaded. Raises :class:`explorer.SpecError` with a one-line message.
+    loaded. ``ignore_config_fields``: the fields of a Hugging Face config.json beside weights
+    loaded into this spec's model to read as if absent (:attr:`Spec.ignore_config_fields`).
+    Raises :class:`explorer.SpecError` with a one-line message.
     """
     path = resolve(path)
     origins = {}
     doc = read_with_extends(path, origins)
-    return _finish(doc, str(path), origins, overrides, plugins)
+    return _finish(doc, str(path), origins, overrides, plugins, ignore_config_fields)
 
 
-def spec_from_dict(doc, source="", overrides=(), plugins=None):
+def spec_from_dict(doc, source="", overrides=(), plugins=None, ignore_config_fields=()):
     """Validate a spec given as plain data (``Spec.to_dict()``, as a checkpoint carries it).
 
     Like :func:`load_spec` without the file: ``overrides`` and ``plugins`` work the same way, and
@@ -45,10 +47,11 @@ def spec_from_dict(doc, source="", overrides=(), plugins=None):
                         "embed the resolved spec (Spec.to_dict())")
     origins = {}
     folder = Path(source).parent if source else Path.cwd()
-    return _finish(normalize(doc, source, origins, folder), source, origins, overrides, plugins)
+    return _finish(normalize(doc, source, origins, folder), source, origins, overrides, plugins,
+                   ignore_config_fields)
 
 
-def _finish(doc, source, origins, overrides, plugins):
+def _finish(doc, source, origins, overrides, plugins, ignore_config_fields=()):
     """Apply ``--set`` overrides, load the spec's own plugins, validate: the tail of both entry
     points above."""
     from explorer.registry.plugin_manager import get_plugin_manager
@@ -66,4 +69,5 @@ def _finish(doc, source, origins, overrides, plugins):
     spec = validate(doc, source, origins, plugins.registry())
     spec.plugin_manager = plugins
     spec.overrides = tuple(overrides)
+    spec.ignore_config_fields = tuple(ignore_config_fields)
     return spec

@@ -11,6 +11,8 @@ One concern a module:
   first misfit fit (found by rebuilding on the meta device, not by knowing component names).
 - ``diagnostics``: :class:`Mismatch` records and the one place they are worded.
 - ``loading``, ``export``, ``writing``: load into a model; export; atomic file writes.
+- ``resolved``: component parameters as the built model has them (a derived default as the
+  number it derives), for checks of a checkpoint's config against a spec.
 """
 
 from .diagnostics import Mismatch
@@ -18,7 +20,8 @@ from .export import check_exportable, export, export_format, export_hf, targets
 from .files import CheckpointFile, read_file, weight_files
 from .loading import load_weights
 from .native import SPEC_METADATA_KEY, save_checkpoint, spec_from_checkpoint
+from .resolved import resolved_layers
 
 __all__ = ["CheckpointFile", "Mismatch", "SPEC_METADATA_KEY", "check_exportable", "export",
-           "export_format", "export_hf", "load_weights", "read_file", "save_checkpoint",
-           "spec_from_checkpoint", "targets", "weight_files"]
+           "export_format", "export_hf", "load_weights", "read_file", "resolved_layers",
+           "save_checkpoint", "spec_from_checkpoint", "targets", "weight_files"]

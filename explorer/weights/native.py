@@ -53,7 +53,7 @@ def save_checkpoint(model, spec, path):
     return str(path)
 
 
-def spec_from_checkpoint(path, overrides=(), plugins=None):
+def spec_from_checkpoint(path, overrides=(), plugins=None, ignore_config_fields=()):
     """The :class:`explorer.Spec` an explorer checkpoint was saved with (``--set`` overrides apply)."""
     from ..spec.loading import spec_from_dict
 
@@ -66,7 +66,8 @@ def spec_from_checkpoint(path, overrides=(), plugins=None):
         raise ExplorerError(f"{files[0]}: has no explorer spec in its metadata (a Hugging Face or "
                             f"other safetensors file); give a YAML spec and --weights {path}")
     return spec_from_dict(saved_spec(metadata, files[0]), source=str(files[0]),
-                          overrides=overrides, plugins=plugins)
+                          overrides=overrides, plugins=plugins,
+                          ignore_config_fields=ignore_config_fields)
 
 
 def spec_mismatches(saved, spec):

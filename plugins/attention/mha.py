@@ -47,6 +47,7 @@ class GroupedQueryAttention(nn.Module):
         self.window = window
         self.softcap = softcap
         self.scale = query_pre_attn_scalar ** -0.5 if query_pre_attn_scalar else None
+        self.query_pre_attn_scalar = query_pre_attn_scalar or hs  # what the scores divide by
         d, q, kv = cfg.emb_dim, cfg.n_heads * hs, n_kv_heads * hs
         # Created in the book's order (query, key, value, out), so the seed gives its weights.
         self.W_query = nn.Linear(d, q, bias=cfg.qkv_bias)

@@ -41,6 +41,7 @@ class MultiHeadLatentAttention(nn.Module):
         self.kv_values_per_token = kv_lora_rank + qk_rope_head_dim
         self.impl, self.window, self.softcap = impl, window, softcap
         self.scale = query_pre_attn_scalar ** -0.5 if query_pre_attn_scalar else None
+        self.query_pre_attn_scalar = query_pre_attn_scalar or self.head_dim
         if score_scale != 1.0:  # DeepSeek's YaRN mscale on top of 1 / sqrt(nope + rope)
             self.scale = (self.scale or self.head_dim ** -0.5) * score_scale
         d, nh = cfg.emb_dim, cfg.n_heads

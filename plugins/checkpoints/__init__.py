@@ -1,4 +1,5 @@
-"""Built-in checkpoint formats (implementations in hf_gpt2.py, hf_llama.py and book.py).
+"""Built-in checkpoint formats (implementations in hf_gpt2.py, hf_llama.py, hf_deepseek.py and
+book.py).
 
 Registered like any third-party format. This module stays light (the callables are
 ``"module:attribute"`` strings) so listing plugins never imports torch.
@@ -10,6 +11,8 @@ _HF = "explorer.plugins.checkpoints.hf_gpt2"
 _LLAMA = "explorer.plugins.checkpoints.hf_llama"
 _LAYOUT = "explorer.plugins.checkpoints.hf_llama_layout"
 _BOOK = "explorer.plugins.checkpoints.book"
+_DEEPSEEK = "explorer.plugins.checkpoints.hf_deepseek"
+_DEEPSEEK_LAYOUT = "explorer.plugins.checkpoints.hf_deepseek_layout"
 
 
 @hookimpl
@@ -24,11 +27,24 @@ def explorer_checkpoint_formats():
             unsupported=f"{_HF}:unsupported", target="hf", from_model=f"{_HF}:from_model",
             config=f"{_HF}:config",
         ),
+        # Before hf-llama, which reads a folder without config.json as Llama's.
+        CheckpointFormat(
+            name="hf-deepseek", title="Hugging Face DeepSeek",
+            description="transformers' deepseek_v2 and deepseek_v3 (save_pretrained folders, "
+                        "sharded too): mla, dense then routed + shared experts, the rope rows "
+                        "reordered from interleaved pairs; config.json checked against the spec. "
+                        "Export target hf, the model_type chosen from the routing.",
+            detect=f"{_DEEPSEEK}:detect", to_model=f"{_DEEPSEEK}:to_model",
+            check=f"{_LAYOUT}:check", unsupported=f"{_DEEPSEEK_LAYOUT}:unsupported",
+            target="hf", from_model=f"{_DEEPSEEK}:from_model",
+            config=f"{_DEEPSEEK_LAYOUT}:config",
+        ),
         CheckpointFormat(
             name="hf-llama", title="Hugging Face Llama family",
             description="transformers' llama, mistral, qwen2, qwen3, mixtral, gemma2, "
                         "qwen2_moe and qwen3_moe (save_pretrained folders, sharded too; "
-                        "experts per expert or fused); config.json checked against "
+                        "experts per expert or fused; phi3 read, its fused weights split); "
+                        "config.json checked against "
                         "the spec. Export target hf, the model_type chosen from the spec.",
             detect=f"{_LLAMA}:detect", to_model=f"{_LLAMA}:to_model", check=f"{_LAYOUT}:check",
             unsupported=f"{_LAYOUT}:unsupported", target="hf", from_model=f"{_LLAMA}:from_model",

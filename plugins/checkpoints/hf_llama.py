@@ -1,5 +1,5 @@
 """Hugging Face Llama-family checkpoints (llama, mistral, qwen2, qwen3, mixtral, gemma2,
-qwen2_moe, qwen3_moe) <-> the built-in components' names.
+qwen2_moe, qwen3_moe; phi3 read only) <-> the built-in components' names.
 
 transformers' Llama family shares one layout: ``model.embed_tokens``, per layer
 ``self_attn.{q,k,v,o}_proj`` (Qwen3 adds ``q_norm``/``k_norm``), ``mlp.{gate,up,down}_proj``
@@ -8,9 +8,10 @@ transformers' Llama family shares one layout: ``model.embed_tokens``, per layer
 ``mlp.shared_expert_gate``; the routed experts of both also as transformers 5's fused
 ``mlp.experts.gate_up_proj``/``down_proj`` in memory), ``input_layernorm`` and
 ``post_attention_layernorm`` (Gemma 2 adds ``pre_/post_feedforward_layernorm``: its sandwich),
-``model.norm`` and ``lm_head`` (absent when tied). Every linear layer is ``nn.Linear``, stored
-as explorer stores it, so names map one to one. Which spec keys the layout can hold, and the
-config.json it writes and checks, are in :mod:`hf_llama_layout`.
+``model.norm`` and ``lm_head`` (absent when tied). Every linear layer is ``nn.Linear``, stored as
+explorer stores it, so names map one to one; Phi-3 fuses ``self_attn.qkv_proj`` (q, k, v rows)
+and ``mlp.gate_up_proj`` (gate rows, then up), which are split. Which spec keys the layout can
+hold, and the config.json it writes and checks, are in :mod:`hf_llama_layout`.
 """
 
 import re
@@ -44,6 +45,7 @@ PRE_NORM = (("input_layernorm", "norm1"), ("post_attention_layernorm", "norm2"))
 SANDWICH = (("input_layernorm", "norm1"), ("post_attention_layernorm", "post_norm1"),
             ("pre_feedforward_layernorm", "norm2"), ("post_feedforward_layernorm", "post_norm2"))
 FUSED_EXPERTS = re.compile(r"model\.layers\.(\d+)\.mlp\.experts\.(gate_up_proj|down_proj)")
+FUSED_PHI3 = re.compile(r"model\.layers\.(\d+)\.(self_attn\.qkv_proj|mlp\.gate_up_proj)\.weight")
 IGNORED = re.compile(r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq")  # old saves' buffer
 LAYER = re.compile(r"model\.layers\.\d+\.(self_attn|mlp|block_sparse_moe)\.")
 
@@ -89,7 +91,7 @@ def _translator(templates):
 
 def detect(ckpt):
     cfg = ckpt.config or {}
-    if cfg.get("model_type", "llama") not in layout.TYPES:
+    if cfg.get("model_type", "llama") not in (*layout.TYPES, *layout.READ_ONLY):
         return False
     return any(name == "model.embed_tokens.weight" or LAYER.match(name) for name in ckpt.names)
 
@@ -104,6 +106,10 @@ def to_model(ckpt, model, spec):
         fused = FUSED_EXPERTS.fullmatch(src)
         if fused:
             out.update(_split_fused(src, tensor, *fused.groups()))
+            continue
+        fused = FUSED_PHI3.fullmatch(src)
+        if fused:
+            out.update(_split_phi3(ckpt, model, src, tensor, *fused.groups()))
             continue
         name = translate(src)
         if name is None:
@@ -125,6 +131,24 @@ def _split_fused(src, tensor, layer, which):
         out[f"{ff}.{e}.fc_1.weight"] = (src, gate)
         out[f"{ff}.{e}.fc_2.weight"] = (src, up)
     return out
+
+
+def _split_phi3(ckpt, model, src, tensor, layer, which):
+    """Phi-3's fused rows: ``qkv_proj`` q, k, v (the sizes the spec's attention makes) and
+    ``gate_up_proj`` gate over up."""
+    block = f"trf_blocks.{layer}"
+    if which == "mlp.gate_up_proj":
+        gate, up = tensor.chunk(2, dim=0)  # (f, C) each
+        return {f"{block}.ff.fc_1.weight": (src, gate), f"{block}.ff.fc_2.weight": (src, up)}
+    att = model.trf_blocks[int(layer)].att
+    sizes = [att.W_query.out_features, att.W_key.out_features, att.W_value.out_features]
+    if tensor.shape[0] != sum(sizes):
+        raise ExplorerError(f"{ckpt.path}: {src} has {tensor.shape[0]} rows but the spec's "
+                            f"attention makes q, k, v of {', '.join(map(str, sizes))} (model."
+                            "n_heads, components.attention.n_kv_heads, head_dim)")
+    q, k, v = tensor.split(sizes, dim=0)
+    return {f"{block}.att.W_query.weight": (src, q), f"{block}.att.W_key.weight": (src, k),
+            f"{block}.att.W_value.weight": (src, v)}
 
 
 # -- writing ---------------------------------------------------------------------------------

@@ -22,6 +22,9 @@ TITLES = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "qwen3": "Qw
           "mixtral": "Mixtral", "gemma2": "Gemma 2", "qwen2_moe": "Qwen2-MoE",
           "qwen3_moe": "Qwen3-MoE"}
 TYPES = tuple(TITLES)
+# Types read but never written: a Phi-3 spec is a Llama (or Mistral) one; only its checkpoints
+# fuse q, k, v and gate, up (hf_llama splits them).
+READ_ONLY = ("phi3",)
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
                  "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
                  "mixtral": "MixtralForCausalLM", "gemma2": "Gemma2ForCausalLM",
@@ -90,7 +93,7 @@ def choose(spec):
                                f"only {' or '.join(names)}")
     att = c["attention"].params
     kind = _type_of(spec)
-    _free_params(spec, kind)
+    _free_params(spec, FREE[kind], TITLES[kind])
     _layers(spec, kind)
     qkv, out = m.qkv_bias, att["out_bias"]
     if kind == "qwen2":
@@ -220,10 +223,12 @@ def _require_gemma2(spec):
                                "Gemma's switches, and it always has " + needs)
 
 
-def _free_params(spec, kind):
+def _free_params(spec, parts, title):
+    """Refuse a component parameter at a value other than its default unless one of ``parts``
+    ({kind: names}) frees it; ``title`` names the type in the message."""
     registry = spec.plugin_manager.registry() if spec.plugin_manager else None
     free = {}
-    for part in FREE[kind]:
+    for part in parts:
         for k, names in part.items():
             free.setdefault(k, set()).update(names)
     for k, choice in spec.components.items():
@@ -233,7 +238,7 @@ def _free_params(spec, kind):
             if param.numerics_only or param.name in free.get(k, ()) or value == param.default:
                 continue
             raise _Unsupported(f"components.{k}.{param.name}", f"is {_yaml(value)}; "
-                               f"{TITLES[kind]} has only {_yaml(param.default)}")
+                               f"{title} has only {_yaml(param.default)}")
 
 
 def unsupported(spec):
@@ -357,7 +362,8 @@ def check(ckpt, spec):
     from explorer.spec.loading import spec_from_dict
 
     source = str(ckpt.files[0].parent / "config.json")
-    doc, origins = convert(ckpt.config, source, spec.plugin_manager.registry())
+    doc, origins = convert(ckpt.config, source, spec.plugin_manager.registry(),
+                           spec.ignore_config_fields)
     theirs = spec_from_dict(doc, source=source, plugins=spec.plugin_manager)
     by_layer = bool(spec.layers or theirs.layers)
     for i, (have_all, current_all) in enumerate(zip(_comparable(theirs), _comparable(spec))):
@@ -382,17 +388,20 @@ def check(ckpt, spec):
 
 def _comparable(spec):
     """Per layer, the spec flattened to dotted keys (the model's and the layer's components),
-    with what the weights do not depend on left out and equivalent choices written one way
+    with each parameter as the built model has it (glu's hidden 0 as the size Llama's rule
+    gives), what the weights do not depend on left out and equivalent choices written one way
     (mha is gqa with a KV head per query head; Mistral's top-k softmax is the renormalised top
     k)."""
+    from explorer.weights import resolved_layers
+
     registry = spec.plugin_manager.registry()
     model = {f"model.{name}": value for name, value in spec.to_dict()["model"].items()
              if not isinstance(value, dict)}
     out = []
-    for layer in spec.layer_components():
+    for layer, resolved in zip(spec.layer_components(), resolved_layers(spec)):
         flat = dict(model)
         for kind, choice in layer.items():
-            params = dict(choice.params, name=choice.name)
+            params = dict(resolved[kind], name=choice.name)
             if choice.name == "mha":
                 params.update(name="gqa", n_kv_heads=spec.model.n_heads)
             if params.get("router") == "topk_softmax":

@@ -12,6 +12,12 @@ _PKG = "explorer.plugins.converters"
 # Fields of one family that do not change what the model computes (beyond explorer.spec.hf_config.
 # IGNORED, which every config shares).
 LLAMA_IGNORES = ("pretraining_tp",)  # Meta's tensor-parallel slicing: the same products
+# nanotron's export marker (SmolLM); its rope_interleaved: false is transformers' rotate-half.
+NANOTRON_IGNORES = ("is_llama_config",)
+NANOTRON_OFF = {"rope_interleaved": False}
+PHI3_IGNORES = (
+    "embd_pdrop",  # transformers' Phi-3 never applies it
+    "original_max_position_embeddings")  # read by longrope scaling only, which is refused
 MOE_IGNORES = ("output_router_logits",)  # what transformers returns
 DEEPSEEK_IGNORES = (
     "aux_loss_alpha", "seq_aux",  # DeepSeek's own auxiliary-loss settings, training only
@@ -30,14 +36,20 @@ def explorer_config_converters():
                         ignores=("summary_type", "summary_use_proj", "summary_activation",
                                  "summary_proj_to_labels", "summary_first_dropout",
                                  "n_ctx")),
-        ConfigConverter("llama", llama, "Llama 1-3: rmsnorm, glu, gqa, rope", ignores=LLAMA_IGNORES),
+        ConfigConverter("llama", llama, "Llama 1-3: rmsnorm, glu, gqa, rope",
+                        ignores=(*LLAMA_IGNORES, *NANOTRON_IGNORES), ignores_when=NANOTRON_OFF),
         ConfigConverter("mistral", llama, "Mistral: Llama with a sliding window"),
-        ConfigConverter("qwen2", llama, "Qwen2: Llama with q/k/v biases"),
+        ConfigConverter("qwen2", llama, "Qwen2: Llama with q/k/v biases",
+                        ignores_when={"use_mrope": False}),  # Qwen2-VL's rope, off in Qwen2.5
         ConfigConverter("qwen3", llama, "Qwen3: Llama with per-head q/k RMSNorm"),
         ConfigConverter("mixtral", llama, "Mixtral: Llama (Mistral) with a mixture of experts",
                         ignores=MOE_IGNORES),
+        ConfigConverter("phi3", f"{_PKG}.phi3:convert", "Phi-3: Llama with fused qkv and "
+                        "gate/up weights", ignores=PHI3_IGNORES, ignores_when={
+                            "attention_bias": False}),  # transformers' Phi-3 has no biases
         ConfigConverter("gemma2", f"{_PKG}.gemma2:convert", "Gemma 2: sandwich norms, "
-                        "soft-capping, alternating sliding windows"),
+                        "soft-capping, alternating sliding windows",
+                        ignores=("sliding_window_size",)),  # an early name transformers never read
         ConfigConverter("deepseek_v2", f"{_PKG}.deepseek:convert", "DeepSeek-V2: latent "
                         "attention, shared + routed experts", ignores=DEEPSEEK_IGNORES),
         ConfigConverter("deepseek_v3", f"{_PKG}.deepseek:convert", "DeepSeek-V3: V2 with "

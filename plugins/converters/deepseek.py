@@ -5,7 +5,7 @@ V2 routes with a softmax (greedy, or group_limited_greedy: groups ranked by thei
 V3 with a sigmoid, a score-correction bias and groups ranked by the sum of their two best scores
 (noaux_tc), the top k renormalised. Transformers' DeepSeek RoPE rotates interleaved pairs where
 explorer's rotates halves: the same model up to a fixed permutation of the rope rows of the
-weights (tests/helpers/hf_reference.rope_halves_from_pairs), so the spec is the same.
+weights (which the hf-deepseek checkpoint format applies), so the spec is the same.
 """
 
 from . import common

@@ -45,8 +45,8 @@ FAMILIES = {
 }
 
 
-def convert(cfg):
-    family = FAMILIES[cfg.model_type]
+def convert(cfg, family=None):
+    family = family or FAMILIES[cfg.model_type]
     d = family.defaults
     common.sizes(cfg, context_default=d["max_position_embeddings"])
     common.rmsnorm(cfg, d["rms_norm_eps"])

@@ -48,7 +48,7 @@ class GLU(nn.Module):
     def __init__(self, ctx, hidden, multiple_of, bias):
         super().__init__()
         d = ctx.config.emb_dim
-        f = hidden or llama_hidden(d, multiple_of)
+        self.hidden = f = hidden or llama_hidden(d, multiple_of)  # the size built, 0 resolved
         self.fc_1 = nn.Linear(d, f, bias=bias)
         self.fc_2 = nn.Linear(d, f, bias=bias)
         self.proj = nn.Linear(f, d, bias=bias)

@@ -35,3 +35,9 @@ def run_cli(capsys, *args):
 TINY_TOKENIZER = "bytes"
 TINY_MODEL = {"vocab_size": 256, "context_length": 32, "emb_dim": 16, "n_heads": 4,
               "n_layers": 2, "qkv_bias": False, "drop_rate": 0.0}
+
+
+# Any shipped spec, shrunk to build and run in milliseconds (GPT-2's vocabulary and MLA's sizes
+# aside): what the tests over every spec apply.
+SHRINK = ["model.n_layers=2", "model.emb_dim=64", "model.n_heads=8", "model.context_length=32",
+          "tokenizer=bytes", "model.vocab_size=300"]

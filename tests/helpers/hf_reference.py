@@ -136,3 +136,12 @@ def from_deepseek(hf):
         for theirs, ours in [("gate_proj", "fc_1"), ("up_proj", "fc_2"), ("down_proj", "proj")]:
             out[f"{ff}{ours}.weight"] = sd[f"{mlp}{theirs}.weight"]
     return out
+
+
+def deepseek_components(q_lora_rank, moe, **attention):
+    ffn = ({"name": "moe", "n_experts": 4, "top_k": 2, "n_shared": 2, "hidden": 8,
+            "router": "softmax_topk", "routed_scaling": 2.5} if moe
+           else {"name": "glu", "hidden": 48})
+    return {"norm": {"name": "rmsnorm", "eps": 1e-6}, "activation": "silu", "ffn": ffn,
+            "attention": {"name": "mla", "q_lora_rank": q_lora_rank or 0, **DEEPSEEK_MLA, **attention},
+            "positional": {"name": "rope", "theta": 10000.0}, "weight_tying": "none"}

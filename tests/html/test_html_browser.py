@@ -216,7 +216,7 @@ def test_fourteen_specs_each_have_their_own_look_and_fit_a_phone(ablations_page)
         assert layout["scrollWidth"] <= 390  # wide tables scroll inside their own box
         for chart in tab.evaluate(CHARTS):
             # Scaled to the screen, no more than to 0.6: the charts' 10 pt text stays 8 px high
-            # (tests/test_charts.py::assert_legible holds every chart to 10 pt).
+            # (tests/analysis/test_charts.py::assert_legible holds every chart to 10 pt).
             assert chart["w"] <= 390 and chart["scale"] >= 0.6, chart
         scroll = tab.evaluate("""(() => { const box = document.querySelector(
             '#differences').closest('.scroll'); return [box.scrollWidth, box.clientWidth]; })()""")

@@ -9,7 +9,7 @@ from explorer.model import contracts
 from explorer.model.kv_cache import ModelCache
 from tests.helpers.hf_reference import (assert_same_logits, build_spec, experts_from_hf, load_exactly,
                           randomize, tokens, transformers)
-from tests.helpers.hf_reference import DEEPSEEK_MLA as MLA, from_deepseek
+from tests.helpers.hf_reference import DEEPSEEK_MLA as MLA, deepseek_components, from_deepseek
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -26,15 +26,6 @@ def deepseek_reference(q_lora_rank, moe):
         routed_scaling_factor=2.5, tie_word_embeddings=False, attn_implementation="eager", **MLA)
     torch.manual_seed(0)
     return randomize(transformers.DeepseekV2ForCausalLM(config))
-
-
-def deepseek_components(q_lora_rank, moe, **attention):
-    ffn = ({"name": "moe", "n_experts": 4, "top_k": 2, "n_shared": 2, "hidden": 8,
-            "router": "softmax_topk", "routed_scaling": 2.5} if moe
-           else {"name": "glu", "hidden": 48})
-    return {"norm": {"name": "rmsnorm", "eps": 1e-6}, "activation": "silu", "ffn": ffn,
-            "attention": {"name": "mla", "q_lora_rank": q_lora_rank or 0, **MLA, **attention},
-            "positional": {"name": "rope", "theta": 10000.0}, "weight_tying": "none"}
 
 
 def deepseek_pair(write_spec, q_lora_rank, moe, **attention):
@@ -166,4 +157,4 @@ def test_explorer_plugins_lists_mla_and_moe(capsys):
             main(["plugins", "--kind", kind])
         out = capsys.readouterr().out
         assert info.value.code == 0
-        assert f"\n  {name} " in out and param in out and f"from explorer.plugins.{name}" in out
+        assert f"\n  {name} " in out and param in out and f"from explorer.plugins.{kind}" in out

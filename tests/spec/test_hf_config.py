@@ -11,10 +11,10 @@ import torch
 import yaml
 
 import explorer
-from explorer.spec.hf_config import convert, spec_from_hf
-from tests.helpers.hf_reference import assert_same_logits, load_exactly, randomize, tokens, transformers
-from tests.helpers.published_configs import DEEPSEEK_V3, GPT2, REAL_MODELS
+from explorer.spec.hf_config import convert, shown_document, spec_from_hf
 from tests.helpers import run_cli
+from tests.helpers.hf_reference import assert_same_logits, load_exactly, randomize, tokens, transformers
+from tests.helpers.published_configs import DEEPSEEK_V3, GPT2, MORE_MODELS, PUBLISHED, REAL_MODELS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -54,6 +54,8 @@ LLAMA_FAMILY = {
     "mixtral": lambda: transformers.MixtralConfig(**{**SMALL, "intermediate_size": 24},
                                                   num_key_value_heads=2, num_local_experts=4,
                                                   sliding_window=7),
+    "phi3": lambda: transformers.Phi3Config(**SMALL, num_key_value_heads=2, sliding_window=5,
+                                            pad_token_id=0, resid_pdrop=0.1),
     "gemma2": lambda: transformers.Gemma2Config(**SMALL, num_key_value_heads=2, head_dim=12,
                                                 sliding_window=5, query_pre_attn_scalar=10,
                                                 attn_logit_softcapping=5.0,
@@ -109,10 +111,10 @@ def test_deepseek_configs_compute_what_transformers_computes(tmp_path, version):
 
 # -- the published configs ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", [*REAL_MODELS, "deepseek_v3", "gpt2"])
+@pytest.mark.parametrize("name", PUBLISHED)
 def test_published_configs_convert_and_load_back_from_yaml(tmp_path, name, capsys):
     """spec-from-hf's YAML is a spec that loads back to the same Spec."""
-    config = {"deepseek_v3": DEEPSEEK_V3, "gpt2": GPT2}.get(name) or REAL_MODELS[name][1]
+    config = PUBLISHED[name][1]
     (tmp_path / "config.json").write_text(json.dumps(config))
     code, out, err = run_cli(capsys, "spec-from-hf", tmp_path)
     assert code == 0, err
@@ -121,12 +123,12 @@ def test_published_configs_convert_and_load_back_from_yaml(tmp_path, name, capsy
     assert explorer.load_spec(tmp_path / "spec.yaml").to_dict() == spec_from_hf(tmp_path).to_dict()
 
 
-@pytest.mark.parametrize("name", [*REAL_MODELS, "deepseek_v3", "gpt2"])
+@pytest.mark.parametrize("name", PUBLISHED)
 def test_spec_from_hf_json_is_the_yaml_document(tmp_path, name, capsys):
     """--format json prints the document the YAML shows; JSON is YAML, so the spec reader
     loads it (under any file name) to the same Spec. (On the command line a SPEC ending in
     .json names a Hugging Face config: save the JSON spec as .yaml for explorer build.)"""
-    config = {"deepseek_v3": DEEPSEEK_V3, "gpt2": GPT2}.get(name) or REAL_MODELS[name][1]
+    config = PUBLISHED[name][1]
     (tmp_path / "config.json").write_text(json.dumps(config))
     code, yaml_text, err = run_cli(capsys, "spec-from-hf", tmp_path)
     assert code == 0, err
@@ -168,6 +170,36 @@ def test_what_the_published_configs_become():
     assert gpt2["tokenizer"] == "gpt2" and gpt2["components"]["attention"] == {"name": "mha"}
 
 
+def test_what_more_published_configs_become():
+    """Qwen2.5's use_mrope: false, SmolLM2's nanotron fields and Gemma 2 9B's
+    sliding_window_size are ignored; the rest is read, by hand from the config.json files."""
+    qwen = converted(MORE_MODELS["qwen2.5_0.5b"][1])
+    assert qwen["model"]["qkv_bias"] is True and "window" not in qwen["components"]["attention"]
+    assert qwen["components"]["attention"]["n_kv_heads"] == 2
+    smol = converted(MORE_MODELS["smollm2_135m"][1])
+    assert smol["components"]["attention"]["n_kv_heads"] == 3
+    assert smol["components"]["positional"] == {"name": "rope", "theta": 100000.0}
+    assert smol["components"]["weight_tying"] == {"name": "tied"}
+    llama = converted(MORE_MODELS["llama3.2_1b"][1])
+    assert llama["components"]["positional"] == {
+        "name": "rope", "theta": 500000.0, "scaling": "llama3", "factor": 32.0,
+        "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_context": 8192}
+    assert "head_dim" not in llama["components"]["attention"]  # 64 = 2048 / 32
+    nemo = converted(MORE_MODELS["mistral_nemo_base_2407"][1])
+    assert nemo["components"]["attention"]["head_dim"] == 128  # not 5120 / 32 = 160
+    assert "window" not in nemo["components"]["attention"]  # sliding_window: null
+    gemma = converted(MORE_MODELS["gemma2_9b"][1])
+    assert gemma["layers"] == [{"every": 2, "offset": 0,
+                                "components": {"attention": {"window": 4096}}}]
+    assert gemma["components"]["attention"]["query_pre_attn_scalar"] == 256
+    phi3 = converted(MORE_MODELS["phi3_mini_4k_instruct"][1])
+    assert phi3["components"]["attention"] == {"name": "gqa", "n_kv_heads": 32,
+                                               "out_bias": False, "window": 2047}
+    assert phi3["model"]["qkv_bias"] is False and phi3["components"]["ffn"]["hidden"] == 8192
+    resid = converted({**MORE_MODELS["phi3_mini_4k_instruct"][1], "resid_pdrop": 0.1})
+    assert resid["model"]["dropout"] == {"residual": 0.1}
+
+
 # -- refusals: one line naming the field -----------------------------------------------------------
 
 BASE = {"model_type": "llama", "vocab_size": 256, "hidden_size": 32, "intermediate_size": 48,
@@ -186,7 +218,17 @@ BASE = {"model_type": "llama", "vocab_size": 256, "hidden_size": 32, "intermedia
                               r"computes gelu, .*silu"),
     ({"partial_rotary_factor": 0.5}, r"partial_rotary_factor: 0.5: rope on part of each head"),
     ({"shiny_new_field": 3}, r"shiny_new_field: the llama converter does not know this field "
-                             r"\(value 3\), so it cannot tell whether it changes the model"),
+                             r"\(value 3\), so it cannot tell whether it changes the model; if "
+                             r"it does not, ignore it: --ignore-config-field shiny_new_field "
+                             r"\(Python: ignore_config_fields=\['shiny_new_field'\]\); if it "
+                             r"does, ignore it and set what it changes with --set KEY=VALUE"),
+    ({"rope_interleaved": True}, r"rope_interleaved: true: the llama converter knows that this "
+                                 r"field changes nothing only at false; to convert the config "
+                                 r"without it: --ignore-config-field rope_interleaved"),
+    ({"model_type": "qwen2", "use_mrope": True}, r"use_mrope: true: the qwen2 converter knows "
+                                                 r"that this field changes nothing only at false"),
+    ({"is_encoder_decoder": True}, r"is_encoder_decoder: true: the llama converter knows that "
+                                   r"this field changes nothing only at false"),
     ({"hidden_size": "32"}, r"hidden_size: expected an integer, got \"32\""),
     ({"vocab_size": None}, r"vocab_size: missing; a llama config.json sets it"),
     ({"model_type": "mamba"}, r"model_type: unknown model_type 'mamba'.*registered: "
@@ -219,6 +261,64 @@ def test_architecture_refusals(tmp_path, model_type, change, message):
                                                       "num_experts_per_tok": 2, **change}))
     with pytest.raises(explorer.SpecError, match=message.replace("(", r"\(")):
         spec_from_hf(tmp_path)
+
+
+def test_ignore_config_field_reads_the_field_as_absent(tmp_path, capsys):
+    """What the refusal advises: spec-from-hf, build and spec_from_hf read an ignored field as
+    if config.json lacked it (a name the file lacks changes nothing)."""
+    (tmp_path / "config.json").write_text(json.dumps({**BASE, "shiny_new_field": 3,
+                                                      "rope_interleaved": True}))
+    ignored = ("--ignore-config-field", "shiny_new_field", "--ignore-config-field",
+               "rope_interleaved", "--ignore-config-field", "not_in_the_file")
+    code, out, err = run_cli(capsys, "spec-from-hf", tmp_path, *ignored, "--format", "json")
+    assert code == 0, err
+    want = shown_document(converted(BASE))
+    assert (json.loads(out)["model"], json.loads(out)["components"]) == (want["model"],
+                                                                        want["components"])
+    code, out, err = run_cli(capsys, "build", tmp_path, *ignored, "--only", "params",
+                             "--format", "json")
+    assert code == 0, err
+    spec = spec_from_hf(tmp_path, ignore_config_fields=["shiny_new_field", "rope_interleaved"])
+    total = sum(p.numel() for p in explorer.build_model(spec, device="meta").parameters())
+    assert json.loads(out)["analyses"]["params"]["total"] == total
+    code, out, err = run_cli(capsys, "compare", tmp_path, tmp_path, *ignored, "--only",
+                             "params", "--format", "json")
+    assert code == 0, err
+    assert [r["analyses"]["params"]["total"] for r in json.loads(out)["reports"]] == [total] * 2
+    code, _, err = run_cli(capsys, "export", tmp_path, *ignored, "--to", "hf", tmp_path / "out")
+    assert code == 0, err
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["hidden_size"] == 32
+    code, _, err = run_cli(capsys, "build", tmp_path, ignored[0], ignored[1], "--only", "params")
+    assert code == 2 and "rope_interleaved: true:" in err
+
+
+def test_ignore_config_field_applies_to_the_config_beside_the_weights(tmp_path, capsys):
+    """A Qwen2 folder whose config.json says use_mrope: true (which transformers' Qwen2
+    ignores): refused when converted, as SPEC or beside --weights, until the field is ignored;
+    then the weights give transformers' logits, through the API and the CLI."""
+    hf = _saved(tmp_path, LLAMA_FAMILY["qwen2"]())
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "use_mrope": True}))
+    with pytest.raises(explorer.SpecError, match="use_mrope: true"):
+        spec_from_hf(tmp_path)
+    code, _, err = run_cli(capsys, "spec-from-hf", tmp_path, "--ignore-config-field", "use_mrope",
+                           "--out", tmp_path / "spec.yaml")
+    assert code == 0, err
+    with pytest.raises(explorer.SpecError, match="config.json: use_mrope: true"):
+        explorer.build_model(explorer.load_spec(tmp_path / "spec.yaml"), weights=tmp_path)
+    for spec in (spec_from_hf(tmp_path, ignore_config_fields=["use_mrope"]),
+                 explorer.load_spec(tmp_path / "spec.yaml", ignore_config_fields=["use_mrope"])):
+        assert_same_logits(explorer.build_model(spec, weights=tmp_path).eval(), hf,
+                           tokens(2, 30))
+    generate = ("generate", tmp_path / "spec.yaml", "--weights", tmp_path, "--prompt", "ab",
+                "--max-new-tokens", "3", "--format", "json")
+    code, _, err = run_cli(capsys, *generate)
+    assert code == 2 and "use_mrope: true" in err
+    code, out, err = run_cli(capsys, *generate, "--ignore-config-field", "use_mrope")
+    assert code == 0, err
+    prompt = torch.tensor([list(b"ab")])
+    want = hf.generate(prompt, max_new_tokens=3, do_sample=False)[0].tolist()
+    assert json.loads(out)["token_ids"] == want
 
 
 def test_unreadable_configs(tmp_path):

@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 import explorer
-from tests.helpers import ROOT
+from tests.helpers import ROOT, SHRINK
 
 SPECS = ROOT / "specs"
 ALL_SPECS = sorted(SPECS.rglob("*.yaml"))
@@ -20,8 +20,6 @@ ABLATIONS = sorted((SPECS / "ablations").glob("*.yaml"))
 
 # Shrinks any shipped spec to a model that builds in milliseconds: 8 heads divide every spec's
 # n_kv_heads choices (1, 4 and the real models' 8).
-SHRINK = ["model.n_layers=2", "model.emb_dim=64", "model.n_heads=8", "model.context_length=32",
-          "tokenizer=bytes", "model.vocab_size=300"]
 
 # gpt2-small (the book's layout, formulas.md): V vocab, S positions, H width, L blocks.
 V, S, H, L = 50257, 1024, 768, 12

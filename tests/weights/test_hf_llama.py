@@ -5,6 +5,7 @@ model_type chosen from the spec, config.json checked against the spec, and the r
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from safetensors.torch import save_file
 import explorer
 from explorer.cli import main
 from explorer.weights import export_hf
+from tests.helpers import ROOT, run_cli
 from tests.helpers.hf_reference import TINY, assert_same_logits, randomize, tokens, transformers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -270,3 +272,42 @@ def test_bad_shard_size_is_one_line(write_spec, tmp_path, capsys, size):
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.startswith("Error: --max-shard-size: ")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_derived_hidden_size_exports_and_loads_back(tmp_path, capsys):
+    """specs/llama_style.yaml writes ffn hidden: 0, Llama's rule (256 at width 64): config.json
+    says intermediate_size: 256, and build and generate read the export back into the same spec,
+    generating transformers' greedy tokens."""
+    spec = str(ROOT / "specs" / "llama_style.yaml")
+    shrink = ["--set", "model.n_layers=1", "--set", "model.emb_dim=64", "--set", "model.n_heads=4"]
+    code, _, err = run_cli(capsys, "export", spec, *shrink, "--to", "hf", tmp_path)
+    assert code == 0, err
+    assert json.loads((tmp_path / "config.json").read_text())["intermediate_size"] == 256
+    code, _, err = run_cli(capsys, "build", spec, *shrink, "--weights", tmp_path, "--only",
+                           "samples", "--format", "json")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "generate", spec, *shrink, "--weights", tmp_path,
+                             "--prompt", "Hello", "--max-new-tokens", "4", "--format", "json")
+    assert code == 0, err
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path)
+    prompt = torch.tensor([json.loads(out)["token_ids"][:1]])  # "Hello" is one GPT-2 token
+    want = hf.generate(prompt, max_new_tokens=4, do_sample=False)[0].tolist()
+    assert json.loads(out)["token_ids"] == want
+
+
+@pytest.mark.parametrize("model_type, override", [
+    ("llama", "components.ffn.hidden=0"),  # derived: Llama's rule, 256 at width 32
+    ("llama", "components.attention.head_dim=8"),  # written, though emb_dim / n_heads is 8
+    ("gemma2", "components.attention.query_pre_attn_scalar=0"),  # derived: the head size, 12
+])
+def test_a_value_derived_in_one_place_and_written_in_the_other_loads(write_spec, tmp_path,
+                                                                      model_type, override):
+    """config.json and the spec are compared as the built model has each value, so a value
+    the spec derives and the export writes out (or the converter leaves to its default) agrees."""
+    spec = explorer.load_spec(family_spec(write_spec, model_type).source, overrides=[override])
+    model = random_model(spec)
+    export_hf(model, spec, tmp_path)
+    ids = tokens(2, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(explorer.build_model(spec, weights=tmp_path).eval()(ids),
+                                   model(ids), atol=1e-5, rtol=0)

@@ -11,10 +11,9 @@ import torch
 
 import explorer
 from explorer.model import contracts
-from tests.helpers import load_script
+from tests.helpers import ROOT, load_script
 from tests.helpers.hf_reference import transformers
-from tests.helpers.published_configs import REAL_MODELS
-from tests.helpers import ROOT
+from tests.helpers.published_configs import MORE_MODELS, REAL_MODELS
 
 SPECS = ROOT / "specs" / "models"
 
@@ -49,6 +48,19 @@ def test_specs_are_spec_from_hf_of_the_published_config(tmp_path, name):
 def test_parameter_counts_equal_transformers_on_meta(name):
     hf = hf_on_meta(REAL_MODELS[name][1])
     ours = explorer.build_model(spec_of(name), device="meta")
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
+
+
+# DeepSeek-V3's 61 layers of 256 experts take a minute: tests/spec/test_hf_config.py counts them (slow).
+@pytest.mark.parametrize("name", [name for name in MORE_MODELS if name != "deepseek_v3"])
+def test_more_published_configs_count_what_transformers_counts(tmp_path, name):
+    """Configs that carry fields explorer ignores (Qwen2.5's use_mrope: false, SmolLM2's
+    nanotron fields, Gemma 2 9B's sliding_window_size) or a head_dim apart from hidden / heads
+    (Mistral Nemo's 128 at 5120 / 32), converted as `explorer build CONFIG` converts them."""
+    config = MORE_MODELS[name][1]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    ours = explorer.build_model(explorer.spec_from_hf(tmp_path), device="meta")
+    hf = hf_on_meta(config)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
 
 

@@ -274,7 +274,8 @@ def test_malicious_pickle_is_refused(book_spec, tmp_path):
 def test_unknown_and_damaged_files(book_spec, tmp_path):
     save_file({"encoder.weight": torch.zeros(2)}, tmp_path / "other.safetensors")
     with pytest.raises(ExplorerError, match=r"no registered checkpoint format recognises it \(it has "
-                                            r"encoder\.weight\); formats: hf-gpt2, hf-llama, book"):
+                                            r"encoder\.weight\); formats: hf-gpt2, hf-deepseek, hf-llama, "
+                                            r"book"):
         explorer.build_model(book_spec(), weights=tmp_path / "other.safetensors")
     (tmp_path / "junk.pth").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ExplorerError, match=r"junk\.pth: not a readable torch checkpoint"):
