@@ -53,6 +53,11 @@ class AnalysisContext:
         """The spec's file name (or name), for messages."""
         return self.spec.source or self.spec.name
 
+    @property
+    def has_model(self):
+        """Whether the real model is built now (and :meth:`model` hands it back as it is)."""
+        return self._model is not None
+
     def model(self):
         """The model with real weights, seeded with the spec's seed (built once).
 

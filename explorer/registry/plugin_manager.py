@@ -74,6 +74,7 @@ class Plugins:
         self.providers = {}  # plugin name -> Provider
         self.broken = {}  # plugin name -> one-line reason it was skipped
         self._registry = None
+        self._registry_of = frozenset()  # the plugins self._registry was collected from
         # Writes only once EXPLORER_TRACE_PLUGINS gives pluggy's tracer a writer.
         self._trace = self.pm.trace.root.get("explorer")
 
@@ -174,8 +175,11 @@ class Plugins:
             yield name, results[0] if results else None
 
     def registry(self):
-        if self._registry is None:
-            self._registry = Registry.collect(self)
+        """What the registered plugins provide, collected once per set of plugins: registering or
+        unregistering one (through this manager or pluggy's own ``pm``) collects it anew."""
+        plugins = frozenset(map(id, self.pm.get_plugins()))
+        if self._registry is None or self._registry_of != plugins:
+            self._registry, self._registry_of = Registry.collect(self), plugins
         return self._registry
 
 

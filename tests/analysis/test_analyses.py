@@ -37,7 +37,7 @@ def test_shape_analyses_do_not_build_real_weights(make_spec):
     spec = make_spec()
     ctx = explorer.AnalysisContext(spec)
     assert ctx.shape_model().tok_emb.weight.device.type == "meta"
-    assert ctx._model is None
+    assert not ctx.has_model
 
 
 def test_memory_by_hand(make_spec):

@@ -347,7 +347,7 @@ def test_summary_counts_add_up_to_the_params_total(make_spec, tying):
     ctx = explorer.AnalysisContext(spec)
     summary_analysis = spec.plugin_manager.registry().analysis("summary")
     summary_analysis.load()(ctx, **summary_analysis.defaults())  # the Params hold the defaults
-    assert ctx._model is None  # it ran on the meta device: no weights were built
+    assert not ctx.has_model  # it ran on the meta device: no weights were built
 
 
 # -- train -----------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def _run(spec, name, needs):
     ctx = analysis.AnalysisContext(spec)
     with pytest.raises(Recorded):
         registry.analysis(name).load()(ctx, **options)
-    assert ctx._model is None  # asked before the real model was built
+    assert not ctx.has_model  # asked before the real model was built
     return needs[-1]
 
 

@@ -12,7 +12,7 @@ import explorer
 from explorer import hookimpl
 from explorer.model import contracts
 from explorer.registry.components import COMPONENT_KINDS
-from explorer.registry.plugin_manager import Plugins
+
 
 REGISTRY = explorer.get_plugin_manager(entry_points=False).registry()
 
@@ -73,15 +73,11 @@ REGISTRY_COMPONENT_PLUGINS = {p.plugin for (k, _), p in REGISTRY.provider.items(
                               if k not in ("analysis", "checkpoint_format", "config_converter")}
 
 
-def test_dead_code_is_gone_and_a_test_can_unregister_through_pluggy():
-    assert not hasattr(Plugins, "unregister")
-    assert [f.name for f in explorer.registry.components.Provider.__dataclass_fields__.values()] == [
-        "plugin", "distribution"]
+def test_a_test_can_register_and_unregister_through_pluggy():
     plugins = explorer.get_plugin_manager(entry_points=False)
     plugins.register(Counting(), "counting")
     assert "counted" in plugins.registry().names("activation")
     plugins.pm.unregister(name="counting")
-    plugins._registry = None
     assert "counted" not in plugins.registry().names("activation")
 
 

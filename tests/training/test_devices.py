@@ -278,7 +278,7 @@ def test_the_memory_analysis_measures_a_real_step_on_a_device_that_is_not_the_cp
     # The meta device runs attention unfused: it saves the (B, a, T, T) weights too.
     assert on["saved_activations_bytes"] >= fake
     assert on["predicted_peak_bytes"] > on["saved_activations_bytes"]
-    assert ctx._model is None  # trained, then given up: the next model() builds it again
+    assert not ctx.has_model  # trained, then given up: the next model() builds it again
     assert next(ctx.model().parameters()).device.type == "meta"
     text = analysis.load_render()(result)
     assert "on meta (float32), one real training step: activations saved" in text
