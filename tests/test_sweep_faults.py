@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,15 @@ from sweep_helpers import rows, wait_for, write_mid_sweep, write_sweep
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="Ray is not installed: pip install -e '.[ray]'")
+
+
+def _ray_log(err):
+    """The text of the log of Ray's output that an error names (removed here)."""
+    path = Path(err.split("(Ray's output: ")[1].split(")")[0].split(",")[0])
+    assert path.name.startswith("explorer-ray-")
+    text = path.read_text()
+    path.unlink()
+    return text
 
 
 def _stored(db):
@@ -71,7 +81,7 @@ def test_a_ray_that_fails_to_start_is_one_line_and_no_store(tmp_path, capsys, mo
     assert (code, out) == (2, "")
     assert err.startswith("Error: Ray failed to start: NotADirectoryError: [Errno 20] Not a "
                           f"directory: '{tmp_path / 'a-file' / 'ray'}")
-    assert len(err.splitlines()) == 1
+    assert len(err.splitlines()) == 1, err
     assert not (tmp_path / "sweep.sqlite").exists()
 
 
@@ -118,6 +128,7 @@ def test_a_ray_killed_mid_sweep_is_one_line_its_runs_go_back_and_a_restart_finis
     assert out == ""  # no Ray output in the report's place (the JSON)
     assert len(err.splitlines()) == 1 and err.startswith("Error: Ray stopped mid-sweep: ")
     assert "the runs in flight are pending again: start the sweep again to resume" in err
+    _ray_log(err)  # named, and kept for reading
     after = rows(db)
     states = [state for state, *_ in after.values()]
     assert len(after) == 6 and set(states) == {"done", "pending"}  # none left running
