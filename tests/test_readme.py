@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import load_script
 from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+
 
 README = (ROOT / "README.md").read_text()
 

@@ -279,7 +279,7 @@ def check_fits(spec, shape_model, suggest_shape_analyses=True):
 def environment(device="cpu", dtype="float32"):
     """What the numbers were measured on; recorded in every report."""
     return {
-        "torch": torch.__version__.split("+")[0],
+        "torch": torch.__version__,  # "2.13.0+cpu": the build is part of the version
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "device": str(device),

@@ -15,21 +15,6 @@ from .options import UserError, check_html_path, emit, html_option, out_option, 
 FORMATS = ("text", "json", "markdown")
 
 
-def _todo(plan, db):
-    """The keys still to run, reading the store if there is one (a dry run creates nothing)."""
-    from ..sweep.store import Store
-
-    keys = [run.key for run in plan.runs]
-    if not db.exists():
-        return keys
-    store = Store(db, readonly=True)
-    try:
-        held, todo = store.rows(keys), set(store.todo(keys))
-        return [k for k in keys if k not in held or k in todo]
-    finally:
-        store.close()
-
-
 def _check_device(device):
     """Local workers train here: refuse a device this torch cannot use before any run starts
     (imports torch, which the driver otherwise never does). Ray workers may be on other
@@ -40,14 +25,16 @@ def _check_device(device):
         resolve_device(device, "train.device", "--device cpu")
 
 
-def _check_modes(dry_run, show_status, report_only, executor, ray_address, plots_dir,
-                 html_path):
+def _check_modes(dry_run, show_status, report_only, executor, ray_address, ray_timeout,
+                 plots_dir, html_path):
     modes = [name for name, on in (("--dry-run", dry_run), ("--status", show_status),
                                    ("--report", report_only)) if on]
     if len(modes) > 1:
         raise UserError(f"{' and '.join(modes)}: choose one")
     if ray_address and executor != "ray":
         raise UserError("--ray-address joins a Ray cluster: give it with --executor ray")
+    if ray_timeout is not None and executor != "ray":
+        raise UserError("--ray-timeout waits for Ray: give it with --executor ray")
     if plots_dir and (dry_run or show_status):
         raise UserError(f"--plots draws the report's charts: not with {modes[0]}")
     if html_path and dry_run:
@@ -62,6 +49,9 @@ def _check_modes(dry_run, show_status, report_only, executor, ray_address, plots
 @click.option("--ray-address", metavar="ADDR",
               help="Join the Ray cluster whose head is at ADDR (HOST:6379; run this on one of "
                    "its nodes) instead of starting a local Ray.")
+@click.option("--ray-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="How long to wait for Ray to start, or the cluster at --ray-address to "
+                   "answer, before giving up (default: 60).")
 @click.option("--workers", type=click.IntRange(min=1),
               help="Runs at once (default: the cores divided by --threads).")
 @click.option("--threads", type=click.IntRange(min=1),
@@ -89,8 +79,8 @@ def _check_modes(dry_run, show_status, report_only, executor, ray_address, plots
                    "with float32 master weights.")
 @out_option
 @html_option
-def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_status, report_only,
-          retry_failed, fmt, plots_dir, db, device, dtype, out_path, html_path):
+def sweep(sweep_path, executor, ray_address, ray_timeout, workers, threads, dry_run, show_status,
+          report_only, retry_failed, fmt, plots_dir, db, device, dtype, out_path, html_path):
     """Train every grid point of the sweep FILE on every seed and report the answer.
 
     Runs already in the store are kept: a second start runs only what is missing, and an
@@ -101,8 +91,8 @@ def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_sta
 
         explorer sweep sweeps/positional.yaml --workers 2 --format markdown
     """
-    _check_modes(dry_run, show_status, report_only, executor, ray_address, plots_dir,
-                 html_path)
+    _check_modes(dry_run, show_status, report_only, executor, ray_address, ray_timeout,
+                 plots_dir, html_path)
     from pathlib import Path
 
     from ..sweep import load_sweep, make_plan
@@ -126,10 +116,10 @@ def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_sta
         return
     if dry_run:
         from ..analysis.report import to_json
-        from ..sweep.driver import default_threads
+        from ..sweep.driver import default_threads, remaining
         from ..sweep.estimate import dry_run_text, estimate
 
-        result = estimate(plan, _todo(plan, db), executor, workers,
+        result = estimate(plan, remaining(plan, db), executor, workers,
                           threads or default_threads(plan), ray_address)
         emit(to_json(result) if fmt == "json" else dry_run_text(result), out_path)
         return
@@ -140,7 +130,7 @@ def sweep(sweep_path, executor, ray_address, workers, threads, dry_run, show_sta
         progress = Progress(spec.name, enabled=fmt != "json" and sys.stderr.isatty())
         run_sweep(spec, executor=executor, workers=workers, threads=threads, db=db,
                   retry_failed=retry_failed, progress=progress, plan=plan,
-                  ray_address=ray_address)
+                  ray_address=ray_address, ray_timeout=ray_timeout)
     _report(spec, plan, db, fmt, plots_dir, out_path, html_path)
 
 
@@ -150,7 +140,8 @@ def _write_page(spec, plan, db, html_path, status=None, result=None):
     from ..html import provenance, sweep_page
     from ..sweep import report
 
-    result = result or report(spec, db, plan=plan)
+    # --status before the first start: the page of a sweep with every run pending
+    result = result or report(spec, db, plan=plan, missing_ok=status is not None)
     return write_html(sweep_page(result, status, provenance(
         this_command_line(), ", ".join(map(str, result["seeds"])), result["versions"])), html_path)
 

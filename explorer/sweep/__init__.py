@@ -22,18 +22,21 @@ __all__ = ["SweepFile", "Plan", "Store", "load_sweep", "make_plan", "run_sweep",
            "status"]
 
 
-def _open(sweep, db, plan):
+def _open(sweep, db, plan, missing_ok=False):
+    from .store import open_to_read
+
     if not hasattr(sweep, "grid"):
         sweep = load_sweep(sweep)
-    return plan or make_plan(sweep), Store(db or sweep.default_store(), readonly=True)
+    return plan or make_plan(sweep), open_to_read(db or sweep.default_store(), missing_ok)
 
 
-def report(sweep, db=None, fmt=None, plan=None):
+def report(sweep, db=None, fmt=None, plan=None, missing_ok=False):
     """The sweep's report from its store (mid-sweep too): a dict, or text when ``fmt`` is
-    ``"text"``, ``"markdown"`` or ``"json"``. ``sweep`` is a path or a SweepFile."""
+    ``"text"``, ``"markdown"`` or ``"json"``. ``sweep`` is a path or a SweepFile. A store not
+    created yet is an error, or with ``missing_ok`` a report with every run pending."""
     from .results import build_report, to_json, to_markdown, to_text
 
-    plan, store = _open(sweep, db, plan)
+    plan, store = _open(sweep, db, plan, missing_ok)
     try:
         result = build_report(plan, store)
     finally:
@@ -43,10 +46,11 @@ def report(sweep, db=None, fmt=None, plan=None):
 
 
 def status(sweep, db=None, plan=None):
-    """Where the sweep stands: counts by state, per point, runs in flight, the live driver."""
+    """Where the sweep stands: counts by state, per point, runs in flight, the live driver.
+    Before the first start (no store yet) every planned run is pending; nothing is created."""
     from .standing import build_status
 
-    plan, store = _open(sweep, db, plan)
+    plan, store = _open(sweep, db, plan, missing_ok=True)
     try:
         return build_status(plan, store)
     finally:

@@ -11,10 +11,12 @@ import contextlib
 import signal
 import threading
 from collections import deque
+from pathlib import Path
 
+from ..errors import ExplorerError
 from .executors import make_executor
 from .progress import Progress
-from .store import Store
+from .store import Store, open_to_read
 
 POLL_SECONDS = 0.5
 
@@ -41,14 +43,28 @@ def default_threads(plan):
     return plan.sweep.train.threads or 1
 
 
-def execute(plan, store, executor="local", workers=None, threads=None, retry_failed=False,
-            progress=None, **options):
-    """Run the plan's runs that are not done; return the executor's description (or None).
+def remaining(plan, db, retry_failed=False):
+    """The keys of the plan's runs a start would run (in plan order), read without writing: the
+    runs the store does not hold, pending ones, failed ones it retries, and those left running
+    by a driver that is gone."""
+    store = open_to_read(db, missing_ok=True)
+    try:
+        return _remaining(plan, store, retry_failed)
+    finally:
+        store.close()
 
-    ``executor`` is a name (the driver makes the executor and closes it) or an executor object
-    (the caller's: it stays open).
-    """
-    threads = threads or getattr(executor, "threads", None) or default_threads(plan)
+
+def _remaining(plan, store, retry_failed):
+    keys = [run.key for run in plan.runs]
+    held, todo = store.rows(keys), set(store.todo(keys, retry_failed))
+    stale = set() if store.driver_running() else {
+        k for k, row in held.items() if row["state"] == "running"}
+    return [k for k in keys if k not in held or k in todo or k in stale]
+
+
+def execute(plan, store, engine, threads, retry_failed=False, progress=None):
+    """Run the plan's runs that are not done on ``engine`` (an executor, or None when the caller
+    found nothing to run); return its description, or None when nothing was left to run."""
     keys = [run.key for run in plan.runs]
     with store.driver_lock():
         store.add(plan, threads)
@@ -56,17 +72,13 @@ def execute(plan, store, executor="local", workers=None, threads=None, retry_fai
         todo = store.todo(keys, retry_failed)
         if not todo:
             return None
-        owned = isinstance(executor, str)
-        engine = make_executor(executor, workers, threads, device=plan.sweep.train.device,
-                               **options) if owned else executor
-        try:
-            where = engine.describe()
-            runs = {run.key: run for run in plan.runs}
-            _drive(engine, store, deque(runs[k].task(threads) for k in todo), keys,
-                   progress or Progress(plan.sweep.name, enabled=False))
-        finally:
-            if owned:
-                engine.close()
+        if engine is None:  # another driver left runs between the caller's look and the lock
+            raise ExplorerError(f"{store.path}: runs were left to do while this sweep started; "
+                                "start it again")
+        where = engine.describe()
+        runs = {run.key: run for run in plan.runs}
+        _drive(engine, store, deque(runs[k].task(threads) for k in todo), keys,
+               progress or Progress(plan.sweep.name, enabled=False))
         return where
 
 
@@ -101,7 +113,8 @@ def run_sweep(sweep, executor="local", workers=None, threads=None, db=None, retr
     """Run a sweep: what its store holds as done is kept, the rest is run; return the report.
 
     ``sweep`` is a path or a :class:`explorer.sweep.SweepFile`; ``executor`` ``"local"``
-    (``workers`` processes), ``"ray"`` (``ray_address=`` joins a cluster) or an executor object
+    (``workers`` processes), ``"ray"`` (``ray_address=`` joins a cluster, ``ray_timeout=``
+    seconds to wait for Ray to start or answer; None: 60) or an executor object
     (:mod:`explorer.sweep.executors`), which is left open; ``threads`` per run
     (default: the sweep's ``train.threads``, else 1); ``db`` the SQLite store (default: beside
     the sweep file); ``retry_failed`` runs failed runs again (a run whose worker was killed is
@@ -113,12 +126,29 @@ def run_sweep(sweep, executor="local", workers=None, threads=None, db=None, retr
     if not hasattr(sweep, "grid"):
         sweep = load_sweep(sweep)
     plan = plan or make_plan(sweep)
-    store = Store(db or sweep.default_store())
+    db = Path(db or sweep.default_store())
+    threads = threads or getattr(executor, "threads", None) or default_threads(plan)
+    engine = executor
+    if isinstance(executor, str):
+        # Started before the store is opened for writing: an executor that cannot start (a Ray
+        # that is not there) leaves the store as it was, or not created. Nothing to run: none.
+        peek = open_to_read(db, missing_ok=True)
+        try:
+            peek.refuse_if_driven()
+            todo = _remaining(plan, peek, retry_failed)
+        finally:
+            peek.close()
+        engine = make_executor(executor, workers, threads, device=plan.sweep.train.device,
+                               **options) if todo else None
     try:
-        where = execute(plan, store, executor, workers, threads, retry_failed, progress,
-                        **options)
-        report = build_report(plan, store)
+        store = Store(db)
+        try:
+            where = execute(plan, store, engine, threads, retry_failed, progress)
+            report = build_report(plan, store)
+        finally:
+            store.close()
     finally:
-        store.close()
+        if engine is not None and engine is not executor:  # ours; the caller's stays open
+            engine.close()
     report["executor"] = where
     return report

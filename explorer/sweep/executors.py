@@ -117,7 +117,7 @@ class LocalExecutor:
                 continue
             worker.process.join()
             outcomes.append(killed(worker.task, f"its worker process (pid {worker.process.pid}) "
-                                   f"died ({_exit_reason(worker.process.exitcode)})"))
+                                   f"died ({exit_reason(worker.process.exitcode)})"))
             self._workers.remove(worker)
         return outcomes
 
@@ -150,7 +150,7 @@ def local_description(workers, threads):
             f"thread{'s' * (threads != 1)} = {used} of {cores} cores ({fit} this machine)")
 
 
-def _exit_reason(code):
+def exit_reason(code):
     if code is not None and code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"

@@ -64,21 +64,47 @@ class Store:
         self.path = Path(path)
         if readonly and not self.path.exists():
             raise ExplorerError(f"{self.path}: no such store; run the sweep first")
+        self.db = None
         try:
             if readonly:
                 self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(self.path, timeout=30)
+            self._check_is_store(readonly)  # before anything is written
+            if not readonly:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
                 with self.db:
                     self.db.executescript(SCHEMA)
         except sqlite3.Error as exc:
+            self._close_db()
             raise ExplorerError(f"{self.path}: cannot open the sweep store: {exc}") from None
+        except ExplorerError:
+            self._close_db()
+            raise
         self.db.row_factory = sqlite3.Row
         self.driver = driver_id()
         self._lock = None
+
+    def _check_is_store(self, readonly):
+        """Refuse a file that is not a sweep's store (another program's database, a text file):
+        writing our tables into it would damage it, reading it would fail on every query."""
+        try:
+            tables = {name for name, in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:  # not SQLite at all
+            why = str(exc)
+        else:
+            if "runs" in tables or not (tables or readonly):  # ours, or new
+                return
+            why = "an SQLite database without a runs table" if tables else "an empty file"
+        raise ExplorerError(f"{self.path}: is not an explorer sweep store (SQLite): {why}; "
+                            "give --db the store of a sweep, or a path that does not exist yet")
+
+    def _close_db(self):
+        if self.db is not None:
+            self.db.close()
 
     def close(self):
         self.db.close()
@@ -96,9 +122,7 @@ class Store:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.close()
-            holder = self.meta("driver") or "another process"
-            raise ExplorerError(f"{self.path}: another driver ({holder}) is running this sweep; "
-                                "follow it with --status or --report") from None
+            raise self._taken(self.meta("driver")) from None
         self._lock = lock
         try:
             self.set_meta("driver", f"{self.driver} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
@@ -106,6 +130,17 @@ class Store:
         finally:
             self._lock = None
             lock.close()  # releases the flock
+
+    def refuse_if_driven(self):
+        """Raise what :meth:`driver_lock` would if another live driver holds this store (checked
+        before starting an executor: a refused start then costs nothing)."""
+        holder = self.driver_running()
+        if holder:
+            raise self._taken(holder)
+
+    def _taken(self, holder):
+        return ExplorerError(f"{self.path}: another driver ({holder or 'another process'}) is "
+                             "running this sweep; follow it with --status or --report")
 
     def driver_running(self):
         """The live driver holding this store (its description), or None."""
@@ -220,3 +255,40 @@ class Store:
             chunk = keys[i: i + 500]
             yield from self.db.execute(
                 f"SELECT {columns} FROM runs WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+
+
+class MissingStore:
+    """The store of a sweep not run yet, read as empty (every run pending) without creating
+    it: ``--status`` and ``--dry-run`` before the first start."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def rows(self, keys):
+        return {}
+
+    def todo(self, keys, retry_failed=False):
+        return []
+
+    def counts(self, keys):
+        return dict.fromkeys(STATES, 0)
+
+    def others(self, keys):
+        return 0
+
+    def driver_running(self):
+        return None
+
+    def refuse_if_driven(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def open_to_read(path, missing_ok=False):
+    """The store at ``path``, read-only; with ``missing_ok``, a :class:`MissingStore` if there is
+    none yet (no file, or the empty file a start that stopped at once leaves)."""
+    if missing_ok and (not Path(path).exists() or Path(path).stat().st_size == 0):
+        return MissingStore(path)
+    return Store(path, readonly=True)

@@ -4,7 +4,7 @@
 base: ../specs/tiny.yaml            # one spec, or a list of specs (each a grid point of its own)
 set: {model.n_layers: 2}            # optional: overrides for every point, as --set spells them
 grid:                               # any spec key as --set spells it, or train.KEY
-  components.positional: [learned, rope, alibi, none]
+  components.positional: [learned, rope, alibi, none]   # two points at least (or two bases)
 baseline: {components.positional: learned}   # deltas are against this point (default: the first)
 seeds: [1, 2, 3]                    # or a count: seeds: 3 is [1, 2, 3]
 train: {batch_size: 16, seq_len: 128, lr: 3.0e-3, warmup: 60, schedule: cosine}
@@ -115,6 +115,21 @@ def _grid(source, value):
     return grid
 
 
+def _check_compares(source, doc, bases, grid):
+    """A sweep compares grid points: refuse one that has a single point. Seeds are not points:
+    they measure each point's spread, not a difference between points."""
+    points = len(bases)
+    for values in grid.values():
+        points *= len(values)
+    if points > 1:
+        return
+    problem = ("missing" if "grid" not in doc else "is empty" if not grid else
+               "gives every key one value")
+    raise SpecError(source, "grid", f"{problem}: one point, a sweep with nothing to compare",
+                    "give a key two or more values, e.g. grid: {components.norm: [layernorm, "
+                    "rmsnorm]}, or several specs as base: [a.yaml, b.yaml]")
+
+
 def _seeds(source, value):
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return tuple(range(1, value + 1))
@@ -211,6 +226,7 @@ def load_sweep(path):
             raise SpecError(source, f"set.{key}", "is a train setting",
                             f"put it under train: as {key[len(TRAIN_PREFIX):]}")
     grid = _grid(source, doc.get("grid", {}))
+    _check_compares(source, doc, bases, grid)
     overlap = sorted(set(fixed) & set(grid))
     if overlap:
         raise SpecError(source, f"set.{overlap[0]}", "is also a grid key", "vary it or fix it")

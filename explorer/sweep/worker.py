@@ -125,8 +125,8 @@ def execute_run(task, corpus_text=None):
     return outcome
 
 
-def _die_with_parent(parent):
-    """Linux: have the kernel kill this worker when its driver dies (SIGKILL included)."""
+def die_with_parent(parent):
+    """Linux: have the kernel kill this process when its driver dies (SIGKILL included)."""
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -141,7 +141,7 @@ def _die_with_parent(parent):
 
 def worker_main(conn, parent):
     """A local worker process: take tasks from ``conn``, send back outcomes, until told to stop."""
-    _die_with_parent(parent)
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     from .. import training  # noqa: F401  (pay torch's import before the first task)
 

@@ -149,7 +149,7 @@ def test_report_records_provenance(make_spec):
     report = explorer.analyze(make_spec(), only=["params"])
     assert report["components"]["norm"]["plugin"] == "explorer.plugins.norm"
     assert report["components"]["norm"]["distribution"].startswith("explorer ")
-    assert report["environment"]["torch"] == torch.__version__.split("+")[0]
+    assert report["environment"]["torch"] == torch.__version__
     assert report["spec"]["model"]["emb_dim"] == 16
 
 

@@ -352,6 +352,25 @@ def test_sweep_page_mid_sweep_has_the_json_reports_figures(capsys, mid_sweep, tm
                                         "driver: none running"]
 
 
+def test_every_page_gives_the_torch_build_that_measured_it(capsys, mid_sweep, write_spec,
+                                                          tmp_path):
+    """The full version, "2.13.0+cpu": the build (cpu, cu121) is part of what ran."""
+    import importlib.metadata
+
+    import torch
+
+    pages = {name: tmp_path / f"{name}.html" for name in ("build", "compare", "sweep")}
+    spec = write_spec(tiny("tiny"))
+    for args in (["build", spec, "--only", "params", "--html", pages["build"]],
+                 ["compare", spec, spec, "--only", "params", "--html", pages["compare"]],
+                 ["sweep", mid_sweep, "--report", "--html", pages["sweep"]]):
+        code, out, err = run_cli(capsys, *args)
+        assert code == 0, err
+    shown = {name: provenance(parse(page.read_text()))["torch"] for name, page in pages.items()}
+    assert shown == dict.fromkeys(pages, torch.__version__)
+    assert torch.__version__ == importlib.metadata.version("torch")
+
+
 def test_the_sweep_page_imports_no_torch(mid_sweep, tmp_path):
     code = ("import sys\nfrom explorer.cli import main\ntry:\n"
             f"    main(['sweep', {str(mid_sweep)!r}, '--report', '--html', "

@@ -38,6 +38,11 @@ def edit(path, **changes):
     ({"grid": {"components.norm": "rmsnorm"}}, "grid.components.norm: expected a non-empty list "
                                                "of values, got 'rmsnorm'"),
     ({"grid": {"seed": [1, 2]}}, "grid.seed: does not change what is trained"),
+    # one point over two seeds: each seed's spread, but nothing to compare it with
+    ({"grid": {}}, "grid: is empty: one point, a sweep with nothing to compare; give a key two "
+                   "or more values, e.g. grid: {components.norm: [layernorm, rmsnorm]}, or "
+                   "several specs as base: [a.yaml, b.yaml]"),
+    ({"grid": {"components.norm": ["rmsnorm"]}}, "grid: gives every key one value: one point"),
     ({"grid": {"train.lr": [1e-3, -1]}}, "grid.train.lr: must be > 0, got -1"),
     ({"baseline": {"components.norm": "scalenorm"}}, "baseline.components.norm: 'scalenorm' is "
                                                      "not one of its grid values"),

@@ -297,17 +297,14 @@ def test_the_device_figures_are_printed_beside_the_prediction():
                      "1,000.00 MB  (measured / predicted = 0.90)"]
 
 
-def test_ray_asks_for_a_gpu_per_run_on_cuda(monkeypatch):
-    from explorer.sweep import ray_executor
+def test_ray_asks_for_a_gpu_per_run_on_cuda():
+    from explorer.sweep.ray_executor import RaySession
 
     asked = []
 
     class FakeRay:
-        def is_initialized(self):
-            return True
-
-        def cluster_resources(self):
-            return {"CPU": 4, "GPU": 2}
+        def init(self, **options):
+            pass
 
         def remote(self, fn):
             class Remote:
@@ -316,9 +313,8 @@ def test_ray_asks_for_a_gpu_per_run_on_cuda(monkeypatch):
                     return self
             return Remote()
 
-    monkeypatch.setattr(ray_executor, "import_ray", lambda local: FakeRay())
-    ray_executor.RayExecutor(threads=2, device="cuda")
-    ray_executor.RayExecutor(threads=2, device="cpu")
+    RaySession(FakeRay(), threads=2, device="cuda")
+    RaySession(FakeRay(), threads=2, device="cpu")
     assert [(a["num_cpus"], a["num_gpus"]) for a in asked] == [(2, 1), (2, 0)]
 
 
