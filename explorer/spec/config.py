@@ -7,9 +7,13 @@ import copy
 import os
 from dataclasses import asdict, dataclass, field, fields
 
-from explorer.registry.params import option
+from explorer.registry.params import Param, option
 from explorer.spec.layers import resolve, resolve_layer
 
+# Seeds fit a signed 64-bit integer: torch's generators, SQLite's INTEGER (a sweep's store).
+MAX_SEED = 2**63 - 1
+SEED = Param("seed", int, 123, "the seed of the initial weights (and of training and sampling)",
+             min=0, max=MAX_SEED)
 _RATE = {"min": 0, "max": 1, "exclusive_max": True, "valid": "a dropout rate in [0, 1)"}
 
 

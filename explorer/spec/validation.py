@@ -12,7 +12,7 @@ from pathlib import Path
 from explorer.registry.components import COMPONENT_KINDS
 from explorer.registry.params import REQUIRED, Checker, Param
 from explorer.registry.params import show as _show
-from explorer.spec.config import ComponentChoice, ModelConfig, Spec
+from explorer.spec.config import SEED, ComponentChoice, ModelConfig, Spec
 from explorer.errors import ParamError, PluginError, SpecError
 from explorer.registry.plugin_manager import unknown_name_message
 
@@ -92,9 +92,7 @@ def validate(doc, source, origins, registry):
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise v.error("description", f"expected a string, got {_show(description)}")
-    seed = doc.get("seed", 123)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise v.error("seed", f"expected a non-negative integer, got {_show(seed)}")
+    seed = v.value(SEED, doc.get("seed", SEED.default), "seed")
     tokenizer = doc.get("tokenizer", "gpt2")
     try:
         if not isinstance(tokenizer, str):

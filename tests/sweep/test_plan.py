@@ -44,6 +44,10 @@ def edit(path, **changes):
     ({"baseline": {"model.n_layers": 2}}, "baseline.model.n_layers: is not a grid key"),
     ({"seeds": [1, 1]}, "seeds: lists a seed twice"),
     ({"seeds": "three"}, "seeds: expected a list of seeds"),
+    # 2**70 used to be accepted, and to fail in every run with an overflow.
+    ({"seeds": [1, 2**70]}, "seeds[1]: must be <= 9223372036854775807, got "
+                            "1180591620717411303424"),
+    ({"seeds": [-1]}, "seeds[0]: must be >= 0, got -1"),
     ({"train": {"lrr": 1e-3}}, "train.lrr: unknown setting; did you mean 'lr'?"),
     ({"budget": {"tokens": 10}}, "train.budget: at point norm=layernorm: {tokens: 10} is less "
                                  "than one step of 4 x 16 tokens; at least 64"),
