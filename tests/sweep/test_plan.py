@@ -63,6 +63,18 @@ def test_a_bad_sweep_file_is_one_line_naming_the_file_and_key(tmp_path, changes,
     assert "\n" not in str(error.value)
 
 
+def test_a_sweep_file_nested_too_deep_is_one_line(tmp_path, capsys):
+    # It used to be "internal error: RecursionError", exit 1.
+    path = write_sweep(tmp_path)
+    path.write_text(path.read_text() + "set: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", str(path), "--dry-run"])
+    assert exit_.value.code == 2
+    line = capsys.readouterr().err
+    assert line.startswith(f"Error: {path}: line ") and line.endswith(
+        ": nested more than 100 levels deep; at most 100 levels of mappings and lists\n")
+
+
 def test_the_cli_prints_one_line_and_exits_2(tmp_path, capsys):
     path = edit(write_sweep(tmp_path), grid={"components.attention": ["mha", "flash"]})
     with pytest.raises(SystemExit) as exit_:
