@@ -5,10 +5,10 @@ import sys
 
 import click
 
-from .options import MIXED_PRECISION, UserError, check_html_path, corpus_option, device_options, \
-    emit, format_option, html_option, ignore_config_option, manager_with_plugins, only_names, \
-    only_option, out_option, plugins_option, spec_and_weights, this_command_line, torch_device, \
-    warn_broken, weights_option, with_corpus, write_html
+from .options import MIXED_PRECISION, UserError, check_html_path, check_seed, corpus_option, \
+    device_options, emit, format_option, html_option, ignore_config_option, manager_with_plugins, \
+    only_names, only_option, out_option, plugins_option, spec_and_weights, this_command_line, \
+    torch_device, warn_broken, weights_option, with_corpus, write_html
 
 
 @click.command()
@@ -86,7 +86,8 @@ def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights
 @only_option
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a spec key in every spec, e.g. model.n_layers=2. Repeatable.")
-@click.option("--seed", type=int, help="The seed for every spec (default: the first spec's).")
+@click.option("--seed", type=int, callback=check_seed,
+              help="The seed for every spec, 0 to 2**63-1 (default: the first spec's).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
               show_default=True, help="Output format.")
 @click.option("--figures", "figure_patterns", multiple=True, metavar="PATTERN",

@@ -6,7 +6,7 @@ import unicodedata
 
 import click
 
-from .options import UserError, device_options, format_option, ignore_config_option, \
+from .options import UserError, check_seed, device_options, format_option, ignore_config_option, \
     manager_with_plugins, plugins_option, spec_and_weights, torch_device, warn_broken, \
     weights_option
 
@@ -39,7 +39,8 @@ def _echo_piece(text, escape):
 @click.option("--top-k", type=int, help="Sample only from the K likeliest tokens.")
 @click.option("--top-p", type=float,
               help="Nucleus sampling: the smallest set of tokens with probability P, in (0, 1].")
-@click.option("--seed", type=int, help="Seed for sampling (default: the spec's seed).")
+@click.option("--seed", type=int, callback=check_seed,
+              help="Seed for sampling, 0 to 2**63-1 (default: the spec's seed).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a spec key for this run, e.g. model.n_layers=2. Repeatable.")
 @format_option

@@ -17,6 +17,19 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
+def check_seed(ctx, param, value):
+    """A ``--seed`` checked as a spec's ``seed:`` is (0 to 2**63-1), in one line."""
+    if value is None:
+        return None
+    from ..errors import ParamError
+    from ..spec.config import SEED
+
+    try:
+        return SEED.check(value)
+    except ParamError as exc:
+        raise UserError(f"--seed: {exc}") from None
+
+
 def plugins_option(f):
     return click.option(
         "-p", "--plugin", "plugins", multiple=True, metavar="MODULE|FILE.py",

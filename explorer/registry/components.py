@@ -5,11 +5,10 @@ imports torch. A factory may be given as ``"module:attribute"`` and is imported 
 """
 
 import importlib
-import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
-from explorer.errors import ParamError
+from explorer.registry.params import Param  # noqa: F401 - the parameters' type, public here
 
 # The component kinds a spec's ``components:`` section names, in the order the report lists them.
 COMPONENT_KINDS = (
@@ -18,73 +17,6 @@ COMPONENT_KINDS = (
 # Registered like components, chosen by the spec's top-level ``tokenizer:`` key.
 TOKENIZER_KIND = "tokenizer"
 REGISTERED_KINDS = (*COMPONENT_KINDS, TOKENIZER_KIND)
-
-_TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str", list: "list", dict: "dict"}
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter of a component or an analysis, as a spec writes it.
-
-    The one source of its default: the core passes every declared parameter to the factory (or
-    the analysis's ``run``), so their signatures carry no defaults. ``min``/``max`` bound a
-    number (inclusive; ``exclusive_min=True`` makes the lower bound strict: ``> min``); a float
-    must be finite.
-    """
-
-    name: str
-    type: type  # int, float, bool, str, list or dict
-    default: Any
-    help: str = ""
-    choices: tuple = ()  # the allowed values, when only a few are
-    # True when the value picks only how the same function is computed (an ``impl``): the
-    # weights mean the same whatever it is, so a checkpoint loads under any value of it.
-    numerics_only: bool = False
-    min: float | None = None
-    max: float | None = None
-    exclusive_min: bool = False
-
-    @property
-    def type_name(self):
-        return _TYPE_NAMES.get(self.type, getattr(self.type, "__name__", str(self.type)))
-
-    @property
-    def range_text(self):
-        """The bounds as a reader writes them, e.g. ``>= 1``, ``> 0, <= 1``, or ""."""
-        parts = []
-        if self.min is not None:
-            parts.append(f"{'>' if self.exclusive_min else '>='} {self.min}")
-        if self.max is not None:
-            parts.append(f"<= {self.max}")
-        return ", ".join(parts)
-
-    def check(self, value):
-        """Return ``value`` converted to this parameter's type, or raise ParamError saying why."""
-        if value is None and self.default is None:
-            return None
-        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if self.type is list and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            value = [value]
-        ok = isinstance(value, self.type) and not (self.type is not bool and isinstance(value, bool))
-        if not ok:
-            raise ParamError(self.name, f"expected {self.type_name}, got {value!r}")
-        if self.choices and value not in self.choices:
-            raise ParamError(self.name,
-                             f"{value!r} is not one of {', '.join(map(repr, self.choices))}")
-        if self.type in (int, float):
-            self._check_range(value)
-        return value
-
-    def _check_range(self, value):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ParamError(self.name, f"expected a finite number, got {value!r}")
-        low_ok = self.min is None or (value > self.min if self.exclusive_min else value >= self.min)
-        if not low_ok:
-            raise ParamError(self.name, f"must be {'>' if self.exclusive_min else '>='} "
-                                        f"{self.min}, got {value!r}")
-        if self.max is not None and not value <= self.max:
-            raise ParamError(self.name, f"must be <= {self.max}, got {value!r}")
 
 
 def _resolve(target):

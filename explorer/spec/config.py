@@ -5,38 +5,62 @@ Plain frozen dataclasses (litgpt-style): everything after validation can trust t
 
 import copy
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
+from explorer.registry.params import Param, option
 from explorer.spec.layers import resolve, resolve_layer
 
-DROPOUT_PLACES = ("embedding", "attention", "residual")
+# Seeds fit a signed 64-bit integer: torch's generators, SQLite's INTEGER (a sweep's store).
+MAX_SEED = 2**63 - 1
+SEED = Param("seed", int, 123, "the seed of the initial weights (and of training and sampling)",
+             min=0, max=MAX_SEED)
+_RATE = {"min": 0, "max": 1, "exclusive_max": True, "valid": "a dropout rate in [0, 1)"}
 
 
 @dataclass(frozen=True)
 class Dropout:
-    embedding: float = 0.0  # after the token + position embeddings
-    attention: float = 0.0  # on the attention weights
-    residual: float = 0.0  # on each sublayer's output, before it joins the shortcut
+    embedding: float = option("after the token + position embeddings", 0.0, **_RATE)
+    attention: float = option("on the attention weights", 0.0, **_RATE)
+    residual: float = option("on each sublayer's output, before it joins the shortcut", 0.0,
+                             **_RATE)
+
+
+DROPOUT_PLACES = tuple(f.name for f in fields(Dropout))
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    vocab_size: int  # rows of the token embedding and the output head
-    context_length: int  # the longest sequence the model accepts
-    emb_dim: int  # the width of the residual stream
-    n_heads: int  # attention heads per block
-    n_layers: int  # transformer blocks
-    qkv_bias: bool = False  # biases on the query, key and value projections
-    dropout: Dropout = field(default_factory=Dropout)
+    """A spec's ``model:`` section. Each field is an option
+    (:func:`explorer.registry.params.option`): the keys a spec may write, their checks when it
+    loads and ``to_dict`` all come from these fields, so a new key is one new field."""
+
+    # The sizes' maxima: far beyond any real model (GPT-3 175B: 96 layers, 12,288 wide), but
+    # small enough that even assembling the model on the meta device finishes in seconds.
+    vocab_size: int = option("rows of the token embedding and the output head", min=1,
+                             max=2**24)
+    context_length: int = option("the longest sequence the model accepts", min=1, max=2**21)
+    emb_dim: int = option("the width of the residual stream", min=1, max=2**17)
+    n_heads: int = option("attention heads per block", min=1, max=2**12)
+    n_layers: int = option("transformer blocks", min=1, max=1024)
+    qkv_bias: bool = option("biases on the query, key and value projections", False)
+    # Numerics-only: the weights mean the same at any rate (a checkpoint loads under any).
+    dropout: Dropout = option("dropout rates: {embedding, attention, residual}", factory=Dropout,
+                              shorthand="drop_rate", numerics_only=True)
     # Gemma: multiply the token embeddings by sqrt(emb_dim), cast to their dtype, before anything
     # else sees them (the embedding is initialised, and tied, at the scale of the head).
-    scale_embeddings: bool = False
+    scale_embeddings: bool = option("scale the token embeddings by sqrt(emb_dim) (Gemma)", False)
     # Gemma 2: the logits become c * tanh(logits / c), so none exceeds c in size; 0 = off.
-    logit_softcap: float = 0.0
+    logit_softcap: float = option("soft-cap the final logits at this size (0: off; Gemma 2: 30)",
+                                  0.0, min=0, valid="0 for no final-logit soft-capping, e.g. "
+                                                    "30.0 (Gemma 2)")
 
     @property
     def head_dim(self):
         return self.emb_dim // self.n_heads
+
+    def to_dict(self):
+        """The model keys as plain data, in field order (dropout as a mapping)."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -82,19 +106,12 @@ class Spec:
         With ``relative_to`` (a folder), plugin file paths are written relative to it, so a
         checkpoint moved together with its plugin files still finds them.
         """
-        m = self.model
         doc = {
             "name": self.name,
             "description": self.description,
             "seed": self.seed,
             "tokenizer": self.tokenizer,
-            "model": {
-                "vocab_size": m.vocab_size, "context_length": m.context_length,
-                "emb_dim": m.emb_dim, "n_heads": m.n_heads, "n_layers": m.n_layers,
-                "qkv_bias": m.qkv_bias,
-                "dropout": {p: getattr(m.dropout, p) for p in DROPOUT_PLACES},
-                "scale_embeddings": m.scale_embeddings, "logit_softcap": m.logit_softcap,
-            },
+            "model": self.model.to_dict(),
             "components": {k: {"name": c.name, **c.params} for k, c in self.components.items()},
             "plugins": [_relative(p, relative_to) for p in self.plugins],
             "analyses": copy.deepcopy(self.analyses),

@@ -14,6 +14,55 @@ from explorer.spec.config import DROPOUT_PLACES
 from explorer.errors import SpecError
 from explorer.registry.plugin_manager import is_plugin_path
 
+# How deep a YAML document may nest (a spec needs about 5 levels). PyYAML builds a document
+# recursively, so thousands of nested [ would exhaust Python's stack before any check ran.
+MAX_DEPTH = 100
+
+
+class NestingError(Exception):
+    """A YAML document nested deeper than MAX_DEPTH, or holding itself through an alias."""
+
+    def __init__(self, mark, problem, valid):
+        super().__init__(problem)
+        self.mark, self.problem, self.valid = mark, problem, valid
+
+    @property
+    def where(self):
+        return f"line {self.mark.line + 1}, column {self.mark.column + 1}"
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a document nested more than MAX_DEPTH levels, and an
+    alias inside the node it names (``&a [*a]``: a structure that contains itself)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._open = []  # the anchors (or None) of the nodes being composed, outermost first
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) and event.anchor in self._open:
+            raise NestingError(event.start_mark, f"*{event.anchor} is inside the node it names "
+                               "(a structure that holds itself)",
+                               "an alias may repeat a node elsewhere, not inside itself")
+        if len(self._open) >= MAX_DEPTH:
+            raise NestingError(event.start_mark, f"nested more than {MAX_DEPTH} levels deep",
+                               f"at most {MAX_DEPTH} levels of mappings and lists")
+        self._open.append(getattr(event, "anchor", None))
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._open.pop()
+
+
+def load_yaml(text):
+    """``yaml.safe_load(text)``, refusing what would nest too deep (:class:`NestingError`)."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
 
 def read_yaml(path, what="YAML spec", shape="a spec is a YAML mapping with a model: section"):
     """The YAML mapping in ``path``, or a SpecError saying why there is none. ``what`` names the
@@ -27,7 +76,9 @@ def read_yaml(path, what="YAML spec", shape="a spec is a YAML mapping with a mod
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(path, None, f"cannot read: {exc}") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text)
+    except NestingError as exc:
+        raise SpecError(path, exc.where, exc.problem, exc.valid) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
@@ -132,8 +183,13 @@ def parse_override(text):
     if not sep or not key or any(not part for part in key.split(".")):
         raise SpecError("--set", text, "expected KEY=VALUE with a dotted key",
                         "e.g. --set components.norm=layernorm or --set model.n_layers=2")
+    if key.count(".") >= MAX_DEPTH:
+        raise SpecError("--set", key[:60] + "...", f"the key is nested more than {MAX_DEPTH} "
+                        "levels deep", "a spec key as a file writes it, e.g. model.n_layers")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
+    except NestingError as exc:
+        raise SpecError(f"--set {key}", None, f"the value is {exc.problem}", exc.valid) from None
     except yaml.YAMLError:
         value = raw
     return key, value

@@ -7,13 +7,13 @@ line naming the file (or ``--set``) that wrote the offending key, the key, and w
 """
 
 import inspect
-import math
-import re
 from pathlib import Path
 
 from explorer.registry.components import COMPONENT_KINDS
-from explorer.spec.config import DROPOUT_PLACES, ComponentChoice, Dropout, ModelConfig, Spec
-from explorer.errors import ParamError, PluginError, SpecError, did_you_mean
+from explorer.registry.params import REQUIRED, Checker, Param
+from explorer.registry.params import show as _show
+from explorer.spec.config import SEED, ComponentChoice, ModelConfig, Spec
+from explorer.errors import ParamError, PluginError, SpecError
 from explorer.registry.plugin_manager import unknown_name_message
 
 # The book's GPT-2 choices, used for any kind a spec leaves out.
@@ -26,88 +26,27 @@ DEFAULT_COMPONENTS = {
     "residual": "pre_norm",
     "weight_tying": "none",
 }
-# Far beyond any real model (GPT-3 175B: 96 layers, 12,288 wide), but small enough that even
-# assembling the model on the meta device finishes in seconds rather than hanging.
-MAX_SIZES = {"vocab_size": 2**24, "context_length": 2**21, "emb_dim": 2**17, "n_heads": 2**12,
-             "n_layers": 1024}
-SIZE_KEYS = tuple(MAX_SIZES)
-# What a spec's model: section may hold (drop_rate is shorthand for dropout).
-MODEL_KEYS = (*SIZE_KEYS, "qkv_bias", "drop_rate", "dropout", "scale_embeddings", "logit_softcap")
 TOP_KEYS = ("extends", "name", "description", "seed", "tokenizer", "model", "components",
             "layers", "plugins", "analyses")
 
 
-class _Validator:
+class _Validator(Checker):
+    """The engine (:class:`explorer.registry.params.Checker`) with the registry the spec's
+    component and analysis names are looked up in."""
+
     def __init__(self, source, origins, registry):
-        self.source, self.origins, self.registry = source, origins, registry
-
-    def origin(self, key):
-        """The file (or ``--set KEY``) that wrote ``key``, or the closest enclosing key: a
-        parameter left at its default belongs to whoever chose the component."""
-        parts = re.sub(r"\[\d+\]", "", key).split(".")  # layers[1].every was written by layers
-        while parts:
-            found = self.origins.get(".".join(parts))
-            if found is not None:
-                return found
-            parts.pop()
-        return self.source
-
-    def error(self, key, problem, valid=None):
-        return SpecError(self.origin(key), key, problem, valid)
-
-    def unknown_keys(self, node, allowed, prefix):
-        for key in node:
-            if key not in allowed:
-                hint = did_you_mean(key, allowed)
-                shown = key if isinstance(key, str) and key.isidentifier() else repr(key)
-                raise self.error(f"{prefix}{shown}", "unknown key",
-                                 f"{hint}valid keys: {', '.join(allowed)}")
-
-    def mapping(self, node, key):
-        if not isinstance(node, dict):
-            raise self.error(key, f"expected a mapping, got {_show(node)}")
-        return node
+        super().__init__(source, origins)
+        self.registry = registry
 
     def integer(self, node, key, minimum=1, maximum=None):
-        value = node.get(key.rsplit(".", 1)[-1])
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"expected an integer, got {_show(value)}",
-                             f"a whole number >= {minimum}")
-        if value < minimum:
-            raise self.error(key, f"must be >= {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise self.error(key, f"must be <= {maximum:,}, got {value:,}")
-        return value
+        """``node``'s whole-number value at ``key`` (a dotted key, the last part in ``node``)."""
+        name = key.rsplit(".", 1)[-1]
+        return self.value(Param(name, int, REQUIRED, min=minimum, max=maximum), node.get(name),
+                          key)
 
-    def boolean(self, node, key):
-        value = node.get(key.rsplit(".", 1)[-1], False)
-        if not isinstance(value, bool):
-            raise self.error(key, f"expected true or false, got {_show(value)}")
-        return value
-
-    def rate(self, value, key):
-        value = _as_float(value)
-        if not isinstance(value, float) or not (0.0 <= value < 1.0) or math.isnan(value):
-            raise self.error(key, f"dropout rate must be in [0, 1), got {_show(value)}")
-        return value
-
-    def params(self, key, owner, given):
-        """Merge ``given`` over ``owner``'s declared defaults, checking each name, type and range."""
-        values = owner.defaults()
-        declared = [p.name for p in owner.params]
-        for pname, value in given.items():
-            param = owner.param(pname)
-            if param is None:
-                hint = did_you_mean(pname, declared)
-                raise self.error(f"{key}.{pname}", f"unknown parameter of {_what(owner)}",
-                                 f"{hint}parameters: {', '.join(declared) or 'none'}")
-            if param.type is float:
-                value = _as_float(value)
-            try:
-                values[pname] = param.check(value)
-            except ParamError as exc:
-                raise self.error(f"{key}.{pname}", exc.problem, exc.valid) from None
-        return values
+    def component_params(self, key, owner, given):
+        """Merge ``given`` over ``owner``'s declared defaults, each name, type and range checked."""
+        return self.params(key, owner.params, given, _what(owner))
 
     def cross_check(self, key, owner, provider, config, values, choices=None):
         """Run ``owner``'s ``check(config, params)``; its ParamError names a key under ``key``.
@@ -143,25 +82,6 @@ def _what(owner):
     return f"{getattr(owner, 'kind', 'analysis')} {owner.name!r}"
 
 
-def _as_float(value):
-    """Numbers as floats; also YAML 1.1's ``1e-5``, which PyYAML reads as a string."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _show(value):
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def validate(doc, source, origins, registry):
     """The typed :class:`Spec` for a merged spec document, or a one-line SpecError."""
     v = _Validator(source, origins, registry)
@@ -172,9 +92,7 @@ def validate(doc, source, origins, registry):
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise v.error("description", f"expected a string, got {_show(description)}")
-    seed = doc.get("seed", 123)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise v.error("seed", f"expected a non-negative integer, got {_show(seed)}")
+    seed = v.value(SEED, doc.get("seed", SEED.default), "seed")
     tokenizer = doc.get("tokenizer", "gpt2")
     try:
         if not isinstance(tokenizer, str):
@@ -209,7 +127,7 @@ def validate(doc, source, origins, registry):
             analysis = registry.analysis(aname)
         except KeyError as exc:
             raise v.error(key, exc.args[0]) from None
-        options[aname] = v.params(key, analysis, v.mapping(given or {}, key))
+        options[aname] = v.component_params(key, analysis, v.mapping(given or {}, key))
         v.cross_check(key, analysis, registry.provider[("analysis", aname)], config,
                       options[aname])
 
@@ -222,28 +140,12 @@ def _model_config(v, doc, source):
     if "model" not in doc:
         raise SpecError(source, "model", "missing",
                         "a spec needs model: {vocab_size, context_length, emb_dim, n_heads, n_layers}")
-    model = v.mapping(doc["model"], "model")
-    v.unknown_keys(model, MODEL_KEYS, "model.")
-    sizes = {}
-    for key in SIZE_KEYS:
-        if key not in model:
-            raise v.error(f"model.{key}", "missing", "a whole number >= 1")
-        sizes[key] = v.integer(model, f"model.{key}", maximum=MAX_SIZES[key])
-    if sizes["emb_dim"] % sizes["n_heads"]:
-        raise v.error("model.emb_dim", f"emb_dim {sizes['emb_dim']} is not divisible by "
-                      f"n_heads {sizes['n_heads']}",
+    config = ModelConfig(**v.fields(ModelConfig, doc["model"], "model"))
+    if config.emb_dim % config.n_heads:
+        raise v.error("model.emb_dim", f"emb_dim {config.emb_dim} is not divisible by "
+                      f"n_heads {config.n_heads}",
                       "choose emb_dim a multiple of n_heads (head size = emb_dim / n_heads)")
-    qkv_bias = v.boolean(model, "model.qkv_bias")
-    scale_embeddings = v.boolean(model, "model.scale_embeddings")
-    logit_softcap = _as_float(model.get("logit_softcap", 0.0))
-    if not isinstance(logit_softcap, float) or not 0.0 <= logit_softcap < math.inf:
-        raise v.error("model.logit_softcap", f"expected a number >= 0, got {_show(logit_softcap)}",
-                      "0 for no final-logit soft-capping, e.g. 30.0 (Gemma 2)")
-    rates = v.mapping(model.get("dropout", {}), "model.dropout")
-    v.unknown_keys(rates, DROPOUT_PLACES, "model.dropout.")
-    dropout = Dropout(**{p: v.rate(rates.get(p, 0.0), f"model.dropout.{p}") for p in DROPOUT_PLACES})
-    return ModelConfig(qkv_bias=qkv_bias, dropout=dropout, scale_embeddings=scale_embeddings,
-                       logit_softcap=logit_softcap, **sizes)
+    return config
 
 
 def _check_vocabulary(v, config, tokenizer):
@@ -278,7 +180,8 @@ def _component(v, kind, choice, key=None):
         component = registry.component(kind, name)
     except KeyError as exc:
         raise v.error(key, exc.args[0]) from None
-    values = v.params(key, component, {k: val for k, val in choice.items() if k != "name"})
+    values = v.component_params(key, component,
+                                {k: val for k, val in choice.items() if k != "name"})
     return ComponentChoice(kind, name, values)
 
 

@@ -21,7 +21,9 @@ from pathlib import Path
 
 
 from ..errors import SpecError, did_you_mean
+from ..registry.params import Checker
 from ..spec.catalog import SWEEPS, is_shipped_name, resolve
+from ..spec.config import SEED
 from ..training.settings import TrainConfig
 
 TOP_KEYS = ("name", "description", "base", "set", "grid", "baseline", "seeds", "train", "budget")
@@ -131,16 +133,18 @@ def _check_compares(source, doc, bases, grid):
 
 
 def _seeds(source, value):
+    """``seeds: [1, 2, 3]`` (each a seed: explorer.spec.config.SEED) or a count (``seeds: 3``
+    is ``[1, 2, 3]``)."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return tuple(range(1, value + 1))
-    ok = isinstance(value, list) and value and all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
-    if not ok:
-        raise SpecError(source, "seeds", f"expected a list of seeds (non-negative integers) or "
-                        f"a count, got {value!r}", "e.g. seeds: [1, 2, 3] or seeds: 3")
-    if len(set(value)) != len(value):
+    if not isinstance(value, list) or not value:
+        raise SpecError(source, "seeds", f"expected a list of seeds (whole numbers 0 to 2**63-1) "
+                        f"or a count, got {value!r}", "e.g. seeds: [1, 2, 3] or seeds: 3")
+    checker = Checker(source)
+    seeds = tuple(checker.value(SEED, seed, f"seeds[{i}]") for i, seed in enumerate(value))
+    if len(set(seeds)) != len(seeds):
         raise SpecError(source, "seeds", "lists a seed twice", "each seed once")
-    return tuple(value)
+    return seeds
 
 
 def _baseline(source, value, grid, bases):

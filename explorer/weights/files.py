@@ -180,11 +180,13 @@ def what_it_is(path, limit=1 << 20):
     try:
         json.loads(text)
         return f"a JSON file, not a checkpoint; {folder}"
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting exhausts even the C decoder's stack
         pass
+    from ..spec.reading import NestingError, load_yaml
+
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError:
+        doc = load_yaml(text)
+    except (yaml.YAMLError, NestingError):
         doc = None
     if isinstance(doc, dict) and "model" in doc:
         return "a YAML spec, not a checkpoint; give it as SPEC and the weights with --weights"

@@ -8,16 +8,21 @@ import json
 from pathlib import Path
 
 from ..errors import ExplorerError
+from ..registry.params import REQUIRED, params_of
+from ..spec.config import ModelConfig
 from ..spec.layers import resolve_dicts
 from .diagnostics import Mismatch
 from .files import is_safetensors, read_safetensors, weight_files
 from .writing import save_safetensors
 
 SPEC_METADATA_KEY = "explorer.spec.loading"  # safetensors metadata: the resolved spec, as JSON
-MODEL_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias")
-# Keys added to the spec after checkpoints were first written: a saved spec without one had the
-# default.
-MODEL_KEY_DEFAULTS = {"scale_embeddings": False, "logit_softcap": 0.0}
+
+
+def _weight_keys():
+    """The model keys whose values change what the weights compute (all but the numerics-only
+    dropout), each with what a saved spec written before the key existed had: its default."""
+    return {p.name: None if p.default is REQUIRED else p.default
+            for p in params_of(ModelConfig) if not p.numerics_only}
 
 
 def is_native(ckpt):
@@ -82,8 +87,8 @@ def spec_mismatches(saved, spec):
     diffs = []
     if saved.get("tokenizer") != now["tokenizer"]:
         diffs.append(("tokenizer", saved.get("tokenizer"), now["tokenizer"]))
-    for key in (*MODEL_KEYS, *MODEL_KEY_DEFAULTS):
-        old = saved.get("model", {}).get(key, MODEL_KEY_DEFAULTS.get(key))
+    for key, default in _weight_keys().items():
+        old = saved.get("model", {}).get(key, default)
         new = now["model"][key]
         if old != new:
             diffs.append((f"model.{key}", old, new))

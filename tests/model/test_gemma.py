@@ -173,9 +173,9 @@ def test_query_pre_attn_scalar_equal_to_the_head_size_changes_nothing(make_spec,
 # -- validation and what already exists -------------------------------------------------------------
 
 @pytest.mark.parametrize("model, fragment", [
-    ({"logit_softcap": -1}, "model.logit_softcap: expected a number >= 0, got -1.0; 0 for no"),
-    ({"logit_softcap": "big"}, "model.logit_softcap: expected a number >= 0, got 'big'"),
-    ({"logit_softcap": float("inf")}, "model.logit_softcap: expected a number >= 0, got inf"),
+    ({"logit_softcap": -1}, "model.logit_softcap: must be >= 0, got -1.0; 0 for no"),
+    ({"logit_softcap": "big"}, "model.logit_softcap: expected a number, got 'big'; 0 for no"),
+    ({"logit_softcap": float("inf")}, "model.logit_softcap: expected a finite number, got inf"),
     ({"scale_embeddings": "yes"}, "model.scale_embeddings: expected true or false, got 'yes'"),
 ])
 def test_bad_model_switches_are_refused_when_the_spec_loads(make_spec, model, fragment):
@@ -199,8 +199,8 @@ def test_cli_refuses_a_negative_logit_softcap_in_one_line(write_spec):
     proc = subprocess.run([sys.executable, "-m", "explorer", "build", str(path)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr == (f"Error: {path}: model.logit_softcap: expected a number >= 0, got "
-                           "-3.0; 0 for no final-logit soft-capping, e.g. 30.0 (Gemma 2)\n")
+    assert proc.stderr == (f"Error: {path}: model.logit_softcap: must be >= 0, got -3.0; 0 for "
+                           "no final-logit soft-capping, e.g. 30.0 (Gemma 2)\n")
 
 
 def test_gpt2_export_refuses_the_model_switches(make_spec):

@@ -108,9 +108,9 @@ BAD = [
     ("model: {vocab_size: -5, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n",
      "model.vocab_size", "must be >= 1, got -5"),
     ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2, drop_rate: 1.0}\n",
-     "model.dropout.embedding", "dropout rate must be in [0, 1), got 1.0"),
+     "model.dropout.embedding", "must be < 1, got 1.0; a dropout rate in [0, 1)"),
     ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2, "
-     "dropout: {attention: -0.1}}\n", "model.dropout.attention", "must be in [0, 1)"),
+     "dropout: {attention: -0.1}}\n", "model.dropout.attention", "must be >= 0, got -0.1"),
     ("model: {vocab_size: 50257, context_length: 32, emb_dim: 18, n_heads: 4, n_layers: 2}\n",
      "model.emb_dim", "emb_dim 18 is not divisible by n_heads 4"),
     ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2, qkv_bias: maybe}\n",
@@ -126,7 +126,7 @@ BAD = [
      "unknown parameter of norm 'layernorm'; did you mean 'eps'? parameters: eps"),
     ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
      "components: {norm: {name: layernorm, eps: small}}\n", "components.norm.eps",
-     "expected float, got 'small'"),
+     "expected a number, got 'small'"),
     ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
      "components: {normalisation: layernorm}\n", "components.normalisation", "valid keys: norm, "),
     ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"

@@ -116,7 +116,7 @@ def test_a_default_that_a_changed_size_breaks_names_who_chose_the_component(writ
     (Param("x", float, 1.0, min=0, max=1, exclusive_min=True), 1.5, "must be <= 1, got 1.5"),
     (Param("x", float, 1.0, max=2), float("nan"), "expected a finite number, got nan"),
     (Param("x", float, 1.0), float("-inf"), "expected a finite number, got -inf"),
-    (Param("n", int, 1, min=1), "1", "expected int, got '1'"),
+    (Param("n", int, 1, min=1), "1", "expected an integer, got '1'"),
     (Param("s", str, "a", choices=("a", "b")), "c", "'c' is not one of 'a', 'b'"),
 ])
 def test_param_check_says_what_is_wrong(param, value, message):

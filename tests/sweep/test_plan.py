@@ -49,6 +49,10 @@ def edit(path, **changes):
     ({"baseline": {"model.n_layers": 2}}, "baseline.model.n_layers: is not a grid key"),
     ({"seeds": [1, 1]}, "seeds: lists a seed twice"),
     ({"seeds": "three"}, "seeds: expected a list of seeds"),
+    # 2**70 used to be accepted, and to fail in every run with an overflow.
+    ({"seeds": [1, 2**70]}, "seeds[1]: must be <= 9223372036854775807, got "
+                            "1180591620717411303424"),
+    ({"seeds": [-1]}, "seeds[0]: must be >= 0, got -1"),
     ({"train": {"lrr": 1e-3}}, "train.lrr: unknown setting; did you mean 'lr'?"),
     ({"budget": {"tokens": 10}}, "train.budget: at point norm=layernorm: {tokens: 10} is less "
                                  "than one step of 4 x 16 tokens; at least 64"),
@@ -62,6 +66,18 @@ def test_a_bad_sweep_file_is_one_line_naming_the_file_and_key(tmp_path, changes,
         plan_of(path)
     assert str(error.value).startswith(f"{path}: {message}"), str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_a_sweep_file_nested_too_deep_is_one_line(tmp_path, capsys):
+    # It used to be "internal error: RecursionError", exit 1.
+    path = write_sweep(tmp_path)
+    path.write_text(path.read_text() + "set: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", str(path), "--dry-run"])
+    assert exit_.value.code == 2
+    line = capsys.readouterr().err
+    assert line.startswith(f"Error: {path}: line ") and line.endswith(
+        ": nested more than 100 levels deep; at most 100 levels of mappings and lists\n")
 
 
 def test_the_cli_prints_one_line_and_exits_2(tmp_path, capsys):
