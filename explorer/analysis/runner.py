@@ -7,11 +7,10 @@ import platform
 import torch
 
 from explorer.measure.activations import cast_floating, saved_activation_bytes
-from explorer.errors import ExplorerError, ResourceError
+from explorer.errors import ExplorerError, ParamError, ResourceError, UnknownNameError
 from explorer.spec.layers import LAYER_KINDS
 from explorer.model.gpt import build_model
 from explorer.measure.numerics import describe
-from explorer.registry.plugin_manager import unknown_name_message
 from explorer.measure.resources import available_memory, memory_available_on, refuse_unless_fits, training_need
 from explorer.model.stack import stack_total
 from explorer.model.tokenizer import get_tokenizer
@@ -289,7 +288,7 @@ def select(registry, only=None):
     chosen = []
     for name in only:
         if name not in registry.analyses:
-            raise ExplorerError("--only: " + unknown_name_message("analysis", name, sorted(registry.analyses)))
+            raise UnknownNameError("analysis", name, sorted(registry.analyses), where="--only")
         chosen.append(registry.analyses[name])
     return chosen
 
@@ -355,10 +354,11 @@ def analyze(spec, only=None, model=None, progress=None, weights=None, device="cp
         except ResourceError as exc:  # refused before it allocated anything; the others go on
             report["failures"][analysis.name] = str(exc)
             report["refused"].append(analysis.name)
-        except ExplorerError as exc:
-            report["failures"][analysis.name] = str(exc)
         except Exception as exc:
-            report["failures"][analysis.name] = (
+            # A ParamError belongs in the analysis's check, run when the spec loads: raised by
+            # the run, it is the plugin's fault, like any exception that is not explorer's own.
+            own = isinstance(exc, ExplorerError) and not isinstance(exc, ParamError)
+            report["failures"][analysis.name] = str(exc) if own else (
                 f"analysis {analysis.name!r} (plugin {provider.plugin}) raised "
                 f"{type(exc).__name__}: {exc}")
         if progress:

@@ -11,7 +11,7 @@ import contextlib
 import torch
 from torch import nn
 
-from explorer.errors import ExplorerError, PluginError
+from explorer.errors import ExplorerError, ParamError, PluginError
 from explorer.model.stack import StackPlan, plan_of_spec, shared_tensors
 
 
@@ -61,9 +61,11 @@ class BuildContext:
                               f"{choice.name!r}: {type(exc).__name__}: {exc}") from exc
         try:
             built = factory(self, **choice.params, **extra)
-        except ExplorerError:
-            raise
         except Exception as exc:
+            # A ParamError belongs in the component's check, run when the spec loads: raised by
+            # the factory, it is the plugin's fault, like any other exception.
+            if isinstance(exc, ExplorerError) and not isinstance(exc, ParamError):
+                raise
             layer = f", layer {self._layer}" if self._layer is not None else ""
             raise PluginError(f"plugin {provider.plugin}: {kind} {choice.name!r} failed to build "
                               f"({self.spec.source or 'spec'}: components.{kind}{layer}): "

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from explorer.errors import SpecError, close_matches
+from explorer.errors import SpecError, did_you_mean
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -98,14 +98,11 @@ def is_shipped_name(reference, collection=SPECS):
 
 
 def unknown_hint(reference, collection):
-    """``"close matches: 'gpt2_small'; `explorer specs` lists them"``: the end of the error."""
+    """``"did you mean 'gpt2_small'? `explorer specs` lists them"``: the end of the error."""
     names = list(collection.names())
-    name = as_name(reference, collection)
     by_leaf = {full.rsplit("/", 1)[-1]: full for full in names}
-    close = close_matches(name, names) + [by_leaf[leaf] for leaf in close_matches(name, by_leaf)]
-    shown = ", ".join(repr(full) for full in list(dict.fromkeys(close))[:3])
-    lead = f"close matches: {shown}; " if shown else ""
-    return f"{lead}`{collection.command}` lists them"
+    hint = did_you_mean(as_name(reference, collection), names, n=3, aliases=by_leaf)
+    return f"{hint}`{collection.command}` lists them"
 
 
 def summary_line(path):

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from explorer.registry.components import COMPONENT_KINDS
 from explorer.spec.config import DROPOUT_PLACES, ComponentChoice, Dropout, ModelConfig, Spec
-from explorer.errors import ParamError, PluginError, SpecError, did_you_mean
-from explorer.registry.plugin_manager import unknown_name_message
+from explorer.errors import ParamError, PluginError, SpecError, UnknownNameError, did_you_mean
 
 # The book's GPT-2 choices, used for any kind a spec leaves out.
 DEFAULT_COMPONENTS = {
@@ -178,11 +177,10 @@ def validate(doc, source, origins, registry):
     tokenizer = doc.get("tokenizer", "gpt2")
     try:
         if not isinstance(tokenizer, str):
-            raise KeyError(tokenizer)
+            raise UnknownNameError("tokenizer", tokenizer, registry.names("tokenizer"))
         registry.component("tokenizer", tokenizer)
-    except KeyError:
-        raise v.error("tokenizer", unknown_name_message(
-            "tokenizer", tokenizer, registry.names("tokenizer"))) from None
+    except UnknownNameError as exc:
+        raise v.error("tokenizer", exc.problem, exc.valid) from None
 
     config = _model_config(v, doc, source)
     _check_vocabulary(v, config, tokenizer)
@@ -207,8 +205,8 @@ def validate(doc, source, origins, registry):
         key = f"analyses.{aname}"
         try:
             analysis = registry.analysis(aname)
-        except KeyError as exc:
-            raise v.error(key, exc.args[0]) from None
+        except UnknownNameError as exc:
+            raise v.error(key, exc.problem, exc.valid) from None
         options[aname] = v.params(key, analysis, v.mapping(given or {}, key))
         v.cross_check(key, analysis, registry.provider[("analysis", aname)], config,
                       options[aname])
@@ -276,8 +274,8 @@ def _component(v, kind, choice, key=None):
                       f"registered {kind} components: {', '.join(registry.names(kind))}")
     try:
         component = registry.component(kind, name)
-    except KeyError as exc:
-        raise v.error(key, exc.args[0]) from None
+    except UnknownNameError as exc:
+        raise v.error(key, exc.problem, exc.valid) from None
     values = v.params(key, component, {k: val for k, val in choice.items() if k != "name"})
     return ComponentChoice(kind, name, values)
 

@@ -240,7 +240,8 @@ def test_gpt2_export_refuses_layers(write_spec, tmp_path):
     ([{"first": 1, "components": {"atention": {}}}],
      r"layers\[0\]\.components\.atention: unknown key; did you mean 'attention'\?"),
     ([{"first": 1, "components": {"ffn": "mpl"}}],
-     r"layers\[0\]\.components\.ffn: unknown ffn component 'mpl' \(did you mean 'mlp'\?\)"),
+     r"layers\[0\]\.components\.ffn: unknown ffn component 'mpl'; did you mean 'mlp'\? "
+     r"registered: "),
     ([{"first": 1, "components": {"attention": {"window": -1}}}],
      r"layers\[0\]\.components\.attention\.window: must be >= 0, got -1$"),
     ([{"first": 1, "components": {"attention": {"windw": 4}}}],

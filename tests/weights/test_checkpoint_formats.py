@@ -166,7 +166,8 @@ def test_third_party_format_exports_and_lists_on_the_cli(capsys, toy, write_spec
 def test_unknown_export_target_lists_the_registered_ones(capsys, write_spec, tmp_path):
     code, out, err = run_cli(capsys, "export", write_spec(doc()), "--to", "onnx", tmp_path / "out")
     assert code == 2 and out == ""
-    assert err.startswith("Error: --to onnx: unknown export target; registered: explorer, hf ")
+    assert err == ("Error: --to: unknown export target 'onnx'; registered: explorer, hf; "
+                   "explorer plugins --kind checkpoint_format lists the formats\n")
 
 
 class Clash:
