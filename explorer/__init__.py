@@ -29,6 +29,7 @@ _LAZY = {
     "generate": "explorer.model.generation",
     "generate_stream": "explorer.model.generation",
     "get_tokenizer": "explorer.model.tokenizer",
+    "load_model": "explorer.weights",
     "load_weights": "explorer.weights",
     "save_checkpoint": "explorer.weights",
     "export_hf": "explorer.weights",

@@ -14,6 +14,7 @@ from explorer.measure.numerics import describe
 from explorer.measure.resources import available_memory, memory_available_on, refuse_unless_fits, training_need
 from explorer.model.stack import stack_total
 from explorer.model.tokenizer import get_tokenizer
+from explorer.weights.loading import load_model
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -61,7 +62,7 @@ class AnalysisContext:
         if self._model is None:
             check_fits(self.spec, self.compact_model())
             # Built on the CPU, then moved: the same seeded weights on every device.
-            self._model = build_model(self.spec, weights=self._weights).to(self.device)
+            self._model = load_model(self.spec, self._weights).to(self.device)
         return self._model
 
     @contextlib.contextmanager

@@ -67,7 +67,7 @@ def test_llama_family_configs_compute_what_transformers_computes(tmp_path, model
     alternation), head_dim apart from hidden / heads, biases, experts: 30 positions, past
     every window."""
     hf = _saved(tmp_path, LLAMA_FAMILY[model_type]())
-    ours = explorer.build_model(spec_from_hf(tmp_path), weights=tmp_path)
+    ours = explorer.load_model(spec_from_hf(tmp_path), tmp_path)
     assert_same_logits(ours.eval(), hf, tokens(2, 30))
 
 
@@ -76,7 +76,7 @@ def test_gpt2_config_computes_what_transformers_computes(tmp_path):
                                                   n_positions=64, n_inner=96))
     spec = spec_from_hf(tmp_path)
     assert spec.components["ffn"].params["expansion"] == 3
-    assert_same_logits(explorer.build_model(spec, weights=tmp_path).eval(), hf, tokens(2, 20))
+    assert_same_logits(explorer.load_model(spec, tmp_path).eval(), hf, tokens(2, 20))
 
 
 @pytest.mark.parametrize("version", ["deepseek_v2", "deepseek_v3"])
