@@ -65,11 +65,10 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only; the model (explorer.model.gpt) is a layer above
     import torch
 
     from explorer.model.kv_cache import KVCache
-    from explorer.model.gpt import BuildContext, GPTModel
 
 
 class ComponentFactory(Protocol):
@@ -78,7 +77,7 @@ class ComponentFactory(Protocol):
     no defaults in the signature, the Param is their one source), ``extra`` the kind's arguments.
     Returns what the kind's Protocol below describes."""
 
-    def __call__(self, ctx: BuildContext, /, **params_and_extra: Any) -> Any: ...
+    def __call__(self, ctx: Any, /, **params_and_extra: Any) -> Any: ...
 
 
 @runtime_checkable
@@ -146,9 +145,10 @@ class Block(Protocol):
 @runtime_checkable
 class WeightTying(Protocol):
     """``weight_tying``: a callable applied once to the assembled model, e.g. making the output
-    head share the token embedding (``model.out_head.weight = model.tok_emb.weight``)."""
+    head share the token embedding (``model.out_head.weight = model.tok_emb.weight``); ``model``
+    is the :class:`explorer.GPTModel`."""
 
-    def __call__(self, model: GPTModel) -> None: ...
+    def __call__(self, model: torch.nn.Module) -> None: ...
 
 
 @runtime_checkable

@@ -125,33 +125,3 @@ def summary_line(path):
         doc = yaml.safe_load(text)
         sentence = doc.get("description", "") if isinstance(doc, dict) else ""
     return sentence if len(sentence) <= 100 else sentence[:99].rstrip() + "…"
-
-
-def list_specs():
-    """Every shipped spec: ``{"name", "title", "parameters", "description", "path"}``, by name.
-
-    Parameters are counted on the meta device (no weights allocated), as the params analysis
-    counts them, so the 175B spec answers as quickly as the tiny one.
-    """
-    from explorer.measure.costs import static_costs
-    from explorer.spec.loading import load_spec
-
-    rows = []
-    for name, path in SPECS.names().items():
-        spec = load_spec(path)
-        rows.append({"name": name, "title": spec.name,
-                     "parameters": static_costs(spec, 1)["parameters"],
-                     "description": summary_line(path), "path": str(path)})
-    return rows
-
-
-def list_sweeps():
-    """Every shipped sweep file: ``{"name", "title", "runs", "description", "path"}``."""
-    from explorer.sweep import load_sweep, make_plan
-
-    rows = []
-    for name, path in SWEEPS.names().items():
-        sweep = load_sweep(path)
-        rows.append({"name": name, "title": sweep.name, "runs": len(make_plan(sweep).runs),
-                     "description": summary_line(path), "path": str(path)})
-    return rows

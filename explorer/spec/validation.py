@@ -6,14 +6,14 @@ cross-field ``check`` rules, and the vocabulary against the tokenizer's. Every e
 line naming the file (or ``--set``) that wrote the offending key, the key, and what is valid.
 """
 
-import inspect
 import math
-import re
 from pathlib import Path
 
 from explorer.registry.components import COMPONENT_KINDS
-from explorer.spec.config import DROPOUT_PLACES, ComponentChoice, Dropout, ModelConfig, Spec
-from explorer.errors import ParamError, PluginError, SpecError, UnknownNameError, did_you_mean
+from explorer.spec.config import DROPOUT_PLACES, Dropout, ModelConfig, Spec
+from explorer.errors import SpecError, UnknownNameError
+from explorer.spec.layer_validation import validate_layers
+from explorer.spec.validator import Validator, as_float, check_choice, component_choice, show
 
 # The book's GPT-2 choices, used for any kind a spec leaves out.
 DEFAULT_COMPONENTS = {
@@ -36,144 +36,19 @@ TOP_KEYS = ("extends", "name", "description", "seed", "tokenizer", "model", "com
             "layers", "plugins", "analyses")
 
 
-class _Validator:
-    def __init__(self, source, origins, registry):
-        self.source, self.origins, self.registry = source, origins, registry
-
-    def origin(self, key):
-        """The file (or ``--set KEY``) that wrote ``key``, or the closest enclosing key: a
-        parameter left at its default belongs to whoever chose the component."""
-        parts = re.sub(r"\[\d+\]", "", key).split(".")  # layers[1].every was written by layers
-        while parts:
-            found = self.origins.get(".".join(parts))
-            if found is not None:
-                return found
-            parts.pop()
-        return self.source
-
-    def error(self, key, problem, valid=None):
-        return SpecError(self.origin(key), key, problem, valid)
-
-    def unknown_keys(self, node, allowed, prefix):
-        for key in node:
-            if key not in allowed:
-                hint = did_you_mean(key, allowed)
-                shown = key if isinstance(key, str) and key.isidentifier() else repr(key)
-                raise self.error(f"{prefix}{shown}", "unknown key",
-                                 f"{hint}valid keys: {', '.join(allowed)}")
-
-    def mapping(self, node, key):
-        if not isinstance(node, dict):
-            raise self.error(key, f"expected a mapping, got {_show(node)}")
-        return node
-
-    def integer(self, node, key, minimum=1, maximum=None):
-        value = node.get(key.rsplit(".", 1)[-1])
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"expected an integer, got {_show(value)}",
-                             f"a whole number >= {minimum}")
-        if value < minimum:
-            raise self.error(key, f"must be >= {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise self.error(key, f"must be <= {maximum:,}, got {value:,}")
-        return value
-
-    def boolean(self, node, key):
-        value = node.get(key.rsplit(".", 1)[-1], False)
-        if not isinstance(value, bool):
-            raise self.error(key, f"expected true or false, got {_show(value)}")
-        return value
-
-    def rate(self, value, key):
-        value = _as_float(value)
-        if not isinstance(value, float) or not (0.0 <= value < 1.0) or math.isnan(value):
-            raise self.error(key, f"dropout rate must be in [0, 1), got {_show(value)}")
-        return value
-
-    def params(self, key, owner, given):
-        """Merge ``given`` over ``owner``'s declared defaults, checking each name, type and range."""
-        values = owner.defaults()
-        declared = [p.name for p in owner.params]
-        for pname, value in given.items():
-            param = owner.param(pname)
-            if param is None:
-                hint = did_you_mean(pname, declared)
-                raise self.error(f"{key}.{pname}", f"unknown parameter of {_what(owner)}",
-                                 f"{hint}parameters: {', '.join(declared) or 'none'}")
-            if param.type is float:
-                value = _as_float(value)
-            try:
-                values[pname] = param.check(value)
-            except ParamError as exc:
-                raise self.error(f"{key}.{pname}", exc.problem, exc.valid) from None
-        return values
-
-    def cross_check(self, key, owner, provider, config, values, choices=None):
-        """Run ``owner``'s ``check(config, params)``; its ParamError names a key under ``key``.
-
-        A component's check that takes a third argument also gets ``choices``, the
-        :class:`ComponentChoice` of every kind for the same layer (rules across kinds: RoPE
-        needs the attention's head size even)."""
-        try:
-            check = owner.load_check()
-            if check is not None and choices is not None and _takes_three(check):
-                check(config, dict(values), dict(choices))
-            elif check is not None:
-                check(config, dict(values))
-        except ParamError as exc:
-            raise self.error(f"{key}.{exc.param}" if exc.param else key, exc.problem,
-                             exc.valid) from None
-        except Exception as exc:
-            raise PluginError(f"plugin {provider.plugin}: the check of {_what(owner)} raised "
-                              f"{type(exc).__name__}: {exc}") from None
-
-
-def _takes_three(check):
-    """Whether ``check`` accepts a third positional argument (the opt-in ``choices``)."""
-    try:
-        params = inspect.signature(check).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params)
-
-
-def _what(owner):
-    return f"{getattr(owner, 'kind', 'analysis')} {owner.name!r}"
-
-
-def _as_float(value):
-    """Numbers as floats; also YAML 1.1's ``1e-5``, which PyYAML reads as a string."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _show(value):
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def validate(doc, source, origins, registry):
     """The typed :class:`Spec` for a merged spec document, or a one-line SpecError."""
-    v = _Validator(source, origins, registry)
+    v = Validator(source, origins, registry)
     v.unknown_keys(doc, TOP_KEYS, "")
     name = doc.get("name", Path(source).stem if source else "spec")
     if not isinstance(name, str) or not name:
-        raise v.error("name", f"expected a non-empty string, got {_show(name)}")
+        raise v.error("name", f"expected a non-empty string, got {show(name)}")
     description = doc.get("description", "")
     if not isinstance(description, str):
-        raise v.error("description", f"expected a string, got {_show(description)}")
+        raise v.error("description", f"expected a string, got {show(description)}")
     seed = doc.get("seed", 123)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise v.error("seed", f"expected a non-negative integer, got {_show(seed)}")
+        raise v.error("seed", f"expected a non-negative integer, got {show(seed)}")
     tokenizer = doc.get("tokenizer", "gpt2")
     try:
         if not isinstance(tokenizer, str):
@@ -187,17 +62,15 @@ def validate(doc, source, origins, registry):
 
     comps = v.mapping(doc.get("components", {}), "components")
     v.unknown_keys(comps, COMPONENT_KINDS, "components.")
-    components = {kind: _component(v, kind, comps.get(kind, {"name": DEFAULT_COMPONENTS[kind]}))
+    components = {kind: component_choice(v, kind, comps.get(kind, {"name": DEFAULT_COMPONENTS[kind]}))
                   for kind in COMPONENT_KINDS}
     for kind, choice in components.items():  # once every kind is known: checks may read others
-        _check_choice(v, config, f"components.{kind}", choice, components)
-    from explorer.spec.layer_validation import validate_layers  # it builds on this module's helpers
-
+        check_choice(v, config, f"components.{kind}", choice, components)
     layers = validate_layers(v, doc.get("layers", []), config, components)
 
     plugins = doc.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise v.error("plugins", f"expected a list of module names or paths, got {_show(plugins)}")
+        raise v.error("plugins", f"expected a list of module names or paths, got {show(plugins)}")
 
     analyses = v.mapping(doc.get("analyses", {}), "analyses")
     options = {}
@@ -233,9 +106,9 @@ def _model_config(v, doc, source):
                       "choose emb_dim a multiple of n_heads (head size = emb_dim / n_heads)")
     qkv_bias = v.boolean(model, "model.qkv_bias")
     scale_embeddings = v.boolean(model, "model.scale_embeddings")
-    logit_softcap = _as_float(model.get("logit_softcap", 0.0))
+    logit_softcap = as_float(model.get("logit_softcap", 0.0))
     if not isinstance(logit_softcap, float) or not 0.0 <= logit_softcap < math.inf:
-        raise v.error("model.logit_softcap", f"expected a number >= 0, got {_show(logit_softcap)}",
+        raise v.error("model.logit_softcap", f"expected a number >= 0, got {show(logit_softcap)}",
                       "0 for no final-logit soft-capping, e.g. 30.0 (Gemma 2)")
     rates = v.mapping(model.get("dropout", {}), "model.dropout")
     v.unknown_keys(rates, DROPOUT_PLACES, "model.dropout.")
@@ -256,34 +129,3 @@ def _check_vocabulary(v, config, tokenizer):
     others = "".join(f" or tokenizer: {name} ({n:,})" for name, n in smaller)
     raise v.error("model.vocab_size", f"{config.vocab_size} is smaller than the {tokenizer} "
                   f"tokenizer's {n_vocab:,} tokens", f"use vocab_size >= {n_vocab}{others}")
-
-
-def _component(v, kind, choice, key=None):
-    """The :class:`ComponentChoice` a spec's ``{name: ..., param: value}`` makes, each parameter
-    checked against its Param (the cross-field ``check`` runs later: :func:`_check_choice`)."""
-    key = key or f"components.{kind}"
-    registry = v.registry
-    if not isinstance(choice, dict):
-        raise v.error(key, f"expected a name or {{name: ..., param: value}}, got {_show(choice)}")
-    if "name" not in choice:
-        raise v.error(f"{key}.name", "missing", f"registered {kind} components: "
-                      f"{', '.join(registry.names(kind))}")
-    name = choice["name"]
-    if not isinstance(name, str):
-        raise v.error(f"{key}.name", f"expected a component name, got {_show(name)}",
-                      f"registered {kind} components: {', '.join(registry.names(kind))}")
-    try:
-        component = registry.component(kind, name)
-    except UnknownNameError as exc:
-        raise v.error(key, exc.problem, exc.valid) from None
-    values = v.params(key, component, {k: val for k, val in choice.items() if k != "name"})
-    return ComponentChoice(kind, name, values)
-
-
-def _check_choice(v, config, key, choice, choices):
-    """Run the component's ``check`` on ``choice``, with ``choices`` (kind -> ComponentChoice)
-    of the same layer for a check that reads other kinds."""
-    registry = v.registry
-    v.cross_check(key, registry.component(choice.kind, choice.name),
-                  registry.provider[(choice.kind, choice.name)], config, choice.params, choices)
-

@@ -6,7 +6,8 @@ import json
 import pytest
 
 import explorer
-from explorer.spec.catalog import SPECS, SWEEPS, as_name, list_specs, summary_line
+from explorer.analysis.shipped import list_specs
+from explorer.spec.catalog import SPECS, SWEEPS, as_name, summary_line
 from tests.helpers import ROOT, run_cli
 
 
