@@ -18,16 +18,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run  # noqa: E402  (benchmarks/run.py: the model builders)
+import run  # noqa: E402  (benchmarks/run.py: the prompt)
+from models import build_book, build_explorer, build_hf, forward_fn  # noqa: E402
 
 
 BUILDERS = {
-    "explorer": lambda: ("explorer", run.build_explorer()),
-    "explorer-manual": lambda: ("explorer", run.build_explorer("manual")),
-    "explorer-sdpa": lambda: ("explorer", run.build_explorer("sdpa")),
-    "book": lambda: ("book", run.build_book()),
-    "hf": lambda: ("hf", run.build_hf("sdpa")),
-    "hf-eager": lambda: ("hf", run.build_hf("eager")),
+    "explorer": lambda: ("explorer", build_explorer()),
+    "explorer-manual": lambda: ("explorer", build_explorer("manual")),
+    "explorer-sdpa": lambda: ("explorer", build_explorer("sdpa")),
+    "book": lambda: ("book", build_book()),
+    "hf": lambda: ("hf", build_hf("sdpa")),
+    "hf-eager": lambda: ("hf", build_hf("eager")),
 }
 
 
@@ -72,7 +73,7 @@ def main(argv=None):
             fns = {}
             for t in map(int, args.seq_lens.split(",")):
                 x = torch.randint(0, 50257, (1, t), generator=torch.Generator().manual_seed(t))
-                fns[f"T={t}"] = run.forward_fn(kind, model, x)
+                fns[f"T={t}"] = forward_fn(kind, model, x)
         for label, fn in fns.items():
             with torch.inference_mode():
                 total, rows = top_ops(fn, args.top)

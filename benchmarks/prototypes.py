@@ -32,7 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run  # noqa: E402  (benchmarks/run.py: builders, flops)
+import run  # noqa: E402  (benchmarks/run.py: flops)
+from models import build_book, build_explorer, build_hf, forward_fn  # noqa: E402
 from timing import PEAK, median, peak_case, peak_flops, round_robin  # noqa: E402
 
 
@@ -118,10 +119,10 @@ def main(argv=None):
                 "+prepack": {"qkv": True, "ln": True, "gelu": True, "prepack": True}}
     models = {}
     for name in args.variants.split(","):
-        m = run.build_explorer("manual" if name == "manual" else None)
+        m = build_explorer("manual" if name == "manual" else None)
         models[name] = ("explorer", m if settings[name] is None else patch(m, **settings[name]))
-    models["book"] = ("book", run.build_book())
-    models["hf sdpa"] = ("hf", run.build_hf("sdpa"))
+    models["book"] = ("book", build_book())
+    models["hf sdpa"] = ("hf", build_hf("sdpa"))
     compile_s = {}
     if args.freezing:
         import torch._inductor.config
@@ -130,14 +131,14 @@ def main(argv=None):
     matmul = peak_case()
     for t in map(int, args.seq_lens.split(",")):
         x = torch.randint(0, 50257, (1, t), generator=torch.Generator().manual_seed(t))
-        cases = {name: run.forward_fn(kind, m, x) for name, (kind, m) in models.items()}
+        cases = {name: forward_fn(kind, m, x) for name, (kind, m) in models.items()}
         if args.compile:
             compiled = torch.compile(models["base"][1])
             start = time.perf_counter()
             with torch.inference_mode():
                 compiled(x)
             compile_s[t] = time.perf_counter() - start
-            cases["compile"] = run.forward_fn("explorer", compiled, x)
+            cases["compile"] = forward_fn("explorer", compiled, x)
         cases[PEAK] = matmul
         with torch.inference_mode():
             ref = models["base"][1](x)

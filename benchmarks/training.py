@@ -42,7 +42,7 @@ def training_flops_per_token():
 
 
 def _spec_path():
-    from run import ROOT
+    from models import ROOT
 
     return ROOT / "specs" / "gpt2_small.yaml"
 
@@ -56,7 +56,7 @@ def build_peers(drop_rate, compile=False):
 
     import explorer
     from explorer.training.loop import adamw
-    from run import book_config, explorer_spec
+    from models import book_config, explorer_spec
 
     logging.set_verbosity_error()
     ours = explorer.build_model(explorer_spec(drop_rate=drop_rate), seed=123).train()

@@ -9,8 +9,9 @@ Importing this package does not import torch; the functions that need it import 
 """
 
 from .registry.components import (COMPONENT_KINDS, Analysis, Chart, CheckpointFormat, Component,
-                         ConfigConverter, Param)
-from .errors import ExplorerError, ParamError, PluginError, ResourceError, SpecError
+                         ConfigConverter, Param, resolve)
+from .errors import (ExplorerError, ParamError, PluginError, ResourceError, SpecError,
+                     UnknownNameError)
 from .registry.plugin_manager import get_plugin_manager, hookimpl
 from .spec.loading import ComponentChoice, Dropout, ModelConfig, Spec, load_spec
 
@@ -28,6 +29,7 @@ _LAZY = {
     "generate": "explorer.model.generation",
     "generate_stream": "explorer.model.generation",
     "get_tokenizer": "explorer.model.tokenizer",
+    "load_model": "explorer.weights",
     "load_weights": "explorer.weights",
     "save_checkpoint": "explorer.weights",
     "export_hf": "explorer.weights",
@@ -45,6 +47,7 @@ _LAZY = {
 __all__ = [
     "COMPONENT_KINDS", "Analysis", "Chart", "CheckpointFormat", "Component", "ConfigConverter",
     "Param", "ExplorerError", "ParamError", "PluginError", "ResourceError", "SpecError",
+    "UnknownNameError",
     "get_plugin_manager", "hookimpl", "ComponentChoice", "Dropout", "ModelConfig", "Spec",
     "load_spec", *_LAZY,
 ]
@@ -52,6 +55,5 @@ __all__ = [
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return resolve(f"{_LAZY[name]}:{name}")
     raise AttributeError(f"module 'explorer' has no attribute {name!r}")

@@ -10,18 +10,23 @@ def one_line(text):
     return "".join(repr(c)[1:-1] if c in _LINE_BREAKS else c for c in str(text))
 
 
-def close_matches(name, valid, n=3):
-    """The (at most ``n``) entries of ``valid`` closest to a misspelt ``name``, closest first."""
+def did_you_mean(name, valid, n=1, aliases=None):
+    """``"did you mean 'x'? "`` for the closest of ``valid`` to a misspelt ``name`` (up to ``n``
+    of them, closest first: ``"did you mean 'x', 'y' or 'z'? "``), else ``""``: the start of an
+    error's hint, before the list of what is valid. Every "did you mean" explorer prints comes
+    from here. ``aliases`` maps other spellings to the valid name each stands for (a shipped
+    spec's last part, ``llama3_8b``, to its name, ``models/llama3_8b``): matched, not shown."""
     import difflib
 
-    return difflib.get_close_matches(str(name), [str(v) for v in valid], n=n)
-
-
-def did_you_mean(name, valid):
-    """``"did you mean 'x'? "`` for the closest of ``valid`` to a misspelt ``name``, else ``""``:
-    the start of an error's hint."""
-    close = close_matches(name, valid, n=1)
-    return f"did you mean {close[0]!r}? " if close else ""
+    spelt = {str(v): str(v) for v in valid}
+    for alias, full in (aliases or {}).items():
+        spelt.setdefault(str(alias), str(full))  # a valid name is never an alias of another
+    close = difflib.get_close_matches(str(name), list(spelt), n=len(spelt) or 1)
+    shown = [repr(s) for s in dict.fromkeys(spelt[key] for key in close)][:n]
+    if not shown:
+        return ""
+    listed = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+    return f"did you mean {listed}? "
 
 
 class ExplorerError(Exception):
@@ -44,12 +49,31 @@ class SpecError(ExplorerError):
         super().__init__(one_line(f"{where}{at}{problem}{hint}"))
 
 
-class ParamError(ValueError):
+class UnknownNameError(ExplorerError):
+    """A name that is none of the valid ones: a component, an analysis, a kind, an executor.
+
+    Reads ``[where: ]unknown <what> 'name'; did you mean 'x'? <listed>: a, b, c[; advice]``.
+    ``problem`` and ``valid`` are its two halves, so a caller that knows the file and key the
+    name came from can place it there: ``SpecError(source, key, exc.problem, exc.valid)``.
+    """
+
+    def __init__(self, what, name, valid, listed="registered", where="", advice=""):
+        names = [str(v) for v in valid]
+        self.what, self.name, self.names = what, name, names
+        self.problem = f"unknown {what} {name!r}"
+        self.valid = f"{did_you_mean(name, names)}{listed}: {', '.join(names) or 'none'}"
+        if advice:
+            self.valid += f"; {advice}"
+        super().__init__(one_line(f"{where + ': ' if where else ''}{self.problem}; {self.valid}"))
+
+
+class ParamError(ExplorerError):
     """A parameter value a component or analysis refuses.
 
     Raised by :meth:`explorer.Param.check` and by a component's or analysis's ``check``;
     ``param`` names one of its parameters (None: the choice as a whole). Spec validation turns it
-    into a :class:`SpecError` that names the file and the dotted key.
+    into a :class:`SpecError` that names the file and the dotted key; raised anywhere else (a
+    factory), it is reported as a fault of the plugin that raised it.
     """
 
     def __init__(self, param, problem, valid=None):

@@ -7,14 +7,14 @@ import platform
 import torch
 
 from explorer.measure.activations import cast_floating, saved_activation_bytes
-from explorer.errors import ExplorerError, ResourceError
+from explorer.errors import ExplorerError, ParamError, ResourceError, UnknownNameError
 from explorer.spec.layers import LAYER_KINDS
 from explorer.model.gpt import build_model
 from explorer.measure.numerics import describe
-from explorer.registry.plugin_manager import unknown_name_message
 from explorer.measure.resources import available_memory, memory_available_on, refuse_unless_fits, training_need
 from explorer.model.stack import stack_total
 from explorer.model.tokenizer import get_tokenizer
+from explorer.weights.loading import load_model
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -67,7 +67,7 @@ class AnalysisContext:
         if self._model is None:
             check_fits(self.spec, self.compact_model())
             # Built on the CPU, then moved: the same seeded weights on every device.
-            self._model = build_model(self.spec, weights=self._weights).to(self.device)
+            self._model = load_model(self.spec, self._weights).to(self.device)
         return self._model
 
     @contextlib.contextmanager
@@ -294,7 +294,7 @@ def select(registry, only=None):
     chosen = []
     for name in only:
         if name not in registry.analyses:
-            raise ExplorerError("--only: " + unknown_name_message("analysis", name, sorted(registry.analyses)))
+            raise UnknownNameError("analysis", name, sorted(registry.analyses), where="--only")
         chosen.append(registry.analyses[name])
     return chosen
 
@@ -360,10 +360,11 @@ def analyze(spec, only=None, model=None, progress=None, weights=None, device="cp
         except ResourceError as exc:  # refused before it allocated anything; the others go on
             report["failures"][analysis.name] = str(exc)
             report["refused"].append(analysis.name)
-        except ExplorerError as exc:
-            report["failures"][analysis.name] = str(exc)
         except Exception as exc:
-            report["failures"][analysis.name] = (
+            # A ParamError belongs in the analysis's check, run when the spec loads: raised by
+            # the run, it is the plugin's fault, like any exception that is not explorer's own.
+            own = isinstance(exc, ExplorerError) and not isinstance(exc, ParamError)
+            report["failures"][analysis.name] = str(exc) if own else (
                 f"analysis {analysis.name!r} (plugin {provider.plugin}) raised "
                 f"{type(exc).__name__}: {exc}")
         if progress:

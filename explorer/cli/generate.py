@@ -95,11 +95,12 @@ def generate_text(spec_path, prompt, max_new_tokens, temperature, top_k, top_p, 
     from ..training.devices import torch_dtype
     from ..model.generation import TextStream, generate_stream
     from ..model.gpt import build_model, inference_layout
+    from ..weights import load_model
 
     # Refuse before allocating the weights (a meta model has only shapes).
     check_fits(spec, build_model(spec, device="meta", compact=True), suggest_shape_analyses=False)
     # Built on the CPU, then moved and cast: the same seeded weights on every device.
-    model = build_model(spec, weights=weights).eval().to(device=device, dtype=torch_dtype(dtype))
+    model = load_model(spec, weights).eval().to(device=device, dtype=torch_dtype(dtype))
     if device.type == "cpu":
         inference_layout(model)  # one token at a time: weights streamed in input order
     if compile_model:

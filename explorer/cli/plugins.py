@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .options import UserError, format_option, manager_with_plugins, plugins_option
+from .options import format_option, manager_with_plugins, plugins_option
 
 
 def _param_json(p):
@@ -33,13 +33,14 @@ def list_plugins(kind, fmt, plugins):
         explorer plugins --kind attention
     """
     from ..registry.components import REGISTERED_KINDS
-    from ..registry.plugin_manager import CONVERTER_KIND, FORMAT_KIND, unknown_name_message
+    from ..errors import UnknownNameError
+    from ..registry.plugin_manager import CONVERTER_KIND, FORMAT_KIND
 
     manager = manager_with_plugins(plugins)
     registry = manager.registry()
     kinds = (*REGISTERED_KINDS, "analysis", FORMAT_KIND, CONVERTER_KIND)
     if kind and kind not in kinds:
-        raise UserError("--kind: " + unknown_name_message("kind", kind, list(kinds)))
+        raise UnknownNameError("kind", kind, kinds, where="--kind")
     entries = []
     def kind_order(item):
         (k, name), _ = item

@@ -32,9 +32,14 @@ def list_specs(sweeps, fmt):
     """
     import json
 
-    from ..spec.catalog import list_specs as shipped_specs, list_sweeps
+    if sweeps:
+        from ..sweep import list_sweeps
 
-    rows = list_sweeps() if sweeps else shipped_specs()
+        rows = list_sweeps()
+    else:
+        from ..analysis.shipped import list_specs as shipped_specs
+
+        rows = shipped_specs()
     if fmt == "json":
         emit(json.dumps(rows, indent=2), None)
     else:

@@ -49,9 +49,9 @@ def export(spec_path, weights, target, overrides, shard_size, ignore_fields, fmt
 
     # An unknown target, or a spec it cannot hold: refused before anything is built.
     check_exportable(spec, target_format)
-    from ..model.gpt import build_model
+    from ..weights import load_model
 
-    model = build_model(spec, weights=weights)
+    model = load_model(spec, weights)
     initial_weights = not weights
     if initial_weights and fmt == "text":
         click.echo(f"no --weights: exporting the initial weights of seed {spec.seed} (untrained)")

@@ -42,7 +42,8 @@ find by walking ``model.modules()``, so they need not know what the module is:
 
 6. ``explorer_aux_loss()`` -> a scalar tensor or None: the auxiliary losses of the last forward,
    already multiplied by their coefficients, which training adds to the LM loss (an MoE's
-   load-balancing and router z-losses). :func:`aux_loss` sums them over a model.
+   load-balancing and router z-losses). :func:`aux_loss` sums them over a model and names
+   each module's part.
    ``explorer_stats()`` -> a dict of plain numbers (and lists of them) about the last forward,
    for logging (an MoE's per-expert load). :func:`stats` gathers them by module name.
 7. ``active_parameters(matrices_only=False)`` -> int: the parameters one token uses in this
@@ -64,11 +65,10 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only; the model (explorer.model.gpt) is a layer above
     import torch
 
     from explorer.model.kv_cache import KVCache
-    from explorer.model.gpt import BuildContext, GPTModel
 
 
 class ComponentFactory(Protocol):
@@ -77,7 +77,7 @@ class ComponentFactory(Protocol):
     no defaults in the signature, the Param is their one source), ``extra`` the kind's arguments.
     Returns what the kind's Protocol below describes."""
 
-    def __call__(self, ctx: BuildContext, /, **params_and_extra: Any) -> Any: ...
+    def __call__(self, ctx: Any, /, **params_and_extra: Any) -> Any: ...
 
 
 @runtime_checkable
@@ -145,9 +145,10 @@ class Block(Protocol):
 @runtime_checkable
 class WeightTying(Protocol):
     """``weight_tying``: a callable applied once to the assembled model, e.g. making the output
-    head share the token embedding (``model.out_head.weight = model.tok_emb.weight``)."""
+    head share the token embedding (``model.out_head.weight = model.tok_emb.weight``); ``model``
+    is the :class:`explorer.GPTModel`."""
 
-    def __call__(self, model: GPTModel) -> None: ...
+    def __call__(self, model: torch.nn.Module) -> None: ...
 
 
 @runtime_checkable
@@ -182,14 +183,24 @@ def kv_values_per_token(attention):
     return given if given is not None else 2 * attention.n_kv_heads * attention.head_dim
 
 
-def aux_loss(model):
-    """The sum of every module's ``explorer_aux_loss()`` after a forward, or None if none has one.
+AUX_LOSS_METHOD = "explorer_aux_loss"
 
-    Training adds it to the LM loss: ``loss = lm_loss + aux`` when ``aux`` is not None.
+
+def aux_loss(model):
+    """``(total, parts)`` after a forward: the sum of every module's ``explorer_aux_loss()``
+    (None when none has one) and ``[(module name, its loss), ...]``, so that a total that is
+    not finite can name the module whose loss went bad.
+
+    Training adds the total to the LM loss: ``loss = lm_loss + total`` when it is not None.
     """
-    losses = [loss for m in model.modules() if hasattr(m, "explorer_aux_loss")
-              for loss in [m.explorer_aux_loss()] if loss is not None]
-    return sum(losses[1:], losses[0]) if losses else None
+    total, parts = None, []
+    for name, module in model.named_modules():
+        method = getattr(module, AUX_LOSS_METHOD, None)
+        value = method() if callable(method) else None
+        if value is not None:
+            parts.append((name, value))
+            total = value if total is None else total + value
+    return total, parts
 
 
 def stats(model):

@@ -11,7 +11,7 @@ import contextlib
 import torch
 from torch import nn
 
-from explorer.errors import ExplorerError, PluginError
+from explorer.errors import ExplorerError, ParamError, PluginError
 from explorer.model.stack import StackPlan, plan_of_spec, shared_tensors
 
 
@@ -61,9 +61,11 @@ class BuildContext:
                               f"{choice.name!r}: {type(exc).__name__}: {exc}") from exc
         try:
             built = factory(self, **choice.params, **extra)
-        except ExplorerError:
-            raise
         except Exception as exc:
+            # A ParamError belongs in the component's check, run when the spec loads: raised by
+            # the factory, it is the plugin's fault, like any other exception.
+            if isinstance(exc, ExplorerError) and not isinstance(exc, ParamError):
+                raise
             layer = f", layer {self._layer}" if self._layer is not None else ""
             raise PluginError(f"plugin {provider.plugin}: {kind} {choice.name!r} failed to build "
                               f"({self.spec.source or 'spec'}: components.{kind}{layer}): "
@@ -187,7 +189,7 @@ def _refuse_embedding(encoding, name, layer):
     return encoding
 
 
-def build_model(spec, seed=None, device=None, weights=None, fork_rng=True, compact=False):
+def build_model(spec, seed=None, device=None, *, fork_rng=True, compact=False):
     """Build the model a spec describes, seeded with ``seed`` (default: the spec's seed).
 
     Parameters are created in the book's order, so ``build_model(load_spec(
@@ -196,24 +198,14 @@ def build_model(spec, seed=None, device=None, weights=None, fork_rng=True, compa
     stream: the caller's global random state (CPU, and the accelerator built on) is the same
     afterwards. ``fork_rng=False`` builds from the global stream instead, as the book does, and
     leaves it where the build stopped: the book's training-mode forward then draws its dropout
-    masks from there. ``weights`` is a checkpoint to load (a Hugging Face GPT-2 file or
-    directory, a book ``model.pth``, an explorer checkpoint); see
-    :func:`explorer.weights.load_weights`.
+    masks from there. Building reads no file: :func:`explorer.weights.load_model` builds and
+    loads a checkpoint into the model.
 
     ``compact=True`` builds one block per distinct layer configuration (a few more: see
     :mod:`explorer.model.stack`), which stands for the whole stack in the counts and measurements of
     analyses that need only shapes (on the meta device or fake tensors, a 96-layer model costs
     two blocks). It falls back to every block when the blocks are not copies of each other.
     """
-    if weights is not None and compact:
-        raise ValueError("build_model: a compact model holds some blocks only: load weights "
-                         "into a full one")
-    if weights is not None:
-        from explorer.weights import load_weights, weight_files
-
-        weight_files(weights)  # a path that holds no checkpoint is refused before building
-        return load_weights(build_model(spec, seed=seed, device=device, fork_rng=fork_rng),
-                            spec, weights)
     plugins = spec.plugin_manager
     if plugins is None:
         from explorer.registry.plugin_manager import get_plugin_manager

@@ -61,8 +61,4 @@ def get_tokenizer(name="gpt2", plugins=None):
         from explorer.registry.plugin_manager import get_plugin_manager
         plugins = get_plugin_manager()
     registry = plugins.registry()
-    try:
-        component = registry.component("tokenizer", name)
-    except KeyError as exc:
-        raise ExplorerError(exc.args[0]) from None
-    return component.load()()
+    return registry.component("tokenizer", name).load()()

@@ -19,8 +19,10 @@ TOKENIZER_KIND = "tokenizer"
 REGISTERED_KINDS = (*COMPONENT_KINDS, TOKENIZER_KIND)
 
 
-def _resolve(target):
-    """A callable, or a ``"module:attribute"`` string imported now."""
+def resolve(target):
+    """A callable as it is, or a ``"module:attribute"`` string (``attribute`` may be dotted)
+    imported now: explorer's one loader of lazy references (components' factories, analyses'
+    callables, the sweep's executors), so importing nothing heavy until one is used."""
     if not isinstance(target, str):
         return target
     module, _, attr = target.partition(":")
@@ -52,10 +54,10 @@ class Component:
     model_wide: bool = False
 
     def load(self):
-        return _resolve(self.factory)
+        return resolve(self.factory)
 
     def load_check(self):
-        return _resolve(self.check) if self.check else None
+        return resolve(self.check) if self.check else None
 
     def param(self, name):
         return next((p for p in self.params if p.name == name), None)
@@ -82,7 +84,7 @@ class Chart:
     size: tuple[float, float] = (7.0, 4.0)  # inches, before draw changes it
 
     def load(self):
-        return _resolve(self.draw)
+        return resolve(self.draw)
 
 
 def flat_figures(result, depth=2):
@@ -123,20 +125,20 @@ class Analysis:
     check: Callable | str | None = None
 
     def load(self):
-        return _resolve(self.run)
+        return resolve(self.run)
 
     def load_check(self):
-        return _resolve(self.check) if self.check else None
+        return resolve(self.check) if self.check else None
 
     def load_render(self):
-        return _resolve(self.render) if self.render else None
+        return resolve(self.render) if self.render else None
 
     def load_html(self):
-        return _resolve(self.html) if self.html else None
+        return resolve(self.html) if self.html else None
 
     def figures_of(self, result):
         """The headline figures of ``result``, keys without the analysis name."""
-        return _resolve(self.figures)(result) if self.figures else flat_figures(result)
+        return resolve(self.figures)(result) if self.figures else flat_figures(result)
 
     def param(self, name):
         return next((p for p in self.params if p.name == name), None)
@@ -171,7 +173,7 @@ class CheckpointFormat:
     def load(self, part):
         """The callable of field ``part`` ("detect", "to_model", ...), or None if not given."""
         target = getattr(self, part)
-        return _resolve(target) if target is not None else None
+        return resolve(target) if target is not None else None
 
     def problem(self):
         """Why this descriptor is unusable, or None: what reading and writing each need."""
@@ -214,7 +216,7 @@ class ConfigConverter:
         return self.model_type
 
     def load(self):
-        return _resolve(self.convert)
+        return resolve(self.convert)
 
     def problem(self):
         """Why this descriptor is unusable, or None."""

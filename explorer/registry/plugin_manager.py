@@ -8,7 +8,6 @@ skipped; the others keep working. A plugin the user named (``-p``, ``--plugin``,
 ``plugins:``) that fails to import or register is an error: the user asked for it.
 """
 
-import difflib
 import hashlib
 import importlib
 import importlib.metadata
@@ -22,7 +21,7 @@ import pluggy
 from explorer.registry import hookspecs
 from explorer.registry.components import (COMPONENT_KINDS, REGISTERED_KINDS, Analysis, CheckpointFormat, Component,
                          ConfigConverter, Provider)
-from explorer.errors import PluginError
+from explorer.errors import PluginError, UnknownNameError
 
 ENTRY_POINT_GROUP = "explorer"
 DISABLE_ENV = "EXPLORER_DISABLE_PLUGINS"
@@ -277,29 +276,25 @@ class Registry:
         return sorted(name for k, name in self.components if k == kind)
 
     def component(self, kind, name):
-        """The component ``kind``/``name``, or a KeyError whose message lists the valid names."""
+        """The component ``kind``/``name``; an :class:`explorer.errors.UnknownNameError` lists
+        the registered names and the closest one."""
         try:
             return self.components[(kind, name)]
         except KeyError:
             what = kind if kind not in COMPONENT_KINDS else f"{kind} component"
-            raise KeyError(unknown_name_message(what, name, self.names(kind))) from None
+            raise UnknownNameError(what, name, self.names(kind)) from None
 
     def analysis(self, name):
+        """The analysis ``name``; an :class:`explorer.errors.UnknownNameError` if none is."""
         try:
             return self.analyses[name]
         except KeyError:
-            raise KeyError(unknown_name_message("analysis", name, sorted(self.analyses))) from None
+            raise UnknownNameError("analysis", name, sorted(self.analyses)) from None
 
 
 def _short(value):
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def unknown_name_message(what, name, valid):
-    close = difflib.get_close_matches(str(name), valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown {what} {name!r}{hint}; registered: {', '.join(valid) or 'none'}"
 
 
 def _import_module(module_name):

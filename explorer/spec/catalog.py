@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from explorer.errors import SpecError, close_matches
+from explorer.errors import SpecError, did_you_mean
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -98,14 +98,11 @@ def is_shipped_name(reference, collection=SPECS):
 
 
 def unknown_hint(reference, collection):
-    """``"close matches: 'gpt2_small'; `explorer specs` lists them"``: the end of the error."""
+    """``"did you mean 'gpt2_small'? `explorer specs` lists them"``: the end of the error."""
     names = list(collection.names())
-    name = as_name(reference, collection)
     by_leaf = {full.rsplit("/", 1)[-1]: full for full in names}
-    close = close_matches(name, names) + [by_leaf[leaf] for leaf in close_matches(name, by_leaf)]
-    shown = ", ".join(repr(full) for full in list(dict.fromkeys(close))[:3])
-    lead = f"close matches: {shown}; " if shown else ""
-    return f"{lead}`{collection.command}` lists them"
+    hint = did_you_mean(as_name(reference, collection), names, n=3, aliases=by_leaf)
+    return f"{hint}`{collection.command}` lists them"
 
 
 def summary_line(path):
@@ -128,33 +125,3 @@ def summary_line(path):
         doc = yaml.safe_load(text)
         sentence = doc.get("description", "") if isinstance(doc, dict) else ""
     return sentence if len(sentence) <= 100 else sentence[:99].rstrip() + "…"
-
-
-def list_specs():
-    """Every shipped spec: ``{"name", "title", "parameters", "description", "path"}``, by name.
-
-    Parameters are counted on the meta device (no weights allocated), as the params analysis
-    counts them, so the 175B spec answers as quickly as the tiny one.
-    """
-    from explorer.measure.costs import static_costs
-    from explorer.spec.loading import load_spec
-
-    rows = []
-    for name, path in SPECS.names().items():
-        spec = load_spec(path)
-        rows.append({"name": name, "title": spec.name,
-                     "parameters": static_costs(spec, 1)["parameters"],
-                     "description": summary_line(path), "path": str(path)})
-    return rows
-
-
-def list_sweeps():
-    """Every shipped sweep file: ``{"name", "title", "runs", "description", "path"}``."""
-    from explorer.sweep import load_sweep, make_plan
-
-    rows = []
-    for name, path in SWEEPS.names().items():
-        sweep = load_sweep(path)
-        rows.append({"name": name, "title": sweep.name, "runs": len(make_plan(sweep).runs),
-                     "description": summary_line(path), "path": str(path)})
-    return rows

@@ -14,8 +14,8 @@ Nothing here imports torch: a config converts and validates as fast as a spec lo
 import json
 from pathlib import Path
 
-from explorer.errors import ExplorerError, PluginError, SpecError
-from explorer.registry.plugin_manager import CONVERTER_KIND, get_plugin_manager, unknown_name_message
+from explorer.errors import ExplorerError, PluginError, SpecError, UnknownNameError
+from explorer.registry.plugin_manager import CONVERTER_KIND, get_plugin_manager
 
 CONFIG_NAME = "config.json"
 WIDTH = 100  # the longest line to_yaml writes on one line
@@ -184,9 +184,9 @@ def convert(data, source, registry, ignore_fields=()):
                         f"{', '.join(known) or 'none'}")
     converter = registry.converters.get(model_type)
     if converter is None:
-        raise SpecError(source, "model_type", unknown_name_message(
-            "model_type", model_type, known), f"explorer plugins --kind {CONVERTER_KIND} "
-            "lists the converters; a plugin can add one")
+        unknown = UnknownNameError("model_type", model_type, known, advice=(
+            f"explorer plugins --kind {CONVERTER_KIND} lists the converters; a plugin can add one"))
+        raise SpecError(source, "model_type", unknown.problem, unknown.valid)
     cfg = HFConfig(data, source)
     plugin = registry.provider[(CONVERTER_KIND, model_type)].plugin
     try:

@@ -1,7 +1,7 @@
 """Validating a spec's ``layers:`` entries (explorer.spec.layers) into :class:`LayerRule` s.
 
 Each entry is checked like the spec-wide ``components:`` (the same Params, ranges and ``check``
-rules, through :mod:`explorer.spec.validation`'s helpers), and every layer it changes is checked as a
+rules, through :mod:`explorer.spec.validator`), and every layer it changes is checked as a
 whole: a rule across kinds (RoPE's even head size) sees the layer's own choices. Errors name the
 entry: ``layers[1].every``, ``layers[0].components.attention.window``.
 """
@@ -9,14 +9,14 @@ entry: ``layers[1].every``, ``layers[0].components.attention.window``.
 from explorer.registry.components import COMPONENT_KINDS
 from explorer.errors import SpecError
 from explorer.spec.layers import ENTRY_KEYS, LAYER_KINDS, SELECTORS, LayerRule, resolve_layer
-from explorer.spec.validation import _check_choice, _component, _show
+from explorer.spec.validator import check_choice, component_choice, show
 
 
 def validate_layers(v, entries, config, components):
     """The ``layers:`` entries as :class:`LayerRule` s, each choice resolved against the
     spec-wide ``components`` and checked, alone and with the other kinds of every layer it makes."""
     if not isinstance(entries, list):
-        raise v.error("layers", f"expected a list of entries, got {_show(entries)}",
+        raise v.error("layers", f"expected a list of entries, got {show(entries)}",
                       "e.g. layers: [{every: 2, offset: 1, components: {attention: "
                       "{window: 4096}}}]")
     rules = tuple(_layer_rule(v, f"layers[{n}]", entry, config, components)
@@ -36,10 +36,10 @@ def validate_layers(v, entries, config, components):
         choices = resolve_layer(components, rules, i, config.n_layers)
         for kind, n in made_by.items():
             if n is not None:
-                _check_choice(v, config, f"layers[{n}].components.{kind}", choices[kind], choices)
+                check_choice(v, config, f"layers[{n}].components.{kind}", choices[kind], choices)
                 continue
             try:
-                _check_choice(v, config, f"components.{kind}", choices[kind], choices)
+                check_choice(v, config, f"components.{kind}", choices[kind], choices)
             except SpecError as exc:  # a spec-wide choice fails only with this layer's others
                 raise SpecError(exc.source, exc.key, f"at layer {i}: {exc.problem}",
                                 exc.valid) from None
@@ -85,11 +85,11 @@ def _layer_rule(v, key, entry, config, components):
 def _layer_indices(v, key, value, n_layers):
     valid = f"layer indices 0..{n_layers - 1} (model.n_layers {n_layers}), each once"
     if not isinstance(value, list) or not value:
-        raise v.error(key, f"expected a non-empty list of layer indices, got {_show(value)}", valid)
+        raise v.error(key, f"expected a non-empty list of layer indices, got {show(value)}", valid)
     seen = set()
     for index in value:
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n_layers:
-            raise v.error(key, f"{_show(index)} is not a layer index", valid)
+            raise v.error(key, f"{show(index)} is not a layer index", valid)
         if index in seen:
             raise v.error(key, f"layer {index} is listed twice", valid)
         seen.add(index)
@@ -107,11 +107,11 @@ def _layer_choice(v, key, kind, choice, components):
     if isinstance(choice, str):
         choice = {"name": choice}
     if not isinstance(choice, dict):
-        raise v.error(key, f"expected a name or {{name: ..., param: value}}, got {_show(choice)}")
+        raise v.error(key, f"expected a name or {{name: ..., param: value}}, got {show(choice)}")
     wide = components[kind]
     if choice.get("name", wide.name) == wide.name:
         choice = {**wide.params, **choice, "name": wide.name}
-    resolved = _component(v, kind, choice, key)
+    resolved = component_choice(v, kind, choice, key)
     if v.registry.component(kind, resolved.name).model_wide:
         per_layer = [n for n in v.registry.names(kind)
                      if not v.registry.component(kind, n).model_wide]

@@ -18,8 +18,8 @@ from .plan import Plan, make_plan
 from .store import Store
 from .sweepfile import SweepFile, load_sweep
 
-__all__ = ["SweepFile", "Plan", "Store", "load_sweep", "make_plan", "run_sweep", "report",
-           "status"]
+__all__ = ["SweepFile", "Plan", "Store", "list_sweeps", "load_sweep", "make_plan", "run_sweep",
+           "report", "status"]
 
 
 def _open(sweep, db, plan, missing_ok=False):
@@ -55,6 +55,19 @@ def status(sweep, db=None, plan=None):
         return build_status(plan, store)
     finally:
         store.close()
+
+
+def list_sweeps():
+    """Every shipped sweep file: ``{"name", "title", "runs", "description", "path"}``, by name
+    (``explorer specs --sweeps``)."""
+    from ..spec.catalog import SWEEPS, summary_line
+
+    rows = []
+    for name, path in SWEEPS.names().items():
+        sweep = load_sweep(path)
+        rows.append({"name": name, "title": sweep.name, "runs": len(make_plan(sweep).runs),
+                     "description": summary_line(path), "path": str(path)})
+    return rows
 
 
 # The names explorer/__init__.py exports (``explorer.sweep_report``): explorer.analysis.report is a module.

@@ -120,8 +120,9 @@ def run_sweep(sweep, executor="local", workers=None, threads=None, db=None, retr
     the sweep file); ``retry_failed`` runs failed runs again (a run whose worker was killed is
     always retried). Raises :class:`explorer.ExplorerError` if another driver holds the store.
     """
-    from . import load_sweep, make_plan
+    from .plan import make_plan
     from .results import build_report
+    from .sweepfile import load_sweep
 
     if not hasattr(sweep, "grid"):
         sweep = load_sweep(sweep)

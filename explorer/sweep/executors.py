@@ -23,7 +23,8 @@ import os
 import signal
 import socket
 
-from ..errors import ExplorerError
+from ..errors import ExplorerError, UnknownNameError
+from ..registry.components import resolve
 
 # name -> "module:class", imported when chosen (Ray is an optional dependency).
 EXECUTORS = {"local": "explorer.sweep.executors:LocalExecutor",
@@ -46,14 +47,9 @@ def killed(task, why):
 
 def make_executor(name, workers=None, threads=1, **options):
     """The executor called ``name``, ready to take runs."""
-    import importlib
-
     if name not in EXECUTORS:
-        raise ExplorerError(f"--executor: unknown executor {name!r}; known: "
-                            f"{', '.join(EXECUTORS)}")
-    module, _, cls = EXECUTORS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)(workers=workers, threads=threads,
-                                                         **options)
+        raise UnknownNameError("executor", name, EXECUTORS, listed="known", where="--executor")
+    return resolve(EXECUTORS[name])(workers=workers, threads=threads, **options)
 
 
 class _Worker:

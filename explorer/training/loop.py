@@ -38,7 +38,7 @@ import torch
 from torch.nn import functional as F
 
 from explorer.training.compilation import compile_errors, compile_model
-from explorer.model.contracts import stats
+from explorer.model.contracts import aux_loss, stats
 from explorer.training.corpus import load_corpus, tokenize, unigram_baseline, windows
 from explorer.training.devices import autocast, grad_scaler, resolve_device, synchronize
 from explorer.errors import ExplorerError
@@ -48,7 +48,6 @@ from explorer.training.settings import TrainConfig, eval_steps, learning_rate
 __all__ = ["TrainConfig", "train", "derive_seed", "DivergedError", "adamw"]
 
 EVAL_CHUNK = 64  # windows per forward pass when evaluating
-AUX_LOSS_METHOD = "explorer_aux_loss"
 
 
 class DivergedError(ExplorerError):
@@ -142,22 +141,6 @@ def prepare_corpus(text, source, spec, tokenizer):
     return corpus
 
 
-def _aux_modules(model):
-    return [(name, module) for name, module in model.named_modules()
-            if callable(getattr(module, AUX_LOSS_METHOD, None))]
-
-
-def _aux_loss(aux_modules):
-    """The sum of the modules' auxiliary losses (None when none has one), and who gave each."""
-    total, parts = None, []
-    for name, module in aux_modules:
-        value = getattr(module, AUX_LOSS_METHOD)()
-        if value is not None:
-            parts.append((name, value))
-            total = value if total is None else total + value
-    return total, parts
-
-
 class _Run:
     """One training run's state: model, data, optimizer, clocks."""
 
@@ -180,7 +163,6 @@ class _Run:
         self.scaler = grad_scaler(device, config.dtype)
         self.precision = lambda: autocast(device, config.dtype)
         self.forward = compile_model(model, "train.compile") if config.compile else model
-        self.aux_modules = _aux_modules(model)
         self.train_seconds = self.eval_seconds = 0.0
         self.first_step_seconds = None
 
@@ -221,7 +203,7 @@ class _Run:
         inputs, targets = self.batch()
         with self.precision():
             logits = self.forward(inputs)  # (B, T, V)
-            aux, parts = _aux_loss(self.aux_modules)
+            aux, parts = aux_loss(self.model)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         value, aux_value = loss.item(), None if aux is None else aux.item()
         if not math.isfinite(value):

@@ -10,18 +10,21 @@ One concern a module:
 - ``fit`` and ``hints``: whether the tensors fit the model, and which spec key would make the
   first misfit fit (found by rebuilding on the meta device, not by knowing component names).
 - ``diagnostics``: :class:`Mismatch` records and the one place they are worded.
-- ``loading``, ``export``, ``writing``: load into a model; export; atomic file writes.
+- ``loading``, ``export``, ``writing``: build a model and load into it; export; atomic file
+  writes.
 - ``resolved``: component parameters as the built model has them (a derived default as the
   number it derives), for checks of a checkpoint's config against a spec.
+
+One layer above the model: ``explorer.model`` builds and never imports this package.
 """
 
 from .diagnostics import Mismatch
 from .export import check_exportable, export, export_format, export_hf, targets
 from .files import CheckpointFile, read_file, weight_files
-from .loading import load_weights
+from .loading import load_model, load_weights
 from .native import SPEC_METADATA_KEY, save_checkpoint, spec_from_checkpoint
 from .resolved import resolved_layers
 
 __all__ = ["CheckpointFile", "Mismatch", "SPEC_METADATA_KEY", "check_exportable", "export",
-           "export_format", "export_hf", "load_weights", "read_file", "resolved_layers",
+           "export_format", "export_hf", "load_model", "load_weights", "read_file", "resolved_layers",
            "save_checkpoint", "spec_from_checkpoint", "targets", "weight_files"]

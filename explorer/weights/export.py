@@ -8,7 +8,7 @@ built), with the spec key that is the reason.
 import json
 from pathlib import Path
 
-from ..errors import ExplorerError
+from ..errors import ExplorerError, UnknownNameError
 from ..registry.plugin_manager import FORMAT_KIND
 from . import formats
 from .native import save_checkpoint
@@ -34,9 +34,8 @@ def export_format(spec, target):
     registry = formats.registry_of(spec)
     candidates = [f for f in registry.formats.values() if f.target == target]
     if not candidates:
-        raise ExplorerError(f"--to {target}: unknown export target; registered: "
-                            f"{', '.join(targets(registry))} (explorer plugins --kind "
-                            f"{FORMAT_KIND} lists the formats)")
+        raise UnknownNameError("export target", target, targets(registry), where="--to", advice=(
+            f"explorer plugins --kind {FORMAT_KIND} lists the formats"))
     reasons = []
     for fmt in candidates:
         problem = formats.unsupported(registry, fmt, spec)

@@ -1,4 +1,8 @@
-"""Loading a checkpoint into a built model: read, map through its format, check, copy.
+"""Loading a checkpoint into a model: read, map through its format, check, copy.
+
+:func:`load_model` builds the spec's model and loads into it (model assembly,
+:func:`explorer.model.gpt.build_model`, reads no file); :func:`load_weights` loads into a model
+already built.
 
 Any disagreement between checkpoint and spec is one ExplorerError naming the first tensor (or
 config value) that does not fit and the spec key to change; nothing is copied until all agree.
@@ -9,12 +13,27 @@ from dataclasses import replace
 import torch
 
 from ..errors import ExplorerError
+from ..model.gpt import build_model
 from . import formats
 from .diagnostics import Mismatch, mismatch_error
-from .files import read_file
+from .files import read_file, weight_files
 from .fit import Layout, first_mismatch
 from .hints import kind_of, suggest
 from .native import is_native, saved_spec, spec_mismatches
+
+
+def load_model(spec, weights, seed=None, device=None, fork_rng=True):
+    """The model ``spec`` describes with the checkpoint ``weights`` loaded (a Hugging Face file
+    or directory, a book ``model.pth``, an explorer checkpoint: :func:`load_weights`), or with
+    the initial weights of ``seed`` when ``weights`` is None. ``seed``, ``device``, ``fork_rng``:
+    as :func:`explorer.build_model`.
+
+    A path that holds no checkpoint is refused before the model is built.
+    """
+    if weights is not None:
+        weight_files(weights)
+    model = build_model(spec, seed=seed, device=device, fork_rng=fork_rng)
+    return model if weights is None else load_weights(model, spec, weights)
 
 
 def load_weights(model, spec, path):

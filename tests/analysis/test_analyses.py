@@ -121,7 +121,8 @@ def test_vocab_smaller_than_the_tokenizer_is_refused_when_the_spec_loads(make_sp
 
 
 def test_unknown_analysis_name(make_spec):
-    with pytest.raises(explorer.ExplorerError, match="unknown analysis 'parms' .did you mean 'params'"):
+    with pytest.raises(explorer.errors.UnknownNameError, match=r"^--only: unknown analysis 'parms'; "
+                                                        r"did you mean 'params'\? registered: "):
         explorer.analyze(make_spec(), only=["parms"])
 
 
@@ -169,3 +170,22 @@ def test_weights_that_do_not_fit_are_refused_before_allocation(make_spec, monkey
         f"analyses that need only shapes can still run: --only {','.join(shape_only)}")
     # Shape-only analyses still run, on the meta device.
     assert explorer.analyze(spec, only=["params"])["analyses"]["params"]["total"] == TOTAL
+
+
+class RefusesAtRun:
+    @hookimpl
+    def explorer_analyses(self):
+        def run(ctx):
+            raise explorer.ParamError("n", "too late to refuse", "refuse in check")
+        return [Analysis(name="late", run=run, default=False)]
+
+
+def test_a_param_error_from_a_run_is_reported_by_plugin_name(write_spec):
+    """Not explorer's own one-line error: a ParamError belongs in the analysis's check."""
+    plugins = explorer.get_plugin_manager(entry_points=False)
+    plugins.register(RefusesAtRun(), "late-plugin")
+    doc = {"tokenizer": "bytes",
+           "model": {"vocab_size": 256, "context_length": 32, "emb_dim": 16, "n_heads": 4, "n_layers": 1}}
+    report = explorer.analyze(explorer.load_spec(write_spec(doc), plugins=plugins), only=["late"])
+    assert report["failures"] == {"late": "analysis 'late' (plugin late-plugin) raised "
+                                          "ParamError: too late to refuse; refuse in check"}

@@ -73,6 +73,7 @@ def test_analyses_share_one_model_of_each_kind(make_spec, monkeypatch):
 
     monkeypatch.setattr(explorer.analysis.runner, "build_model", counting)
     monkeypatch.setattr(explorer.model.gpt, "build_model", counting)
+    monkeypatch.setattr("explorer.weights.loading.build_model", counting)  # the real one's
     spec = make_spec(model={"vocab_size": 50257})
     report = explorer.analyze(spec, only=["params", "memory", "flops", "summary"])
     assert report["failures"] == {}

@@ -152,7 +152,7 @@ def _recording(spec):
 
     def record(module, inputs, output):
         if module.training:
-            records.append((contracts.aux_loss(module).item(), contracts.stats(module)))
+            records.append((contracts.aux_loss(module)[0].item(), contracts.stats(module)))
 
     model.register_forward_hook(record)
     return model, records

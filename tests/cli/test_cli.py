@@ -69,9 +69,11 @@ def test_plugins_lists_components_with_params_and_provider(capsys):
 @pytest.mark.parametrize("args, fragment", [
     (["build", "nope.yaml"], "nope.yaml: no such file"),
     (["build", "specs/gpt2_small.yaml", "--set", "components.norm=layernrom"],
-     "components.norm: unknown norm component 'layernrom' (did you mean 'layernorm'?)"),
+     "components.norm: unknown norm component 'layernrom'; did you mean 'layernorm'? "
+     "registered: layernorm, none, rmsnorm"),
     (["build", "specs/gpt2_small.yaml", "--only", "parms"], "unknown analysis 'parms'"),
-    (["plugins", "--kind", "norms"], "unknown kind 'norms' (did you mean 'norm'?)"),
+    (["plugins", "--kind", "norms"], "--kind: unknown kind 'norms'; did you mean 'norm'? "
+                                      "registered: norm, activation"),
 ])
 def test_errors_are_one_line_with_exit_code_2(capsys, args, fragment):
     code, out, err = run_cli(capsys, *args)

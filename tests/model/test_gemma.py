@@ -238,10 +238,10 @@ def test_a_checkpoint_saved_before_the_new_keys_still_loads(make_spec, tmp_path)
         del old["components"]["attention"][key]
     old_path = tmp_path / "old.safetensors"
     save_file(tensors, old_path, metadata={**metadata, SPEC_METADATA_KEY: json.dumps(old)})
-    loaded = explorer.build_model(spec, weights=str(old_path))
+    loaded = explorer.load_model(spec, str(old_path))
     assert all(torch.equal(a, b) for a, b in zip(loaded.parameters(), model.parameters()))
     changed = make_spec(norm={"name": "rmsnorm", "unit_offset": True},
                         attention={"name": "gqa", "n_kv_heads": 2})
     with pytest.raises(explorer.ExplorerError, match="saved with components.norm.unit_offset: "
                                                      "false but the spec has true"):
-        explorer.build_model(changed, weights=str(old_path))
+        explorer.load_model(changed, str(old_path))

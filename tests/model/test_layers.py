@@ -172,7 +172,7 @@ def test_checkpoints_carry_layers(layout, tmp_path):
     path = explorer.save_checkpoint(model, layout, tmp_path / "layout.safetensors")
     spec = explorer.spec_from_checkpoint(path)
     assert spec.layer_components() == layout.layer_components()
-    loaded = explorer.build_model(spec, seed=0, weights=path).eval()
+    loaded = explorer.load_model(spec, path, seed=0).eval()
     ids = tokens(1, 9)
     with torch.no_grad():
         assert torch.equal(loaded(ids), model(ids))
@@ -186,11 +186,11 @@ def test_a_checkpoint_refuses_a_spec_whose_layers_differ(layout, tmp_path, write
         "layers=[{first: 1, components: {ffn: {name: glu, hidden: 24}}}]"])
     with pytest.raises(explorer.ExplorerError, match=r"was saved with layers: \[\{\"every\": 2, "
                        r".* but the spec has \[\{\"first\": 1.*; set layers: \[\{\"every\": 2"):
-        explorer.build_model(other, weights=path)
+        explorer.load_model(other, path)
     # impl only picks how the same function is computed: it may differ.
     manual = [{**LAYOUT[0], "components": {"attention": {"window": 4, "impl": "manual"}}},
               *LAYOUT[1:]]
-    explorer.build_model(explorer.load_spec(write_spec(doc(manual))), weights=path)
+    explorer.load_model(explorer.load_spec(write_spec(doc(manual))), path)
 
 
 def test_gpt2_export_refuses_layers(write_spec, tmp_path):
@@ -240,7 +240,8 @@ def test_gpt2_export_refuses_layers(write_spec, tmp_path):
     ([{"first": 1, "components": {"atention": {}}}],
      r"layers\[0\]\.components\.atention: unknown key; did you mean 'attention'\?"),
     ([{"first": 1, "components": {"ffn": "mpl"}}],
-     r"layers\[0\]\.components\.ffn: unknown ffn component 'mpl' \(did you mean 'mlp'\?\)"),
+     r"layers\[0\]\.components\.ffn: unknown ffn component 'mpl'; did you mean 'mlp'\? "
+     r"registered: "),
     ([{"first": 1, "components": {"attention": {"window": -1}}}],
      r"layers\[0\]\.components\.attention\.window: must be >= 0, got -1$"),
     ([{"first": 1, "components": {"attention": {"windw": 4}}}],

@@ -96,8 +96,11 @@ def test_load_balancing_loss_equals_transformers(write_spec):
         want = load_balancing_loss_func((logits,), E, K)
         torch.testing.assert_close(block.ff.explorer_aux_loss(), want, atol=1e-6, rtol=0)
     # Summed over layers (each Switch layer has its own loss); HF pools the layers instead.
-    total = contracts.aux_loss(ours)
+    total, parts = contracts.aux_loss(ours)
     torch.testing.assert_close(total, sum(load_balancing_loss_func((x,), E, K) for x in router_logits))
+    assert [name for name, _ in parts] == [f"trf_blocks.{i}.ff" for i in range(len(router_logits))]
+    for (_, part), block in zip(parts, ours.trf_blocks):  # each block's part, by its name
+        assert torch.equal(part, block.ff.explorer_aux_loss())
 
 
 # -- the losses and stats by hand ----------------------------------------------------------------
@@ -118,14 +121,14 @@ def test_uniform_router_gives_top_k_and_log_n_squared(make_spec):
 
 def test_aux_loss_has_gradient_for_the_router_and_none_without_coefficients(make_spec):
     model = moe_model(make_spec)
-    assert contracts.aux_loss(model) is None  # no forward yet
+    assert contracts.aux_loss(model) == (None, [])  # no forward yet
     model.train()
     model(tokens(2, 12))
-    contracts.aux_loss(model).backward()
+    contracts.aux_loss(model)[0].backward()
     assert all(b.ff.router.weight.grad.abs().sum() > 0 for b in model.trf_blocks)
     off = moe_model(make_spec, aux_loss_coef=0.0, z_loss_coef=0.0)
     off(tokens(2, 12))
-    assert contracts.aux_loss(off) is None
+    assert contracts.aux_loss(off) == (None, [])
     assert contracts.stats(off)  # the stats are still there to log
 
 

@@ -49,7 +49,7 @@ def test_configs_and_weights_compute_what_transformers_computes(tmp_path, model_
     hf = randomize(transformers.AutoModelForCausalLM.from_config(
         CONFIGS[model_type](), attn_implementation="eager"))
     hf.save_pretrained(tmp_path)
-    ours = explorer.build_model(spec_from_hf(tmp_path), weights=tmp_path).eval()
+    ours = explorer.load_model(spec_from_hf(tmp_path), tmp_path).eval()
     assert [type(b.ff).__name__ for b in ours.trf_blocks] == [
         "MixtureOfExperts", "GLU", "MixtureOfExperts"]
     assert [is_sparse(layer) for layer in hf.model.layers] == [True, False, True]

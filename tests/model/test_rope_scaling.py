@@ -87,7 +87,7 @@ def test_llama_with_llama3_scaling_equals_transformers(write_spec, tmp_path):
     torch.manual_seed(0)
     hf = randomize(transformers.LlamaForCausalLM(config))
     hf.save_pretrained(tmp_path)
-    ours = explorer.build_model(explorer.spec_from_hf(tmp_path), weights=tmp_path).eval()
+    ours = explorer.load_model(explorer.spec_from_hf(tmp_path), tmp_path).eval()
     assert_same_logits(ours, hf, tokens(1, 100))
 
 

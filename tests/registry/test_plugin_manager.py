@@ -168,3 +168,36 @@ def test_a_broken_builtin_is_an_error_naming_it(tmp_path, monkeypatch, capsys, s
     code, out, err = run_cli(capsys, "build", "tiny", "--only", "params")
     assert (code, out) == (2, "")
     assert err.startswith("Error: explorer's built-in plugin broken_builtin is broken: ")
+
+
+def test_an_unknown_name_is_an_explorer_error_in_two_halves_not_a_key_error():
+    with pytest.raises(explorer.errors.UnknownNameError) as info:
+        REGISTRY.component("norm", "layernrom")
+    error = info.value
+    assert isinstance(error, explorer.ExplorerError) and not isinstance(error, KeyError)
+    assert str(error) == ("unknown norm component 'layernrom'; did you mean 'layernorm'? "
+                          "registered: layernorm, none, rmsnorm")
+    # The halves a caller places under its own file and key: SpecError(source, key, *halves).
+    assert (error.problem, error.valid) == ("unknown norm component 'layernrom'",
+                                            "did you mean 'layernorm'? registered: layernorm, "
+                                            "none, rmsnorm")
+    with pytest.raises(explorer.errors.UnknownNameError, match=r"^unknown analysis 'zzz'; "
+                                                               r"registered: flops, gradflow, "):
+        REGISTRY.analysis("zzz")  # nothing close: no "did you mean"
+    with pytest.raises(explorer.errors.UnknownNameError, match=r"^unknown tokenizer 'gtp2'; did "
+                                                               r"you mean 'gpt2'\? registered: "
+                                                               r"bytes, gpt2$"):
+        REGISTRY.component("tokenizer", "gtp2")  # a kind that is not a component's: as it is
+
+
+def test_every_did_you_mean_has_one_wording():
+    from explorer.errors import did_you_mean
+
+    assert did_you_mean("n_head", ["n_heads", "n_layers"]) == "did you mean 'n_heads'? "
+    assert did_you_mean("zzz", ["n_heads"]) == ""
+    assert did_you_mean("gpt2_smal", ["gpt2_small", "gpt2_xl", "gpt2_small_openai", "tiny"],
+                        n=3) == "did you mean 'gpt2_small', 'gpt2_xl' or 'gpt2_small_openai'? "
+    # An alias is matched and stands for its name: shown once, as the name.
+    assert did_you_mean("llama3_8", ["models/llama3_8b"], n=3,
+                        aliases={"llama3_8b": "models/llama3_8b"}) == \
+        "did you mean 'models/llama3_8b'? "

@@ -316,3 +316,26 @@ def test_one_file_named_by_two_paths_loads_once(tmp_path, monkeypatch):
     registry = plugins.registry()
     assert registry.broken == {}
     assert registry.provider[("norm", "scalenorm")].plugin == str(MODULE.resolve())
+
+
+class RefusesAtBuild:
+    """A norm whose factory (not its check) refuses a parameter: the plugin's fault."""
+
+    @hookimpl
+    def explorer_components(self):
+        def factory(ctx, dim):
+            raise explorer.ParamError("dim", f"{dim} is not a power of two")
+        return [Component(kind="norm", name="picky", factory=factory)]
+
+
+def test_a_param_error_from_a_factory_is_the_plugins_fault_naming_it(write_spec):
+    """ParamError is an ExplorerError now, but one raised while building (past validation) is
+    still reported as the plugin's, with the spec key, as any exception a factory raises."""
+    plugins = explorer.get_plugin_manager(entry_points=False)
+    plugins.register(RefusesAtBuild(), "picky-plugin")
+    path = write_spec(spec_doc(norm="picky"))
+    spec = explorer.load_spec(path, plugins=plugins)
+    with pytest.raises(explorer.PluginError) as info:
+        explorer.build_model(spec)
+    assert str(info.value) == (f"plugin picky-plugin: norm 'picky' failed to build ({path}: "
+                               "components.norm, layer 0): ParamError: 16 is not a power of two")

@@ -6,7 +6,8 @@ import json
 import pytest
 
 import explorer
-from explorer.spec.catalog import SPECS, SWEEPS, as_name, list_specs, summary_line
+from explorer.analysis.shipped import list_specs
+from explorer.spec.catalog import SPECS, SWEEPS, as_name, summary_line
 from tests.helpers import ROOT, run_cli
 
 
@@ -55,8 +56,8 @@ def test_a_path_that_exists_wins_over_a_name(elsewhere):
 def test_unknown_name_names_the_close_matches(elsewhere, capsys):
     code, out, err = run_cli(capsys, "build", "gpt2_smal", "--only", "params")
     assert (code, out) == (2, "")
-    assert err == ("Error: gpt2_smal: no such file, and no shipped spec of that name; close "
-                   "matches: 'gpt2_small', 'gpt2_xl', 'gpt2_small_openai'; `explorer specs` "
+    assert err == ("Error: gpt2_smal: no such file, and no shipped spec of that name; did you "
+                   "mean 'gpt2_small', 'gpt2_xl' or 'gpt2_small_openai'? `explorer specs` "
                    "lists them\n")
 
 
@@ -91,7 +92,7 @@ def test_unknown_sweep_name(elsewhere, capsys):
     code, _, err = run_cli(capsys, "sweep", "positionl", "--dry-run")
     assert code == 2
     assert err == ("Error: positionl: no such file, and no shipped sweep file of that name; "
-                   "close matches: 'positional'; `explorer specs --sweeps` lists them\n")
+                   "did you mean 'positional'? `explorer specs --sweeps` lists them\n")
 
 
 def test_summary_line_is_the_first_sentence_of_the_opening_comment():
@@ -121,3 +122,10 @@ def test_specs_command_lists_one_line_each(capsys):
     assert code == 0
     assert {row["name"]: row["runs"] for row in json.loads(out)} == \
         {"norms": 12, "positional": 20, "smoke": 4}
+
+
+def test_an_unknown_name_close_to_a_last_part_suggests_the_full_name(elsewhere):
+    with pytest.raises(explorer.SpecError, match=r"^llama3_8: no such file, and no shipped spec "
+                                                 r"of that name; did you mean 'models/llama3_8b' "
+                                                 r"or 'llama_style'\? `explorer specs` lists"):
+        explorer.load_spec("llama3_8")

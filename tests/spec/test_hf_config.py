@@ -69,7 +69,7 @@ def test_llama_family_configs_compute_what_transformers_computes(tmp_path, model
     alternation), head_dim apart from hidden / heads, biases, experts: 30 positions, past
     every window."""
     hf = _saved(tmp_path, LLAMA_FAMILY[model_type]())
-    ours = explorer.build_model(spec_from_hf(tmp_path), weights=tmp_path)
+    ours = explorer.load_model(spec_from_hf(tmp_path), tmp_path)
     assert_same_logits(ours.eval(), hf, tokens(2, 30))
 
 
@@ -78,7 +78,7 @@ def test_gpt2_config_computes_what_transformers_computes(tmp_path):
                                                   n_positions=64, n_inner=96))
     spec = spec_from_hf(tmp_path)
     assert spec.components["ffn"].params["expansion"] == 3
-    assert_same_logits(explorer.build_model(spec, weights=tmp_path).eval(), hf, tokens(2, 20))
+    assert_same_logits(explorer.load_model(spec, tmp_path).eval(), hf, tokens(2, 20))
 
 
 @pytest.mark.parametrize("version", ["deepseek_v2", "deepseek_v3"])
@@ -305,10 +305,10 @@ def test_ignore_config_field_applies_to_the_config_beside_the_weights(tmp_path, 
                            "--out", tmp_path / "spec.yaml")
     assert code == 0, err
     with pytest.raises(explorer.SpecError, match="config.json: use_mrope: true"):
-        explorer.build_model(explorer.load_spec(tmp_path / "spec.yaml"), weights=tmp_path)
+        explorer.load_model(explorer.load_spec(tmp_path / "spec.yaml"), tmp_path)
     for spec in (spec_from_hf(tmp_path, ignore_config_fields=["use_mrope"]),
                  explorer.load_spec(tmp_path / "spec.yaml", ignore_config_fields=["use_mrope"])):
-        assert_same_logits(explorer.build_model(spec, weights=tmp_path).eval(), hf,
+        assert_same_logits(explorer.load_model(spec, tmp_path).eval(), hf,
                            tokens(2, 30))
     generate = ("generate", tmp_path / "spec.yaml", "--weights", tmp_path, "--prompt", "ab",
                 "--max-new-tokens", "3", "--format", "json")

@@ -79,7 +79,7 @@ def test_a_checkpoint_keeps_plugin_paths_relative_to_its_folder(tmp_path):
     shutil.move(tmp_path / "base", moved)
     loaded = explorer.spec_from_checkpoint(moved / "runs" / "model.safetensors")
     assert loaded.plugins == (str(moved / "plugins" / "scalenorm.py"),)
-    again = explorer.build_model(loaded, weights=str(moved / "runs" / "model.safetensors"))
+    again = explorer.load_model(loaded, str(moved / "runs" / "model.safetensors"))
     assert all(a.equal(b) for a, b in zip(model.state_dict().values(),
                                           again.state_dict().values()))
 

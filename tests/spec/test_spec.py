@@ -120,7 +120,7 @@ BAD = [
     ("name: t\n", "model", "missing"),
     ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
      "components: {norm: layernrom}\n", "components.norm",
-     "unknown norm component 'layernrom' (did you mean 'layernorm'?); registered: "),
+     "unknown norm component 'layernrom'; did you mean 'layernorm'? registered: "),
     ("model: {vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 4, n_layers: 2}\n"
      "components: {norm: {name: layernorm, epsilon: 0.1}}\n", "components.norm.epsilon",
      "unknown parameter of norm 'layernorm'; did you mean 'eps'? parameters: eps"),

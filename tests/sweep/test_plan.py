@@ -28,8 +28,8 @@ def edit(path, **changes):
     ({"grdi": {}}, "grdi: unknown key; did you mean 'grid'? valid keys: name, description, base, "
                    "set, grid, baseline, seeds, train, budget"),
     ({"grid": {"components.positional": ["learned", "rop"]}},
-     "grid.components.positional: 'rop': unknown positional component 'rop' (did you mean "
-     "'rope'?); registered: alibi, learned, none, rope, sinusoidal"),
+     "grid.components.positional: 'rop': unknown positional component 'rop'; did you mean "
+     "'rope'? registered: alibi, learned, none, rope, sinusoidal"),
     ({"grid": {"model.n_layers": [1, 0]}}, "grid.model.n_layers: 0: must be >= 1"),
     ({"grid": {"model.n_heads": [2, 3]}}, "grid.model.n_heads: 3: model.emb_dim: emb_dim 16 is "
                                           "not divisible by n_heads 3"),
@@ -191,5 +191,9 @@ def test_the_ray_executor_without_ray_says_how_to_install_it(monkeypatch):
     with pytest.raises(explorer.ExplorerError, match=r'^--executor ray needs Ray: pip install '
                                                      r'-e "\.\[ray\]"$'):
         make_executor("ray", workers=1)
-    with pytest.raises(explorer.ExplorerError, match="unknown executor 'dask'; known: local, ray"):
+    with pytest.raises(explorer.ExplorerError,
+                       match="^--executor: unknown executor 'dask'; known: local, ray$"):
         make_executor("dask")
+    with pytest.raises(explorer.ExplorerError, match="^--executor: unknown executor 'rya'; did "
+                                                     "you mean 'ray'[?] known: local, ray$"):
+        make_executor("rya")

@@ -60,7 +60,7 @@ def saved(folder, config):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_save_pretrained_folders_load_with_transformers_logits(tmp_path, name):
     hf = saved(tmp_path, CONFIGS[name]())
-    ours = explorer.build_model(spec_from_hf(tmp_path), weights=tmp_path).eval()
+    ours = explorer.load_model(spec_from_hf(tmp_path), tmp_path).eval()
     assert [type(b.ff).__name__ for b in ours.trf_blocks] == ["GLU", "MixtureOfExperts",
                                                              "MixtureOfExperts"]
     assert_same_logits(ours, hf, tokens(2, 20))
@@ -71,7 +71,7 @@ def test_the_rope_rows_are_what_makes_them_agree(tmp_path):
     hf = saved(tmp_path, CONFIGS["v3"]())
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "rope_interleave": False}))
-    ours = explorer.build_model(spec_from_hf(tmp_path), weights=tmp_path).eval()
+    ours = explorer.load_model(spec_from_hf(tmp_path), tmp_path).eval()
     ids = tokens(2, 20)
     with torch.no_grad():
         assert not torch.allclose(ours(ids), hf(ids).logits, atol=1e-2)
@@ -83,7 +83,7 @@ def test_exports_load_in_transformers_with_the_same_tensors(tmp_path, name):
     back in interleaved pairs) and the logits."""
     hf = saved(tmp_path / "in", CONFIGS[name]())
     spec = spec_from_hf(tmp_path / "in")
-    ours = explorer.build_model(spec, weights=tmp_path / "in").eval()
+    ours = explorer.load_model(spec, tmp_path / "in").eval()
     export_hf(ours, spec, tmp_path / "out")
     back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out",
                                                              attn_implementation="eager")
@@ -106,7 +106,7 @@ def test_a_dense_latent_attention_spec_exports_as_deepseek_v2(write_spec, tmp_pa
         "deepseek_v2", 2, None)
     back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager")
     assert_same_logits(model, back.eval(), tokens(2, 20))
-    again = explorer.build_model(spec, weights=tmp_path).eval()
+    again = explorer.load_model(spec, tmp_path).eval()
     assert_same_logits(again, back, tokens(2, 20))
 
 
@@ -139,7 +139,7 @@ def test_config_json_disagreeing_with_the_spec_is_named(tmp_path):
     with pytest.raises(explorer.ExplorerError, match=r"config.json has components.ffn."
                                                      r"routed_scaling at layer 1: 2.5; the spec "
                                                      "has 1.0 there"):
-        explorer.build_model(spec, weights=tmp_path)
+        explorer.load_model(spec, tmp_path)
 
 
 def test_fp8_weights_are_refused_with_what_to_do(tmp_path):
@@ -148,4 +148,4 @@ def test_fp8_weights_are_refused_with_what_to_do(tmp_path):
               tmp_path / "model.safetensors")
     with pytest.raises(explorer.ExplorerError, match=r"o_proj.weight_scale_inv: the weights are "
                                                      "fp8 blocks"):
-        explorer.build_model(spec_from_hf(tmp_path), weights=tmp_path)
+        explorer.load_model(spec_from_hf(tmp_path), tmp_path)

@@ -87,11 +87,11 @@ def test_exported_weights_give_transformers_the_same_logits(write_spec, tmp_path
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager")
     ids = tokens(2, 30)  # past every window
     assert_same_logits(ours, hf.eval(), ids)
-    back = explorer.build_model(spec, weights=tmp_path)  # config.json checked against the spec
+    back = explorer.load_model(spec, tmp_path)  # config.json checked against the spec
     assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(),
                                                  ours.state_dict().values()))
     # ... and the folder alone, config.json read as a spec, is the same model.
-    alone = explorer.build_model(explorer.spec_from_hf(tmp_path), weights=tmp_path).eval()
+    alone = explorer.load_model(explorer.spec_from_hf(tmp_path), tmp_path).eval()
     with torch.no_grad():
         torch.testing.assert_close(alone(ids), ours(ids), atol=1e-5, rtol=0)
 
@@ -109,7 +109,7 @@ def test_large_exports_are_sharded_as_transformers_shards(write_spec, tmp_path):
     assert files[-1].endswith("model.safetensors.index.json")
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager")
     assert_same_logits(ours, hf.eval(), tokens(1, 12))
-    back = explorer.build_model(spec, weights=tmp_path)  # explorer reads the shards too
+    back = explorer.load_model(spec, tmp_path)  # explorer reads the shards too
     assert torch.equal(back.trf_blocks[1].ff.experts[3].proj.weight,
                        ours.trf_blocks[1].ff.experts[3].proj.weight)
     # A smaller export into the same folder replaces the shards: none is left to shadow it.
@@ -130,7 +130,7 @@ def test_transformers_5_fused_experts_load(write_spec, tmp_path, model_type):
     state = {k: v.contiguous() for k, v in hf.state_dict().items()}
     assert "model.layers.0.mlp.experts.gate_up_proj" in state
     save_file(state, fused / "model.safetensors")
-    back = explorer.build_model(spec, weights=fused)
+    back = explorer.load_model(spec, fused)
     assert all(torch.equal(a, b) for a, b in zip(back.parameters(), ours.parameters()))
 
 
@@ -177,7 +177,7 @@ def test_layers_that_disagree_are_named(write_spec, tmp_path):
     uniform = explorer.load_spec(spec.source, overrides=["layers=[]"])
     with pytest.raises(explorer.ExplorerError, match=r"config.json has components.attention.window "
                                                      r"at layer 1: 4; the spec has 0 there"):
-        explorer.build_model(uniform, weights=tmp_path)
+        explorer.load_model(uniform, tmp_path)
 
 
 # -- what the family cannot hold ---------------------------------------------------------------
@@ -238,7 +238,7 @@ def test_loading_into_a_spec_the_family_cannot_hold(write_spec, tmp_path):
     other = explorer.load_spec(spec.source, overrides=["components.residual=post_norm"])
     with pytest.raises(explorer.ExplorerError, match="cannot load a Hugging Face Llama family "
                                                      "checkpoint into this spec: components.residual"):
-        explorer.build_model(other, weights=tmp_path)
+        explorer.load_model(other, tmp_path)
 
 
 def test_cli_export_then_build(write_spec, tmp_path, capsys):
@@ -309,5 +309,5 @@ def test_a_value_derived_in_one_place_and_written_in_the_other_loads(write_spec,
     export_hf(model, spec, tmp_path)
     ids = tokens(2, 12)
     with torch.no_grad():
-        torch.testing.assert_close(explorer.build_model(spec, weights=tmp_path).eval()(ids),
+        torch.testing.assert_close(explorer.load_model(spec, tmp_path).eval()(ids),
                                    model(ids), atol=1e-5, rtol=0)

@@ -103,12 +103,12 @@ def _layout(kind, hf_model, hf_dir, tmp_path):
                                     "GPT2Model .bin, no prefix"])
 def test_hf_checkpoint_gives_transformers_logits(layout, hf_model, hf_dir, hf_spec, tokens, tmp_path):
     path = _layout(layout, hf_model, hf_dir, tmp_path)
-    model = explorer.build_model(hf_spec(), weights=path)
+    model = explorer.load_model(hf_spec(), path)
     torch.testing.assert_close(logits(model, tokens), hf_logits(hf_model, tokens))
 
 
 def test_conv1d_transpose_and_qkv_split(hf_model, hf_dir, hf_spec):
-    model = explorer.build_model(hf_spec(), weights=hf_dir)
+    model = explorer.load_model(hf_spec(), hf_dir)
     c_attn = hf_model.transformer.h[1].attn.c_attn
     att = model.trf_blocks[1].att
     assert torch.equal(att.W_key.weight, c_attn.weight[:, 32:64].T)  # Conv1D is (in, out)
@@ -118,7 +118,7 @@ def test_conv1d_transpose_and_qkv_split(hf_model, hf_dir, hf_spec):
 
 
 def test_greedy_generation_matches_hf_generate(hf_model, hf_dir, hf_spec, tokens):
-    model = explorer.build_model(hf_spec(), weights=hf_dir).eval()
+    model = explorer.load_model(hf_spec(), hf_dir).eval()
     prompt = tokens[:, :5]
     ours = explorer.generate(model, prompt, max_new_tokens=12)
     theirs = hf_model.generate(prompt, max_new_tokens=12, do_sample=False, min_new_tokens=12,
@@ -142,14 +142,14 @@ def test_hf_into_other_architecture_is_refused(hf_dir, hf_spec):
     with pytest.raises(ExplorerError, match=r"cannot load a Hugging Face GPT-2 checkpoint into this "
                                             r"spec: components\.residual is post_norm; GPT-2 has "
                                             r"only pre_norm$"):
-        explorer.build_model(hf_spec(**{"components.residual": "post_norm"}), weights=hf_dir)
+        explorer.load_model(hf_spec(**{"components.residual": "post_norm"}), hf_dir)
 
 
 def test_hf_config_head_count_is_checked(hf_dir, hf_spec):
     # 2 heads of 16 have the same tensors as 4 heads of 8: only config.json tells them apart.
     with pytest.raises(ExplorerError, match=r"config\.json has n_head: 4 but the spec has "
                                             r"model\.n_heads: 2; set model\.n_heads: 4"):
-        explorer.build_model(hf_spec(**{"model.n_heads": 2}), weights=hf_dir)
+        explorer.load_model(hf_spec(**{"model.n_heads": 2}), hf_dir)
 
 
 # -- the one-line mismatch errors ------------------------------------------------------------
@@ -159,21 +159,21 @@ def test_qkv_bias_mismatch_names_the_tensor_and_key(hf_dir, hf_spec):
             r"model\.safetensors: checkpoint has trf_blocks\.0\.att\.W_query\.bias "
             r"\(transformer\.h\.0\.attn\.c_attn\.bias\) but the spec has model\.qkv_bias: false; "
             r"set model\.qkv_bias: true$")):
-        explorer.build_model(hf_spec(**{"model.qkv_bias": "false"}), weights=hf_dir)
+        explorer.load_model(hf_spec(**{"model.qkv_bias": "false"}), hf_dir)
 
 
 def test_tied_checkpoint_into_untied_spec(hf_dir, hf_spec):
     with pytest.raises(ExplorerError, match=r"checkpoint has no out_head\.weight \[256, 32\] \(tied to "
                                             r"tok_emb\.weight\) but the spec has components\."
                                             r"weight_tying: none; set components\.weight_tying: tied$"):
-        explorer.build_model(hf_spec(**{"components.weight_tying": "none"}), weights=hf_dir)
+        explorer.load_model(hf_spec(**{"components.weight_tying": "none"}), hf_dir)
 
 
 def test_context_length_mismatch(hf_dir, hf_spec):
     with pytest.raises(ExplorerError, match=r"checkpoint has pos_emb\.weight \(transformer\.wpe\.weight\) "
                                             r"with shape \[32, 32\] but the spec makes \[16, 32\]; "
                                             r"set model\.context_length: 32$"):
-        explorer.build_model(hf_spec(**{"model.context_length": 16}), weights=hf_dir)
+        explorer.load_model(hf_spec(**{"model.context_length": 16}), hf_dir)
 
 
 @pytest.fixture
@@ -200,7 +200,7 @@ def book_spec(write_spec):
 def test_book_checkpoint_loads_bit_for_bit(book_checkpoint, book_spec, tokens):
     book, path = book_checkpoint
     # The manual paths are the book's computation, so eval-mode logits are bit-identical.
-    model = explorer.build_model(book_spec("components.attention.impl=manual", "components.norm.impl=manual", "components.activation.impl=manual"), weights=path)
+    model = explorer.load_model(book_spec("components.attention.impl=manual", "components.norm.impl=manual", "components.activation.impl=manual"), path)
     assert torch.equal(logits(model, tokens), logits(book, tokens))
 
 
@@ -209,7 +209,7 @@ def test_book_training_checkpoint_with_optimizer_loads(book_checkpoint, book_spe
     opt = torch.optim.AdamW(book.parameters())
     path = tmp_path / "model_and_optimizer.pth"  # the book's chapter-5 layout
     torch.save({"model_state_dict": book.state_dict(), "optimizer_state_dict": opt.state_dict()}, path)
-    model = explorer.build_model(book_spec("components.attention.impl=manual", "components.norm.impl=manual", "components.activation.impl=manual"), weights=path)
+    model = explorer.load_model(book_spec("components.attention.impl=manual", "components.norm.impl=manual", "components.activation.impl=manual"), path)
     assert torch.equal(logits(model, tokens), logits(book, tokens))
 
 
@@ -233,7 +233,7 @@ def test_book_training_checkpoint_with_optimizer_loads(book_checkpoint, book_spe
 def test_book_checkpoint_mismatches(book_checkpoint, book_spec, overrides, message):
     _, path = book_checkpoint
     with pytest.raises(ExplorerError, match=message):
-        explorer.build_model(book_spec(*overrides), weights=path)
+        explorer.load_model(book_spec(*overrides), path)
 
 
 def test_missing_key_is_named(book_checkpoint, book_spec, tmp_path):
@@ -244,7 +244,7 @@ def test_missing_key_is_named(book_checkpoint, book_spec, tmp_path):
     with pytest.raises(ExplorerError, match=r"cut\.pth: checkpoint has no trf_blocks\.1\.norm2\.shift "
                                             r"\[32\], which the model needs \(the spec's "
                                             r"components\.norm is layernorm\)"):
-        explorer.build_model(book_spec(), weights=tmp_path / "cut.pth")
+        explorer.load_model(book_spec(), tmp_path / "cut.pth")
 
 
 def test_cli_mismatch_is_one_line_exit_2(capsys, hf_dir, write_spec):
@@ -267,7 +267,7 @@ def test_malicious_pickle_is_refused(book_spec, tmp_path):
     Exploit.marker = tmp_path / "pwned"
     torch.save({"tok_emb.weight": Exploit()}, tmp_path / "pytorch_model.bin")
     with pytest.raises(ExplorerError, match=r"refused: the file holds Python objects.*weights_only=True"):
-        explorer.build_model(book_spec(), weights=tmp_path)
+        explorer.load_model(book_spec(), tmp_path)
     assert not Exploit.marker.exists()
 
 
@@ -276,12 +276,41 @@ def test_unknown_and_damaged_files(book_spec, tmp_path):
     with pytest.raises(ExplorerError, match=r"no registered checkpoint format recognises it \(it has "
                                             r"encoder\.weight\); formats: hf-gpt2, hf-deepseek, hf-llama, "
                                             r"book"):
-        explorer.build_model(book_spec(), weights=tmp_path / "other.safetensors")
+        explorer.load_model(book_spec(), tmp_path / "other.safetensors")
     (tmp_path / "junk.pth").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ExplorerError, match=r"junk\.pth: not a readable torch checkpoint"):
-        explorer.build_model(book_spec(), weights=tmp_path / "junk.pth")
+        explorer.load_model(book_spec(), tmp_path / "junk.pth")
     with pytest.raises(ExplorerError, match=r"nowhere: no such file or directory"):
-        explorer.build_model(book_spec(), weights=tmp_path / "nowhere")
+        explorer.load_model(book_spec(), tmp_path / "nowhere")
+
+
+def test_load_model_builds_then_loads_and_build_model_reads_no_file(book_spec, tmp_path,
+                                                                  monkeypatch):
+    """Model assembly does no I/O: build_model takes no weights; load_model, a layer above it,
+    builds (as build_model at the same seed) and loads, refusing a path without a checkpoint
+    before it builds anything."""
+    import inspect
+
+    from explorer.weights import loading
+
+    assert "weights" not in inspect.signature(explorer.build_model).parameters
+    spec = book_spec()
+    built = explorer.build_model(spec, seed=5)
+    assert all(torch.equal(a, b) for a, b in zip(explorer.load_model(spec, None, seed=5)
+                                                 .state_dict().values(),
+                                                 built.state_dict().values()))
+    randomize(built)
+    torch.save(built.state_dict(), tmp_path / "model.pth")
+    loaded = explorer.load_model(spec, tmp_path / "model.pth", seed=9)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
+                                                 built.state_dict().values()))
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("built before the path was checked")
+
+    monkeypatch.setattr(loading, "build_model", no_build)
+    with pytest.raises(ExplorerError, match=r"nowhere: no such file or directory"):
+        explorer.load_model(spec, tmp_path / "nowhere")
 
 
 # -- explorer's own checkpoints --------------------------------------------------------------
@@ -296,7 +325,7 @@ def test_explorer_checkpoint_round_trip(capsys, write_spec, tokens, tmp_path):
 
     again = spec_from_checkpoint(path)
     assert again.to_dict() == spec.to_dict()
-    model = explorer.build_model(again, weights=path)
+    model = explorer.load_model(again, path)
     assert torch.equal(logits(model, tokens), logits(trained, tokens))
 
     code, out, err = run_cli(capsys, "build", path, "--only", "params,samples", "--format", "json")
@@ -315,7 +344,7 @@ def test_explorer_checkpoint_spec_difference_is_named(write_spec, tmp_path):
     other = explorer.load_spec(write_spec(HF_SPEC), overrides=["components.norm.eps=1e-6"])
     with pytest.raises(ExplorerError, match=r"checkpoint was saved with components\.norm\.eps: 1e-05 "
                                             r"but the spec has 1e-06; set components\.norm\.eps: 1e-05$"):
-        explorer.build_model(other, weights=path)
+        explorer.load_model(other, path)
 
 
 def test_build_of_a_non_explorer_safetensors_says_what_to_do(capsys, hf_dir):
@@ -328,7 +357,7 @@ def test_build_of_a_non_explorer_safetensors_says_what_to_do(capsys, hf_dir):
 
 def test_export_reloads_in_transformers(hf_model, hf_dir, hf_spec, tokens, tmp_path):
     spec = hf_spec()
-    model = explorer.build_model(spec, weights=hf_dir)
+    model = explorer.load_model(spec, hf_dir)
     export_hf(model, spec, tmp_path / "out")
     assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "model.safetensors"]
     back = GPT2LMHeadModel.from_pretrained(tmp_path / "out").eval()
@@ -352,7 +381,7 @@ def test_cli_export_untied_without_qkv_bias(capsys, book_spec, write_spec, token
     assert back.lm_head.weight is not back.transformer.wte.weight
     torch.testing.assert_close(hf_logits(back, tokens), logits(model, tokens))
     # ... and back into the book's spec: the all-zero qkv biases are no biases at all.
-    again = explorer.build_model(spec, weights=tmp_path / "out")
+    again = explorer.load_model(spec, tmp_path / "out")
     assert torch.equal(logits(again, tokens), logits(model, tokens))
 
 
@@ -360,8 +389,8 @@ def test_cli_export_to_explorer_checkpoint(capsys, hf_model, hf_dir, write_spec,
     code, _, err = run_cli(capsys, "export", write_spec(HF_SPEC), "--weights", hf_dir,
                        "--to", "explorer", tmp_path / "gpt2.safetensors")
     assert code == 0, err
-    model = explorer.build_model(spec_from_checkpoint(tmp_path / "gpt2.safetensors"),
-                                 weights=tmp_path / "gpt2.safetensors")
+    saved = tmp_path / "gpt2.safetensors"
+    model = explorer.load_model(spec_from_checkpoint(saved), saved)
     torch.testing.assert_close(logits(model, tokens), hf_logits(hf_model, tokens))
 
 
@@ -450,7 +479,7 @@ def test_interrupted_export_leaves_no_partial_file(hf_dir, hf_spec, tmp_path, mo
     import safetensors.torch
 
     spec = hf_spec()
-    model = explorer.build_model(spec, weights=hf_dir)
+    model = explorer.load_model(spec, hf_dir)
     export_hf(model, spec, tmp_path / "out")
     before = (tmp_path / "out" / "model.safetensors").read_bytes()
 
