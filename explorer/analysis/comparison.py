@@ -30,8 +30,7 @@ def run_each(specs, only=None, weights=None, progress=None, device="cpu", dtype=
     ``failures`` as for ``explorer build``. ``weights`` is an optional list with a checkpoint
     path (or None) per spec; ``progress(spec_index, analysis_name)`` is called after each analysis.
     """
-    for spec in specs:  # fail early, before any model is built, on an unknown analysis name
-        select(spec.plugin_manager.registry(), only)
+    chosen_per_spec(specs, only)  # fail early, before any model is built, on an unknown name
     for i, spec in enumerate(specs):
         callback = (lambda name, i=i: progress(i, name)) if progress else None
         try:
@@ -43,6 +42,19 @@ def run_each(specs, only=None, weights=None, progress=None, device="cpu", dtype=
             report = failed_report(spec, f"{spec.source or spec.name}: out of memory", device,
                                    dtype)
         yield report
+
+
+def chosen_per_spec(specs, only=None):
+    """The analyses each spec runs: ``only`` looked up in each spec's own registry (the
+    installed plugins, ``-p``/``--plugin`` and the spec's ``plugins:``), or its default set.
+    A name a spec's registry lacks is one :class:`ExplorerError` naming that spec."""
+    chosen = []
+    for spec in specs:
+        try:
+            chosen.append(select(spec.plugin_manager.registry(), only))
+        except ExplorerError as exc:
+            raise ExplorerError(f"{spec.source or spec.name}: {exc}") from None
+    return chosen
 
 
 def failed_report(spec, message, device="cpu", dtype="float32"):
