@@ -10,7 +10,8 @@ Importing this package does not import torch; the functions that need it import 
 
 from .registry.components import (COMPONENT_KINDS, Analysis, Chart, CheckpointFormat, Component,
                          ConfigConverter, Param)
-from .errors import ExplorerError, ParamError, PluginError, ResourceError, SpecError
+from .errors import ExplorerError, NotApplicable, ParamError, PluginError, ResourceError, \
+    SpecError
 from .registry.plugin_manager import get_plugin_manager, hookimpl
 from .spec.loading import ComponentChoice, Dropout, ModelConfig, Spec, load_spec
 
@@ -44,7 +45,8 @@ _LAZY = {
 
 __all__ = [
     "COMPONENT_KINDS", "Analysis", "Chart", "CheckpointFormat", "Component", "ConfigConverter",
-    "Param", "ExplorerError", "ParamError", "PluginError", "ResourceError", "SpecError",
+    "Param", "ExplorerError", "NotApplicable", "ParamError", "PluginError", "ResourceError",
+    "SpecError",
     "get_plugin_manager", "hookimpl", "ComponentChoice", "Dropout", "ModelConfig", "Spec",
     "load_spec", *_LAZY,
 ]

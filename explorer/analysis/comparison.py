@@ -61,7 +61,7 @@ def failed_report(spec, message, device="cpu", dtype="float32"):
     """The report of a spec that failed before any analysis ran."""
     return {"spec": spec.to_dict(), "source": spec.source, "components": {},
             "environment": environment(device, dtype), "analyses": {}, "failures": {},
-            "warnings": [], "error": message}
+            "skipped": {}, "warnings": [], "error": message}
 
 
 def spec_differences(dicts):

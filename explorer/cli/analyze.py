@@ -71,6 +71,9 @@ def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights
             this_command_line(), spec.seed, report["environment"])), html_path)
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
+    for name, reason in report["skipped"].items():
+        if names and name in names:  # asked for by name: say why it is not in the report
+            click.echo(f"note: {name}: not applicable: {reason}", err=True)
     for name, message in report["failures"].items():
         # A refusal is bad input (too large for this machine): one line, exit 2, as ever.
         click.echo(f"{'Error' if name in report['refused'] else 'error'}: {message}", err=True)
