@@ -71,7 +71,8 @@ PLACEHOLDER = re.compile(r"\b[A-Z][A-Z_]{2,}\b")  # FILE, DIR, OUT_DIR, SPEC, HE
 # quotes them). Those with files to read run in a folder holding them (published configs).
 RUN = {
     "explorer build specs/gpt2_small.yaml --set model.n_layers=2 --only params": (0, "92,153,856"),
-    "explorer build specs/ablations/local_global.yaml --only params": (0, "layers: 12, differing in:"),
+    "explorer build specs/ablations/local_global.yaml --only params":
+        (0, "layers: 12, differing in:"),
     "explorer build gpt2_smal": (2, None),  # README quotes the error line: compared whole below
     "explorer build specs/tiny.yaml --device cuda": (2, None),  # likewise, without CUDA
     "explorer spec-from-hf Meta-Llama-3-8B/config.json > llama3_8b.yaml": (0, "name: "),

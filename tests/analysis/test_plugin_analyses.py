@@ -25,7 +25,8 @@ from explorer import Analysis, hookimpl
 def final_scale(ctx):
     trained = ctx.trained_model()
     if trained is None:
-        raise explorer.NotApplicable("no trained model: run train before it (--only train,final_scale)")
+        raise explorer.NotApplicable("no trained model: run train before it "
+                                     "(--only train,final_scale)")
     return {"initial": ctx.model().final_norm.scale.tolist(),
             "trained": trained.final_norm.scale.tolist(),
             "same_object": trained is ctx.model()}
