@@ -4,6 +4,7 @@
     python docs/figures.py --write [NAME]  # compute the figures (all, or NAME...) into README.md
     python docs/figures.py --check --fast  # exit 1 if a fast figure differs (tests do this)
     python docs/figures.py --show NAME     # print one figure
+    python docs/figures.py --pictures      # redraw the pictures README shows (docs/img)
 
 README.md holds each figure between two markers, ``<!-- figure: NAME -->`` and
 ``<!-- /figure: NAME -->``; ``--write`` replaces what lies between them. A *fast* figure is
@@ -385,6 +386,27 @@ def shape_only():
     return runpy.run_path(str(ROOT / "benchmarks" / "shape_only.py"))["measure"]()[0]
 
 
+# -- pictures ----------------------------------------------------------------------------------
+
+# README's pictures that explorer draws: the file -> the command that draws it (its --plots DIR
+# writes one NAME.png per chart). README quotes each command beside its picture (tested); they
+# train whole GPT-2 smalls, so only `--pictures` redraws them (about 1.5 minutes on 2 cores).
+PICTURES = {
+    "docs/img/gradflow.png": ["compare", "specs/gpt2_small.yaml",
+                              "specs/ablations/no_shortcut.yaml", "--set", "components.norm=none",
+                              "--only", "gradflow", "--plots", "docs/img"],
+}
+
+
+def draw_pictures():
+    for path, args in PICTURES.items():
+        with in_folder(ROOT):
+            code, out, err = cli(*args)
+        if code != 0 or f"wrote {path}" not in out:
+            raise SystemExit(f"{path}: explorer {' '.join(args)} failed ({code}): {err.strip()}")
+        print(f"drew {path}", file=sys.stderr)
+
+
 # -- the README ---------------------------------------------------------------------------------
 
 MARKER = re.compile(r"<!-- figure: ([\w-]+) -->\n(.*?)\n<!-- /figure: \1 -->", re.S)
@@ -420,7 +442,12 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true", help="exit 1 if a figure differs")
     parser.add_argument("--fast", action="store_true", help="only the fast figures")
     parser.add_argument("--show", action="store_true", help="print the figures")
+    parser.add_argument("--pictures", action="store_true",
+                        help="redraw README's pictures (PICTURES), nothing else")
     args = parser.parse_args(argv)
+    if args.pictures:
+        draw_pictures()
+        return 0
     unknown = [n for n in args.names if n not in FIGURES]
     if unknown:
         raise SystemExit(f"unknown figure {unknown[0]!r}; figures: {', '.join(FIGURES)}")

@@ -10,8 +10,8 @@ Importing this package does not import torch; the functions that need it import 
 
 from .registry.components import (COMPONENT_KINDS, Analysis, Chart, CheckpointFormat, Component,
                          ConfigConverter, Param, resolve)
-from .errors import (ExplorerError, ParamError, PluginError, ResourceError, SpecError,
-                     UnknownNameError)
+from .errors import (ExplorerError, NotApplicable, ParamError, PluginError, ResourceError,
+                     SpecError, UnknownNameError)
 from .registry.plugin_manager import get_plugin_manager, hookimpl
 from .spec.loading import ComponentChoice, Dropout, ModelConfig, Spec, load_spec
 
@@ -46,8 +46,8 @@ _LAZY = {
 
 __all__ = [
     "COMPONENT_KINDS", "Analysis", "Chart", "CheckpointFormat", "Component", "ConfigConverter",
-    "Param", "ExplorerError", "ParamError", "PluginError", "ResourceError", "SpecError",
-    "UnknownNameError",
+    "Param", "ExplorerError", "NotApplicable", "ParamError", "PluginError", "ResourceError",
+    "SpecError", "UnknownNameError",
     "get_plugin_manager", "hookimpl", "ComponentChoice", "Dropout", "ModelConfig", "Spec",
     "load_spec", *_LAZY,
 ]

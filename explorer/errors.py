@@ -87,3 +87,13 @@ class PluginError(ExplorerError):
 
 class ResourceError(ExplorerError):
     """A request that cannot be met on this machine (a model too big for memory, say)."""
+
+
+class NotApplicable(Exception):
+    """Raised by an analysis's ``run`` when it does not apply to the spec (an analysis of
+    experts on a model without any): the analysis is left out of the report, text and pages,
+    and listed with the reason under the JSON report's ``skipped``. Not an error, so not an
+    :class:`ExplorerError`: nothing failed and the exit code stays 0.
+
+        raise explorer.NotApplicable("no mixture-of-experts layer")
+    """

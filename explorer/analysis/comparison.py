@@ -30,8 +30,7 @@ def run_each(specs, only=None, weights=None, progress=None, device="cpu", dtype=
     ``failures`` as for ``explorer build``. ``weights`` is an optional list with a checkpoint
     path (or None) per spec; ``progress(spec_index, analysis_name)`` is called after each analysis.
     """
-    for spec in specs:  # fail early, before any model is built, on an unknown analysis name
-        select(spec.plugin_manager.registry(), only)
+    chosen_per_spec(specs, only)  # fail early, before any model is built, on an unknown name
     for i, spec in enumerate(specs):
         callback = (lambda name, i=i: progress(i, name)) if progress else None
         try:
@@ -45,11 +44,24 @@ def run_each(specs, only=None, weights=None, progress=None, device="cpu", dtype=
         yield report
 
 
+def chosen_per_spec(specs, only=None):
+    """The analyses each spec runs: ``only`` looked up in each spec's own registry (the
+    installed plugins, ``-p``/``--plugin`` and the spec's ``plugins:``), or its default set.
+    A name a spec's registry lacks is one :class:`ExplorerError` naming that spec."""
+    chosen = []
+    for spec in specs:
+        try:
+            chosen.append(select(spec.plugin_manager.registry(), only))
+        except ExplorerError as exc:
+            raise ExplorerError(f"{spec.source or spec.name}: {exc}") from None
+    return chosen
+
+
 def failed_report(spec, message, device="cpu", dtype="float32"):
     """The report of a spec that failed before any analysis ran."""
     return {"spec": spec.to_dict(), "source": spec.source, "components": {},
             "environment": environment(device, dtype), "analyses": {}, "failures": {},
-            "warnings": [], "error": message}
+            "skipped": {}, "warnings": [], "error": message}
 
 
 def spec_differences(dicts):
@@ -150,6 +162,23 @@ def letter(i):
     return text
 
 
+def merged_order(sequences):
+    """Every item of ``sequences`` once, in an order each sequence agrees with where it can: the
+    first sequence's order, and an item only later ones have placed after the item it follows
+    there (after what earlier sequences put in that place), or first if it comes first."""
+    merged = []
+    for sequence in sequences:
+        own, previous = set(sequence), None
+        for item in sequence:
+            if item not in merged:
+                at = merged.index(previous) + 1 if previous is not None else 0
+                while at < len(merged) and merged[at] not in own:
+                    at += 1  # past what earlier sequences inserted here
+                merged.insert(at, item)
+            previous = item
+    return merged
+
+
 def tabulate(specs, reports):
     """The comparison of ``reports`` (one per spec, in order; fewer when interrupted).
 
@@ -160,19 +189,21 @@ def tabulate(specs, reports):
     """
     done = specs[:len(reports)]
     names = [s.name for s in done]
-    per_spec, failures, keys = [], [], {}
+    per_spec, failures, figures_per_spec = [], [], []
     for spec, name, report in zip(done, names, reports):
         figures, figure_failures = report_figures(spec, report)
-        flat = {}
-        for analysis, values in figures.items():
-            for key, value in values.items():
-                flat[f"{analysis}.{key}"] = value
-                keys.setdefault(f"{analysis}.{key}", analysis)  # in order of first appearance
-        per_spec.append(flat)
+        figures_per_spec.append(figures)
+        per_spec.append({f"{analysis}.{key}": value for analysis, values in figures.items()
+                         for key, value in values.items()})
         if report.get("error"):
             failures.append({"spec": name, "analysis": None, "message": report["error"]})
         for analysis, message in {**report["failures"], **figure_failures}.items():
             failures.append({"spec": name, "analysis": analysis, "message": message})
+    # Each analysis's figures stay together: one only some specs have sits among its own
+    # analysis's, where those specs put it, not after every analysis.
+    keys = {f"{analysis}.{key}": analysis
+            for analysis in merged_order([list(f) for f in figures_per_spec])
+            for key in merged_order([list(f.get(analysis, ())) for f in figures_per_spec])}
     rows = []
     for key, analysis in keys.items():
         values = [flat.get(key) for flat in per_spec]

@@ -7,7 +7,7 @@ import platform
 import torch
 
 from explorer.measure.activations import cast_floating, saved_activation_bytes
-from explorer.errors import ExplorerError, ParamError, ResourceError, UnknownNameError
+from explorer.errors import ExplorerError, NotApplicable, ParamError, ResourceError, UnknownNameError
 from explorer.spec.layers import LAYER_KINDS
 from explorer.model.gpt import build_model
 from explorer.measure.numerics import describe
@@ -47,6 +47,7 @@ class AnalysisContext:
         self._fake = {}  # compact or not -> the model of fake tensors
         self._activations = {}
         self._tokenizer = None
+        self._trained = None  # what an analysis trained, for the ones after it
 
     @property
     def source(self):
@@ -83,6 +84,20 @@ class AnalysisContext:
             return
         self._model = None
         yield model
+
+    def keep_trained(self, model):
+        """Keep ``model``, which the calling analysis has trained, for the analyses after it:
+        :meth:`trained_model` returns it from then on. The built-in ``train`` analysis calls it.
+        The context holds it until the report is done, beside the model later analyses build
+        from the seed."""
+        self._trained = model
+
+    def trained_model(self):
+        """The model an earlier analysis of this report trained (``--only train,yours``: the
+        ``train`` analysis's, after its steps), on :attr:`device`; None when none has (train
+        is not a default analysis, and runs in the order ``--only`` gives). :meth:`model` stays
+        the spec's seeded initial weights, so an analysis can compare the two."""
+        return self._trained
 
     @property
     def rebuildable(self):
@@ -315,7 +330,9 @@ def analyze(spec, only=None, model=None, progress=None, weights=None, device="cp
     under ``failures`` with the plugin's name; the others still run. An analysis that predicted
     it would not fit in memory refused before allocating (a :class:`ResourceError`): its one
     line is under ``failures`` too and its name under ``refused``, and the others' results are
-    kept. Weights that would not fit at all raise :class:`ResourceError` before anything runs.
+    kept. One that raises :class:`explorer.NotApplicable` is left out of ``analyses`` and listed
+    under ``skipped`` with the reason. Weights that would not fit at all raise
+    :class:`ResourceError` before anything runs.
     """
     from explorer.training.devices import resolve_device, resolve_dtype
 
@@ -336,6 +353,7 @@ def analyze(spec, only=None, model=None, progress=None, weights=None, device="cp
         "analyses": {},
         "failures": {},
         "refused": [],  # analyses that predicted they would not fit and allocated nothing
+        "skipped": {},  # analyses that do not apply to this spec (NotApplicable) -> the reason
         "warnings": [],
     }
     for kind, choice in spec.components.items():
@@ -357,6 +375,9 @@ def analyze(spec, only=None, model=None, progress=None, weights=None, device="cp
                 result = report["analyses"][analysis.name] = analysis.load()(ctx, **options)
             if isinstance(result, dict) and result.get("nonfinite"):
                 report["warnings"].append(f"{analysis.name}: {describe(result['nonfinite'])}")
+        except NotApplicable as exc:  # left out of the report, not an n/a in it
+            report["analyses"].pop(analysis.name, None)
+            report["skipped"][analysis.name] = str(exc) or "not applicable"
         except ResourceError as exc:  # refused before it allocated anything; the others go on
             report["failures"][analysis.name] = str(exc)
             report["refused"].append(analysis.name)

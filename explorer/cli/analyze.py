@@ -72,6 +72,9 @@ def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights
             this_command_line(), spec.seed, report["environment"])), html_path)
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
+    for name, reason in report["skipped"].items():
+        if names and name in names:  # asked for by name: say why it is not in the report
+            click.echo(f"note: {name}: not applicable: {reason}", err=True)
     for name, message in report["failures"].items():
         # A refusal is bad input (too large for this machine): one line, exit 2, as ever.
         click.echo(f"{'Error' if name in report['refused'] else 'error'}: {message}", err=True)
@@ -129,13 +132,14 @@ def compare(spec_paths, only, overrides, seed, fmt, figure_patterns, plots_dir, 
     warn_broken(*(spec.plugin_manager for spec, _ in pairs))
     names = only_names(only)
 
-    from ..analysis.runner import select
     from ..analysis.compare_table import to_markdown, to_text
-    from ..analysis.comparison import analyses_of, patterns, pick, same_seed, tabulate, unmatched
+    from ..analysis.comparison import analyses_of, chosen_per_spec, patterns, pick, same_seed, \
+        tabulate, unmatched
     from ..analysis.progress import run_showing_progress
 
     specs = same_seed([spec for spec, _ in pairs], seed)
-    counts = [len(select(s.plugin_manager.registry(), names)) for s in specs]
+    # Each spec's names in its own registry, with its own plugins: loaded; unknown: one line.
+    counts = [len(chosen) for chosen in chosen_per_spec(specs, names)]
     chosen = patterns(figure_patterns)
     device = torch_device(device)
     reports = []

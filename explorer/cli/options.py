@@ -194,8 +194,19 @@ def only_option(f):
 
 
 def only_names(only):
-    """``--only a,b`` as a list of names, or None for the default set."""
-    return [n.strip() for n in only.split(",") if n.strip()] if only else None
+    """``--only a,b`` as a list of names, or None (no --only) for the default set.
+
+    The names are checked later, against the registry of each spec once its own ``plugins:``
+    are loaded (:func:`explorer.analysis.runner.select`). ``--only ''`` (or ``--only ,``) names
+    nothing: refused, rather than read as "no --only" and running every default analysis.
+    """
+    if only is None:
+        return None
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    if not names:
+        raise UserError(f"--only {only!r}: names no analysis; give one or more, comma-separated, "
+                        "e.g. --only params,memory (explorer plugins --kind analysis lists them)")
+    return names
 
 
 def warn_broken(*managers):

@@ -96,8 +96,12 @@ def explorer_analyses() -> list[Analysis]:
 
     ``run`` returns a JSON-serialisable dict of plain numbers, strings, lists and dicts; integers
     stay exact (the JSON report carries them unrounded). It reaches the model through
-    ``ctx.model()`` (built once per report, seeded with the spec's seed) and the tokenizer through
-    ``ctx.tokenizer()``.
+    ``ctx.model()`` (built once per report, seeded with the spec's seed), the model an earlier
+    analysis of the report trained through ``ctx.trained_model()`` (the ``train`` analysis's, or
+    None) and the tokenizer through ``ctx.tokenizer()``; docs/plugins.md ("Writing an analysis")
+    lists everything ``ctx`` offers. An analysis that does not apply to the spec raises
+    :class:`explorer.NotApplicable` with the reason: it is left out of the report (the JSON
+    report lists it under ``skipped``), neither a result nor a failure.
     """
 
 

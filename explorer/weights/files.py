@@ -10,6 +10,7 @@ weights_only=True)``, which refuses anything but tensors and plain containers. A
 import json
 import os
 import pickle
+import warnings
 from functools import cached_property
 from pathlib import Path
 
@@ -139,7 +140,11 @@ def _is_torch_file(path):
 def read_pickle(path):
     """A torch checkpoint, unpickled with ``weights_only=True``: tensors and containers only."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # torch warns on the way to refusing some pickles (a protocol it does not expect, ...):
+        # the refusal below says it all, in one line.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         detail = next((line.strip() for line in str(exc).splitlines()
                        if "Unsupported" in line or "global" in line.lower()), "")
@@ -168,6 +173,8 @@ def what_it_is(path, limit=1 << 20):
     """What a file that is neither safetensors nor a torch file is, and what to give instead."""
     with open(path, "rb") as f:
         head = f.read(limit)
+    if not head:  # would decode as text: an empty file is not "a text file"
+        return f"is empty (0 bytes), not a checkpoint; {EXPECTED}"
     folder = (f"give the directory that holds it ({path.parent}) "
               f"or its weights file ({WEIGHTS_LIST})")
     try:

@@ -28,9 +28,12 @@ def train(ctx, **options):
                        for ids in (corpus.train_ids, corpus.val_ids))
     ctx.require(_need(ctx, config.batch_size, config.seq_len, min(EVAL_CHUNK, eval_windows)))
     # In place: the context lets go of the model and builds it again, from the seed, for the
-    # analyses after this one; a copy beside it would double the weights.
+    # analyses after this one; a copy beside it would double the weights. The trained model is
+    # kept for the analyses after this one that ask for it (ctx.trained_model()).
     with ctx.model_to_change() as model:
-        return run(model, ctx.spec, config, corpus=corpus)
+        result = run(model, ctx.spec, config, corpus=corpus)
+        ctx.keep_trained(model)
+        return result
 
 
 def _need(ctx, batch_size, seq_len, chunk):
