@@ -8,7 +8,6 @@ import json
 import re
 import shlex
 import sys
-from pathlib import Path
 
 import pytest
 

@@ -143,7 +143,7 @@ def worker_main(conn, parent):
     """A local worker process: take tasks from ``conn``, send back outcomes, until told to stop."""
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    from .. import training  # noqa: F401  (pay torch's import before the first task)
+    from ..training import loop  # noqa: F401  (pay torch's import before the first task)
 
     while True:
         try:

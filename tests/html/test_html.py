@@ -12,7 +12,6 @@ import platform
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from markupsafe import Markup

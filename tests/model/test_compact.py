@@ -1,7 +1,6 @@
 """Compact models (explorer.model.stack): shape-only analyses build one block per distinct layer
 configuration and multiply, and report exactly what a build of every block reports."""
 
-from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings

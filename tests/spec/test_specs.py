@@ -5,7 +5,6 @@ the GPT-2-small-sized specs are counted in milliseconds.
 """
 
 import math
-from pathlib import Path
 
 import pytest
 import torch

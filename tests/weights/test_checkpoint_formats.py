@@ -9,7 +9,6 @@ files export writes get an ordinary mode; export without --weights writes the se
 import json
 import os
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +20,7 @@ from explorer.spec.loading import spec_from_dict
 from explorer.weights import (check_exportable, export, export_hf, load_weights, save_checkpoint,
                               spec_from_checkpoint, targets)
 from tests.helpers import ROOT, SHRINK, run_cli
+from tests.helpers.hf_reference import randomize
 
 # The bytes tokenizer has 256 symbols: vocab_size 256 keeps the samples analysis valid.
 SIZES = {"vocab_size": 256, "context_length": 16, "emb_dim": 32, "n_heads": 4, "n_layers": 2}
@@ -393,12 +393,8 @@ def test_every_shipped_spec_round_trips_through_every_format_it_exports_to(path,
         check_exportable(spec, target)
     except ExplorerError as exc:
         pytest.skip(str(exc))
-    model = explorer.build_model(spec)
+    model = randomize(explorer.build_model(spec))
     gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(0.3 * torch.randn(p.shape, generator=gen) if p.dim() >= 2
-                    else 0.5 + torch.rand(p.shape, generator=gen))
     out = tmp_path / ("model.safetensors" if target == "explorer" else target)
     export(model, spec, target, out)
     ids = torch.randint(0, 300, (2, 16), generator=gen)

@@ -5,7 +5,6 @@ model_type chosen from the spec, config.json checked against the spec, and the r
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -66,13 +65,7 @@ def family_spec(write_spec, model_type):
 
 def random_model(spec):
     """The spec's model with every weight moved well off its initialisation."""
-    model = explorer.build_model(spec)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(0.3 * torch.randn(p.shape, generator=gen) if p.dim() >= 2
-                    else 0.5 + torch.rand(p.shape, generator=gen))
-    return model.eval()
+    return randomize(explorer.build_model(spec))
 
 
 @pytest.mark.parametrize("model_type", SPECS)
