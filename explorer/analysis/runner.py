@@ -12,9 +12,12 @@ from explorer.spec.layers import LAYER_KINDS
 from explorer.model.gpt import build_model
 from explorer.measure.numerics import describe
 from explorer.registry.plugin_manager import unknown_name_message
-from explorer.measure.resources import (WEIGHTS_SHARE, available_memory, logits_bytes_per_token,
-                                        memory_available_on, parameter_bytes, refuse_unless_fits,
-                                        training_need, weight_bytes)
+# weight_bytes, parameter_bytes and logits_bytes_per_token live in explorer.measure.resources;
+# analyses import them from here too.
+from explorer.measure.resources import (WEIGHTS_SHARE, available_memory,  # noqa: F401
+                                        logits_bytes_per_token, memory_available_on,
+                                        parameter_bytes, refuse_unless_fits, training_need,
+                                        weight_bytes)
 from explorer.model.tokenizer import get_tokenizer
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

@@ -8,8 +8,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from explorer.measure import resources
 from tests.helpers import ROOT
 

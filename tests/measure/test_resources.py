@@ -248,7 +248,7 @@ def test_train_prediction_is_within_10_percent_of_the_real_peak(tmp_path, write_
     assert one_window["predicted"] == many_windows["predicted"] > 250 * 2**20
     for run in (one_window, many_windows):
         assert 0.9 < run["predicted"] / run["peak"] < 1.1, run
-    assert abs(many_windows["peak"] / one_window["peak"] - 1) < 0.05
+    assert many_windows["peak"] < 1.05 * one_window["peak"]  # not 512 MiB more
 
 
 def test_a_built_model_is_not_counted_twice(write_spec, monkeypatch):
