@@ -16,6 +16,7 @@ with this script, and the test checks only that its markers are in place.
 
 import argparse
 import contextlib
+import functools
 import io
 import os
 import re
@@ -268,6 +269,59 @@ def main_job():
     return (f"The main job takes {seconds_range([s for s, _ in runs])} and peaks at "
             f"{peak / 2**30:.2f} GiB resident ({len(runs)} runs on a {machine()}; "
             "`python docs/figures.py main-job` measures it again).")
+
+
+# The run of the bounded-evaluation issue: 4 of gpt2_small's layers, 3 steps of 4 x 256 tokens,
+# evaluated on 16,384 tokens of each split before and after training.
+TRAIN_RUN = ["build", "specs/gpt2_small.yaml", "--set", "model.n_layers=4",
+             "--set", "analyses.train.steps=3", "--set", "analyses.train.batch_size=4",
+             "--set", "analyses.train.seq_len=256", "--only", "train"]
+
+
+@functools.cache
+def measured_training_run():
+    """``explorer TRAIN_RUN --format json`` in a fresh process: its peak resident bytes
+    (ru_maxrss), its train result and the load average before it; measured once for both
+    figures that quote it."""
+    import json
+    import subprocess
+
+    probe = ("import json, resource, subprocess, sys\n"
+             "done = subprocess.run([sys.executable, '-m', 'explorer', *sys.argv[1:]],"
+             " capture_output=True, text=True)\n"
+             "print(json.dumps([done.returncode, done.stdout,"
+             " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024]))\n")
+    load = os.getloadavg()[0]
+    done = subprocess.run([sys.executable, "-c", probe, *TRAIN_RUN, "--format", "json"],
+                          capture_output=True, text=True, cwd=ROOT, check=True)
+    code, out, peak = json.loads(done.stdout)
+    assert code == 0, f"explorer {' '.join(TRAIN_RUN)} exited {code}"
+    return peak, json.loads(out)["analyses"]["train"], load
+
+
+@figure("train-memory", slow=True)
+def train_memory():
+    peak, result, _ = measured_training_run()
+    return (f"`explorer {' '.join(TRAIN_RUN)}` peaks at {peak / 2**30:.2f} GiB resident "
+            "(ru_maxrss: torch, the tokenizer and the corpus included; it was checked against "
+            f"a prediction of {result['memory']['total'] / 2**30:.2f} GiB for the run, its "
+            f"training step), with a final validation loss of {result['final_val_loss']:.4f}; "
+            "before evaluation was bounded it peaked at 9.0 GiB "
+            f"(`python docs/figures.py train-memory` measures it again; {machine()}).")
+
+
+@figure("eval-cost", slow=True)
+def eval_cost():
+    _, result, load = measured_training_run()
+    evaluated = sum(result["corpus"]["eval_tokens"].values()) * len(result["curve"])
+    trained, train_s, eval_s = result["tokens_seen"], result["train_seconds"], \
+        result["eval_seconds"]
+    ratio = (eval_s / evaluated) / (train_s / trained)
+    return (f"`explorer {' '.join(TRAIN_RUN)}` (`python docs/figures.py eval-cost`; "
+            f"{machine()}, load average {load:.1f} before): evaluation read {evaluated:,} tokens "
+            f"in {eval_s:.0f} s, training {trained:,} tokens in {train_s:.0f} s: an evaluated "
+            f"token costs {ratio:.2f}x a trained one (a forward against forward, backward and "
+            f"AdamW), and evaluation took {eval_s / (train_s + eval_s):.0%} of the run.")
 
 
 @figure("memory-refusal", slow=True)

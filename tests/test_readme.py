@@ -240,7 +240,7 @@ def test_readme_training_fits_a_laptop_and_runs(command, capsys, monkeypatch, tm
 def test_readme_python_example_trains_a_tiny_model():
     # It used to train the 2-layer GPT-2 small at 8 x 1024 tokens per step: 11.5 GiB.
     block = next(b for b in fenced_blocks("python") if b.startswith("import explorer, torch"))
-    train = [line for line in block.splitlines() if "explorer.train(" in line]
+    train = [line.split("  #")[0] for line in block.splitlines() if "explorer.train(" in line]
     assert train == ["result = explorer.train(explorer.build_model(tiny), tiny, "
                      "explorer.TrainConfig(steps=50))"]
     assert 'tiny = explorer.load_spec("specs/tiny.yaml")' in block

@@ -11,8 +11,12 @@ from explorer.errors import ExplorerError, NotApplicable, ParamError, ResourceEr
 from explorer.spec.layers import LAYER_KINDS
 from explorer.model.gpt import build_model
 from explorer.measure.numerics import describe
-from explorer.measure.resources import available_memory, memory_available_on, refuse_unless_fits, training_need
-from explorer.model.stack import stack_total
+# weight_bytes, parameter_bytes and logits_bytes_per_token live in explorer.measure.resources;
+# analyses import them from here too.
+from explorer.measure.resources import (WEIGHTS_SHARE, available_memory,  # noqa: F401
+                                        logits_bytes_per_token, memory_available_on,
+                                        parameter_bytes, refuse_unless_fits, training_need,
+                                        weight_bytes)
 from explorer.model.tokenizer import get_tokenizer
 from explorer.weights.loading import load_model
 
@@ -204,18 +208,18 @@ class AnalysisContext:
         except Exception:  # data-dependent code in a component
             return self.saved_activations(seq_len, device="meta")["total"]
 
-    def training_need(self, what, lower, batch_size, seq_len, copies=1, optimizer=True):
-        """The :class:`~explorer.measure.resources.Need` of training the model on ``batch_size`` x
-        ``seq_len`` tokens: ``copies`` of the weights (the shared model and the analysis's own
-        copies), gradients, AdamW moments if ``optimizer``, the activations measured at batch 1
-        times the batch, and the logits with their gradients. ``lower`` names the options that
-        make it smaller, for the refusal."""
-        model = self.compact_model()
-        return training_need(
-            what, lower, weights=weight_bytes(model), parameters=parameter_bytes(model),
-            activations=self.activations_per_sequence(seq_len), batch_size=batch_size,
-            seq_len=seq_len, logits_per_token=logits_bytes_per_token(self.spec, model),
-            copies=copies, optimizer=optimizer)
+    def training_need(self, config, copies=1, what="train", prefix="analyses.train",
+                      evaluation=True):
+        """The :class:`~explorer.measure.resources.Need` of a training run of the model with
+        ``config`` (a :class:`explorer.TrainConfig`): the one prediction
+        (:func:`explorer.measure.resources.training_need`) from this context's compact model and
+        its cached activations. ``copies`` of the weights (the shared model and the analysis's
+        own copies); ``prefix`` names the options that make it smaller, for the refusal."""
+        if not config.seq_len:
+            config = config.resolve(self.spec)
+        return training_need(self.spec, config, model=self.compact_model(),
+                             activations=self.activations_per_sequence(config.seq_len),
+                             copies=copies, what=what, prefix=prefix, evaluation=evaluation)
 
     def require(self, need):
         """Refuse with a one-line :class:`ResourceError` unless ``need`` (a
@@ -247,40 +251,13 @@ class AnalysisContext:
         return ids
 
 
-def weight_bytes(model):
-    """Bytes the model's parameters (each tensor once) and buffers take, from shapes alone (a
-    compact model: its full stack's)."""
-    return stack_total(model, _tensor_bytes)
-
-
-def _tensor_bytes(module):
-    seen, total = set(), 0
-    for t in [*module.parameters(), *module.buffers()]:
-        if id(t) not in seen:
-            seen.add(id(t))
-            total += t.numel() * t.element_size()
-    return total
-
-
-def parameter_bytes(model):
-    """Bytes of the trainable parameters, each tensor once: what the gradients take, and each
-    AdamW moment (a compact model: its full stack's)."""
-    return stack_total(model, lambda module: sum(p.numel() * p.element_size()
-                                                 for p in module.parameters() if p.requires_grad))
-
-
-def logits_bytes_per_token(spec, model):
-    """Bytes of one position's logits, in the dtype of the model's parameters."""
-    return spec.model.vocab_size * next(model.parameters()).element_size()
-
-
 def check_fits(spec, shape_model, suggest_shape_analyses=True):
-    """Refuse (:class:`ResourceError`) a model whose weights alone would not fit in memory,
-    suggesting the analyses that need only shapes unless not ``suggest_shape_analyses``."""
+    """Refuse (:class:`ResourceError`) a model whose weights alone would take more than
+    :data:`~explorer.measure.resources.WEIGHTS_SHARE` of the memory available, suggesting the
+    analyses that need only shapes unless not ``suggest_shape_analyses``."""
     needed = weight_bytes(shape_model)
     available = available_memory()
-    # Leave room for activations and gradients: refuse above 80% of what is available.
-    if available is None or needed <= 0.8 * available:
+    if available is None or needed <= WEIGHTS_SHARE * available:
         return
     message = (f"{spec.source or spec.name}: the weights need {needed / 2**30:.1f} GiB but only "
                f"{available / 2**30:.1f} GiB is available")

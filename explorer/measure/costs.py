@@ -1,4 +1,5 @@
-"""Static cost figures of a model: parameters, FLOPs per token, and the memory a training run needs.
+"""Static cost figures of a model: parameters, FLOPs per token, and the memory a training run needs
+(:func:`explorer.measure.resources.training_need`, the one prediction).
 
 These are core functions, not analyses: the training loop turns a FLOPs budget into steps with
 them, and a sweep shows them beside each run. The ``flops`` analysis reports the same closed
@@ -30,9 +31,6 @@ device is enough).
 from explorer.model.contracts import active_count_of_block, active_parameter_count
 from explorer.model.kinds import sublayers
 from explorer.model.stack import layer_blocks, stack_total
-
-ADAMW_BYTES_PER_PARAMETER = 16  # fp32: weights 4 + gradients 4 + two moments 8
-
 
 def attention_width(block):
     """n_heads * (d_qk + d_v) summed over the block's attention modules (found by kind)."""
@@ -101,42 +99,27 @@ def closed_form(model, cfg, seq_len):
     }
 
 
-def static_costs(spec, seq_len):
+def static_costs(spec, seq_len, model=None):
     """Parameters and training FLOPs per token (3 x the full forward) of ``spec`` at ``seq_len``,
-    from a model on the meta device: no weights are allocated, so any size answers at once."""
+    from a model on the meta device (``model``: a compact one built already): no weights are
+    allocated, so any size answers at once."""
     from explorer.model.gpt import build_model
 
-    counts = closed_form(build_model(spec, device="meta", compact=True), spec.model, seq_len)
+    model = model if model is not None else build_model(spec, device="meta", compact=True)
+    counts = closed_form(model, spec.model, seq_len)
     return {"parameters": counts["parameters"],
             "forward_flops_per_token": counts["forward_per_token"]["total"],
             "training_flops_per_token": counts["training_per_token"]["3x_forward"]}
 
 
-def activation_bytes(spec, batch_size, seq_len):
-    """Bytes autograd saves for backward in one fp32 training step, measured on fake tensors
-    (torch's FakeTensorMode runs the CPU's kernels and allocates nothing)."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    from explorer.measure.activations import saved_activation_bytes
+def run_costs(spec, config):
+    """The static figures of one training run with ``config`` (a resolved
+    :class:`explorer.TrainConfig`): parameters, training FLOPs per token, and the memory it
+    holds at its peak: ``need``, :func:`explorer.measure.resources.training_need` (what the
+    run's own check refuses by), and its total, ``memory_bytes``."""
+    from explorer.measure.resources import training_need
     from explorer.model.gpt import build_model
 
-    with FakeTensorMode():
-        return saved_activation_bytes(build_model(spec, compact=True), batch_size, seq_len)["total"]
-
-
-def run_costs(spec, batch_size, seq_len):
-    """The static figures of one training run: parameters, training FLOPs per token, and the
-    memory it holds at once (:func:`training_memory_bytes`)."""
-    costs = static_costs(spec, seq_len)
-    memory = training_memory_bytes(spec, batch_size, seq_len, costs["parameters"])
-    return {**costs, "memory_bytes": memory["total"], "memory_parts": memory}
-
-
-def training_memory_bytes(spec, batch_size, seq_len, parameters):
-    """What one fp32 AdamW training run of ``spec``'s ``parameters`` holds at once: weights +
-    gradients + two moments (16 bytes per parameter) + the activations of one step at
-    ``batch_size`` x ``seq_len``."""
-    weights_and_optimizer = ADAMW_BYTES_PER_PARAMETER * parameters
-    activations = activation_bytes(spec, batch_size, seq_len)
-    return {"weights_and_optimizer": weights_and_optimizer, "activations": activations,
-            "total": weights_and_optimizer + activations}
+    model = build_model(spec, device="meta", compact=True)
+    need = training_need(spec, config, model=model, what="the run")
+    return {**static_costs(spec, config.seq_len, model), "memory_bytes": need.total, "need": need}

@@ -1,24 +1,49 @@
-"""Predicting what an analysis will allocate, and refusing before allocating what would not fit.
+"""Predicting what an analysis or a training run will allocate, and refusing before allocating
+what would not fit.
 
 A prediction is a :class:`Need`: the parts held throughout (weights, gradients, AdamW moments)
-plus the largest of the phases the analysis goes through one after another (a training step's
+plus the largest of the phases the work goes through one after another (a training step's
 saved activations and logits; an evaluation pass's logits). Each part is an exact figure from
 the model's shapes or from the activations measured on fake tensors (explorer.measure.activations), so
 the refusal names the same numbers the memory analysis reports.
+
+One function predicts a training run of the core loop (explorer.training.loop), whoever starts
+it: :func:`training_need`. ``explorer.train()``, the ``train`` analysis, a sweep's ``--dry-run``
+and its workers, and the memory analysis's training figures all read it.
+
+What is available is the smallest of what the machine (``MemAvailable``), the process's memory
+cgroup (its limit less its usage) and its own limits (``RLIMIT_AS`` less the address space it
+maps already) allow: :func:`available_memory`.
 """
 
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from explorer.errors import ExplorerError, ResourceError
 
 # The share of the available memory a prediction may use: the rest is left for what it does not
 # count (the Python heap, the tokenizer, allocator slack).
 USABLE = 0.9
+# The share of the available memory a model's weights alone may take before it is built (every
+# analysis that needs weights: explorer.analysis.runner.check_fits, explorer generate): the rest
+# is left for what runs on them (activations, gradients), which each analysis predicts itself.
+WEIGHTS_SHARE = 0.8
+# Evaluation runs as many windows per forward as the training step's own logits hold (its batch
+# size at the same sequence length), or as this many bytes of logits if more: a small model's
+# logits are small, and one window per forward would spend its time in Python.
+EVAL_LOGITS_FLOOR = 16 * 2**20
+# Evaluation's cross-entropy is computed on this many bytes of logits at a time (their
+# log-probabilities, in float32), never on a second full-vocabulary copy of a forward's logits.
+EVAL_LOSS_CHUNK = 32 * 2**20
 ENV_AVAILABLE = "EXPLORER_AVAILABLE_MEMORY"
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "kb": 2**10, "m": 2**20, "mib": 2**20,
           "mb": 2**20, "g": 2**30, "gib": 2**30, "gb": 2**30, "t": 2**40, "tib": 2**40, "tb": 2**40}
+# cgroup v1 writes "no limit" as the largest page-aligned counter (9223372036854771712).
+_NO_CGROUP_LIMIT = 2**60
+# The process's own limits, and the line of /proc/self/status that says how much of each it uses.
+_RLIMITS = (("RLIMIT_AS", "VmSize"), ("RLIMIT_DATA", "VmData"))
 
 
 def parse_size(text):
@@ -29,11 +54,14 @@ def parse_size(text):
     return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def available_memory():
-    """Bytes of memory available to a new allocation now, or None if unknown.
+def available_memory(meminfo="/proc/meminfo", cgroup="/proc/self/cgroup",
+                     cgroup_root="/sys/fs/cgroup", status="/proc/self/status", getrlimit=None):
+    """Bytes of memory available to a new allocation now, or None if unknown: the smallest of
+    what the machine, the memory cgroup and the process's rlimits allow (:func:`memory_limits`;
+    the paths and ``getrlimit`` are there for tests).
 
-    ``EXPLORER_AVAILABLE_MEMORY`` (bytes, or a size such as ``6GiB``) overrides what the system
-    reports: to keep explorer below a share of a machine, or to test a refusal.
+    ``EXPLORER_AVAILABLE_MEMORY`` (bytes, or a size such as ``6GiB``) overrides all three: to
+    keep explorer below a share of a machine, or to test a refusal.
     """
     override = os.environ.get(ENV_AVAILABLE)
     if override:
@@ -42,8 +70,26 @@ def available_memory():
         except ValueError:
             raise ExplorerError(f"{ENV_AVAILABLE}: {override!r} is not a size; write bytes or a "
                                 "number with a unit, e.g. 6GiB or 512MiB") from None
+    known = [v for v in memory_limits(meminfo, cgroup, cgroup_root, status, getrlimit).values()
+             if v is not None]
+    return min(known, default=None)
+
+
+def memory_limits(meminfo="/proc/meminfo", cgroup="/proc/self/cgroup",
+                  cgroup_root="/sys/fs/cgroup", status="/proc/self/status", getrlimit=None):
+    """What each source allows a new allocation, in bytes (None: no limit, or unknown):
+    ``machine`` (MemAvailable), ``cgroup`` (:func:`cgroup_available`) and ``rlimit``
+    (:func:`rlimit_available`)."""
+    return {"machine": machine_available(meminfo),
+            "cgroup": cgroup_available(cgroup, cgroup_root),
+            "rlimit": rlimit_available(status, getrlimit)}
+
+
+def machine_available(meminfo="/proc/meminfo"):
+    """The kernel's estimate of the memory a new program could use without swapping
+    (``MemAvailable``), else the free pages; None if neither is known."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(meminfo) as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
@@ -53,6 +99,83 @@ def available_memory():
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _read_int(path):
+    try:
+        return int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):  # missing, "max", empty
+        return None
+
+
+def _inactive_file(folder, key):
+    """Page cache the kernel reclaims before it counts against the limit (what kubelet leaves
+    out of a container's working set)."""
+    try:
+        for line in (folder / "memory.stat").read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def cgroup_available(cgroup="/proc/self/cgroup", root="/sys/fs/cgroup"):
+    """Bytes the process's memory cgroup still lets it use: the smallest ``limit - usage`` over
+    its cgroup and the cgroups above it (a parent's limit binds its children), the usage less
+    the reclaimable page cache. cgroup v2: ``memory.max`` and ``memory.current``; v1 (the
+    ``memory`` controller's hierarchy): ``memory.limit_in_bytes`` and ``memory.usage_in_bytes``.
+    None without a limit, or off Linux."""
+    try:
+        lines = Path(cgroup).read_text().splitlines()
+    except OSError:
+        return None
+    found = []
+    for line in lines:
+        hierarchy, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if hierarchy == "0" and not controllers:  # v2: one unified hierarchy
+            base, limit_file, usage_file, cache = Path(root), "memory.max", "memory.current", \
+                "inactive_file"
+        elif "memory" in controllers.split(","):
+            base, limit_file, usage_file, cache = Path(root) / "memory", "memory.limit_in_bytes", \
+                "memory.usage_in_bytes", "total_inactive_file"
+        else:
+            continue
+        names = [name for name in path.split("/") if name]
+        for depth in range(len(names), -1, -1):  # the process's cgroup, then each parent
+            folder = base.joinpath(*names[:depth])
+            limit, usage = _read_int(folder / limit_file), _read_int(folder / usage_file)
+            if limit is None or usage is None or limit >= _NO_CGROUP_LIMIT:
+                continue
+            found.append(max(0, limit - max(0, usage - _inactive_file(folder, cache))))
+    return min(found, default=None)
+
+
+def rlimit_available(status="/proc/self/status", getrlimit=None):
+    """Bytes the process's own limits let it map still: ``RLIMIT_AS`` (``ulimit -v``) less its
+    address space now (``VmSize``), and ``RLIMIT_DATA`` (``ulimit -d``) less its data
+    (``VmData``); the smaller, or None when neither is set. Without /proc the whole limit."""
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return None
+    getrlimit = getrlimit or resource.getrlimit
+    used = {}
+    try:
+        with open(status) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in dict(_RLIMITS).values():
+                    used[key] = int(value.split()[0]) * 1024  # "VmSize:  123 kB"
+    except (OSError, ValueError, IndexError):
+        pass
+    found = []
+    for limit_name, status_key in _RLIMITS:
+        soft, _ = getrlimit(getattr(resource, limit_name))
+        if soft != resource.RLIM_INFINITY and soft >= 0:
+            found.append(max(0, soft - used.get(status_key, 0)))
+    return min(found, default=None)
 
 
 def memory_available_on(device):
@@ -108,9 +231,14 @@ class Need:
     parts: tuple
     lower: str
     phases: tuple = ()
+    phase_names: tuple = ()  # one per phase, for reports ("step", "evaluation"); may be empty
 
     def peak_phase(self):
         return max(self.phases, key=lambda phase: sum(p.total for p in phase), default=())
+
+    def phase(self, name):
+        """The phase called ``name`` (a tuple of parts), or None."""
+        return dict(zip(self.phase_names, self.phases)).get(name)
 
     @property
     def total(self):
@@ -119,6 +247,22 @@ class Need:
     def __str__(self):
         parts = ", ".join(str(p) for p in (*self.parts, *self.peak_phase()) if p.total)
         return f"{self.what} needs about {size(self.total)} ({parts})"
+
+    def to_dict(self):
+        """Plain data: ``total``, each part held throughout, each phase's parts and bytes, and
+        which phase is the peak."""
+        def part(p):
+            return {"name": p.name, "bytes": p.bytes, "copies": p.copies, "total": p.total,
+                    "note": p.note}
+
+        names = self.phase_names or tuple(f"phase {i}" for i in range(len(self.phases)))
+        peak = self.peak_phase()
+        return {"what": self.what, "total": self.total, "parts": [part(p) for p in self.parts],
+                "phases": {name: {"bytes": sum(p.total for p in phase),
+                                  "parts": [part(p) for p in phase]}
+                           for name, phase in zip(names, self.phases)},
+                "peak_phase": next((n for n, ph in zip(names, self.phases) if ph is peak), None),
+                "lower": self.lower, "text": str(self)}
 
 
 def refuse_unless_fits(need, available, source):
@@ -130,20 +274,117 @@ def refuse_unless_fits(need, available, source):
                         f"{need.lower}")
 
 
-def training_need(what, lower, *, weights, parameters, activations, batch_size, seq_len,
-                  logits_per_token, copies=1, optimizer=True):
-    """A forward/backward (and optimizer step) of the LM loss: the parts and the step's phase.
+def weight_bytes(model):
+    """Bytes the model's parameters (each tensor once) and buffers take, from shapes alone (a
+    compact model: its full stack's)."""
+    from explorer.model.stack import stack_total
 
-    ``weights``: bytes of one copy of the model (parameters and buffers); ``parameters``: bytes
-    of its parameters (gradients and each AdamW moment take as much); ``activations``: bytes
-    autograd saves at batch 1 (scaled by ``batch_size``: an upper bound, the few tensors that do
-    not grow with the batch are counted once per sequence); ``logits_per_token``: bytes of one
-    position's logits. Besides what autograd saves, a step holds the logits (B, T, V) and, at the
-    start of backward, two gradients of their size (of the log-probabilities and of the logits).
+    return stack_total(model, lambda module: _tensor_bytes(module, buffers=True))
+
+
+def parameter_bytes(model, trainable=True):
+    """Bytes of the parameters, each tensor once: the trainable ones (what the gradients take,
+    and each AdamW moment), or all of them (a compact model: its full stack's)."""
+    from explorer.model.stack import stack_total
+
+    return stack_total(model, lambda module: _tensor_bytes(module, trainable=trainable))
+
+
+def _tensor_bytes(module, buffers=False, trainable=False):
+    tensors = [p for p in module.parameters() if p.requires_grad or not trainable]
+    seen, total = set(), 0
+    for t in [*tensors, *(module.buffers() if buffers else ())]:
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
+
+
+def logits_bytes_per_token(spec, model):
+    """Bytes of one position's logits, in the dtype of the model's parameters."""
+    return spec.model.vocab_size * next(model.parameters()).element_size()
+
+
+def activations_per_sequence(spec, seq_len):
+    """fp32 bytes autograd saves for one sequence of ``seq_len`` tokens (batch 1) in a training
+    forward + loss: measured on fake tensors, or on the meta device (more: unfused attention)
+    for a component fake tensors cannot run."""
+    from explorer.measure.activations import saved_activation_bytes
+    from explorer.model.gpt import build_model
+
+    try:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        with FakeTensorMode():
+            return saved_activation_bytes(build_model(spec, compact=True), 1, seq_len)["total"]
+    except ExplorerError:
+        raise
+    except Exception:  # data-dependent code in a component
+        meta = build_model(spec, device="meta", compact=True)
+        return saved_activation_bytes(meta, 1, seq_len)["total"]
+
+
+def evaluation_windows(batch_size, seq_len, vocab_size, eval_tokens=0, bytes_per_value=4):
+    """Windows per evaluation forward: as many as the training step's own logits hold (its
+    ``batch_size``, at the same ``seq_len``), or EVAL_LOGITS_FLOOR's worth if that is more; at
+    most the windows ``eval_tokens`` makes (0: the whole split, not known here). Never more as
+    ``eval_tokens`` grows: evaluation's memory is bounded by the training step's."""
+    per_window = seq_len * vocab_size * bytes_per_value
+    windows = max(batch_size, EVAL_LOGITS_FLOOR // per_window, 1)
+    return max(1, min(windows, eval_tokens // seq_len)) if eval_tokens else windows
+
+
+def loss_rows(vocab_size, bytes_per_value=4):
+    """Positions whose cross-entropy evaluation computes at once: EVAL_LOSS_CHUNK of logits."""
+    return max(1, EVAL_LOSS_CHUNK // (vocab_size * bytes_per_value))
+
+
+def training_need(spec, config, *, model=None, activations=None, copies=1, what="train",
+                  prefix="train", evaluation=True):
+    """What a training run of the core loop (explorer.training.loop) holds at its peak: the one
+    prediction that ``explorer.train()``, the ``train`` analysis, a sweep's ``--dry-run`` and
+    workers, and the memory analysis's training figures use.
+
+    ``config`` is a :class:`explorer.TrainConfig` (resolved here if it is not). Held throughout:
+    ``copies`` of the weights (parameters and buffers), the gradients, AdamW's two moments. Then
+    the larger of two phases. A training step: the activations autograd saves, measured at
+    batch 1 and scaled by the batch (an upper bound: the few tensors that do not grow with the
+    batch are counted once per sequence; the log-probabilities of the loss are among them) and
+    two gradients of the logits' size (B, T, V) at the start of backward (of the
+    log-probabilities and of the logits: the loop frees the logits themselves before it). An
+    evaluation forward (``evaluation``): the logits of :func:`evaluation_windows` windows and
+    the log-probabilities of :func:`loss_rows` positions at a time: it does not grow with
+    ``eval_tokens``. Forwards under autocast (bfloat16, float16) are predicted at float32.
+
+    ``model``: a compact model on the meta device to read the shapes from (default: built
+    here); ``activations``: bytes saved per sequence at ``config.seq_len``, if measured already
+    (default: :func:`activations_per_sequence`). ``prefix`` names the settings in ``lower``
+    (``train``, ``analyses.train``).
     """
-    parts = [Part("weights", weights, copies), Part("gradients", parameters)]
-    if optimizer:
-        parts.append(Part("AdamW", 2 * parameters))
-    step = (Part("activations", activations * batch_size, note=f"at batch {batch_size} x {seq_len}"),
-            Part("logits and their gradients", 3 * logits_per_token * batch_size * seq_len))
-    return Need(what, tuple(parts), lower, (step,))
+    if not config.seq_len:
+        config = config.resolve(spec)
+    if model is None:
+        from explorer.model.gpt import build_model
+
+        model = build_model(spec, device="meta", compact=True)
+    if activations is None:
+        activations = activations_per_sequence(spec, config.seq_len)
+    batch, seq_len, vocab = config.batch_size, config.seq_len, spec.model.vocab_size
+    all_weights, trainable = parameter_bytes(model, trainable=False), parameter_bytes(model)
+    parts = (Part("weights", all_weights, copies),
+             Part("buffers", weight_bytes(model) - all_weights, copies),
+             Part("gradients", trainable), Part("AdamW", 2 * trainable))
+    per_token = logits_bytes_per_token(spec, model)
+    step = (Part("activations", activations * batch, note=f"at batch {batch} x {seq_len}"),
+            Part("gradients of the logits", 2 * per_token * batch * seq_len))
+    phases, names = [step], ["step"]
+    if evaluation:
+        windows = evaluation_windows(batch, seq_len, vocab, config.eval_tokens)
+        rows = min(loss_rows(vocab), windows * seq_len)
+        phases.append((Part("evaluation logits", per_token * windows * seq_len,
+                            note=f"at {windows} x {seq_len} per forward"),
+                       Part("their log-probabilities", 4 * vocab * rows,
+                            note=f"for {rows} positions at a time")))
+        names.append("evaluation")
+    return Need(what, parts, f"lower {prefix}.batch_size or {prefix}.seq_len", tuple(phases),
+                tuple(names))

@@ -1,10 +1,12 @@
 """``--dry-run``: what a sweep would cost, before anything is trained or stored.
 
 Per grid point: steps and tokens per run, parameters, training FLOPs per token and per run,
-memory per run (weights + gradients + AdamW moments + measured activations), all from compact
-models (explorer.model.stack), and time per run (timed on a few points, predicted for the others:
-explorer.sweep.timing). Then how many runs are left, where they would execute, whether workers
-x threads fit the cores and the runs at once fit the memory, and the estimated wall time.
+memory per run (explorer.measure.resources.training_need: the one prediction a worker refuses
+by), all from compact models (explorer.model.stack), and time per run (timed on a few points,
+predicted for the others: explorer.sweep.timing); and how much of each evaluation takes: its
+share of the time, and the run's peak while it evaluates. Then how many runs are left, where
+they would execute, whether workers x threads fit the cores and the runs at once fit the
+memory, and the estimated wall time.
 """
 
 from ..training.settings import eval_steps
@@ -47,7 +49,9 @@ def estimate(plan, todo, executor="local", workers=None, threads=1, ray_address=
             tokenizer = get_tokenizer(spec.tokenizer, spec.plugin_manager)
             corpora[corpus_key] = load_training_corpus(config.corpus, spec, tokenizer)
         corpus_of.append(corpora[corpus_key])
-        costs = run_costs(spec, config.batch_size, config.seq_len)
+        costs = run_costs(spec, config)
+        need = costs["need"]
+        held = sum(p.total for p in need.parts)
         per_token = costs["training_flops_per_token"]
         tokens_per_step = config.batch_size * config.seq_len
         tokens = config.steps * tokens_per_step
@@ -59,6 +63,9 @@ def estimate(plan, todo, executor="local", workers=None, threads=1, ray_address=
             "tokens": tokens, "parameters": costs["parameters"],
             "training_flops_per_token": per_token, "training_flops": per_token * tokens,
             "memory_bytes": costs["memory_bytes"],
+            # The run's peak in each phase (a step, an evaluation), what it holds throughout too.
+            "memory_phases_bytes": {name: held + sum(p.total for p in phase)
+                                    for name, phase in zip(need.phase_names, need.phases)},
             "eval_tokens": evaluations * eval_tokens_per_evaluation(config, corpus_of[-1]),
             "runs_to_do": sum(run.key in todo for run in plan.runs_of(point)),
         })
@@ -73,7 +80,8 @@ def estimate(plan, todo, executor="local", workers=None, threads=1, ray_address=
         fits=lambda i: available is None or points[i]["memory_bytes"] <= available,
         rate=lambda: matmul_flops_per_second(threads, plan.points[0].train.device))
     for p, (step_seconds, eval_per_token, basis) in zip(points, speeds):
-        p["seconds_per_run"] = p["steps"] * step_seconds + p["eval_tokens"] * eval_per_token
+        p["evaluation_seconds"] = p["eval_tokens"] * eval_per_token
+        p["seconds_per_run"] = p["steps"] * step_seconds + p["evaluation_seconds"]
         p["time_basis"] = basis
     slots = workers or max(1, cpu_count() // threads)
     work = sum(p["seconds_per_run"] * p["runs_to_do"] for p in points)
@@ -93,12 +101,14 @@ def dry_run_text(est):
     lines = [f"sweep {est['sweep']}  ({est['source']}): {est['runs']} runs, {est['runs_to_do']} "
              "to do; nothing is trained or stored by --dry-run", ""]
     header = ["point", "steps", "tokens/run", "params", "FLOPs/token", "FLOPs/run",
-              "memory/run", "time/run", "to do"]
+              "memory/run", "eval memory", "time/run", "eval time", "to do"]
     rows = [[p["label"], f"{p['steps']:,}", f"{p['tokens']:,}", f"{p['parameters']:,}",
              f"{p['training_flops_per_token']:.3g}", f"{p['training_flops']:.3g}",
              f"{p['memory_bytes'] / MB:,.1f} MB",
+             f"{p['memory_phases_bytes']['evaluation'] / MB:,.1f} MB",
              TIME_MARKS[p["time_basis"]] + duration(p["seconds_per_run"]),
-             str(p["runs_to_do"])] for p in est["points"]]
+             f"{p['evaluation_seconds'] / p['seconds_per_run']:.0%}" if p["seconds_per_run"]
+             else "-", str(p["runs_to_do"])] for p in est["points"]]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
@@ -114,7 +124,9 @@ def dry_run_text(est):
               f"memory: {est['memory_at_once_bytes'] / MB:,.1f} MB for the runs at once{fits}",
               f"estimated wall time: {bound}{duration(est['estimated_seconds'])} (time per run "
               f"on this machine with {threads}, divided over {est['slots']} runs at once)",
-              "time/run: " + _time_basis(est["points"])]
+              "time/run: " + _time_basis(est["points"]),
+              "eval memory: the run's peak while it evaluates (weights, gradients, AdamW "
+              "moments, a forward's logits); eval time: evaluation's share of time/run"]
     return "\n".join(lines)
 
 

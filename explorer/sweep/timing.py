@@ -20,7 +20,8 @@ import time
 from dataclasses import replace
 
 from ..training.corpus import windows
-from ..training.loop import EVAL_CHUNK, measure_speed
+from ..measure.resources import evaluation_windows
+from ..training.loop import measure_speed
 
 TIMED_POINTS = 5
 CHEAP_STEP_FLOPS = 2e10  # a training step of at most this many FLOPs takes well under a second
@@ -39,7 +40,8 @@ def measure(point_spec, config, corpus, threads, seed):
     one step after a warm-up step, and an evaluation of one chunk of windows per split."""
     from ..model.gpt import build_model
 
-    one_chunk = replace(config, threads=threads, eval_tokens=EVAL_CHUNK * config.seq_len)
+    windows = evaluation_windows(config.batch_size, config.seq_len, point_spec.model.vocab_size)
+    one_chunk = replace(config, threads=threads, eval_tokens=windows * config.seq_len)
     speed = measure_speed(build_model(point_spec, seed=seed), point_spec, one_chunk, corpus,
                           seed=seed, steps=1)
     return speed["step_seconds"], speed["eval_seconds"] / eval_tokens_per_evaluation(one_chunk,

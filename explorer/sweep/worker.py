@@ -59,20 +59,16 @@ def _point_costs(spec, config):
     # What the costs depend on: the model, its components and its per-layer overrides.
     doc = spec.to_dict()
     identity = json.dumps([doc["model"], doc["components"], doc.get("layers"),
-                           config.batch_size, config.seq_len], sort_keys=True)
-    return _cached(("costs", identity),
-                   lambda: run_costs(spec, config.batch_size, config.seq_len))
+                           config.batch_size, config.seq_len, config.eval_tokens], sort_keys=True)
+    return _cached(("costs", identity), lambda: run_costs(spec, config))
 
 
-def check_memory(parts, batch_size, seq_len, host):
-    """Refuse (ResourceError) a run predicted to need more memory than is free now, with the
-    same one line an analysis's refusal reads (explorer.measure.resources)."""
-    from ..measure.resources import Need, Part, available_memory, refuse_unless_fits
+def check_memory(need, host):
+    """Refuse (ResourceError) a run whose :class:`~explorer.measure.resources.Need` (the one
+    prediction, explorer.measure.resources.training_need: the dry run's memory/run) does not fit
+    in the memory available now, with the same one line an analysis's refusal reads."""
+    from ..measure.resources import available_memory, refuse_unless_fits
 
-    need = Need("the run", (
-        Part("weights, gradients and AdamW moments", parts["weights_and_optimizer"]),
-        Part("activations", parts["activations"], note=f"at batch {batch_size} x {seq_len}")),
-        lower="lower train.batch_size or train.seq_len")
     refuse_unless_fits(need, available_memory(), f"memory on {host}")
 
 
@@ -85,10 +81,10 @@ def _run(task, corpus_text, host):
     spec = spec_from_dict(task["spec"], source=task["source"], plugins=_plugins())
     config = TrainConfig(**task["train"])
     costs = _point_costs(spec, config)
-    check_memory(costs["memory_parts"], config.batch_size, config.seq_len, host)
+    check_memory(costs["need"], host)
     corpus = _corpus(spec, config, task["corpus_digest"], corpus_text)
     result = train(build_model(spec, seed=task["seed"]), spec, config, corpus=corpus,
-                   seed=task["seed"])
+                   seed=task["seed"], need=costs["need"])
     metrics = {name: result[name] for name in (
         "final_val_loss", "best_val_loss", "best_step", "best_tokens", "unigram_baseline",
         "tokens_per_second", "train_seconds", "eval_seconds", "steps", "tokens_seen",

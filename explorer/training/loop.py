@@ -10,14 +10,22 @@ validation loss, the unigram baseline, tokens per second.
   ``TrainConfig.resolve`` (FLOPs from :mod:`explorer.measure.costs`: 3 x the forward).
 - Evaluation on the same fixed, non-overlapping windows of each split every ``eval_every``
   steps, or every ``eval_every_tokens`` training tokens so that curves of runs with different
-  batch sizes line up on a tokens axis; step 0 and the last step always.
+  batch sizes line up on a tokens axis; step 0 and the last step always. In eval mode under
+  ``torch.inference_mode``, in bounded memory: as many windows per forward as the training
+  step's logits hold, the cross-entropy a chunk of positions at a time
+  (:func:`explorer.measure.resources.evaluation_windows`, ``loss_rows``), so its peak does not
+  grow with ``eval_tokens``.
+- Memory: the run's peak is predicted (:func:`explorer.measure.resources.training_need`, the
+  one prediction the train analysis and sweeps use too) and a run that would not fit in the
+  memory available (the machine's, the cgroup's, the process's rlimit) is refused with a
+  :class:`ResourceError` before anything is allocated.
 - Seeds: one seed, three streams. The caller builds the model's weights with it
   (``build_model(spec, seed=seed)``); the batch order and the dropout masks use streams derived
   from it (:func:`derive_seed`), so changing one never shifts another.
 - Divergence: a loss (or gradient norm) that is NaN or inf stops the run at that step with a
   :class:`DivergedError` naming the step and the first module whose output is not finite.
 - Speed: AdamW's fused kernel where the device has one (:func:`adamw`; equal to the default
-  implementation to ~1e-7), gradients freed (``set_to_none``) before each backward; ``compile``
+  implementation to ~1e-7), gradients freed (``set_to_none``) before each forward; ``compile``
   wraps the model in ``torch.compile`` for the training steps (evaluation runs eagerly).
 - Device and precision: ``device`` (cpu, cuda, mps, auto) holds the weights, the batches and
   the activations; ``dtype`` bfloat16 or float16 runs forwards under autocast with float32
@@ -43,11 +51,13 @@ from explorer.training.corpus import load_corpus, tokenize, unigram_baseline, wi
 from explorer.training.devices import autocast, grad_scaler, resolve_device, synchronize
 from explorer.errors import ExplorerError
 from explorer.measure.numerics import first_nonfinite_module
+from explorer.measure.resources import evaluation_windows
+from explorer.training.evaluation import eval_loss
+from explorer.training.memory import check_memory, map_large_allocations
 from explorer.training.settings import TrainConfig, eval_steps, learning_rate
 
 __all__ = ["TrainConfig", "train", "derive_seed", "DivergedError", "adamw"]
 
-EVAL_CHUNK = 64  # windows per forward pass when evaluating
 
 
 class DivergedError(ExplorerError):
@@ -108,22 +118,6 @@ def optimizer_name(optimizer):
     return f"{type(optimizer).__name__} ({kind})"
 
 
-def eval_loss(model, inputs, targets, precision=None):
-    """Mean next-token cross-entropy over every target in the windows (eval mode, no grad),
-    the forwards under ``precision`` (an autocast context factory) if given."""
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    with torch.no_grad():
-        for i in range(0, len(inputs), EVAL_CHUNK):
-            with precision() if precision else contextlib.nullcontext():
-                logits = model(inputs[i: i + EVAL_CHUNK])  # (n, T, V)
-            total += F.cross_entropy(logits.flatten(0, 1).float(),
-                                     targets[i: i + EVAL_CHUNK].flatten(), reduction="sum").item()
-    model.train(was_training)
-    return total / targets.numel()
-
-
 def load_training_corpus(path, spec, tokenizer):
     """Read and tokenize the corpus file (default: the standard library's) for ``spec``."""
     return prepare_corpus(*load_corpus(path), spec, tokenizer)
@@ -163,14 +157,17 @@ class _Run:
         self.scaler = grad_scaler(device, config.dtype)
         self.precision = lambda: autocast(device, config.dtype)
         self.forward = compile_model(model, "train.compile") if config.compile else model
+        self.eval_windows = evaluation_windows(config.batch_size, s, spec.model.vocab_size)
         self.train_seconds = self.eval_seconds = 0.0
         self.first_step_seconds = None
 
     def evaluate(self, step):
         start = time.perf_counter()
         point = {"step": step, "tokens": step * self.config.batch_size * self.config.seq_len,
-                 "train_loss": eval_loss(self.model, self.train_x, self.train_y, self.precision),
-                 "val_loss": eval_loss(self.model, self.val_x, self.val_y, self.precision)}
+                 "train_loss": eval_loss(self.model, self.train_x, self.train_y, self.precision,
+                                         self.eval_windows),
+                 "val_loss": eval_loss(self.model, self.val_x, self.val_y, self.precision,
+                                       self.eval_windows)}
         self.eval_seconds += time.perf_counter() - start
         return point
 
@@ -201,17 +198,20 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         inputs, targets = self.batch()
+        # The last step's gradients are freed before this forward, not after it: they and the
+        # forward's activations never exist at once.
+        self.optimizer.zero_grad(set_to_none=True)
         with self.precision():
             logits = self.forward(inputs)  # (B, T, V)
             aux, parts = aux_loss(self.model)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        del logits  # backward needs the log-probabilities only: free the logits before it
         value, aux_value = loss.item(), None if aux is None else aux.item()
         if not math.isfinite(value):
             self.diverged(step, steps, f"the loss is {value}", inputs)
         if aux_value is not None and not math.isfinite(aux_value):
             bad = next(name for name, v in parts if not math.isfinite(v.item()))
             self.diverged(step, steps, f"the auxiliary loss of {bad} is {aux_value}")
-        self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss if aux is None else loss + aux).backward()
         norm = None
         if self.config.grad_clip:
@@ -235,18 +235,30 @@ class _Run:
                             f"{what}{where}; lower train.lr or set train.grad_clip", step)
 
 
-def train(model, spec, config=None, corpus=None, tokenizer=None, seed=None):
+def train(model, spec, config=None, corpus=None, tokenizer=None, seed=None, need=None):
     """Train ``model`` (built from ``spec``) in place and return the result as plain data.
 
     ``config`` is a :class:`TrainConfig` (default: its defaults); ``corpus`` an already
     tokenized :class:`explorer.training.corpus.Corpus` (default: ``config.corpus`` read and tokenized
     with ``tokenizer``, default the spec's); ``seed`` the run's seed (default: the spec's), of
     which the batch order and dropout streams are derived. The model's weights are the
-    caller's: build them with the same seed. Raises :class:`DivergedError` on a non-finite
-    loss and :class:`ExplorerError` on a corpus that is missing or too short.
+    caller's: build them with the same seed.
+
+    Before anything is allocated, the run's memory is predicted
+    (:func:`explorer.measure.resources.training_need`) and a run that would not fit in the
+    memory available is refused with a :class:`explorer.ResourceError` (the model's own weights,
+    already there, are counted as available). ``need``: that prediction, made and checked by
+    the caller already (the train analysis, a sweep's worker); it is not checked again. The
+    result reports it under ``memory``.
+
+    Raises :class:`DivergedError` on a non-finite loss and :class:`ExplorerError` on a corpus
+    that is missing or too short.
     """
     config = (config or TrainConfig()).resolve(spec)
     seed = spec.seed if seed is None else seed
+    if need is None:
+        need = check_memory(model, spec, config)
+    map_large_allocations()
     if corpus is None:
         if tokenizer is None:
             from explorer.model.tokenizer import get_tokenizer
@@ -256,7 +268,8 @@ def train(model, spec, config=None, corpus=None, tokenizer=None, seed=None):
     with _environment(model, config, seed) as (threads, device):
         result = _train(model.to(device).train(), spec, config, corpus, seed, device)
     result.update(threads=threads, device=str(device),
-                  parameters=sum(p.numel() for p in model.parameters()))
+                  parameters=sum(p.numel() for p in model.parameters()),
+                  memory=need.to_dict())
     return result
 
 
@@ -283,6 +296,7 @@ def measure_speed(model, spec, config, corpus, seed=0, steps=2):
     """Seconds per training step and per evaluation, timed on ``model`` (which it trains a few
     steps: pass a throwaway one) after one warm-up step."""
     config = config.resolve(spec)
+    map_large_allocations()  # as train() runs: the same allocator, the same times
     with _environment(model, config, seed) as (_, device):
         run = _Run(model.to(device).train(), spec, config, corpus, seed, device)
         run.step(1, config.steps)  # warm-up: first-call allocations

@@ -1,5 +1,10 @@
 """Memory: weights, the AdamW training footprint, activations for backward, and the KV cache.
 
+The training figures are the core's one prediction of a training run
+(explorer.measure.resources.training_need): the same bytes the ``train`` analysis refuses by,
+``explorer.train()`` checks and a sweep's ``--dry-run`` shows, at this analysis's batch and
+sequence length.
+
 Activations are measured exactly (explorer.measure.activations, shared through the AnalysisContext with
 the analyses whose memory the core predicts): one training forward (model + cross-entropy loss)
 runs under ``torch.autograd.graph.saved_tensors_hooks`` and the bytes of every storage autograd
@@ -11,6 +16,7 @@ Models", section 4.1) is shown beside the measurement.
 
 from explorer import Analysis, ExplorerError, Param, hookimpl
 from explorer.measure.resources import Need, Part
+from explorer.training.settings import TrainConfig
 
 from explorer.measure.costs import parameter_count
 from explorer.spec.layers import index_text
@@ -114,8 +120,11 @@ def _on_device(ctx, batch_size, seq_len):
     from explorer.training.devices import peak_memory, reset_peak_memory
     from explorer.training.loop import adamw
 
-    need = ctx.training_need("memory on the device", "lower analyses.memory.batch_size or "
-                             "analyses.memory.seq_len", batch_size, seq_len)
+    from explorer.training.settings import TrainConfig
+
+    need = ctx.training_need(TrainConfig(batch_size=batch_size, seq_len=seq_len),
+                             what="memory on the device", prefix="analyses.memory",
+                             evaluation=False)
     ctx.require(need)
     with ctx.model_to_change() as model:
         with ctx.autocast():
@@ -146,12 +155,16 @@ def footprint(ctx, batch_size, seq_len, device):
     n = stack_total(model, parameter_count)
     buffers = stack_total(model, lambda m: sum(b.numel() * b.element_size() for b in m.buffers()))
     weights = {"fp32": 4 * n, "fp16": 2 * n, "bf16": 2 * n}
+    run = ctx.training_need(TrainConfig(batch_size=batch_size, seq_len=seq_len),
+                            what="a training run (explorer.train, the train analysis, sweeps)")
+    held = {p.name: p.total for p in run.parts}
     # AdamW keeps two moments per parameter (exp_avg, exp_avg_sq), in fp32.
     training = {
-        "fp32": {"weights": 4 * n, "gradients": 4 * n, "optimizer": 8 * n},
+        "fp32": {"weights": held["weights"], "gradients": held["gradients"],
+                 "optimizer": held["AdamW"]},
         # bf16 mixed precision: bf16 working weights and gradients, an fp32 master copy.
-        "bf16_mixed": {"weights": 2 * n, "master_weights": 4 * n, "gradients": 2 * n,
-                       "optimizer": 8 * n},
+        "bf16_mixed": {"weights": held["weights"] // 2, "master_weights": held["weights"],
+                       "gradients": held["gradients"] // 2, "optimizer": held["AdamW"]},
     }
     for parts in training.values():
         parts["total"] = sum(parts.values())
@@ -206,6 +219,9 @@ def footprint(ctx, batch_size, seq_len, device):
         "kv_cache": kv,
         "inference_bytes": inference,
         "training_total_bytes": training_total,
+        # What explorer's training loop holds at its peak at batch_size x seq_len (the train
+        # analysis's other settings at their defaults): the one prediction.
+        "training_run": run.to_dict(),
         "conventions": (
             "MB = 2**20 bytes; AdamW moments in fp32; bf16_mixed keeps an fp32 master copy and "
             "bf16 gradients (16 bytes/param, like fp32). Activations: the storages autograd saves "
@@ -221,7 +237,12 @@ def footprint(ctx, batch_size, seq_len, device):
             "bytes with the spec's dropouts. "
             "KV cache: 2*L*b*s*k*d*p with k KV heads, s capped by a sliding window. Inference: "
             "weights + KV cache at the full context. Training total: AdamW footprint + measured "
-            "activations (fp32; bf16_mixed uses the bf16 measurement)."),
+            "activations (fp32; bf16_mixed uses the bf16 measurement). training_run: what "
+            "explorer's training loop holds at its peak at batch_size x seq_len, the prediction "
+            "explorer.train(), the train analysis and sweeps refuse by: weights, buffers, "
+            "gradients, AdamW moments, and the larger of a step (the activations measured at "
+            "batch 1 times the batch, the logits and their two gradients) and an evaluation "
+            "forward (explorer.measure.resources.training_need)."),
     }
 
 
@@ -288,6 +309,8 @@ def render(result):
     lines.append(f"inference (weights + KV cache)  fp32 {_mb(inf['fp32'])}  bf16 {_mb(inf['bf16'])}")
     lines.append(f"training (AdamW + activations)  fp32 {_mb(tr['fp32'])}  "
                  f"bf16_mixed {_mb(tr['bf16_mixed'])}")
+    if "training_run" in result:
+        lines.append(result["training_run"]["text"])
     return "\n".join(lines)
 
 

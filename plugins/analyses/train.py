@@ -9,53 +9,31 @@ context). This module only checks the options, predicts the memory the run needs
 the result.
 """
 
-import dataclasses
-
 from explorer import Analysis, Chart, ParamError, SpecError, hookimpl
+from explorer.measure.resources import size
 from explorer.training.settings import TrainConfig
 
 from . import seq_len_within_context
 
 
 def train(ctx, **options):
-    from explorer.training.loop import EVAL_CHUNK, load_training_corpus, train as run
-    from explorer.training.corpus import windows
+    from explorer.training.loop import load_training_corpus, train as run
 
     config = TrainConfig.from_options(options, ctx.spec.source).resolve(ctx.spec,
                                                                      prefix="analyses.train")
+    # The model (two copies when the context cannot build it again and trains a copy), its
+    # gradients and AdamW moments, and the larger of a training step and an evaluation forward:
+    # the one prediction explorer.train() and sweeps make (explorer.measure.resources).
+    need = ctx.training_need(config, copies=1 if ctx.rebuildable else 2)
+    ctx.require(need)
     corpus = load_training_corpus(config.corpus, ctx.spec, ctx.tokenizer())
-    eval_windows = max(len(windows(ids, config.seq_len, config.eval_tokens)[0])
-                       for ids in (corpus.train_ids, corpus.val_ids))
-    ctx.require(_need(ctx, config.batch_size, config.seq_len, min(EVAL_CHUNK, eval_windows)))
     # In place: the context lets go of the model and builds it again, from the seed, for the
     # analyses after this one; a copy beside it would double the weights. The trained model is
     # kept for the analyses after this one that ask for it (ctx.trained_model()).
     with ctx.model_to_change() as model:
-        result = run(model, ctx.spec, config, corpus=corpus)
+        result = run(model, ctx.spec, config, corpus=corpus, need=need)
         ctx.keep_trained(model)
         return result
-
-
-def _need(ctx, batch_size, seq_len, chunk):
-    """The model (two copies when the context cannot build it again and trains a copy), its
-    gradients and AdamW moments, and the larger
-    of a training step (activations, logits and their gradients) and an evaluation pass (the
-    last step's logits, still referenced, beside a chunk's logits and log-probabilities)."""
-    from explorer.analysis.runner import logits_bytes_per_token
-    from explorer.measure.resources import Part
-
-    need = ctx.training_need("train", "lower analyses.train.batch_size or analyses.train.seq_len",
-                             batch_size, seq_len,
-                             copies=1 if ctx.rebuildable else 2)
-    per_token = logits_bytes_per_token(ctx.spec, ctx.compact_model())
-    evaluating = (Part("the last step's logits", per_token * batch_size * seq_len),
-                  Part("evaluation logits and log-probabilities", 2 * per_token * chunk * seq_len,
-                       note=f"at {chunk} x {seq_len}"))
-    need = dataclasses.replace(need, phases=(*need.phases, evaluating))
-    if need.peak_phase() is evaluating:  # fewer windows evaluated at once, or shorter ones
-        need = dataclasses.replace(need, lower="lower analyses.train.eval_tokens or "
-                                               "analyses.train.seq_len")
-    return need
 
 
 def options_are_consistent(config, options):
@@ -105,7 +83,31 @@ def render(result):
                  f"{result['unigram_perplexity']:.2f})")
     lines.append(f"best validation loss {result['best_val_loss']:.4f} at step "
                  f"{result['best_step']}; {result['tokens_per_second']:,.0f} training tokens/s")
+    lines += _evaluation_lines(result)
     return "\n".join(lines)
+
+
+def _evaluation_lines(result):
+    """How much of the run's time and memory evaluation takes."""
+    train_s, eval_s = result.get("train_seconds"), result.get("eval_seconds")
+    memory = result.get("memory")
+    if train_s is None or eval_s is None:
+        return []
+    evaluated = sum(result["corpus"]["eval_tokens"].values()) * len(result["curve"])
+    text = (f"evaluation: {eval_s:.1f} s of the run's {train_s + eval_s:.1f} s "
+            f"({eval_s / (train_s + eval_s):.0%}), {evaluated:,} tokens")
+    if evaluated and result["tokens_seen"] and train_s:
+        per_token = (eval_s / evaluated) / (train_s / result["tokens_seen"])
+        text += f" at {per_token:.2f}x a training step's time per token"
+    lines = [text]
+    if memory and {"step", "evaluation"} <= set(memory["phases"]):
+        held = sum(part["total"] for part in memory["parts"])
+        step, evaluation = memory["phases"]["step"], memory["phases"]["evaluation"]
+        lines.append(f"memory (predicted): evaluation peaks at {size(held + evaluation['bytes'])}"
+                     f" ({evaluation['parts'][0]['note']}), a training step at "
+                     f"{size(held + step['bytes'])}, {size(held)} of each held throughout "
+                     "(weights, gradients, AdamW moments)")
+    return lines
 
 
 def _load_lines(module_stats, step):

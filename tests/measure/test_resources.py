@@ -70,24 +70,32 @@ def test_train_prediction_is_the_memory_analysis_figures(write_spec, needs):
     params, buffers, activations = _memory_figures(spec, T)
     logits = B * T * V * 4
     assert [(p.name, p.total) for p in need.parts] == [
-        ("weights", params + buffers), ("gradients", params), ("AdamW", 2 * params)]
+        ("weights", params), ("buffers", buffers), ("gradients", params), ("AdamW", 2 * params)]
     assert need.parts[0].copies == 1  # the shared model, trained in place
+    assert need.phase_names == ("step", "evaluation")
     step, evaluating = need.phases
     assert [(p.name, p.total) for p in step] == [
-        ("activations", B * activations), ("logits and their gradients", 3 * logits)]
-    # Evaluating one window (eval_tokens 64) is smaller than a step: the step is the peak.
-    assert [p.total for p in evaluating] == [logits, 2 * T * V * 4]
-    assert need.total == (params + buffers) + 3 * params + B * activations + 3 * logits
+        ("activations", B * activations), ("gradients of the logits", 2 * logits)]
+    # Evaluating one window (eval_tokens 64): its logits, and their log-probabilities.
+    assert [p.total for p in evaluating] == [T * V * 4, T * V * 4]
+    assert need.total == params + buffers + 3 * params + B * activations + 2 * logits
 
 
-def test_train_evaluation_can_be_the_peak(write_spec, needs):
-    spec = _spec(write_spec, train={"batch_size": 1, "eval_tokens": 64 * T})
-    need = _run(spec, "train", needs)
-    params, buffers, _ = _memory_figures(spec, T)
-    # 64 windows evaluated at once: their logits and log-probabilities beside the last step's.
-    assert [p.total for p in need.peak_phase()] == [T * V * 4, 2 * 64 * T * V * 4]
-    assert need.total == (params + buffers) + 3 * params + T * V * 4 + 2 * 64 * T * V * 4
-    assert need.lower == "lower analyses.train.eval_tokens or analyses.train.seq_len"
+def test_evaluation_memory_does_not_grow_with_eval_tokens(write_spec, needs):
+    """Evaluation runs as many windows per forward as the step's logits hold, or 16 MiB of
+    logits (EVAL_LOGITS_FLOOR) if more: 16 windows of 64 x 4096 fp32 logits (1 MiB each)
+    here, whatever eval_tokens is; the cross-entropy is taken on 1,024 positions at a time."""
+    totals = []
+    for eval_tokens in (64 * T, 1024 * T, 0):
+        spec = _spec(write_spec, train={"batch_size": 1, "eval_tokens": eval_tokens})
+        need = _run(spec, "train", needs)
+        assert [(p.total, p.note) for p in need.phase("evaluation")] == [
+            (16 * T * V * 4, f"at 16 x {T} per forward"),
+            (1024 * V * 4, "for 1024 positions at a time")]
+        totals.append(need.total)
+    assert totals[0] == totals[1] == totals[2]
+    assert need.peak_phase() is need.phase("evaluation")  # a batch of 1: its logits are small
+    assert need.lower == "lower analyses.train.batch_size or analyses.train.seq_len"
 
 
 @pytest.mark.parametrize("steps", [3, 0])
@@ -132,12 +140,12 @@ def test_refusal_is_one_line_naming_the_figures_and_the_option(write_spec, monke
     report = explorer.analyze(spec, only=["params", "train"])
     assert report["refused"] == ["train"] and "params" in report["analyses"]  # params is kept
     params, buffers, activations = _memory_figures(spec, T)
-    logits = 3 * B * T * V * 4
-    total = (params + buffers) + 3 * params + B * activations + logits
+    logits = 2 * B * T * V * 4
+    total = params + buffers + 3 * params + B * activations + logits
     assert report["failures"]["train"] == (
-        f"{spec.source}: train needs about {size(total)} (weights {size(params + buffers)}, "
-        f"gradients {size(params)}, AdamW {size(2 * params)}, activations "
-        f"{size(B * activations)} at batch {B} x {T}, logits and their gradients {size(logits)}) "
+        f"{spec.source}: train needs about {size(total)} (weights {size(params)}, buffers "
+        f"{size(buffers)}, gradients {size(params)}, AdamW {size(2 * params)}, activations "
+        f"{size(B * activations)} at batch {B} x {T}, gradients of the logits {size(logits)}) "
         f"but only 4 MiB is available; lower analyses.train.batch_size or "
         f"analyses.train.seq_len")
 
@@ -221,23 +229,26 @@ PEAK_SCRIPT = textwrap.dedent("""
 def test_train_prediction_is_within_10_percent_of_the_real_peak(tmp_path, write_spec):
     """The train analysis run for real, in a fresh process: the peak resident memory it adds
     (VmHWM after minus VmRSS before) against its prediction. The first run warms up (imports,
-    tokenizer, corpus), then one run where a training step is the peak and one where the
-    evaluation is. glibc is told to map large blocks, so freed memory leaves the process."""
+    tokenizer, corpus), then the same run evaluated on 1 and on 256 windows of each split:
+    evaluation in bounded memory, so the peak (a training step's) is the same. Before it was
+    bounded, the 256 windows added 512 MiB (64 windows' logits and log-probabilities at once).
+    glibc is told to map large blocks, so freed memory leaves the process."""
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 800)
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 8000)
     path = write_spec({**SPEC, "model": {**SPEC["model"], "context_length": 128,
                                          "vocab_size": 8192}})
     runs = [{"steps": 1, "batch_size": 1, "seq_len": 8, "eval_tokens": 8, "corpus": str(corpus)},
-            {"steps": 2, "batch_size": 16, "eval_tokens": 128, "corpus": str(corpus)},
-            {"steps": 1, "batch_size": 1, "eval_tokens": 64 * 128, "corpus": str(corpus)}]
+            {"steps": 2, "batch_size": 24, "eval_tokens": 128, "corpus": str(corpus)},
+            {"steps": 2, "batch_size": 24, "eval_tokens": 256 * 128, "corpus": str(corpus)}]
     env = {"MALLOC_MMAP_THRESHOLD_": "131072", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(path), json.dumps(runs)],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
-    _, step, evaluation = json.loads(done.stdout)
-    for run in (step, evaluation):
-        assert run["predicted"] > 250 * 2**20  # large enough for the noise not to matter
+    _, one_window, many_windows = json.loads(done.stdout)
+    assert one_window["predicted"] == many_windows["predicted"] > 250 * 2**20
+    for run in (one_window, many_windows):
         assert 0.9 < run["predicted"] / run["peak"] < 1.1, run
+    assert many_windows["peak"] < 1.05 * one_window["peak"]  # not 512 MiB more
 
 
 def test_a_built_model_is_not_counted_twice(write_spec, monkeypatch):
@@ -245,8 +256,8 @@ def test_a_built_model_is_not_counted_twice(write_spec, monkeypatch):
     counts it, so its bytes are added back to what is available."""
     spec = _spec(write_spec, train={"batch_size": B, "eval_tokens": 64})
     ctx = analysis.AnalysisContext(spec)
-    need = ctx.training_need("train", "lower x", B, T, copies=2)
-    weights = need.parts[0].bytes
+    need = ctx.training_need(explorer.TrainConfig(batch_size=B, seq_len=T), copies=2)
+    weights = need.parts[0].bytes + need.parts[1].bytes
     monkeypatch.setattr(analysis, "memory_available_on",
                         lambda device: int(need.total / USABLE) + 1 - weights)
     with pytest.raises(explorer.ResourceError):

@@ -107,7 +107,7 @@ def test_a_worker_keeps_the_costs_of_points_that_differ_only_in_their_layers_apa
     config = TrainConfig.from_dict({"batch_size": 4, "seq_len": 16})
     for doc in (two, glu):  # the second point is not given the first's costs from the cache
         spec = explorer.load_spec(write_spec(doc))
-        assert _point_costs(spec, config) == run_costs(spec, 4, 16)
+        assert _point_costs(spec, config) == run_costs(spec, config)
 
 
 # -- Ray: one local Ray for the module, started by the executor itself -----------------------
