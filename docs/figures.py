@@ -417,6 +417,32 @@ def sweep_overhead():
             + "\n".join(rows))
 
 
+@figure("sweep-store", slow=True)
+def sweep_store():
+    """benchmarks/sweep_store.py: a 10,000-run store, best of 3 per step (under a minute)."""
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, "benchmarks/sweep_store.py", "--repeat", "3"],
+                          cwd=ROOT, capture_output=True, text=True, check=True)
+    f = json.loads(done.stderr[done.stderr.index("{"):])
+    rows = [("make_plan (500 points, 10,000 run keys)", f["plan"]),
+            ("what is left to run (the driver's and --dry-run's look)", f["remaining"]),
+            ("a start's own look under the lock (add, reset, to do)", f["resume"]),
+            ("writing one result (start + finish, synchronous=FULL)", f["write_one"]),
+            ("`--status`, in process", f["status"]),
+            ("`--status`, the whole command (a fresh process)", f["status_command"]),
+            ("the report, built and printed", f["report"]),
+            ("the HTML page (table, charts)", f["page"]),
+            ("`--dry-run`'s estimate", f["dry_run"])]
+    return (f"`python benchmarks/sweep_store.py`: {f['runs']:,} runs ({f['points']} points x "
+            f"{f['runs'] // f['points']} seeds, {f['store_bytes'] / 2**20:.0f} MB store) on a "
+            f"{machine()}, shared (load average {f['load_before'][0]:.1f}); best of "
+            f"{f['repeat']}.\n\n| step | seconds |\n|---|---:|\n"
+            + "\n".join(f"| {what} | {seconds:.3f} |" for what, seconds in rows)
+            + f"\n\nThe page: {f['page_bytes'] / 2**20:.1f} MB.")
+
+
 @figure("real-models", slow=True)
 def real_models():
     sys.path.insert(0, str(ROOT / "docs"))

@@ -155,11 +155,16 @@ def compare_page(result, registries=None, provenance=None):
                        charts=[c for c in charts if c.charts], provenance=provenance), problems)
 
 
+# A sweep's per-point table shows this many rows at a time (a 500-point grid: 10 pages).
+POINTS_PER_PAGE = 50
+
+
 def sweep_page(report, status=None, provenance=None):
     """The page of a sweep's report (the dict :func:`explorer.sweep_report` returns), mid-sweep
     too: the per-point table (means, CIs, paired differences, significant ones marked;
-    incomplete points marked), validation curves with seed bands, final loss against cost.
-    ``status`` (:func:`explorer.sweep_status`'s dict) adds where the sweep stands now."""
+    incomplete points marked; POINTS_PER_PAGE rows at a time), validation curves with seed
+    bands, final loss against cost. ``status`` (:func:`explorer.sweep_status`'s dict) adds where
+    the sweep stands now."""
     from ..sweep.plots import figures
     from ..sweep.results import failure_lines, summary_line
     from ..sweep.standing import status_text
@@ -212,4 +217,4 @@ def _sweep_table(report):
         out.append(Row(head, cells, classes, figure=point["label"]))
     if not n:
         header.insert(0, Cell("point"))
-    return Table(header, out, id="points", sortable=True)
+    return Table(header, out, id="points", sortable=True, page_size=POINTS_PER_PAGE)

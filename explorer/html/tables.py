@@ -2,7 +2,9 @@
 for figures, the exact value (``data-value``, JSON) that sorting and tests read.
 
 A table reads in report order without JavaScript; ``sortable`` ones get header buttons from the
-page's script.
+page's script. A ``page_size`` table longer than that comes with its rows past the first page
+hidden: the script shows them a page at a time (or all), and without the script a rule of the
+page shows them all.
 """
 
 from dataclasses import dataclass, field
@@ -35,6 +37,11 @@ class Table:
     caption: str = ""
     id: str = ""
     sortable: bool = False
+    page_size: int = 0  # rows shown at a time (longer tables only); 0: every row
+
+    @property
+    def paged(self):
+        return 0 < self.page_size < len(self.rows)
 
 
 def figure_cell(value, mark=False):

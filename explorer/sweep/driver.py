@@ -56,7 +56,7 @@ def remaining(plan, db, retry_failed=False):
 
 def _remaining(plan, store, retry_failed):
     keys = [run.key for run in plan.runs]
-    held, todo = store.rows(keys), set(store.todo(keys, retry_failed))
+    held, todo = store.rows(keys, ["state"]), set(store.todo(keys, retry_failed))
     stale = set() if store.driver_running() else {
         k for k, row in held.items() if row["state"] == "running"}
     return [k for k in keys if k not in held or k in todo or k in stale]

@@ -40,7 +40,7 @@ def estimate(plan, todo, executor="local", workers=None, threads=1, ray_address=
 
     todo = set(todo)
     available = available_memory()
-    corpora, corpus_of, points = {}, [], []
+    corpora, corpus_of, points, costs_of = {}, [], [], {}
     sizes = []  # per point: blocks, training FLOPs per step, forward FLOPs per token (1/3 of it)
     for point in plan.points:
         spec, config = point.spec, point.train
@@ -49,7 +49,13 @@ def estimate(plan, todo, executor="local", workers=None, threads=1, ray_address=
             tokenizer = get_tokenizer(spec.tokenizer, spec.plugin_manager)
             corpora[corpus_key] = load_training_corpus(config.corpus, spec, tokenizer)
         corpus_of.append(corpora[corpus_key])
-        costs = run_costs(spec, config)
+        # Points that differ only in train settings share their Spec (make_plan loads each
+        # model once) and, at one batch shape and evaluation size, their costs: a 500-point grid
+        # of learning rates builds its model once, not 500 times.
+        shape = (id(spec), config.batch_size, config.seq_len, config.eval_tokens)
+        if shape not in costs_of:
+            costs_of[shape] = run_costs(spec, config)
+        costs = costs_of[shape]
         need = costs["need"]
         held = sum(p.total for p in need.parts)
         per_token = costs["training_flops_per_token"]

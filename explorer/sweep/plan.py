@@ -60,6 +60,7 @@ class Plan:
     baselines: dict  # point index -> its baseline's point index (itself for a baseline)
     runs: list  # seed-major: every point's first seed, then every point's second seed, ...
     versions: dict = field(default_factory=dict)
+    _runs_by_point: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def columns(self):
@@ -67,7 +68,13 @@ class Plan:
         return list(self.points[0].coords) if self.points else []
 
     def runs_of(self, point):
-        return [run for run in self.runs if run.point.index == point.index]
+        """The point's runs, in seed order. From an index built on first use (a plan's runs do
+        not change once made): a scan of every run per point costs a 10,000-run report 5
+        million comparisons."""
+        if not self._runs_by_point:
+            for run in self.runs:
+                self._runs_by_point.setdefault(run.point.index, []).append(run)
+        return list(self._runs_by_point.get(point.index, ()))
 
 
 def versions():
@@ -124,6 +131,7 @@ class _Planner:
         self.spec_keys = [k for k in sweep.grid if not k.startswith(TRAIN_PREFIX)]
         self.train_keys = [k for k in sweep.grid if k.startswith(TRAIN_PREFIX)]
         self.digests = {}
+        self.loaded = {}  # (base, overrides) -> Spec: points that differ only in train.* share one
 
     def load(self, base, overrides, where=None):
         """The base spec with ``set:`` and ``overrides`` (key -> value) applied.
@@ -133,8 +141,10 @@ class _Planner:
         """
         given = {**self.sweep.fixed, **overrides}
         texts = [f"{k}={yaml_value(v)}" for k, v in given.items()]
+        if (base, *texts) in self.loaded:
+            return self.loaded[(base, *texts)]
         try:
-            return load_spec(self.sweep.base_path(base), overrides=texts, plugins=self.plugins)
+            spec = load_spec(self.sweep.base_path(base), overrides=texts, plugins=self.plugins)
         except SpecError as exc:
             if not overrides:  # the base spec or set: alone
                 origin = str(exc.source).removeprefix("--set ")
@@ -150,6 +160,8 @@ class _Planner:
             at = f"{exc.key}: " if exc.key and exc.key != key else ""
             raise SpecError(self.sweep.source, sweep_key, f"{value!r}: {at}{exc.problem}",
                             exc.valid) from None
+        self.loaded[(base, *texts)] = spec
+        return spec
 
     def corpus_digest(self, path):
         if path not in self.digests:
@@ -205,11 +217,12 @@ def make_plan(sweep, plugins=None):
     planner.check_values()
     points = planner.points()
     found = versions()
+    # Each point's spec and settings as plain data once, not once per seed (to_dict deep-copies)
+    plain = [(p.spec.to_dict(), p.train.to_dict()) for p in points]
     runs, owners = [], {}
     for seed in sweep.seeds:
-        for point in points:
-            spec = {**point.spec.to_dict(), "seed": seed}
-            key = run_key(spec, seed, point.train.to_dict(), point.corpus_digest, found)
+        for point, (spec, train) in zip(points, plain):
+            key = run_key({**spec, "seed": seed}, seed, train, point.corpus_digest, found)
             if key in owners:
                 raise SpecError(sweep.source, "grid", f"points {owners[key]} and {point.label} "
                                 "train the same model with the same settings",

@@ -7,12 +7,20 @@
   the 95% confidence interval as error bars.
 
 Each point has its own colour, line style and marker (:func:`explorer.analysis.plots.series_style`), the
-legend below the panels.
+legend below the panels. Beyond ``MAX_SERIES`` points (a 500-point grid) no legend could name them
+all: the lowest and highest final losses and the best point's baseline keep their own looks and
+legend entries, and the other points are drawn behind them in grey, one legend entry for all.
 """
 
 from pathlib import Path
 
 from ..analysis.plots import WIDTH, legend_below, readable, save, series_style
+
+MAX_SERIES = 16  # up to this many points each has its own look and legend entry
+EACH_END = 5  # beyond: the points with the 5 lowest and the 5 highest final losses ...
+OTHERS = "0.6"  # ... and the rest in this grey
+OTHERS_NOTE = (f"in colour: the {EACH_END} lowest and {EACH_END} highest final losses, "
+               "and the best one's baseline")
 
 
 def _figure(width, height):
@@ -34,6 +42,32 @@ def _labels(points):
     return [f"{p['label']} (n={p['curve']['seeds']})" for p in points], "its seeds (n)"
 
 
+def highlighted(points):
+    """The positions (in ``points``) of the points drawn in their own look, in order: every
+    point with a final loss, up to MAX_SERIES; beyond, the EACH_END lowest and highest final
+    losses and the best one's baseline (a point's ``baseline`` is a label)."""
+    ranked = sorted((i for i, p in enumerate(points) if p["final_val_loss"]["mean"] is not None),
+                    key=lambda i: points[i]["final_val_loss"]["mean"])
+    if len(ranked) <= MAX_SERIES:
+        return sorted(ranked)
+    chosen = set(ranked[:EACH_END] + ranked[-EACH_END:])
+    baseline = points[ranked[0]].get("baseline")
+    chosen.update(i for i in ranked if points[i]["label"] == baseline)
+    return sorted(chosen)
+
+
+def _looks(points):
+    """Report position -> the number of its look (series_style), for the points drawn in
+    colour; the same in both charts, so a point keeps its colour from one to the other."""
+    if len(points) <= MAX_SERIES:
+        return {i: i for i in range(len(points))}
+    return {i: j for j, i in enumerate(highlighted(points))}
+
+
+def _others_label(n):
+    return f"the other {n} points" if n != 1 else "the other point"
+
+
 def _zoomed(ax, bands, start):
     """Show ``bands`` from token ``start`` on, the y axis fitted to them (a tenth of margin)."""
     values = [v for band in bands for t, low, high in zip(band["tokens"], band["low"],
@@ -50,16 +84,26 @@ def _zoomed(ax, bands, start):
 def curves_figure(report):
     """Validation loss against training tokens: a line per point (its seeds' mean) in a band
     from its lowest to its highest seed; above the whole run, below its second half zoomed in
-    (from the start the loss falls by nats, and the seeds differ by hundredths)."""
+    (from the start the loss falls by nats, and the seeds differ by hundredths). Beyond
+    MAX_SERIES points, the others' means are thin grey lines behind the highlighted ones."""
+    from matplotlib.collections import LineCollection
     from matplotlib.ticker import EngFormatter
 
     fig = _figure(WIDTH, 5.6)
     whole, zoom = fig.subplots(2, 1, height_ratios=(2, 3))
+    looks = _looks(report["points"])
     points = [(i, p) for i, p in enumerate(report["points"]) if p["curve"]]
     labels, seeds = _labels([p for _, p in points])
+    coloured = [(looks[i], p, label) for (i, p), label in zip(points, labels) if i in looks]
+    grey = [p["curve"] for i, p in points if i not in looks]
     for ax in (whole, zoom):
-        for (i, point), label in zip(points, labels):
-            band, style = point["curve"], series_style(i)
+        if grey:
+            ax.add_collection(LineCollection(
+                [list(zip(band["tokens"], band["mean"])) for band in grey], colors=OTHERS,
+                linewidths=0.6, label=_others_label(len(grey)) if ax is whole else None,
+                zorder=1))
+        for look, point, label in coloured:
+            band, style = point["curve"], series_style(look)
             ax.plot(band["tokens"], band["mean"], markersize=3,
                     label=label if ax is whole else None, **style)
             ax.fill_between(band["tokens"], band["low"], band["high"], color=style["color"],
@@ -67,14 +111,16 @@ def curves_figure(report):
         ax.grid(True, alpha=0.3)
         ax.set_ylabel("val loss (nats/token)")
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k tokens, not 200000
-    bands = [p["curve"] for _, p in points]
+    bands = [p["curve"] for _, p, _ in coloured] + [
+        {"tokens": band["tokens"], "low": band["mean"], "high": band["mean"]} for band in grey]
     last = max(band["tokens"][-1] for band in bands)
     _zoomed(zoom, bands, last / 2)
     whole.set_title("the whole run", fontsize=10)
     zoom.set_title("second half, zoomed in: bands span the lowest to the highest seed",
                    fontsize=10)
     zoom.set_xlabel("training tokens")
-    fig.suptitle(f"sweep {report['sweep']}: validation loss, mean over {seeds}")
+    title = f"sweep {report['sweep']}: validation loss, mean over {seeds}"
+    fig.suptitle(f"{title}\n{OTHERS_NOTE}" if grey else title)
     legend_below(fig)
     return readable(fig)
 
@@ -95,16 +141,25 @@ def _cost_axis(ax, costs):
 
 
 def cost_figure(report):
-    """Final validation loss (mean, 95% CI) against parameters and training FLOPs per token."""
+    """Final validation loss (mean, 95% CI) against parameters and training FLOPs per token.
+    Beyond MAX_SERIES points, the others are small grey bars behind the highlighted ones."""
     fig = _figure(WIDTH, 3.2)
     axes = fig.subplots(1, 2, sharey=True)
+    looks = _looks(report["points"])
+    points = [(i, p) for i, p in enumerate(report["points"])
+              if p["final_val_loss"]["mean"] is not None and p["costs"]]
+    grey = [p for i, p in points if i not in looks]
     for ax, cost, label in ((axes[0], "parameters", "parameters"),
                             (axes[1], "training_flops_per_token", "training FLOPs per token")):
-        for i, point in enumerate(report["points"]):
+        if grey:
+            ax.errorbar([p["costs"][cost] for p in grey],
+                        [p["final_val_loss"]["mean"] for p in grey],
+                        yerr=[p["final_val_loss"]["half_width"] or 0.0 for p in grey], fmt="o",
+                        markersize=3, elinewidth=0.6, color=OTHERS, zorder=1,
+                        label=_others_label(len(grey)))
+        for i, point in ((i, p) for i, p in points if i in looks):
             summary, costs = point["final_val_loss"], point["costs"]
-            if summary["mean"] is None or not costs:
-                continue
-            style = series_style(i)
+            style = series_style(looks[i])
             error = summary["half_width"] or 0.0
             ax.errorbar([costs[cost]], [summary["mean"]], yerr=[error], fmt=style["marker"],
                         capsize=4, color=style["color"], label=point["label"])
@@ -112,7 +167,8 @@ def cost_figure(report):
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("final val loss (mean, 95% CI)")
-    fig.suptitle(f"sweep {report['sweep']}: final loss against cost")
+    title = f"sweep {report['sweep']}: final loss against cost"
+    fig.suptitle(f"{title}\n{OTHERS_NOTE}" if grey else title)
     legend_below(fig)
     return readable(fig)
 

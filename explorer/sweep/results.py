@@ -10,8 +10,11 @@ import time
 
 from . import stats
 from .plan import short_names, show
+from .standing import count_states
 
 METRIC = "final_val_loss"
+# What a report reads of each run: not its task or the rest of its training result.
+REPORT_COLUMNS = ("state", "seed", "failure", "reason", "metrics", "curve", "seconds")
 
 
 def _costs(done):
@@ -44,7 +47,7 @@ def _band(done):
 
 def build_report(plan, store):
     """The report as plain data (what ``--format json`` prints)."""
-    rows = store.rows([run.key for run in plan.runs])
+    rows = store.rows([run.key for run in plan.runs], REPORT_COLUMNS)
     points, finals = [], {}
     for point in plan.points:
         runs = [rows.get(run.key) for run in plan.runs_of(point)]
@@ -70,8 +73,7 @@ def build_report(plan, store):
         base = plan.baselines[entry["index"]]
         entry["delta"] = None if entry["is_baseline"] else stats.paired_difference(
             finals[entry["index"]], finals[base])
-    counts = store.counts(rows)
-    counts["pending"] += len(plan.runs) - len(rows)  # not yet added by a driver
+    counts = count_states(rows, len(plan.runs))  # pending: also those no driver added yet
     return {
         "sweep": plan.sweep.name, "description": plan.sweep.description,
         "source": plan.sweep.source, "store": str(store.path),

@@ -3,19 +3,32 @@
 import time
 
 from .progress import duration
+from .store import STATES
+
+# What a status reads of each run: no JSON (task, metrics, curves) to decode.
+STATUS_COLUMNS = ("state", "label", "seed", "host", "worker", "started")
+
+
+def count_states(rows, planned):
+    """Runs by state, from ``rows`` (key -> row) of ``planned`` runs: the ones the store does not
+    hold yet (no driver has added them) are pending."""
+    counts = dict.fromkeys(STATES, 0)
+    for row in rows.values():
+        counts[row["state"]] += 1
+    counts["pending"] += planned - len(rows)
+    return counts
 
 
 def build_status(plan, store):
     """Counts by state, per point, the runs in flight and the driver holding the store."""
-    rows = store.rows([run.key for run in plan.runs])
-    counts = store.counts(rows)
-    counts["pending"] += len(plan.runs) - len(rows)
+    rows = store.rows([run.key for run in plan.runs], STATUS_COLUMNS)
+    counts = count_states(rows, len(plan.runs))
     points = []
     for point in plan.points:
-        states = [rows[run.key]["state"] if run.key in rows else "pending"
-                  for run in plan.runs_of(point)]
+        held = {run.key: rows[run.key] for run in plan.runs_of(point) if run.key in rows}
+        states = count_states(held, len(plan.runs_of(point)))
         points.append({"label": point.label, "config": point.coords,
-                       **{s: states.count(s) for s in ("done", "failed", "running", "pending")}})
+                       **{s: states[s] for s in ("done", "failed", "running", "pending")}})
     now = time.time()
     running = [{"label": r["label"], "seed": r["seed"], "host": r["host"], "worker": r["worker"],
                 "seconds": now - r["started"] if r["started"] else None}

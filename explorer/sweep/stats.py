@@ -7,6 +7,7 @@ regularized incomplete beta function, evaluated by its continued fraction (DLMF 
     P(T <= t) = 1 - I_x(df/2, 1/2) / 2  for t >= 0, with x = df / (df + t^2)
 """
 
+import functools
 import math
 
 CONFIDENCE = 0.95
@@ -50,8 +51,10 @@ def t_cdf(t, df):
     return 1.0 - tail if t >= 0 else tail
 
 
+@functools.lru_cache(maxsize=None)
 def t_quantile(p, df):
-    """The t with P(T <= t) = p (0 < p < 1), by bisection on :func:`t_cdf`."""
+    """The t with P(T <= t) = p (0 < p < 1), by bisection on :func:`t_cdf`. Cached: a report
+    asks for the same few (p, df) once per point, and each costs ~50 CDF evaluations."""
     if not 0.0 < p < 1.0:
         raise ValueError(f"p must be in (0, 1), got {p}")
     if p < 0.5:

@@ -51,6 +51,9 @@ STATES = ("pending", "running", "done", "failed")
 # Failures a new start retries by itself: nothing was wrong with the run.
 RETRIED_FAILURES = ("killed",)
 JSON_COLUMNS = ("point", "task", "metrics", "curve", "result")
+COLUMNS = ("key", "label", "point", "seed", "state", "failure", "reason", "attempts", "task",
+           "metrics", "curve", "result", "host", "worker", "driver", "created", "started",
+           "finished", "seconds")  # the runs table's, as SCHEMA orders them
 
 
 def driver_id():
@@ -166,8 +169,10 @@ class Store:
     def add(self, plan, threads):
         """Add the plan's runs that the store does not hold yet, as pending; return how many."""
         now = time.time()
+        # A resumed sweep's runs are held already: their tasks (a spec each) are not even built
+        held = {row["key"] for row in self._select([run.key for run in plan.runs], "key")}
         rows = [(run.key, run.point.label, json.dumps(run.point.coords), run.seed,
-                 json.dumps(run.task(threads)), now) for run in plan.runs]
+                 json.dumps(run.task(threads)), now) for run in plan.runs if run.key not in held]
         with self.db:
             before = self.db.total_changes
             self.db.executemany(
@@ -222,17 +227,26 @@ class Store:
     def todo(self, keys, retry_failed=False):
         """The keys among ``keys`` (in that order) that still need a run."""
         failures = None if retry_failed else RETRIED_FAILURES
-        states = {row["key"]: (row["state"], row["failure"]) for row in self._select(keys)}
+        states = {row["key"]: (row["state"], row["failure"])
+                  for row in self._select(keys, "key, state, failure")}
         return [k for k in keys if k in states and (
             states[k][0] == "pending" or states[k][0] == "failed" and (
                 failures is None or states[k][1] in failures))]
 
-    def rows(self, keys):
-        """key -> the run's row as a dict, JSON columns decoded, for the keys the store holds."""
+    def rows(self, keys, columns=None):
+        """key -> the run's row as a dict, JSON columns decoded, for the keys the store holds;
+        ``columns`` (names) reads only those (and the key): a status needs no curves, and
+        decoding every run's task and curve is most of what a 10,000-run report costs."""
+        if columns is not None:
+            unknown = set(columns) - set(COLUMNS)
+            if unknown:
+                raise ValueError(f"not columns of the runs table: {sorted(unknown)}")
+            columns = ["key", *(c for c in columns if c != "key")]
+        decoded = [c for c in JSON_COLUMNS if columns is None or c in columns]
         out = {}
-        for row in self._select(keys):
+        for row in self._select(keys, ", ".join(columns) if columns else "*"):
             record = dict(row)
-            for column in JSON_COLUMNS:
+            for column in decoded:
                 if record[column] is not None:
                     record[column] = json.loads(record[column])
             out[record["key"]] = record
@@ -264,7 +278,7 @@ class MissingStore:
     def __init__(self, path):
         self.path = Path(path)
 
-    def rows(self, keys):
+    def rows(self, keys, columns=None):
         return {}
 
     def todo(self, keys, retry_failed=False):

@@ -306,3 +306,28 @@ def test_charts_render_to_png_and_svg_without_pyplot(tmp_path):
     svg = to_svg(fig)
     assert svg.startswith("<?xml") and "<svg" in svg
     assert "matplotlib.pyplot" not in sys.modules  # the object API: no global figure state
+
+
+def test_sweep_charts_with_500_points_name_eleven_and_draw_the_rest_grey():
+    """Issue 23: 500 legend entries took seconds to draw and could not be read. The 5 lowest
+    and 5 highest final losses and the best one's baseline keep their own looks."""
+    finals = [2 + (i * 7919 % 500) / 1000 for i in range(500)]  # each of 2.000..2.499 once
+    points = [{**sweep_point(f"p={i}", final, 0.02), "baseline": "p=3"}
+              for i, final in enumerate(finals)]
+    report = {"sweep": "big", "points": points}
+    order = sorted(range(500), key=finals.__getitem__)
+    named = sorted({*order[:5], *order[-5:], 3})
+    curves, cost = curves_figure(report), cost_figure(report)
+    lines = curves.legends[0].legend_handles[1:]  # each named point its own look
+    assert len({(to_rgb(h.get_color()), h.get_linestyle(), h.get_marker()) for h in lines}) == 11
+    for ax in cost.axes:
+        bars = [c.lines[0] for c in ax.containers[1:]]  # the first: the grey others
+        assert len({(to_rgb(b.get_color()), b.get_marker()) for b in bars}) == 11
+    for fig in (curves, cost):
+        assert legend_labels(fig) == ["the other 489 points"] + [f"p={i}" for i in named]
+        assert fig.get_suptitle().splitlines()[1] == (
+            "in colour: the 5 lowest and 5 highest final losses, and the best one's baseline")
+        assert_legible(fig)
+    whole, zoom = curves_figure(report).axes
+    (others,) = [c for c in whole.collections if c.get_label() == "the other 489 points"]
+    assert len(others.get_segments()) == 489

@@ -112,3 +112,26 @@ def wait_for(condition, timeout=120, what="the condition"):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def write_grid_sweep(folder, rates, seeds, loss=None):
+    """A sweep of 2 norms x ``rates`` learning rates x ``seeds`` seeds, its store filled by hand
+    through the store's API: every run done, its final loss ``loss(point_index, seed)``
+    (default: 2 - point/1000 + seed/100). Returns (sweep path, plan)."""
+    from explorer.sweep import load_sweep, make_plan
+    from explorer.sweep.store import Store
+
+    loss = loss or (lambda index, seed: 2.0 - index / 1000 + seed / 100)
+    grid = {"components.norm": ["layernorm", "rmsnorm"],
+            "train.lr": [round(1e-3 * (1 + i / 10), 6) for i in range(rates)]}
+    path = write_sweep(folder, grid=grid, seeds=range(1, seeds + 1))
+    plan = make_plan(load_sweep(path))
+    store = Store(path.with_suffix(".sqlite"))
+    store.db.execute("PRAGMA synchronous=OFF")  # a test's store: no fsync per run
+    with store.driver_lock():
+        store.add(plan, 1)
+        for run in plan.runs:
+            store.start(run.key)
+            store.finish(outcome(run.key, loss(run.point.index, run.seed)))
+    store.close()
+    return path, plan

@@ -22,7 +22,7 @@ from tests.helpers import TINY_MODEL, TINY_TOKENIZER, run_cli
 from explorer import Analysis, Chart, hookimpl
 from explorer.analysis.compare_table import format_delta
 from tests.helpers.html_page import header, parse, table_rows
-from tests.helpers.sweep_helpers import write_mid_sweep, write_sweep
+from tests.helpers.sweep_helpers import write_grid_sweep, write_mid_sweep, write_sweep
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -401,3 +401,56 @@ def test_the_loader_finds_the_templates_through_importlib_resources():
     assert {"base.html.j2", "page.css", "page.js"} <= set(files)
     for name in files:
         assert importlib.resources.files("explorer.html").joinpath("templates", name).is_file()
+
+
+@pytest.fixture(scope="module")
+def big_sweep_page(tmp_path_factory):
+    """The page of a 500-point sweep (2 norms x 250 learning rates x 2 seeds, all done)."""
+    from explorer.sweep import report as sweep_report, status as sweep_status
+
+    path, plan = write_grid_sweep(tmp_path_factory.mktemp("big"), rates=250, seeds=2)
+    report = sweep_report(path, plan=plan)
+    page = explorer.html.sweep_page(report, sweep_status(path, plan=plan))
+    return report, page
+
+
+def test_a_500_point_sweep_page_shows_50_rows_at_a_time_and_every_row_is_there(big_sweep_page):
+    report, page = big_sweep_page
+    assert page.problems == []
+    root = assert_self_contained(page.html)
+    table = root.find("table", id="points")
+    assert table.attrs["data-page-size"] == "50"
+    rows = table_rows(table)
+    assert [tr.find("th").text() for tr, _ in rows] == [  # every point, in report order
+        show_config(p) for p in report["points"]]
+    assert len(rows) == 500
+    shown = [tr for tr, _ in rows if "hidden" not in tr.attrs]
+    assert shown == [tr for tr, _ in rows[:50]]  # the first page; the script pages the rest
+    # without the script, a rule shows every row
+    assert "<noscript><style>table[data-page-size] tr[hidden] { display: table-row; }" \
+        in page.html
+    # the status's 500 per-point lines are folded; its head is not
+    status = root.find("section", id="status")
+    assert status.find("pre").text().splitlines()[1] == (
+        "1000 runs: 1000 done, 0 failed, 0 running, 0 pending")
+    assert status.find("details").find("summary").text() == "per point and the runs in flight " \
+        "(500 lines)"
+
+
+def show_config(point):
+    return point["config"]["components.norm"]
+
+
+def test_a_500_point_sweep_pages_charts_name_ten_points_not_500(big_sweep_page):
+    report, page = big_sweep_page
+    charts = parse(page.html).find("section", id="charts").find_all("figure")
+    assert len(charts) == 2
+    for stem in ("curves", "cost"):
+        svg = page.html[page.html.index(f'id="{stem}-'):]
+        svg = svg[:svg.index("</svg>")]
+        named = {label for label in (p["label"] for p in report["points"])
+                 if f"<!-- {label} -->" in svg}
+        # the legend's: the loss falls with the point's index, so the 5 highest losses are
+        # the first 5 points (the baseline, point 0, among them) and the 5 lowest the last 5
+        assert named == {p["label"] for p in report["points"][:5] + report["points"][-5:]}
+        assert "<!-- the other 490 points -->" in svg

@@ -221,3 +221,38 @@ def test_fourteen_specs_each_have_their_own_look_and_fit_a_phone(ablations_page)
         scroll = tab.evaluate("""(() => { const box = document.querySelector(
             '#differences').closest('.scroll'); return [box.scrollWidth, box.clientWidth]; })()""")
         assert scroll[0] > scroll[1]  # 15 columns: the table scrolls sideways, not the page
+
+
+def test_a_500_point_sweep_table_pages_in_chromium(tmp_path):
+    """50 rows at a time: next and previous, show all, and a sort starts again at its first
+    page (tests/html/test_html.py checks the rule that shows every row without scripts)."""
+    from tests.helpers.sweep_helpers import write_grid_sweep
+
+    path, plan = write_grid_sweep(tmp_path, rates=250, seeds=2)
+    page = tmp_path / "big.html"
+    explorer.html.sweep_page(sweep_report(path, plan=plan)).write(page)
+    shown = """[...document.querySelectorAll('#points tbody tr')]
+        .filter(r => getComputedStyle(r).display !== 'none').map(r => r.rowIndex)"""
+    pager = "document.querySelector('nav.pager')"
+    click = pager + ".querySelectorAll('button')[{}].click()"
+    with Chromium(CHROMIUM) as browser:
+        tab = browser.open(page, 1280)
+        assert tab.console_errors() == []
+        assert tab.evaluate(shown) == list(range(1, 51))
+        assert tab.evaluate(pager + ".querySelector('span').textContent") == "rows 1–50 of 500"
+        tab.evaluate(click.format(1))  # next
+        assert tab.evaluate(shown) == list(range(51, 101))
+        tab.evaluate(click.format(0))  # previous
+        assert tab.evaluate(shown) == list(range(1, 51))
+        tab.evaluate(click.format(2))  # show all
+        assert tab.evaluate(shown) == list(range(1, 501))
+        tab.evaluate(click.format(2))  # 50 at a time again
+        tab.evaluate(click.format(1))
+        # sort by val loss (ascending): the first page of the new order, its lowest 50 losses
+        tab.evaluate("document.querySelectorAll('#points thead th')[3].querySelector('button')"
+                     ".click()")
+        assert tab.evaluate(shown) == list(range(1, 51))
+        losses = tab.evaluate("""[...document.querySelectorAll('#points tbody tr')].map(r =>
+            JSON.parse(r.cells[3].getAttribute('data-value')))""")
+        assert losses == sorted(losses) and len(losses) == 500
+        assert tab.console_errors() == []
