@@ -1,4 +1,5 @@
-"""Start-up stays fast: --help, plugins --help and spec validation never import torch."""
+"""Start-up stays fast: --help, plugins --help and spec validation never import torch (nor
+matplotlib, tiktoken or scipy)."""
 
 import subprocess
 import sys
@@ -12,7 +13,8 @@ try:
     main({argv!r})
 except SystemExit:
     pass
-heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'tiktoken', 'matplotlib'))
+heavy = sorted(m for m in sys.modules
+               if m.split('.')[0] in ('torch', 'tiktoken', 'matplotlib', 'scipy'))
 print('HEAVY', heavy[:5])
 """
 
@@ -38,7 +40,7 @@ def test_a_shape_only_build_imports_nothing_it_does_not_use():
     """torch, yes (and what FakeTensorMode pulls in); no tokenizer, plotting, templates or
     transformers: a shape-only answer costs about the imports of torch."""
     argv = ["build", "specs/tiny.yaml", "--only", "params,memory,flops,summary", "--format", "json"]
-    code = CHECK.format(argv=argv).replace("('torch', 'tiktoken', 'matplotlib')",
+    code = CHECK.format(argv=argv).replace("('torch', 'tiktoken', 'matplotlib', 'scipy')",
                                            "('tiktoken', 'transformers', 'matplotlib', 'jinja2')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert '"total": 339840' in proc.stdout and "HEAVY []" in proc.stdout, proc.stderr

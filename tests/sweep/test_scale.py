@@ -143,8 +143,8 @@ def test_make_plan_loads_a_model_once_for_points_that_differ_only_in_train_setti
 
 
 def test_a_report_computes_each_t_quantile_once(small_and_large):
-    """The t quantile costs ~50 CDF evaluations: a 500-point report asked for the same one
-    1,500 times (2.9 s of it at 10,000 runs)."""
+    """A 500-point report asked for the same t quantile 1,500 times (2.9 s of it at 10,000
+    runs, when it was computed by bisection); it is cached."""
     from explorer.sweep import stats
 
     path, plan = small_and_large[1]
