@@ -2,6 +2,8 @@
 configuration and multiply, and report exactly what a build of every block reports."""
 
 
+from pathlib import Path
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -100,7 +102,20 @@ def _same_reports(spec, monkeypatch, only=SHAPE_ONLY):
     return compact["analyses"]
 
 
-@pytest.mark.parametrize("path", SPECS)
+# One spec of each structure in the default run (the rest differ only in sizes or in a component
+# these already cover); `-m slow` runs every spec.
+STRUCTURES = {"tiny", "gpt2_small", "gpt3_175b", "ablations/local_global", "ablations/parallel",
+              "models/deepseek_v2_lite", "models/gemma2_2b", "models/mixtral_8x7b",
+              "models/llama3_8b"}
+
+
+def _one_of_each_structure(paths):
+    root = ROOT / "specs"
+    return [path if Path(path).relative_to(root).with_suffix("").as_posix() in STRUCTURES
+            else pytest.param(path, marks=pytest.mark.slow) for path in paths]
+
+
+@pytest.mark.parametrize("path", _one_of_each_structure(SPECS))
 def test_compact_and_full_builds_report_the_same(path, monkeypatch):
     _same_reports(_shrunk(path), monkeypatch)
 

@@ -3,6 +3,7 @@ equal transformers' models built from the same configs on the meta device (nothi
 downloaded), total vs active for the mixtures of experts, and the README table's script."""
 
 import copy
+import functools
 import json
 from pathlib import Path
 
@@ -30,6 +31,17 @@ def hf_on_meta(config):
         return transformers.AutoModelForCausalLM.from_config(config)
 
 
+@functools.lru_cache(maxsize=None)
+def hf_of(name):
+    """transformers' meta-device model of a published config, built once for every test here."""
+    return hf_on_meta(REAL_MODELS[name][1])
+
+
+@functools.lru_cache(maxsize=None)
+def ours_of(name):
+    return explorer.build_model(spec_of(name), device="meta")
+
+
 def test_every_spec_in_specs_models_is_a_published_config():
     assert sorted(p.stem for p in SPECS.glob("*.yaml")) == sorted(REAL_MODELS)
 
@@ -46,8 +58,7 @@ def test_specs_are_spec_from_hf_of_the_published_config(tmp_path, name):
 
 @pytest.mark.parametrize("name", REAL_MODELS)
 def test_parameter_counts_equal_transformers_on_meta(name):
-    hf = hf_on_meta(REAL_MODELS[name][1])
-    ours = explorer.build_model(spec_of(name), device="meta")
+    hf, ours = hf_of(name), ours_of(name)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
 
 
@@ -77,13 +88,13 @@ def test_active_parameters_of_the_mixtures(name):
     """Active = all parameters less, in each MoE layer of transformers' model, the routed
     experts a token does not use: (n_experts - top_k) / n_experts of them."""
     config = REAL_MODELS[name][1]
-    hf = hf_on_meta(config)
+    hf = hf_of(name)
     n = (config.get("num_local_experts") or config.get("num_experts")
          or config["n_routed_experts"])
     k = config["num_experts_per_tok"]
     unused = sum(sum(p.numel() for p in layer.mlp.experts.parameters()) * (n - k) // n
                  for layer in hf.model.layers if hasattr(layer.mlp, "experts"))
-    ours = explorer.build_model(spec_of(name), device="meta")
+    ours = ours_of(name)
     active = contracts.active_parameter_count(ours)
     assert active == sum(p.numel() for p in hf.parameters()) - unused
     assert (sum(p.numel() for p in ours.parameters()), active) == KNOWN[name]
