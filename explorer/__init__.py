@@ -26,6 +26,8 @@ _LAZY = {
     "analyze": "explorer.analysis.runner",
     "compare": "explorer.analysis.comparison",
     "AnalysisContext": "explorer.analysis.runner",
+    "list_specs": "explorer.analysis.shipped",
+    "list_sweeps": "explorer.sweep",
     "generate": "explorer.model.generation",
     "generate_stream": "explorer.model.generation",
     "get_tokenizer": "explorer.model.tokenizer",

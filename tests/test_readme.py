@@ -51,7 +51,7 @@ def test_readme_starts_with_the_install_and_the_test_commands():
     main_job, tests = blocks[0].splitlines(), blocks[1].splitlines()
     assert main_job == ["pip install -c constraints.txt -e .",
                         "explorer build specs/gpt2_small.yaml"]
-    assert tests[-1] == "python -m pytest -q"
+    assert tests[-1] == "python -m pytest -q -n 2"
     installs = [line for line in tests if line.startswith("pip install") and " -e " in line]
     assert installs and all("-c constraints.txt" in line for line in installs)
 

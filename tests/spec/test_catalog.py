@@ -129,3 +129,8 @@ def test_an_unknown_name_close_to_a_last_part_suggests_the_full_name(elsewhere):
                                                  r"of that name; did you mean 'models/llama3_8b' "
                                                  r"or 'llama_style'\? `explorer specs` lists"):
         explorer.load_spec("llama3_8")
+
+
+def test_the_python_api_lists_what_the_command_prints():
+    assert [row["name"] for row in explorer.list_specs()] == list(SPECS.names())
+    assert [row["name"] for row in explorer.list_sweeps()] == ["norms", "positional", "smoke"]
