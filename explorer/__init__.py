@@ -9,7 +9,8 @@ Importing this package does not import torch; the functions that need it import 
 """
 
 from .registry.components import (COMPONENT_KINDS, Analysis, Chart, CheckpointFormat, Component,
-                         ConfigConverter, Param, resolve)
+                                  ConfigConverter, Param)
+from .registry.components import resolve as _resolve  # "module:attr" -> the attribute
 from .errors import (ExplorerError, NotApplicable, ParamError, PluginError, ResourceError,
                      SpecError, UnknownNameError)
 from .registry.plugin_manager import get_plugin_manager, hookimpl
@@ -57,5 +58,5 @@ __all__ = [
 
 def __getattr__(name):
     if name in _LAZY:
-        return resolve(f"{_LAZY[name]}:{name}")
+        return _resolve(f"{_LAZY[name]}:{name}")
     raise AttributeError(f"module 'explorer' has no attribute {name!r}")

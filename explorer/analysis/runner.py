@@ -11,12 +11,8 @@ from explorer.errors import ExplorerError, NotApplicable, ParamError, ResourceEr
 from explorer.spec.layers import LAYER_KINDS
 from explorer.model.gpt import build_model
 from explorer.measure.numerics import describe
-# weight_bytes, parameter_bytes and logits_bytes_per_token live in explorer.measure.resources;
-# analyses import them from here too.
-from explorer.measure.resources import (WEIGHTS_SHARE, available_memory,  # noqa: F401
-                                        logits_bytes_per_token, memory_available_on,
-                                        parameter_bytes, refuse_unless_fits, training_need,
-                                        weight_bytes)
+from explorer.measure.resources import (WEIGHTS_SHARE, available_memory, memory_available_on,
+                                        refuse_unless_fits, training_need, weight_bytes)
 from explorer.model.tokenizer import get_tokenizer
 from explorer.weights.loading import load_model
 

@@ -92,11 +92,6 @@ def resolve(reference, collection=SPECS):
                     "that name", unknown_hint(reference, collection))
 
 
-def is_shipped_name(reference, collection=SPECS):
-    """Whether ``reference`` is read as a shipped name (no file of that path exists)."""
-    return not Path(reference).exists() and find(reference, collection) is not None
-
-
 def unknown_hint(reference, collection):
     """``"did you mean 'gpt2_small'? `explorer specs` lists them"``: the end of the error."""
     names = list(collection.names())

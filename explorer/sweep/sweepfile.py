@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import SpecError, did_you_mean
 from ..registry.params import Checker
-from ..spec.catalog import SWEEPS, is_shipped_name, resolve
+from ..spec.catalog import SWEEPS, resolve
 from ..spec.config import SEED
 from ..training.settings import TrainConfig
 
@@ -207,7 +207,7 @@ def with_options(sweep, **settings):
 def load_sweep(path):
     """Read and check a sweep file (a path, or the name of a shipped one: ``"positional"``);
     return a :class:`SweepFile`."""
-    by_name = is_shipped_name(path, SWEEPS)
+    by_name = not Path(path).exists()  # else resolve() found the shipped file of that name
     source = str(resolve(path, SWEEPS))
     doc = _read(source)
     for key in doc:

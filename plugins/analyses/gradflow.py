@@ -83,7 +83,7 @@ def _need(ctx, tokens, steps):
     """The shared model throughout; then the larger of measuring (every gradient) and stepping
     (the AdamW moments and the largest gradient, the only one alive at a time), each with one
     forward's activations and the logits with their gradients."""
-    from explorer.analysis.runner import logits_bytes_per_token, parameter_bytes, weight_bytes
+    from explorer.measure.resources import logits_bytes_per_token, parameter_bytes, weight_bytes
     from explorer.measure.resources import Need, Part
 
     model = ctx.compact_model()  # the stack's figures, without building every block on meta

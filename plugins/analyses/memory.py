@@ -80,7 +80,7 @@ def _kv_cache(ctx, batch_size):
 def _cpu_need(ctx, batch_size, seq_len):
     """Measuring on the real model holds its weights, a bf16 copy, and one forward's saved
     activations (predicted from the fake-tensor measurement) with its logits."""
-    from explorer.analysis.runner import logits_bytes_per_token, weight_bytes
+    from explorer.measure.resources import logits_bytes_per_token, weight_bytes
 
     model = ctx.compact_model()
     weights = weight_bytes(model)

@@ -30,7 +30,7 @@ def samples(ctx, prompts, max_new_tokens, temperature, top_k, top_p):
 
 def _need(ctx, prompt_tokens, max_new_tokens):
     """The weights, the longest prompt's logits and a KV cache for prompt and continuation."""
-    from explorer.analysis.runner import logits_bytes_per_token, weight_bytes
+    from explorer.measure.resources import logits_bytes_per_token, weight_bytes
     from explorer.model.kv_cache import cache_layout
     from explorer.measure.resources import Need, Part
 
