@@ -30,6 +30,14 @@ return (``forward(x, pos, positions, cache=None)``):
 
 Positions are always absolute token indices, shape (T,), on the activations' device.
 
+A recurrent token mixer (linear attention, a gated delta rule, Mamba) takes an attention's
+place in a block under the same kind and ``forward`` signature; it keeps a state instead of
+keys and values. It defines ``new_cache(max_len)`` returning an
+:class:`explorer.model.kv_cache.RecurrentState` (``ModelCache.for_model`` asks each block's
+mixer, and gives a :class:`KVCache` to those without it) and, given that state as ``cache``,
+continues from ``state.tensors``, stores its new state there and calls ``state.advance(T)``:
+run over a prompt in one call or token by token, it gives the same outputs.
+
 What an attention exposes for analyses (the KV cache, FLOPs): ``n_heads``, ``n_kv_heads``,
 ``head_dim`` and ``window`` (0 = none); optionally ``v_head_dim``, the size of each head's values
 when it is not ``head_dim`` (latent attention), and ``kv_values_per_token``, the elements one

@@ -73,7 +73,7 @@ def _stream(model, idx, max_new_tokens, context_size, temperature, top_k, top_p,
         from explorer.model.kv_cache import ModelCache
 
         max_len = min(context_size, model.config.context_length, idx.shape[1] + max_new_tokens)
-        cache = ModelCache(len(model.trf_blocks), max_len)
+        cache = ModelCache.for_model(model, max_len)
     pending = idx  # the tokens the cache has not seen yet: the prompt, then the newest token
     for _ in range(max_new_tokens):
         if cache is not None and cache.offset + pending.shape[1] <= cache.max_len:

@@ -75,6 +75,26 @@ class KVCache:
         return k_all, v_all, p_all
 
 
+class RecurrentState:
+    """What one recurrent token mixer (linear attention, a delta rule, Mamba) carries between
+    decoding steps instead of keys and values: a few tensors whose size does not grow with the
+    tokens seen (a convolution's last inputs, a (B, heads, d_k, d_v) state matrix).
+
+    The mixer creates it in ``new_cache(max_len)`` and, given it in ``forward(..., cache=state)``,
+    reads ``state.tensors`` (empty on the first call: start from zeros), stores the state after
+    this call's tokens there, and calls ``state.advance(T)``. ``length`` counts the tokens seen,
+    which :meth:`ModelCache.advance` checks as it does a KV cache's.
+    """
+
+    def __init__(self, max_len):
+        self.max_len = max_len
+        self.length = 0
+        self.tensors = {}
+
+    def advance(self, t):
+        self.length += t
+
+
 class ModelCache:
     """One :class:`KVCache` per block, and the number of tokens the model has been given.
 
@@ -83,10 +103,24 @@ class ModelCache:
     model's context_length).
     """
 
-    def __init__(self, n_layers, max_len):
+    def __init__(self, n_layers, max_len, layers=None):
         self.max_len = max_len
         self.offset = 0
-        self.layers = [KVCache(max_len) for _ in range(n_layers)]
+        self.layers = layers if layers is not None else [KVCache(max_len) for _ in range(n_layers)]
+
+    @classmethod
+    def for_model(cls, model, max_len):
+        """One cache per built block of ``model``: what the block's token mixer asks for with
+        ``new_cache(max_len)`` (a recurrent mixer's :class:`RecurrentState`), else a
+        :class:`KVCache`. Mixers are found by their ``attention`` kind tag."""
+        from explorer.model.kinds import sublayers
+
+        layers = []
+        for block in model.trf_blocks:
+            mixers = [m for _, kind, m in sublayers(block) if kind == "attention"]
+            make = getattr(mixers[0], "new_cache", None) if mixers else None
+            layers.append(make(max_len) if callable(make) else KVCache(max_len))
+        return cls(len(layers), max_len, layers)
 
     def __getitem__(self, i):
         return self.layers[i]

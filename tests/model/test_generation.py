@@ -488,3 +488,34 @@ def test_inference_layout_projects_queries_keys_and_values_in_one_product(make_s
     with torch.no_grad():
         att.project(x)
     assert len(calls) == 6
+
+
+def test_a_mixer_with_new_cache_gets_its_own_state_in_the_model_cache():
+    """ModelCache.for_model asks each block's mixer for its cache (explorer.model.contracts):
+    a recurrent mixer's new_cache, else a KVCache."""
+    from torch import nn
+
+    from explorer.model.kv_cache import KVCache, ModelCache, RecurrentState
+
+    class Mixer(nn.Module):
+        explorer_kind = "attention"
+
+        def new_cache(self, max_len):
+            return RecurrentState(max_len)
+
+    class Attention(nn.Module):
+        explorer_kind = "attention"
+
+    class Block(nn.Module):
+        def __init__(self, mixer):
+            super().__init__()
+            self.att = mixer
+
+    model = nn.Module()
+    model.trf_blocks = nn.Sequential(Block(Mixer()), Block(Attention()))
+    cache = ModelCache.for_model(model, max_len=8)
+    assert [type(layer) for layer in cache.layers] == [RecurrentState, KVCache]
+    cache[0].advance(3)
+    cache[1].length = 3
+    cache.advance(3)
+    assert cache.offset == 3
