@@ -189,7 +189,7 @@ def sweep_page(report, status=None, provenance=None):
 
 def _sweep_table(report):
     """The text report's table (same strings), each cell with its exact value."""
-    from ..sweep.results import METRIC, table as text_table
+    from ..sweep.results import METRIC, length_cells, table as text_table
 
     header, rows = text_table(report)
     n = len(report["columns"])
@@ -202,7 +202,7 @@ def _sweep_table(report):
         values = [point["config"][k] for k in report["columns"]] + [
             point["done"], m["mean"], m["sd"], m["ci"], d.get("mean"), d.get("ci"),
             d.get("significant"), c.get("parameters"), c.get("training_flops_per_token"),
-            c.get("tokens_per_second")]
+            c.get("tokens_per_second")] + [value for _, value in length_cells(report, point)]
         cells = [Cell(text, data(value), "" if i < n else "num")
                  for i, (text, value) in enumerate(zip(texts, values))]
         delta = cells[n + 4]

@@ -334,6 +334,35 @@ def evaluation_windows(batch_size, seq_len, vocab_size, eval_tokens=0, bytes_per
     return max(1, min(windows, eval_tokens // seq_len)) if eval_tokens else windows
 
 
+def length_windows(batch_size, seq_len, vocab_size, length):
+    """Windows of ``length`` tokens per forward when evaluating at other lengths
+    (``train.eval_lengths``): the tokens one evaluation forward at ``seq_len`` holds
+    (:func:`evaluation_windows`), in windows of ``length``; at least one."""
+    tokens = evaluation_windows(batch_size, seq_len, vocab_size) * seq_len
+    return max(1, tokens // length)
+
+
+def lengths_phase(spec, config, model, per_token):
+    """The parts of evaluating at the longest of ``config.eval_lengths`` the model can place
+    (``model.max_positions()``), or () when none is longer than ``seq_len``: its logits, their
+    log-probabilities a chunk at a time, and one layer's attention scores (n_heads x length x
+    length per window: what an attention that forms them, or an ALiBi bias, holds)."""
+    limit = model.max_positions() if hasattr(model, "max_positions") else None
+    runnable = [n for n in config.eval_lengths if limit is None or n <= limit]
+    length = max(runnable, default=0)
+    if length <= config.seq_len:
+        return ()
+    vocab = spec.model.vocab_size
+    windows = length_windows(config.batch_size, config.seq_len, vocab, length)
+    rows = min(loss_rows(vocab), windows * length)
+    return (Part("evaluation logits", per_token * windows * length,
+                 note=f"at {windows} x {length} per forward"),
+            Part("their log-probabilities", 4 * vocab * rows,
+                 note=f"for {rows} positions at a time"),
+            Part("attention scores", 4 * spec.model.n_heads * windows * length * length,
+                 note=f"{spec.model.n_heads} heads x {length} x {length}"))
+
+
 def loss_rows(vocab_size, bytes_per_value=4):
     """Positions whose cross-entropy evaluation computes at once: EVAL_LOSS_CHUNK of logits."""
     return max(1, EVAL_LOSS_CHUNK // (vocab_size * bytes_per_value))
@@ -386,5 +415,11 @@ def training_need(spec, config, *, model=None, activations=None, copies=1, what=
                        Part("their log-probabilities", 4 * vocab * rows,
                             note=f"for {rows} positions at a time")))
         names.append("evaluation")
-    return Need(what, parts, f"lower {prefix}.batch_size or {prefix}.seq_len", tuple(phases),
+        at_lengths = lengths_phase(spec, config, model, per_token)
+        if at_lengths:
+            phases.append(at_lengths)
+            names.append("evaluation at eval_lengths")
+    lower = f"lower {prefix}.batch_size or {prefix}.seq_len" + (
+        f" or {prefix}.eval_lengths" if getattr(config, "eval_lengths", None) else "")
+    return Need(what, parts, lower, tuple(phases),
                 tuple(names))

@@ -191,6 +191,13 @@ def kv_values_per_token(attention):
     return given if given is not None else 2 * attention.n_kv_heads * attention.head_dim
 
 
+def max_positions(encoding):
+    """The positions ``encoding`` can place (its ``max_positions()``), or None for no limit;
+    an encoding without the method (one that does not subclass PositionalEncoding) has none."""
+    method = getattr(encoding, "max_positions", None)
+    return method() if callable(method) else None
+
+
 AUX_LOSS_METHOD = "explorer_aux_loss"
 
 
@@ -285,6 +292,16 @@ def _define_positional_encoding():
             """An additive bias (nh, Tq, Tk) for the scaled scores, or None.
 
             Only the entries where ``k_positions <= q_positions`` matter: the others are masked.
+            """
+            return None
+
+        def max_positions(self):
+            """The number of positions this encoding can place (positions 0..n-1), or None when
+            it has no limit (computed from the positions, as RoPE, ALiBi and sinusoidal are).
+
+            A learned table holds its rows only. The model reads it to evaluate sequences past
+            ``context_length`` (length extrapolation, :meth:`explorer.GPTModel.beyond_context`);
+            a normal forward never goes past ``context_length`` whatever this says.
             """
             return None
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from explorer.errors import ExplorerError, ParamError, PluginError
+from explorer.model.contracts import max_positions
 from explorer.model.stack import StackPlan, plan_of_spec, shared_tensors
 
 
@@ -88,6 +89,7 @@ class GPTModel(nn.Module):
         cfg = ctx.config
         self.config = cfg
         self.stack_plan = plan or StackPlan.full(cfg.n_layers)
+        self._beyond_context = False  # see beyond_context()
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
         self.tok_emb.explorer_kind = "embedding"
         self.pos_emb = ctx.make("positional")
@@ -134,6 +136,30 @@ class GPTModel(nn.Module):
         index = self._pos_of_layer[i]
         return self.pos_emb if index is None else self.layer_pos[index]
 
+    def positional_encodings(self):
+        """Every distinct positional encoding the model uses: the spec-wide one, then the
+        layers' own (``layer_pos``)."""
+        return [self.pos_emb, *(self.layer_pos or ())]
+
+    def max_positions(self):
+        """The longest sequence every positional encoding can place: the smallest of their
+        ``max_positions()`` (a learned table's rows), or None when none has a limit."""
+        limits = [n for n in (max_positions(p) for p in self.positional_encodings())
+                  if n is not None]
+        return min(limits, default=None)
+
+    @contextlib.contextmanager
+    def beyond_context(self):
+        """Within the block, forward accepts sequences longer than ``context_length``, as far
+        as the positional encodings reach (:meth:`max_positions`; no limit for RoPE, ALiBi,
+        sinusoidal or none): for measuring length extrapolation. Outside it, and by default,
+        forward refuses them as the book's does."""
+        before, self._beyond_context = self._beyond_context, True
+        try:
+            yield self
+        finally:
+            self._beyond_context = before
+
     def forward(self, in_idx, cache=None, last_only=False):
         """Logits (B, T, vocab_size) for token ids ``in_idx`` (B, T).
 
@@ -144,7 +170,12 @@ class GPTModel(nn.Module):
         """
         b, t = in_idx.shape  # (B, T) token ids
         start = 0 if cache is None else cache.offset
-        if start + t > self.config.context_length:
+        if self._beyond_context:
+            limit = self.max_positions()
+            if limit is not None and start + t > limit:
+                raise ValueError(f"Cannot forward sequence of length {t}, the positional "
+                                 f"encodings place only {limit} positions")
+        elif start + t > self.config.context_length:
             after = f" after {start} cached tokens" if start else ""
             raise ValueError(f"Cannot forward sequence of length {t}{after}, "
                              f"context_length is only {self.config.context_length}")

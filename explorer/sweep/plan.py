@@ -26,6 +26,9 @@ from .sweepfile import BASE_KEY, TRAIN_PREFIX
 
 KEY_LENGTH = 20  # hex digits of sha256: 80 bits
 NOT_IN_KEY = ("name", "description", "seed", "analyses", "plugins")
+# Train settings added after stores existed, left out of a run's key at their default, so that
+# the runs already stored keep their keys.
+ADDED_SETTINGS = {"eval_lengths": []}
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,8 @@ def run_key(spec_dict, seed, train, corpus_digest, versions):
     identity = {
         "spec": {k: v for k, v in spec_dict.items() if k not in NOT_IN_KEY},
         "seed": seed,
-        "train": {k: v for k, v in train.items() if k not in ("threads", "corpus")},
+        "train": {k: v for k, v in train.items() if k not in ("threads", "corpus")
+                  and not (k in ADDED_SETTINGS and v == ADDED_SETTINGS[k])},
         "corpus": corpus_digest,
         **versions,
     }

@@ -45,6 +45,44 @@ def _band(done):
             "seeds": len(curves)}
 
 
+def _lengths(done, train):
+    """Per length of ``train.eval_lengths``: the final validation loss over the seeds done, its
+    change from the loss at the training length (per seed, then summarized), or the reason the
+    model could not be evaluated there (beyond a learned table's positions)."""
+    out = []
+    for length in train.eval_lengths:
+        key, trained = str(length), str(train.seq_len)
+        lengths = [r["metrics"].get("lengths", {}) for r in done]
+        values = [found[key] for found in lengths if found.get(key) is not None]
+        changes = [found[key] - found[trained] for found in lengths
+                   if found.get(key) is not None and found.get(trained) is not None]
+        reasons = {r["metrics"].get("length_reasons", {}).get(key) for r in done} - {None}
+        out.append({"length": length, "val_loss": stats.summarize(values),
+                    "change": stats.summarize(changes) if length != train.seq_len else None,
+                    "reason": next(iter(reasons)) if reasons and not values else None})
+    return out
+
+
+def length_columns(report):
+    """The lengths the report's points were evaluated at (``train.eval_lengths``), in order."""
+    return sorted({cell["length"] for p in report["points"] for cell in p.get("lengths", ())})
+
+
+def length_cells(report, point):
+    """Per length column: (text, exact value) of the point's mean loss there, or its reason."""
+    cells = {cell["length"]: cell for cell in point.get("lengths", ())}
+    out = []
+    for length in length_columns(report):
+        cell = cells.get(length)
+        if cell is None or (cell["val_loss"]["mean"] is None and not cell["reason"]):
+            out.append(("-", None))
+        elif cell["val_loss"]["mean"] is None:  # "beyond learned positions": JSON says more
+            out.append((cell["reason"].split(" (")[0], None))
+        else:
+            out.append((_num(cell["val_loss"]["mean"]), cell["val_loss"]["mean"]))
+    return out
+
+
 def build_report(plan, store):
     """The report as plain data (what ``--format json`` prints)."""
     rows = store.rows([run.key for run in plan.runs], REPORT_COLUMNS)
@@ -68,6 +106,7 @@ def build_report(plan, store):
             "failures": [{"seed": r["seed"], "kind": r["failure"], "reason": r["reason"]}
                          for r in runs if r["state"] == "failed"],
             "curve": _band(done),
+            **({"lengths": _lengths(done, point.train)} if point.train.eval_lengths else {}),
         })
     for entry in points:
         base = plan.baselines[entry["index"]]
@@ -89,7 +128,10 @@ def build_report(plan, store):
             "seeds done, sample sd, 95% CI of the mean (Student's t, n-1 df); delta: the mean "
             "of (point - baseline) over the seeds both have done, with its 95% t CI; "
             "significant (*) when that CI excludes 0. Costs: parameters, training FLOPs per "
-            "token (3 x forward), tokens/s over training steps (mean over seeds)."),
+            "token (3 x forward), tokens/s over training steps (mean over seeds). lengths "
+            "(train.eval_lengths): the final validation loss at each length over the seeds, "
+            "its change from the loss at the training length (per seed), or why the model "
+            "cannot be evaluated there (val_loss n 0 and a reason)."),
     }
 
 
@@ -121,7 +163,7 @@ def table(report):
     names = short_names(report["columns"])
     header = [names[c] for c in report["columns"]] + [
         "seeds", "val loss", "sd", "95% CI", "Δ vs baseline", "Δ 95% CI", "",
-        "params", "FLOPs/token", "tokens/s"]
+        "params", "FLOPs/token", "tokens/s"] + [f"loss@{n}" for n in length_columns(report)]
     rows = []
     for p in report["points"]:
         m, d, c = p[METRIC], p["delta"], p["costs"]
@@ -132,7 +174,7 @@ def table(report):
             "" if p["is_baseline"] else _interval(d["ci"]),
             "*" if d and d["significant"] else "",
             f"{c['parameters']:,}" if c else "-", _big(c.get("training_flops_per_token")),
-            _num(c.get("tokens_per_second"), 0)])
+            _num(c.get("tokens_per_second"), 0)] + [text for text, _ in length_cells(report, p)])
     return header, rows
 
 
@@ -143,6 +185,14 @@ def summary_line(report):
     return (f"{total} runs ({len(report['points'])} points x {len(report['seeds'])} seeds): "
             f"{c['done']} done, {c['failed']} failed, {c['running']} running, {c['pending']} "
             f"pending ({state})")
+
+
+def _length_note(report):
+    if not length_columns(report):
+        return []
+    return [f"loss@N: the final validation loss on windows of N tokens (train.eval_lengths; "
+            f"trained on {report['train']['seq_len'] or 'context_length'}-token windows), "
+            "mean over seeds."]
 
 
 def failure_lines(report):
@@ -157,7 +207,7 @@ def to_text(report):
     lines = [f"sweep {report['sweep']}  ({report['source']}; store {report['store']})",
              summary_line(report),
              "metric: final validation loss (nats); Δ: paired difference against the baseline "
-             "on the same seeds, * when its 95% CI excludes 0", ""]
+             "on the same seeds, * when its 95% CI excludes 0", *_length_note(report), ""]
     for row in [header, *rows]:
         cells = [cell.rjust(w) if i in numeric else cell.ljust(w)
                  for i, (cell, w) in enumerate(zip(row, widths))]
@@ -185,7 +235,7 @@ def to_markdown(report):
     lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
     lines += ["", "Final validation loss (nats/token): mean over seeds, sd, 95% CI (Student's "
                   "t). Δ: paired difference against the baseline on the same seeds; * when its "
-                  "95% CI excludes 0."]
+                  "95% CI excludes 0.", *_length_note(report)]
     failures = failure_lines(report)
     if failures:
         lines += ["", "Failed runs:", ""] + [f"- {_md(f)}" for f in failures]

@@ -91,6 +91,10 @@ def _run(task, corpus_text, host):
         "parameters", "threads")}
     metrics.update(training_flops_per_token=costs["training_flops_per_token"],
                    memory_bytes=costs["memory_bytes"])
+    if "lengths" in result:  # train.eval_lengths: {length: loss, or None and a reason}
+        metrics["lengths"] = {str(c["length"]): c["value"] for c in result["lengths"]["cells"]}
+        metrics["length_reasons"] = {str(c["length"]): c["reason"]
+                                     for c in result["lengths"]["cells"] if c["reason"]}
     return metrics, result
 
 

@@ -53,6 +53,7 @@ from explorer.errors import ExplorerError
 from explorer.measure.numerics import first_nonfinite_module
 from explorer.measure.resources import evaluation_windows
 from explorer.training.evaluation import eval_loss
+from explorer.training.lengths import validation_loss_at_lengths, validation_windows
 from explorer.training.memory import check_memory, map_large_allocations
 from explorer.training.settings import TrainConfig, eval_steps, learning_rate
 
@@ -309,6 +310,9 @@ def measure_speed(model, spec, config, corpus, seed=0, steps=2):
 
 def _train(model, spec, config, corpus, seed, device):
     run = _Run(model, spec, config, corpus, seed, device)
+    # Before training: a length the validation split cannot hold is an error now, not later.
+    length_windows = {n: (x.to(device), y.to(device)) for n, (x, y) in validation_windows(
+        corpus.val_ids, config.eval_lengths, config.eval_tokens, corpus.source).items()}
     steps, tokens_per_step = config.steps, config.batch_size * config.seq_len
     evaluate_after = set(eval_steps(steps, tokens_per_step, config.eval_every,
                                     config.eval_every_tokens))
@@ -332,6 +336,8 @@ def _train(model, spec, config, corpus, seed, device):
             if module_stats:
                 point["stats"] = module_stats
             curve.append(point)
+    lengths = validation_loss_at_lengths(model, spec, config, length_windows, run.precision) \
+        if config.eval_lengths else None
     final = curve[-1]["val_loss"]
     best = min(curve, key=lambda point: point["val_loss"])
     tokens = steps * tokens_per_step
@@ -347,6 +353,8 @@ def _train(model, spec, config, corpus, seed, device):
         # The last step's explorer_stats() by module (an MoE's per-expert load).
         **({"stats": module_stats} if module_stats else {}),
         "final_val_loss": final,
+        # The final model's validation loss at each of eval_lengths (explorer.training.lengths).
+        **({"lengths": lengths} if lengths else {}),
         "final_val_perplexity": math.exp(final),
         "best_val_loss": best["val_loss"], "best_step": best["step"],
         "best_tokens": best["tokens"],

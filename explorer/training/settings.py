@@ -41,6 +41,10 @@ class TrainConfig:
         "(0: use eval_every)", 0, min=0)
     eval_tokens: int = option(
         "tokens of each split the curve is measured on (0: the whole split)", 16384, min=0)
+    eval_lengths: list = option(
+        "sequence lengths at which the final model's validation loss is also measured, past "
+        "seq_len and model.context_length too (length extrapolation), e.g. [128, 256, 512]",
+        factory=list)
     corpus: str = option("a UTF-8 text file (default: the standard library's pydoc_data.topics)",
                          "")
     threads: int = option(
@@ -190,6 +194,9 @@ def _check_settings(cls, options, source, prefix):
     if "eval_every" in values and values.get("eval_every_tokens"):
         raise checker.error(_key(prefix, "eval_every_tokens"), "given together with eval_every",
                             "evaluate every N steps or every N tokens, not both")
+    if "eval_lengths" in values:
+        values["eval_lengths"] = _lengths(checker, values["eval_lengths"],
+                                          _key(prefix, "eval_lengths"))
     config = cls(**values, given=frozenset(values))
     if config.min_lr > config.lr:
         raise checker.error(_key(prefix, "min_lr"), f"{config.min_lr:g} is above lr "
@@ -220,3 +227,16 @@ def _budget(checker, value, key):
     if unit == "flops" and isinstance(amount, int) and not isinstance(amount, bool):
         checked = amount  # FLOPs given whole stay whole: a sweep's run keys hash the budget
     return {unit: checked}
+
+
+_LENGTH = Param("length", int, 0, min=1)  # the default is never used: a length is given
+
+
+def _lengths(checker, value, key):
+    """``eval_lengths``: whole positive lengths, each once, in increasing order."""
+    lengths = [checker.value(_LENGTH, length, f"{key}[{i}]", "a list of sequence lengths "
+                             "such as [128, 256, 512]") for i, length in enumerate(value)]
+    if len(set(lengths)) != len(lengths):
+        repeated = next(n for n in lengths if lengths.count(n) > 1)
+        raise checker.error(key, f"{repeated} is listed twice", "each length once")
+    return sorted(lengths)

@@ -83,8 +83,29 @@ def render(result):
                  f"{result['unigram_perplexity']:.2f})")
     lines.append(f"best validation loss {result['best_val_loss']:.4f} at step "
                  f"{result['best_step']}; {result['tokens_per_second']:,.0f} training tokens/s")
+    lines += _length_lines(result.get("lengths"))
     lines += _evaluation_lines(result)
     return "\n".join(lines)
+
+
+def _length_lines(lengths):
+    """The final validation loss at each of eval_lengths, and its difference from the loss at
+    the training length; a length the model cannot place says why."""
+    if not lengths:
+        return []
+    trained = next((c["value"] for c in lengths["cells"] if c["length"] == lengths["seq_len"]),
+                   None)
+    lines = [f"validation loss by length (trained on {lengths['seq_len']}-token windows, "
+             f"context_length {lengths['context_length']}):",
+             "  length  val loss" + (f"  vs {lengths['seq_len']}" if trained is not None else "")]
+    for cell in lengths["cells"]:
+        if cell["value"] is None:
+            lines.append(f"  {cell['length']:>6}  {cell['reason']}")
+            continue
+        versus = f"  {cell['value'] - trained:+.4f}" if trained is not None else ""
+        lines.append(f"  {cell['length']:>6}  {cell['value']:>8.4f}{versus}  "
+                     f"({cell['windows']} windows)")
+    return lines
 
 
 def _evaluation_lines(result):
@@ -131,7 +152,17 @@ def figures(result):
             "unigram_baseline": result["unigram_baseline"],
             "below_unigram": result["below_unigram"],
             "best_val_loss": result["best_val_loss"],
-            "tokens_per_second": result["tokens_per_second"]}
+            "tokens_per_second": result["tokens_per_second"],
+            **length_figures(result.get("lengths"))}
+
+
+def length_figures(lengths):
+    """``val_loss@N`` per evaluated length: the loss, or where the model cannot place N
+    positions a short text saying so (``beyond 128 positions``; the JSON has the reason)."""
+    if not lengths:
+        return {}
+    return {f"val_loss@{c['length']}": c["value"] if c["value"] is not None
+            else f"beyond {lengths['max_positions']} positions" for c in lengths["cells"]}
 
 
 def draw_chart(fig, series):

@@ -25,6 +25,9 @@ class LearnedPositional(PositionalEncoding):
     def embed(self, x, positions):
         return x + F.embedding(positions, self.weight)  # (B, T, C) + (T, C)
 
+    def max_positions(self):
+        return self.weight.shape[0]  # one learned row per position: nothing past the table
+
 
 class NoPositional(PositionalEncoding):
     """No position information at all (NoPE): the causal mask alone tells tokens apart."""
