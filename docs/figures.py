@@ -361,6 +361,55 @@ def sweep_positional():
     return f"{out.rstrip()}\n\n{note}"
 
 
+@figure("length-extrapolation", slow=True)
+def length_extrapolation():
+    """sweeps/lengths.yaml (runs what its store lacks): per positional encoding, the validation
+    loss at each of eval_lengths and its change from the training length, over the seeds."""
+    import json
+    import time
+
+    load, start = os.getloadavg()[0], time.perf_counter()
+    with in_folder(ROOT):
+        code, out, err = cli("sweep", "sweeps/lengths.yaml", "--format", "json")
+    assert code == 0, err
+    took = time.perf_counter() - start
+    report = json.loads(out)
+    trained = report["train"]["seq_len"]
+    lengths = [cell["length"] for cell in report["points"][0]["lengths"]]
+    longer = [n for n in lengths if n > trained]
+    header = (["positional"] + [f"loss@{n}" + (" (trained)" if n == trained else "")
+                                for n in lengths] + [f"Δ@{n} [95% CI]" for n in longer])
+    rows = []
+    for point in report["points"]:
+        cells = {cell["length"]: cell for cell in point["lengths"]}
+
+        def loss(n):
+            cell = cells[n]
+            return f"{cell['val_loss']['mean']:.4f}" if cell["val_loss"]["n"] else \
+                cell["reason"].split(" (")[0]
+
+        def change(n):
+            found = cells[n]["change"]
+            if not found or not found["n"]:
+                return "-"
+            low, high = found["ci"]
+            return f"{found['mean']:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+        rows.append([point["config"]["components.positional"], *map(loss, lengths),
+                     *map(change, longer)])
+    table = ["| " + " | ".join(header) + " |",
+             "|---|" + "---:|" * (len(header) - 1)]
+    table += ["| " + " | ".join(row) + " |" for row in rows]
+    seeds = len(report["seeds"])
+    note = (f"`explorer sweep sweeps/lengths.yaml`: tiny, 2 blocks, a 32-position context, "
+            f"200 steps of 16 x {trained} tokens; validation loss (nats/token) at each length, "
+            f"mean over {seeds} seeds; Δ: the change from the loss at {trained} tokens, per "
+            f"seed, with its 95% t interval. "
+            + (f"{took / 60:.0f} minutes on a {machine()} (load average {load:.1f} before) "
+               "when nothing was in the store yet." if took > 60 else f"On a {machine()}."))
+    return "\n".join(table) + "\n\n" + note
+
+
 @figure("gradflow-picture", slow=True)
 def gradflow_picture():
     """docs/img/gradflow.png: drawn by the command PICTURES gives it (README quotes it)."""

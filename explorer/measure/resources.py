@@ -354,6 +354,8 @@ def lengths_phase(spec, config, model, per_token):
         return ()
     vocab = spec.model.vocab_size
     windows = length_windows(config.batch_size, config.seq_len, vocab, length)
+    if config.eval_tokens:  # no more than the windows there are (at least one)
+        windows = min(windows, max(config.eval_tokens, length) // length)
     rows = min(loss_rows(vocab), windows * length)
     return (Part("evaluation logits", per_token * windows * length,
                  note=f"at {windows} x {length} per forward"),

@@ -22,6 +22,7 @@ length that would not fit is refused before training starts.
 accuracy at a length plugs in beside the text's loss.
 """
 
+import contextlib
 import time
 
 from explorer.errors import ExplorerError
@@ -82,8 +83,6 @@ def evaluate_at_lengths(model, lengths, make_windows, metric, limit=None, reason
 
 
 def _beyond_context(model):
-    import contextlib
-
     method = getattr(model, "beyond_context", None)
     return method() if callable(method) else contextlib.nullcontext()
 
@@ -119,15 +118,8 @@ def validation_loss_at_lengths(model, spec, config, val_windows, precision):
                                 limit, reason)
     return {"metric": "val_loss", "seq_len": config.seq_len,
             "context_length": spec.model.context_length, "max_positions": limit,
-            "cells": cells, "seconds": time.perf_counter() - start}
-
-
-def at_length(lengths, length):
-    """The cell of ``length`` in a ``lengths`` entry, or None."""
-    return next((c for c in lengths["cells"] if c["length"] == length), None)
-
-
-def short_reason(cell):
-    """A cell's text in a narrow table: its value's place when it was not run."""
-    return "not run" if cell["value"] is None and not cell["reason"] else \
-        cell["reason"].split(" (")[0] if cell["reason"] else None
+            "cells": cells, "seconds": time.perf_counter() - start,
+            "conventions": "value: the final model's mean next-token cross-entropy (nats) on "
+                           "the non-overlapping windows of each length in the first eval_tokens "
+                           "tokens of the validation split (at least one window; eval mode); "
+                           "null, with a reason, past the positions the model can place"}

@@ -128,6 +128,10 @@ def _evaluation_lines(result):
                      f" ({evaluation['parts'][0]['note']}), a training step at "
                      f"{size(held + step['bytes'])}, {size(held)} of each held throughout "
                      "(weights, gradients, AdamW moments)")
+        longest = memory["phases"].get("evaluation at eval_lengths")
+        if longest:
+            lines[-1] += (f"; evaluation at the longest of eval_lengths at "
+                          f"{size(held + longest['bytes'])} ({longest['parts'][0]['note']})")
     return lines
 
 

@@ -205,7 +205,8 @@ def test_eval_lengths_are_sorted_and_a_single_length_is_a_list():
 
 def test_the_longest_length_is_in_the_memory_prediction(write_spec):
     spec = micro(write_spec, "rope")
-    config = TrainConfig.from_dict({"batch_size": 4, "seq_len": 16, "eval_lengths": [16, 512]})
+    config = TrainConfig.from_dict({"batch_size": 4, "seq_len": 16, "eval_lengths": [16, 512],
+                                    "eval_tokens": 0})  # the whole split: as many as fit
     need = training_need(spec, config.resolve(spec), activations=1000)
     phase = dict(zip(need.phase_names, need.phases))["evaluation at eval_lengths"]
     windows = length_windows(4, 16, 256, 512)
@@ -251,6 +252,10 @@ def test_build_prints_the_loss_by_length(capsys, write_spec):
     cells = json.loads(out)["analyses"]["train"]["lengths"]["cells"]
     assert cells[1]["value"] is None
     assert cells[1]["reason"] == "beyond learned positions (context_length 32)"
+    code, out, _ = run_cli(capsys, "build", _write(write_spec, "rope"), "--only", "train")
+    assert "      64  " in out and "(4 windows)" in out  # 256 tokens of the split
+    assert "; evaluation at the longest of eval_lengths at " in out
+    assert out.rstrip().endswith("(at 4 x 64 per forward)")
 
 
 def test_bad_eval_lengths_in_a_spec_are_one_line(capsys, write_spec):
@@ -263,7 +268,7 @@ def test_bad_eval_lengths_in_a_spec_are_one_line(capsys, write_spec):
     assert len(err.strip().splitlines()) == 1
 
 
-def test_compare_has_a_row_per_length(capsys, write_spec):
+def test_compare_has_a_row_per_length(capsys, write_spec, tmp_path):
     code, out, err = run_cli(capsys, "compare", _write(write_spec, "learned"),
                              _write(write_spec, "alibi"), "--only", "train", "--format", "json")
     assert code == 0, err
@@ -275,6 +280,11 @@ def test_compare_has_a_row_per_length(capsys, write_spec):
                            _write(write_spec, "alibi"), "--only", "train")
     line = next(line for line in out.splitlines() if line.strip().startswith("val_loss@64"))
     assert "beyond 32 positions" in line
+    page = tmp_path / "compare.html"
+    code, _, err = run_cli(capsys, "compare", _write(write_spec, "learned"),
+                           _write(write_spec, "alibi"), "--only", "train", "--html", page)
+    assert code == 0, err
+    assert "val_loss@64" in page.read_text() and "beyond 32 positions" in page.read_text()
 
 
 class InThisProcess:
