@@ -401,12 +401,14 @@ def length_extrapolation():
              "|---|" + "---:|" * (len(header) - 1)]
     table += ["| " + " | ".join(row) + " |" for row in rows]
     seeds = len(report["seeds"])
+    per_run = [p["costs"]["seconds_per_run"] for p in report["points"]]
+    ran = (f"{took / 60:.0f} minutes (load average {load:.1f} before)" if took > 60 else
+           f"{sum(per_run) / len(per_run):.0f} s a run, from the store,")
     note = (f"`explorer sweep sweeps/lengths.yaml`: tiny, 2 blocks, a 32-position context, "
             f"200 steps of 16 x {trained} tokens; validation loss (nats/token) at each length, "
             f"mean over {seeds} seeds; Δ: the change from the loss at {trained} tokens, per "
-            f"seed, with its 95% t interval. "
-            + (f"{took / 60:.0f} minutes on a {machine()} (load average {load:.1f} before) "
-               "when nothing was in the store yet." if took > 60 else f"On a {machine()}."))
+            f"seed, with its 95% t interval. {report['counts']['done']} runs: {ran} on a "
+            f"{machine()}, shared with other work.")
     return "\n".join(table) + "\n\n" + note
 
 

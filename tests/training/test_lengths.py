@@ -334,3 +334,16 @@ def test_a_sweep_reports_each_length(capsys, tmp_path):
     learned_row = next(line for line in out.splitlines() if line.startswith("learned"))
     assert learned_row.rstrip().endswith("beyond learned positions")  # JSON: the whole reason
     assert "loss@64" in (tmp_path / "page.html").read_text()
+
+
+def test_stored_runs_keep_their_keys_without_eval_lengths():
+    """A store written before eval_lengths existed still matches its runs; asking for lengths
+    is a new run (its result holds more)."""
+    from explorer.sweep.plan import run_key
+
+    spec, versions = {"model": {"n_layers": 1}}, {"explorer": "0", "torch": "0"}
+    before = {k: v for k, v in TrainConfig().to_dict().items() if k != "eval_lengths"}
+    key = run_key(spec, 1, before, "digest", versions)
+    assert run_key(spec, 1, TrainConfig().to_dict(), "digest", versions) == key
+    with_lengths = TrainConfig.from_dict({"eval_lengths": [64]}).to_dict()
+    assert run_key(spec, 1, with_lengths, "digest", versions) != key
