@@ -9,7 +9,7 @@ length; a budget becomes a number of steps). This module imports no torch.
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from explorer.errors import did_you_mean
+from explorer.errors import ParamError, did_you_mean
 from explorer.registry.params import Checker, Param, option, params_of
 from explorer.training.devices import DEVICE_NAMES, DTYPE_NAMES, check_device_name
 
@@ -233,9 +233,16 @@ _LENGTH = Param("length", int, 0, min=1)  # the default is never used: a length 
 
 
 def _lengths(checker, value, key):
-    """``eval_lengths``: whole positive lengths, each once, in increasing order."""
-    lengths = [checker.value(_LENGTH, length, f"{key}[{i}]", "a list of sequence lengths "
-                             "such as [128, 256, 512]") for i, length in enumerate(value)]
+    """``eval_lengths``: whole positive lengths, each once, in increasing order. An error
+    names the item at the key (``train.eval_lengths: item 1: ...``), so that ``--set KEY=...``
+    reads as one key too."""
+    lengths = []
+    for i, length in enumerate(value):
+        try:
+            lengths.append(_LENGTH.check(length))
+        except ParamError as exc:
+            raise checker.error(key, f"item {i}: {exc.problem}",
+                                "a list of sequence lengths such as [128, 256, 512]") from None
     if len(set(lengths)) != len(lengths):
         repeated = next(n for n in lengths if lengths.count(n) > 1)
         raise checker.error(key, f"{repeated} is listed twice", "each length once")

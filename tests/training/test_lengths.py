@@ -184,11 +184,11 @@ def test_the_ordering_holds_over_seeds(documentation, seed):
 # -- settings, memory ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("value, problem", [
-    ([0], r"train.eval_lengths\[0\]: must be >= 1, got 0"),
-    ([64, -3], r"train.eval_lengths\[1\]: must be >= 1, got -3"),
-    (["long"], r"train.eval_lengths\[0\]: expected an integer, got 'long'"),
-    ([True], r"train.eval_lengths\[0\]: expected an integer, got True"),
-    ([None], r"train.eval_lengths\[0\]: expected an integer, got None"),
+    ([0], r"sweep.yaml: train.eval_lengths: item 0: must be >= 1, got 0; a list of "),
+    ([64, -3], r"train.eval_lengths: item 1: must be >= 1, got -3"),
+    (["long"], r"train.eval_lengths: item 0: expected an integer, got 'long'"),
+    ([True], r"train.eval_lengths: item 0: expected an integer, got True"),
+    ([None], r"train.eval_lengths: item 0: expected an integer, got None"),
     ([64, 64], r"train.eval_lengths: 64 is listed twice"),
     ({"a": 1}, r"train.eval_lengths: expected a list"),
 ])
@@ -263,9 +263,22 @@ def test_bad_eval_lengths_in_a_spec_are_one_line(capsys, write_spec):
     code, out, err = run_cli(capsys, "build", path, "--only", "train",
                              "--set", "analyses.train.eval_lengths=[16, 0]")
     assert code == 2 and out == ""
-    assert err.strip().startswith(f"Error: {path}") or err.strip().startswith("Error: --set")
-    assert "analyses.train.eval_lengths[1]: must be >= 1, got 0" in err
-    assert len(err.strip().splitlines()) == 1
+    assert err == ("Error: --set analyses.train.eval_lengths: item 1: must be >= 1, got 0; "
+                   "a list of sequence lengths such as [128, 256, 512]\n")
+    doc = {**TINY, "analyses": {"train": {"eval_lengths": [16, 16]}}}
+    path = write_spec(doc)
+    code, out, err = run_cli(capsys, "build", path, "--only", "train")
+    assert (code, out) == (2, "")
+    assert err == (f"Error: {path}: analyses.train.eval_lengths: 16 is listed twice; each "
+                   "length once\n")
+
+
+def test_bad_eval_lengths_in_a_sweep_file_are_one_line(capsys, tmp_path):
+    path = write_sweep(tmp_path, train={"eval_lengths": [64, "long"]})
+    code, out, err = run_cli(capsys, "sweep", path, "--dry-run")
+    assert (code, out) == (2, "")
+    assert err == (f"Error: {path}: train.eval_lengths: item 1: expected an integer, got "
+                   "'long'; a list of sequence lengths such as [128, 256, 512]\n")
 
 
 def test_compare_has_a_row_per_length(capsys, write_spec, tmp_path):
