@@ -362,7 +362,7 @@ def lengths_phase(spec, config, model, per_token):
             Part("their log-probabilities", 4 * vocab * rows,
                  note=f"for {rows} positions at a time"),
             Part("attention scores", 4 * spec.model.n_heads * windows * length * length,
-                 note=f"{spec.model.n_heads} heads x {length} x {length}"))
+                 note=f"{windows} x {spec.model.n_heads} heads x {length} x {length}"))
 
 
 def loss_rows(vocab_size, bytes_per_value=4):

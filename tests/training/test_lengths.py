@@ -224,9 +224,12 @@ def test_the_longest_length_is_in_the_memory_prediction(write_spec):
 def test_a_length_that_would_not_fit_is_refused_before_training(write_spec, corpus,
                                                                 monkeypatch):
     monkeypatch.setenv("EXPLORER_AVAILABLE_MEMORY", "100MiB")
-    with pytest.raises(ResourceError, match=r"evaluation at|attention scores.*"
-                                            r"lower train.batch_size or train.seq_len or "
-                                            r"train.eval_lengths"):
+    # 8192 // 8192 = 1 window per forward: 2 heads x 8192 x 8192 float32 scores = 512 MiB.
+    with pytest.raises(ResourceError, match=r"evaluation logits 8 MiB at 1 x 8192 per forward, "
+                                            r".*attention scores 512 MiB 1 x 2 heads x 8192 x "
+                                            r"8192\) but only 100 MiB is available.*; lower "
+                                            r"train.batch_size or train.seq_len or "
+                                            r"train.eval_lengths$"):
         run(micro(write_spec, "rope"), corpus, [16, 8192], steps=10 ** 6)
 
 
