@@ -47,15 +47,15 @@ def _band(done):
 
 def _lengths(done, train):
     """Per length of ``train.eval_lengths``: the final validation loss over the seeds done, its
-    change from the loss at the training length (per seed, then summarized), or the reason the
-    model could not be evaluated there (beyond a learned table's positions)."""
+    change from the loss at the training length (the final validation loss, on the same
+    windows; per seed, then summarized), or the reason the model could not be evaluated there
+    (beyond a learned table's positions)."""
     out = []
     for length in train.eval_lengths:
-        key, trained = str(length), str(train.seq_len)
-        lengths = [r["metrics"].get("lengths", {}) for r in done]
-        values = [found[key] for found in lengths if found.get(key) is not None]
-        changes = [found[key] - found[trained] for found in lengths
-                   if found.get(key) is not None and found.get(trained) is not None]
+        key = str(length)
+        found = [(r["metrics"].get("lengths", {}).get(key), r["metrics"][METRIC]) for r in done]
+        values = [value for value, _ in found if value is not None]
+        changes = [value - trained for value, trained in found if value is not None]
         reasons = {r["metrics"].get("length_reasons", {}).get(key) for r in done} - {None}
         out.append({"length": length, "val_loss": stats.summarize(values),
                     "change": stats.summarize(changes) if length != train.seq_len else None,

@@ -83,28 +83,26 @@ def render(result):
                  f"{result['unigram_perplexity']:.2f})")
     lines.append(f"best validation loss {result['best_val_loss']:.4f} at step "
                  f"{result['best_step']}; {result['tokens_per_second']:,.0f} training tokens/s")
-    lines += _length_lines(result.get("lengths"))
+    lines += _length_lines(result.get("lengths"), result["final_val_loss"])
     lines += _evaluation_lines(result)
     return "\n".join(lines)
 
 
-def _length_lines(lengths):
+def _length_lines(lengths, trained):
     """The final validation loss at each of eval_lengths, and its difference from the loss at
-    the training length; a length the model cannot place says why."""
+    the training length (``trained``: the final validation loss, on the same windows); a length
+    the model cannot place says why."""
     if not lengths:
         return []
-    trained = next((c["value"] for c in lengths["cells"] if c["length"] == lengths["seq_len"]),
-                   None)
     lines = [f"validation loss by length (trained on {lengths['seq_len']}-token windows, "
              f"context_length {lengths['context_length']}):",
-             "  length  val loss" + (f"  vs {lengths['seq_len']}" if trained is not None else "")]
+             f"  length  val loss  vs {lengths['seq_len']}"]
     for cell in lengths["cells"]:
         if cell["value"] is None:
             lines.append(f"  {cell['length']:>6}  {cell['reason']}")
             continue
-        versus = f"  {cell['value'] - trained:+.4f}" if trained is not None else ""
-        lines.append(f"  {cell['length']:>6}  {cell['value']:>8.4f}{versus}  "
-                     f"({cell['windows']} windows)")
+        lines.append(f"  {cell['length']:>6}  {cell['value']:>8.4f}  "
+                     f"{cell['value'] - trained:+.4f}  ({cell['windows']} windows)")
     return lines
 
 
