@@ -1,0 +1,147 @@
+"""A real sweep fed to real trackers, read back with their own readers: MLflow's client on its
+file store, TensorBoard's EventAccumulator on the event files, and docs/plugins.md's JSON-lines
+tracker; a tracker that fails costs a warning line and never a run."""
+
+import json
+
+import pytest
+
+from explorer import get_plugin_manager
+from explorer.sweep import load_sweep, make_plan, run_sweep
+from explorer.sweep.executors import LocalExecutor
+from explorer.sweep.store import Store
+from tests.helpers import run_cli
+from tests.helpers.sweep_helpers import NAN_PLUGIN, TINY, write_sweep
+from tests.helpers.tracking_helpers import (BROKEN_TRACKER, docs_jsonl_tracker, mlflow_runs,
+                                            tensorboard_run)
+
+pytest.importorskip("mlflow", reason="the mlflow extra (in the test extra) is not installed")
+pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory):
+    """gelu_tanh against an activation that turns NaN at step 3 (every run of it fails as
+    diverged), 2 seeds, 20 steps; tracked by mlflow, tensorboard, the docs' JSON-lines tracker
+    and one that fails every run."""
+    folder = tmp_path_factory.mktemp("tracked")
+    (folder / "nan_plugin.py").write_text(NAN_PLUGIN)
+    (folder / "broken_tracker.py").write_text(BROKEN_TRACKER)
+    path = write_sweep(folder, spec={**TINY, "plugins": ["nan_plugin.py"]}, seeds=[1, 2],
+                       grid={"components.activation": ["gelu_tanh",
+                                                       {"name": "nan_after", "at": 3}]})
+    manager = get_plugin_manager(plugins=[str(docs_jsonl_tracker(folder)),
+                                          str(folder / "broken_tracker.py")])
+    warnings = []
+    executor = LocalExecutor(workers=1, threads=1)
+    try:
+        result = run_sweep(path, executor=executor, plugins=manager, warn=warnings.append,
+                           track={"mlflow": None, "tensorboard": None,
+                                  "jsonl": {"file": "runs.jsonl"}, "broken": None})
+    finally:
+        executor.close()
+    keys = [run.key for run in make_plan(load_sweep(path), manager).runs]
+    store = Store(path.with_suffix(".sqlite"), readonly=True)
+    rows = store.rows(keys)
+    store.close()
+    return folder, result, warnings, rows
+
+
+def name_of(row):
+    return f"{row['label']} seed={row['seed']}"
+
+
+def test_the_sweep_lost_nothing_to_a_failing_tracker(tracked):
+    folder, result, warnings, rows = tracked
+    assert result["counts"] == {"pending": 0, "running": 0, "done": 2, "failed": 2}
+    assert sorted(row["state"] for row in rows.values()) == ["done", "done", "failed", "failed"]
+    # One line per run, the newline in the tracker's message escaped.
+    assert sorted(warnings) == sorted(
+        f"tracker broken failed for run {name_of(row)}: ConnectionError: the server is down"
+        f"\\n(for {name_of(row)}); the run is in the store" for row in rows.values())
+    assert result["tracking"] == {"trackers": ["mlflow", "tensorboard", "jsonl", "broken"],
+                                  "warnings": warnings}
+
+
+def test_mlflow_holds_each_run_with_its_curve_metrics_tags_and_status(tracked):
+    folder, _, _, rows = tracked
+    runs = mlflow_runs((folder / "mlruns").as_uri(), "sweep")
+    assert sorted(runs) == sorted(name_of(row) for row in rows.values())
+    for key, row in rows.items():
+        run, history = runs[name_of(row)]
+        tags, params = run.data.tags, run.data.params
+        assert (tags["group"], tags["point"], tags["seed"], tags["run_key"], tags["sweep"]) == (
+            row["label"], row["label"], str(row["seed"]), key, "sweep")
+        assert params["seed"] == str(row["seed"])
+        assert params["train.lr"] == "0.003" and params["train.steps"] == "20"
+        assert params["model.emb_dim"] == "16" and params["tokenizer"] == "bytes"
+        if row["state"] == "done":
+            assert params["grid.components.activation"] == "gelu_tanh"
+            assert run.info.status == "FINISHED" and "failure" not in tags
+            # The store's curve, step for step, through MLflow's metric history.
+            for metric in ("train_loss", "val_loss", "tokens"):
+                assert history[metric] == [(p["step"], p[metric]) for p in row["curve"]]
+            assert [step for step, _ in history["train_loss"]] == [0, 10, 20]
+            for metric in ("final_val_loss", "best_val_loss", "tokens_per_second",
+                           "training_flops_per_token", "parameters"):
+                assert history[metric] == [(20, row["metrics"][metric])]
+        else:
+            assert params["grid.components.activation.name"] == "nan_after"
+            assert run.info.status == "FAILED"
+            assert tags["failure"] == f"diverged: {row['reason']}"
+            assert tags["failure"].startswith("diverged: train: diverged at step 3 of 20")
+            assert "train_loss" not in history and "final_val_loss" not in history
+
+
+def test_tensorboard_holds_a_folder_per_run_grouped_by_point(tracked):
+    from explorer.plugins.trackers.tensorboard import folder_name
+
+    folder, _, _, rows = tracked
+    root = folder / "tensorboard" / "sweep"
+    assert sorted(p.relative_to(root).as_posix() for p in root.glob("*/*")) == sorted(
+        f"{folder_name(row['label'])}/seed={row['seed']}" for row in rows.values())
+    for row in rows.values():
+        scalars, texts = tensorboard_run(root / folder_name(row["label"]) / f"seed={row['seed']}")
+        assert f"| tag.point | {row['label']} |" in texts["config"]
+        assert f"| seed | {row['seed']} |" in texts["config"]
+        if row["state"] == "done":
+            assert texts["status"] == "done"
+            # Event files hold float32: the store's curve to float32's precision.
+            for tag, key in (("loss/train", "train_loss"), ("loss/val", "val_loss")):
+                assert [s for s, _ in scalars[tag]] == [p["step"] for p in row["curve"]]
+                assert [v for _, v in scalars[tag]] == pytest.approx(
+                    [p[key] for p in row["curve"]], rel=1e-6)
+            assert scalars["final/final_val_loss"] == [
+                (20, pytest.approx(row["metrics"]["final_val_loss"], rel=1e-6))]
+        else:
+            assert texts["status"] == f"failed: diverged: {row['reason']}"
+            assert "loss/train" not in scalars
+
+
+def test_the_documented_json_lines_tracker_gets_every_run(tracked):
+    folder, _, _, rows = tracked
+    lines = [json.loads(line) for line in (folder / "runs.jsonl").read_text().splitlines()]
+    by_name = {line["name"]: line for line in lines}
+    assert sorted(by_name) == sorted(name_of(row) for row in rows.values())
+    for row in rows.values():
+        line = by_name[name_of(row)]
+        assert line["group"] == row["label"] and line["tags"]["seed"] == str(row["seed"])
+        if row["state"] == "done":
+            assert line["status"] == "done" and line["failure"] is None
+            assert line["curve"] == row["curve"]
+            assert line["metrics"]["final_val_loss"] == row["metrics"]["final_val_loss"]
+        else:
+            assert line["status"] == "failed" and "curve" not in line
+            assert line["failure"] == f"diverged: {row['reason']}"
+
+
+def test_track_on_the_command_line_replaces_the_files_choice(tmp_path, capsys):
+    path = write_sweep(tmp_path, seeds=[1], steps=10, track="tensorboard")
+    code, out, err = run_cli(capsys, "sweep", path, "--track", "mlflow", "--workers", "1",
+                             "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["counts"]["done"] == 2
+    runs = mlflow_runs((tmp_path / "mlruns").as_uri(), "sweep")
+    assert sorted(runs) == ["norm=layernorm seed=1", "norm=rmsnorm seed=1"]
+    assert {run.info.status for run, _ in runs.values()} == {"FINISHED"}
+    assert not (tmp_path / "tensorboard").exists()
