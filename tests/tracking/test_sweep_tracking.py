@@ -135,13 +135,42 @@ def test_the_documented_json_lines_tracker_gets_every_run(tracked):
             assert line["failure"] == f"diverged: {row['reason']}"
 
 
-def test_track_on_the_command_line_replaces_the_files_choice(tmp_path, capsys):
-    path = write_sweep(tmp_path, seeds=[1], steps=10, track="tensorboard")
+def test_track_on_the_command_line_replaces_the_files_choice_keeping_its_options(tmp_path,
+                                                                                  capsys):
+    path = write_sweep(tmp_path, seeds=[1], steps=10, track={
+        "mlflow": {"uri": "elsewhere", "experiment": "norms"}, "tensorboard": None})
     code, out, err = run_cli(capsys, "sweep", path, "--track", "mlflow", "--workers", "1",
                              "--format", "json")
     assert code == 0, err
     assert json.loads(out)["counts"]["done"] == 2
-    runs = mlflow_runs((tmp_path / "mlruns").as_uri(), "sweep")
+    # uri: a folder relative to the store's; the experiment as the file names it.
+    runs = mlflow_runs((tmp_path / "elsewhere").as_uri(), "norms")
     assert sorted(runs) == ["norm=layernorm seed=1", "norm=rmsnorm seed=1"]
     assert {run.info.status for run, _ in runs.values()} == {"FINISHED"}
-    assert not (tmp_path / "tensorboard").exists()
+    assert not (tmp_path / "tensorboard").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_a_tracker_that_cannot_start_stops_the_sweep_before_any_run(tmp_path):
+    from explorer import ExplorerError
+
+    (tmp_path / "unreachable.py").write_text(UNREACHABLE_TRACKER)
+    path = write_sweep(tmp_path)
+    manager = get_plugin_manager(plugins=[str(tmp_path / "unreachable.py")])
+    with pytest.raises(ExplorerError, match=r"^tracker unreachable could not start: "
+                                            r"ConnectionRefusedError: no server at :1$"):
+        run_sweep(path, track="unreachable", plugins=manager)
+    assert not path.with_suffix(".sqlite").exists()
+
+
+UNREACHABLE_TRACKER = """
+import explorer
+
+
+def refuse(ctx):
+    raise ConnectionRefusedError("no server at :1")
+
+
+@explorer.hookimpl
+def explorer_trackers():
+    return [explorer.Tracker(name="unreachable", open=refuse)]
+"""
