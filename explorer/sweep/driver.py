@@ -88,8 +88,9 @@ def execute(plan, store, engine, threads, retry_failed=False, progress=None, tra
 
             def recorded(outcome):
                 key = outcome["key"]
-                trackers.record(sweep_record(plan.sweep.name, tasks[key],
-                                             runs[key].point.coords, outcome))
+                point = runs[key].point.coords
+                trackers.record(lambda: sweep_record(plan.sweep.name, tasks[key], point, outcome),
+                                f"run {key}")
         _drive(engine, store, deque(tasks.values()), keys,
                progress or Progress(plan.sweep.name, enabled=False), recorded)
         return where

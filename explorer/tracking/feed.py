@@ -63,8 +63,15 @@ class Trackers:
         self.warnings.append(line)
         self.warn(line)
 
-    def record(self, run):
-        """Hand ``run`` (a record, see the module's docstring) to every tracker."""
+    def record(self, run, what="the run"):
+        """Hand ``run`` (a record, see the module's docstring, or a function that makes it) to
+        every tracker; ``what`` names the run should the record itself fail to build."""
+        if callable(run):
+            try:
+                run = run()
+            except Exception as exc:
+                self._failed(", ".join(self.names), what, exc)
+                return
         for name, session in self.opened:
             try:
                 tracked = session.start_run(run["name"], run["group"], run["config"],

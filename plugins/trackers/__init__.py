@@ -13,9 +13,9 @@ def explorer_trackers():
     return [
         Tracker(
             name="mlflow", open="explorer.plugins.trackers.mlflow:open_tracker",
-            description="MLflow: a run per run, params, the loss curve per step, final metrics, "
-                        "tags for the point and seed; a local file store beside the sweep's "
-                        "store, or any tracking URI.",
+            description="MLflow: each run an MLflow run, its config as params, the loss "
+                        "curve per step, final metrics, tags for the point and seed; a file "
+                        "store beside the sweep's store, or any tracking URI.",
             params=(
                 Param("uri", str, "", "An MLflow tracking URI (sqlite:///mlflow.db, "
                       "http://host:5000) or a folder; a relative path is beside the store. "

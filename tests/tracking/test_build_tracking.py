@@ -14,6 +14,7 @@ pytest.importorskip("tensorboard", reason="the tensorboard extra is not installe
 
 def test_build_records_its_training_run_in_the_current_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     code, out, err = run_cli(capsys, "build", ROOT / "specs" / "tiny.yaml", "--only", "train",
                              "--set", "model.n_layers=1", "--set", "analyses.train.steps=4",
                              "--set", "analyses.train.eval_every=2", "--set",

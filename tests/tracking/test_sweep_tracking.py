@@ -35,9 +35,11 @@ def tracked(tmp_path_factory):
     warnings = []
     executor = LocalExecutor(workers=1, threads=1)
     try:
-        result = run_sweep(path, executor=executor, plugins=manager, warn=warnings.append,
-                           track={"mlflow": None, "tensorboard": None,
-                                  "jsonl": {"file": "runs.jsonl"}, "broken": None})
+        with pytest.MonkeyPatch.context() as patch:
+            patch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the default: beside the store
+            result = run_sweep(path, executor=executor, plugins=manager, warn=warnings.append,
+                               track={"mlflow": None, "tensorboard": None,
+                                      "jsonl": {"file": "runs.jsonl"}, "broken": None})
     finally:
         executor.close()
     keys = [run.key for run in make_plan(load_sweep(path), manager).runs]
