@@ -132,16 +132,17 @@ def sweep(sweep_path, executor, ray_address, ray_timeout, workers, threads, dry_
                           threads or default_threads(plan), ray_address)
         emit(to_json(result) if fmt == "json" else dry_run_text(result), out_path)
         return
+    tracking = None
     if not report_only:
         from ..sweep import run_sweep
         from ..sweep.progress import Progress
 
         progress = Progress(spec.name, enabled=fmt != "json" and sys.stderr.isatty())
-        run_sweep(spec, executor=executor, workers=workers, threads=threads, db=db,
+        tracking = run_sweep(spec, executor=executor, workers=workers, threads=threads, db=db,
                   retry_failed=retry_failed, progress=progress, plan=plan, track=track,
                   plugins=manager, ray_address=ray_address, ray_timeout=ray_timeout,
-                  warn=lambda line: click.echo(f"warning: {line}", err=True))
-    _report(spec, plan, db, fmt, plots_dir, out_path, html_path)
+                  warn=lambda line: click.echo(f"warning: {line}", err=True))["tracking"]
+    _report(spec, plan, db, fmt, plots_dir, out_path, html_path, tracking)
 
 
 def _check_trackers(spec, names, manager, installed):
@@ -168,11 +169,13 @@ def _write_page(spec, plan, db, html_path, status=None, result=None):
         this_command_line(), ", ".join(map(str, result["seeds"])), result["versions"])), html_path)
 
 
-def _report(spec, plan, db, fmt, plots_dir, out_path, html_path):
+def _report(spec, plan, db, fmt, plots_dir, out_path, html_path, tracking=None):
     from ..sweep import report
     from ..sweep.results import to_json, to_markdown, to_text
 
     result = report(spec, db, plan=plan)
+    if tracking and tracking["trackers"]:  # what this start fed its trackers (warned live)
+        result["tracking"] = tracking
     if plots_dir:
         from ..sweep.plots import write_plots
 

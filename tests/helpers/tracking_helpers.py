@@ -33,6 +33,21 @@ def explorer_trackers():
 '''
 
 
+# A tracker that cannot start (its server does not answer): nothing may run.
+UNREACHABLE_TRACKER = '''
+import explorer
+
+
+def refuse(ctx):
+    raise ConnectionRefusedError("no server at :1")
+
+
+@explorer.hookimpl
+def explorer_trackers():
+    return [explorer.Tracker(name="unreachable", open=refuse)]
+'''
+
+
 def mlflow_runs(uri, experiment):
     """``{run name: (run, {metric: [(step, value)]})}`` read through MLflow's own client."""
     import os

@@ -1,52 +1,70 @@
 """A real sweep fed to real trackers, read back with their own readers: MLflow's client on its
 file store, TensorBoard's EventAccumulator on the event files, and docs/plugins.md's JSON-lines
-tracker; a tracker that fails costs a warning line and never a run."""
+tracker, installed as a third-party plugin is; a tracker that fails costs a warning line and
+never a run."""
 
+import contextlib
+import io
 import json
 
 import pytest
 
 from explorer import get_plugin_manager
+from explorer.cli import main
 from explorer.sweep import load_sweep, make_plan, run_sweep
-from explorer.sweep.executors import LocalExecutor
 from explorer.sweep.store import Store
-from tests.helpers import run_cli
 from tests.helpers.sweep_helpers import NAN_PLUGIN, TINY, write_sweep
-from tests.helpers.tracking_helpers import (BROKEN_TRACKER, docs_jsonl_tracker, mlflow_runs,
-                                            tensorboard_run)
+from tests.helpers.tracking_helpers import (BROKEN_TRACKER, UNREACHABLE_TRACKER,
+                                            docs_jsonl_tracker, mlflow_runs, tensorboard_run)
 
 pytest.importorskip("mlflow", reason="the mlflow extra (in the test extra) is not installed")
 pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
 
 
+def install_trackers(site):
+    """A fake installed distribution whose entry points are three trackers: the docs'
+    JSON-lines one, one that fails every run, one that cannot start."""
+    docs_jsonl_tracker(site)
+    (site / "broken_tracker.py").write_text(BROKEN_TRACKER)
+    (site / "unreachable_tracker.py").write_text(UNREACHABLE_TRACKER)
+    info = site / "explorer_trackers-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: explorer-trackers\n"
+                                   "Version: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[explorer]\njsonl = jsonl_tracker\n"
+                                           "broken = broken_tracker\n"
+                                           "unreachable = unreachable_tracker\n")
+
+
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
     """gelu_tanh against an activation that turns NaN at step 3 (every run of it fails as
-    diverged), 2 seeds, 20 steps; tracked by mlflow, tensorboard, the docs' JSON-lines tracker
-    and one that fails every run."""
-    folder = tmp_path_factory.mktemp("tracked")
+    diverged), 2 seeds, 20 steps, run by ``explorer sweep --track`` with mlflow, tensorboard,
+    the JSON-lines tracker and one that fails every run. The file's ``track:`` names one that
+    cannot start: ``--track`` replaces the file's choice, keeping the options of the trackers
+    both name."""
+    folder, site = tmp_path_factory.mktemp("tracked"), tmp_path_factory.mktemp("site")
+    install_trackers(site)
     (folder / "nan_plugin.py").write_text(NAN_PLUGIN)
-    (folder / "broken_tracker.py").write_text(BROKEN_TRACKER)
     path = write_sweep(folder, spec={**TINY, "plugins": ["nan_plugin.py"]}, seeds=[1, 2],
                        grid={"components.activation": ["gelu_tanh",
-                                                       {"name": "nan_after", "at": 3}]})
-    manager = get_plugin_manager(plugins=[str(docs_jsonl_tracker(folder)),
-                                          str(folder / "broken_tracker.py")])
-    warnings = []
-    executor = LocalExecutor(workers=1, threads=1)
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the default: beside the store
-            result = run_sweep(path, executor=executor, plugins=manager, warn=warnings.append,
-                               track={"mlflow": None, "tensorboard": None,
-                                      "jsonl": {"file": "runs.jsonl"}, "broken": None})
-    finally:
-        executor.close()
-    keys = [run.key for run in make_plan(load_sweep(path), manager).runs]
+                                                       {"name": "nan_after", "at": 3}]},
+                       track={"unreachable": None, "jsonl": {"file": "runs.jsonl"}})
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(site))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the default: beside the store
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                pytest.raises(SystemExit) as exit_:
+            main(["sweep", str(path), "--workers", "1", "--format", "json", "--track", "mlflow",
+                  "--track", "tensorboard", "--track", "jsonl", "--track", "broken"])
+        keys = [run.key for run in make_plan(load_sweep(path), get_plugin_manager()).runs]
+    assert exit_.value.code == 1, err.getvalue()  # 2 runs failed: the sweep says so
     store = Store(path.with_suffix(".sqlite"), readonly=True)
     rows = store.rows(keys)
     store.close()
-    return folder, result, warnings, rows
+    warnings = [line for line in err.getvalue().splitlines() if line.startswith("warning: ")]
+    return folder, json.loads(out.getvalue()), warnings, rows
 
 
 def name_of(row):
@@ -58,11 +76,11 @@ def test_the_sweep_lost_nothing_to_a_failing_tracker(tracked):
     assert result["counts"] == {"pending": 0, "running": 0, "done": 2, "failed": 2}
     assert sorted(row["state"] for row in rows.values()) == ["done", "done", "failed", "failed"]
     # One line per run, the newline in the tracker's message escaped.
-    assert sorted(warnings) == sorted(
-        f"tracker broken failed for run {name_of(row)}: ConnectionError: the server is down"
-        f"\\n(for {name_of(row)}); the run is in the store" for row in rows.values())
-    assert result["tracking"] == {"trackers": ["mlflow", "tensorboard", "jsonl", "broken"],
-                                  "warnings": warnings}
+    lines = [f"tracker broken failed for run {name_of(row)}: ConnectionError: the server is "
+             f"down\\n(for {name_of(row)}); the run is in the store" for row in rows.values()]
+    assert sorted(warnings) == sorted(f"warning: {line}" for line in lines)
+    assert result["tracking"]["trackers"] == ["mlflow", "tensorboard", "jsonl", "broken"]
+    assert sorted(result["tracking"]["warnings"]) == sorted(lines)
 
 
 def test_mlflow_holds_each_run_with_its_curve_metrics_tags_and_status(tracked):
@@ -137,21 +155,6 @@ def test_the_documented_json_lines_tracker_gets_every_run(tracked):
             assert line["failure"] == f"diverged: {row['reason']}"
 
 
-def test_track_on_the_command_line_replaces_the_files_choice_keeping_its_options(tmp_path,
-                                                                                  capsys):
-    path = write_sweep(tmp_path, seeds=[1], steps=10, track={
-        "mlflow": {"uri": "elsewhere", "experiment": "norms"}, "tensorboard": None})
-    code, out, err = run_cli(capsys, "sweep", path, "--track", "mlflow", "--workers", "1",
-                             "--format", "json")
-    assert code == 0, err
-    assert json.loads(out)["counts"]["done"] == 2
-    # uri: a folder relative to the store's; the experiment as the file names it.
-    runs = mlflow_runs((tmp_path / "elsewhere").as_uri(), "norms")
-    assert sorted(runs) == ["norm=layernorm seed=1", "norm=rmsnorm seed=1"]
-    assert {run.info.status for run, _ in runs.values()} == {"FINISHED"}
-    assert not (tmp_path / "tensorboard").exists() and not (tmp_path / "mlruns").exists()
-
-
 def test_a_tracker_that_cannot_start_stops_the_sweep_before_any_run(tmp_path):
     from explorer import ExplorerError
 
@@ -162,17 +165,3 @@ def test_a_tracker_that_cannot_start_stops_the_sweep_before_any_run(tmp_path):
                                             r"ConnectionRefusedError: no server at :1$"):
         run_sweep(path, track="unreachable", plugins=manager)
     assert not path.with_suffix(".sqlite").exists()
-
-
-UNREACHABLE_TRACKER = """
-import explorer
-
-
-def refuse(ctx):
-    raise ConnectionRefusedError("no server at :1")
-
-
-@explorer.hookimpl
-def explorer_trackers():
-    return [explorer.Tracker(name="unreachable", open=refuse)]
-"""
