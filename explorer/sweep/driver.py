@@ -153,20 +153,23 @@ def run_sweep(sweep, executor="local", workers=None, threads=None, db=None, retr
     plan = plan or make_plan(sweep, plugins)
     db = Path(db or sweep.default_store())
     threads = threads or getattr(executor, "threads", None) or default_threads(plan)
-    trackers = _open_trackers(sweep, track, plugins, db, warn)
-    engine = executor
-    if isinstance(executor, str):
-        # Started before the store is opened for writing: an executor that cannot start (a Ray
-        # that is not there) leaves the store as it was, or not created. Nothing to run: none.
+    engine, todo = executor, True
+    if isinstance(executor, str):  # what is left to run, read before anything starts
         peek = open_to_read(db, missing_ok=True)
         try:
             peek.refuse_if_driven()
             todo = _remaining(plan, peek, retry_failed)
         finally:
             peek.close()
-        engine = make_executor(executor, workers, threads, device=plan.sweep.train.device,
-                               **options) if todo else None
+    # Before the executor starts, so a tracker that cannot start costs nothing.
+    trackers = _open_trackers(sweep, track, plugins, db, warn)
     try:
+        if isinstance(executor, str):
+            # Started before the store is opened for writing: an executor that cannot start (a
+            # Ray that is not there) leaves the store as it was, or not created. Nothing to
+            # run: none.
+            engine = make_executor(executor, workers, threads, device=plan.sweep.train.device,
+                                   **options) if todo else None
         store = Store(db)
         try:
             where = execute(plan, store, engine, threads, retry_failed, progress, trackers)
@@ -191,6 +194,6 @@ def _open_trackers(sweep, track, plugins, db, warn):
     if not chosen:
         return open_trackers([], db.parent, sweep.name, sweep.source, warn)
     registry = (plugins or get_plugin_manager()).registry()
-    source, key = (sweep.source, "track") if track is None else ("", "track")
-    return open_trackers(choose(chosen, registry, source, key=key), db.parent, sweep.name,
-                         sweep.source, warn)
+    source = sweep.source if track is None else ""  # the file's track:, or the caller's
+    return open_trackers(choose(chosen, registry, source), db.parent, sweep.name, sweep.source,
+                         warn)

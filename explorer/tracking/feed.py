@@ -9,6 +9,7 @@ its outcome) or :func:`report_record` (the ``train`` analysis of ``explorer buil
      "step": last step or None, "status": "done" | "failed", "failure": "KIND: reason" | None}
 """
 
+import contextlib
 import json
 import math
 import sys
@@ -33,7 +34,8 @@ def open_trackers(chosen, folder, experiment, source, warn=None, kept_in="the st
             opened.append((tracker.name, tracker.load()(context, **options)))
         except Exception as exc:
             for _, session in opened:
-                _close(session)
+                with contextlib.suppress(Exception):  # the error to report is exc
+                    _close(session)
             raise ExplorerError(f"tracker {tracker.name} could not start: "
                                 f"{type(exc).__name__}: {one_line(exc)}") from None
     return Trackers(opened, warn or _warn_to_stderr, kept_in)

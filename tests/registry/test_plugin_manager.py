@@ -123,6 +123,7 @@ def test_hookspecs_are_annotated():
 
     assert inspect.signature(hookspecs.explorer_components).return_annotation == "list[Component]"
     assert inspect.signature(hookspecs.explorer_analyses).return_annotation == "list[Analysis]"
+    assert inspect.signature(hookspecs.explorer_trackers).return_annotation == "list[Tracker]"
 
 
 # -- one source for each default -------------------------------------------------------------

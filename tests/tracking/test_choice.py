@@ -2,6 +2,7 @@
 anything runs (no store is created)."""
 
 import json
+import subprocess
 import sys
 
 import pytest
@@ -22,6 +23,19 @@ def test_plugins_lists_the_built_in_trackers_with_what_they_need(capsys):
     assert found["tensorboard"]["plugin"] == "explorer.plugins.trackers"
     code, out, err = run_cli(capsys, "plugins", "--kind", "tracker")
     assert code == 0 and "\ntracker:\n  mlflow " in out
+
+
+def test_registering_and_checking_trackers_imports_none_of_their_libraries(tmp_path):
+    path = write_sweep(tmp_path, track=["mlflow", "tensorboard"])
+    code = ("import sys, explorer\n"
+            "from explorer.sweep import load_sweep\n"
+            "from explorer.tracking import choose\n"
+            f"sweep = load_sweep({str(path)!r})\n"
+            "choose(sweep.track, explorer.get_plugin_manager().registry(), sweep.source)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'mlflow', 'tensorboard', 'torch'}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip() == "[]", proc.stderr
 
 
 @pytest.mark.parametrize("track, message", [
