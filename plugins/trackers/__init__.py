@@ -29,7 +29,8 @@ def explorer_trackers():
         Tracker(
             name="tensorboard", open="explorer.plugins.trackers.tensorboard:open_tracker",
             description="TensorBoard event files, a folder per run (POINT/seed=N): the loss "
-                        "curve, tokens per step, final metrics, config and status as text.",
+                        "curve, tokens per step, final metrics, config and status as text, "
+                        "hyperparameters for the HParams tab.",
             params=(
                 Param("log_dir", str, "", "The root folder; a relative path is beside the "
                       "store. Default: tensorboard/ beside the store."),

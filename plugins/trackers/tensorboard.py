@@ -4,7 +4,9 @@ The folders are ``LOG_DIR/EXPERIMENT/POINT/seed=N``, so TensorBoard's run list g
 of a point under it. Scalars ``loss/train``, ``loss/val`` (``loss/aux`` where the model has one)
 and ``tokens`` at each step of the curve, the final figures as ``final/NAME`` at the last step;
 text ``config`` (the flat settings and tags, a Markdown table) and ``status`` (``done``, or
-``failed: KIND: reason``). A run tried again gets a folder of its own (``seed=N.2``).
+``failed: KIND: reason``); and the settings as hyperparameters with the final figures as their
+metrics, so TensorBoard's HParams tab tables every run. A run tried again gets a folder of its
+own (``seed=N.2``).
 """
 
 import re
@@ -49,12 +51,13 @@ class TensorBoardSession:
         table = "| key | value |\n|---|---|\n" + "\n".join(
             f"| {key} | {str(value).replace('|', '/')} |" for key, value in rows.items())
         writer.add_text("config", table, 0)
-        return TensorBoardRun(writer)
+        return TensorBoardRun(writer, {"group": group, **config})
 
 
 class TensorBoardRun:
-    def __init__(self, writer):
-        self.writer = writer
+    def __init__(self, writer, config):
+        self.writer, self.config = writer, config
+        self.final = []  # the final figures' tags: the HParams tab's metrics
 
     def log_curve(self, curve):
         for point in curve:
@@ -65,7 +68,16 @@ class TensorBoardRun:
     def log_metrics(self, metrics, step):
         for key, value in metrics.items():
             self.writer.add_scalar(f"final/{key}", value, step or 0)
+            self.final.append(f"final/{key}")
 
     def finish(self, status, failure):
+        from torch.utils.tensorboard.summary import hparams
+
         self.writer.add_text("status", f"failed: {failure}" if failure else status, 0)
+        # Into this run's own event file (SummaryWriter.add_hparams would make another folder).
+        # HParams take numbers, strings and booleans: anything else (a None) as its text.
+        values = {key: value if isinstance(value, (int, float, str, bool)) else str(value)
+                  for key, value in {**self.config, "status": status}.items()}
+        for summary in hparams(values, dict.fromkeys(self.final, 0.0)):
+            self.writer.file_writer.add_summary(summary)
         self.writer.close()

@@ -79,3 +79,21 @@ def tensorboard_run(folder):
     texts = {tag.removesuffix("/text_summary"): tensor_util.make_ndarray(
         events.Tensors(tag)[-1].tensor_proto).item().decode() for tag in tags["tensors"]}
     return scalars, texts
+
+
+def tensorboard_hparams(folder):
+    """``(hyperparameters {name: value}, metric tags)`` of one run, as TensorBoard's HParams
+    tab reads them from its event files."""
+    from google.protobuf import json_format
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]).session_start_info
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/experiment"]).experiment
+    values = {name: json_format.MessageToDict(value) for name, value in start.hparams.items()}
+    return values, sorted(info.name.tag for info in experiment.metric_infos)

@@ -15,7 +15,8 @@ from explorer.sweep import load_sweep, make_plan, run_sweep
 from explorer.sweep.store import Store
 from tests.helpers.sweep_helpers import NAN_PLUGIN, TINY, write_sweep
 from tests.helpers.tracking_helpers import (BROKEN_TRACKER, UNREACHABLE_TRACKER,
-                                            docs_jsonl_tracker, mlflow_runs, tensorboard_run)
+                                            docs_jsonl_tracker, mlflow_runs,
+                                            tensorboard_hparams, tensorboard_run)
 
 pytest.importorskip("mlflow", reason="the mlflow extra (in the test extra) is not installed")
 pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
@@ -121,7 +122,15 @@ def test_tensorboard_holds_a_folder_per_run_grouped_by_point(tracked):
     assert sorted(p.relative_to(root).as_posix() for p in root.glob("*/*")) == sorted(
         f"{folder_name(row['label'])}/seed={row['seed']}" for row in rows.values())
     for row in rows.values():
-        scalars, texts = tensorboard_run(root / folder_name(row["label"]) / f"seed={row['seed']}")
+        run_folder = root / folder_name(row["label"]) / f"seed={row['seed']}"
+        scalars, texts = tensorboard_run(run_folder)
+        hparams, metric_tags = tensorboard_hparams(run_folder)
+        assert (hparams["seed"], hparams["group"], hparams["train.lr"]) == (
+            row["seed"], row["label"], 0.003)
+        assert hparams["status"] == row["state"]
+        # The final figures (none for a failed run) and the run's own time.
+        assert metric_tags == sorted(f"final/{key}" for key in [*(row["metrics"] or {}),
+                                                                "run_seconds"])
         assert f"| tag.point | {row['label']} |" in texts["config"]
         assert f"| seed | {row['seed']} |" in texts["config"]
         if row["state"] == "done":
