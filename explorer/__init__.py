@@ -11,6 +11,7 @@ Importing this package does not import torch; the functions that need it import 
 from .registry.components import (COMPONENT_KINDS, Analysis, Chart, CheckpointFormat, Component,
                                   ConfigConverter, Param)
 from .registry.components import resolve as _resolve  # "module:attr" -> the attribute
+from .registry.trackers import Tracker
 from .errors import (ExplorerError, NotApplicable, ParamError, PluginError, ResourceError,
                      SpecError, UnknownNameError)
 from .registry.plugin_manager import get_plugin_manager, hookimpl
@@ -49,8 +50,8 @@ _LAZY = {
 
 __all__ = [
     "COMPONENT_KINDS", "Analysis", "Chart", "CheckpointFormat", "Component", "ConfigConverter",
-    "Param", "ExplorerError", "NotApplicable", "ParamError", "PluginError", "ResourceError",
-    "SpecError", "UnknownNameError",
+    "Param", "Tracker", "ExplorerError", "NotApplicable", "ParamError", "PluginError",
+    "ResourceError", "SpecError", "UnknownNameError",
     "get_plugin_manager", "hookimpl", "ComponentChoice", "Dropout", "ModelConfig", "Spec",
     "load_spec", *_LAZY,
 ]

@@ -24,8 +24,11 @@ from .options import MIXED_PRECISION, UserError, check_html_path, check_seed, co
 @ignore_config_option
 @corpus_option
 @device_options(MIXED_PRECISION)
+@click.option("--track", "track_names", multiple=True, metavar="NAME",
+              help="Record the train analysis's run with this tracker (mlflow, tensorboard; "
+                   "files in the current folder). Repeatable; needs --only with train.")
 def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights, ignore_fields,
-          corpus, device, dtype):
+          corpus, device, dtype, track_names):
     """Build the model SPEC describes and report on it.
 
     Example:
@@ -43,6 +46,7 @@ def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights
     spec, weights = spec_and_weights(spec_path, overrides, manager, weights, ignore_fields)
     warn_broken(manager)
     names = only_names(only)
+    trackers = _build_trackers(track_names, names, manager)
     from ..spec.hf_config import is_hf_config
 
     if names is None and weights is None and is_hf_config(spec_path):
@@ -52,6 +56,8 @@ def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights
     from ..analysis.runner import analyze
 
     report = analyze(spec, only=names, weights=weights, device=device, dtype=dtype)
+    if trackers:
+        _track_training(trackers, spec, report)
     if report["refused"] and not report["analyses"]:
         pass  # every analysis asked for was refused: the refusal is the whole answer
     elif fmt == "json":
@@ -82,6 +88,41 @@ def build(spec_path, only, overrides, fmt, out_path, html_path, plugins, weights
         sys.exit(2)
     if report["failures"] or not html_ok:
         sys.exit(1)
+
+
+def _build_trackers(names, only, manager):
+    """The ``--track`` trackers of build, checked before anything runs: they record the
+    ``train`` analysis's run, so it must be asked for."""
+    if not names:
+        return []
+    if not only or "train" not in only:
+        raise UserError("--track records the train analysis's run: give it with --only "
+                        "train (or a list holding train)")
+    from ..tracking import choose, parse_track
+
+    return choose(parse_track(list(names), "", "--track"), manager.registry(), "", key="--track")
+
+
+def _track_training(chosen, spec, report):
+    """Hand the report's training run to the trackers (files in the current folder); a
+    tracker that fails warns and the report stands."""
+    from pathlib import Path
+
+    from ..errors import ExplorerError
+    from ..tracking import open_trackers, report_record
+
+    record = report_record(spec, report)
+    if record is None:
+        return
+    try:
+        trackers = open_trackers(chosen, Path.cwd(), spec.name, spec.source,
+                                 warn=report["warnings"].append, kept_in="the report")
+    except ExplorerError as exc:  # after training: the report is still worth printing
+        report["warnings"].append(f"{exc}; the run is in the report")
+        return
+    trackers.record(record)
+    trackers.close()
+    report["tracking"] = {"trackers": trackers.names, "warnings": trackers.warnings}
 
 
 @click.command()

@@ -1,5 +1,5 @@
-"""``explorer plugins``: every registered component, analysis, checkpoint format and config
-converter, and the plugins that failed to load or were blocked."""
+"""``explorer plugins``: every registered component, analysis, checkpoint format, config
+converter and run tracker, and the plugins that failed to load or were blocked."""
 
 import json
 
@@ -21,7 +21,7 @@ def _param_json(p):
 
 @click.command(name="plugins")
 @click.option("--kind", help="Only this kind (norm, attention, ..., tokenizer), 'analysis', "
-                             "'checkpoint_format' or 'config_converter'.")
+                             "'checkpoint_format', 'config_converter' or 'tracker'.")
 @format_option
 @plugins_option
 def list_plugins(kind, fmt, plugins):
@@ -34,11 +34,11 @@ def list_plugins(kind, fmt, plugins):
     """
     from ..registry.components import REGISTERED_KINDS
     from ..errors import UnknownNameError
-    from ..registry.plugin_manager import CONVERTER_KIND, FORMAT_KIND
+    from ..registry.plugin_manager import CONVERTER_KIND, FORMAT_KIND, TRACKER_KIND
 
     manager = manager_with_plugins(plugins)
     registry = manager.registry()
-    kinds = (*REGISTERED_KINDS, "analysis", FORMAT_KIND, CONVERTER_KIND)
+    kinds = (*REGISTERED_KINDS, "analysis", FORMAT_KIND, CONVERTER_KIND, TRACKER_KIND)
     if kind and kind not in kinds:
         raise UnknownNameError("kind", kind, kinds, where="--kind")
     entries = []
@@ -55,6 +55,8 @@ def list_plugins(kind, fmt, plugins):
         entries.append((FORMAT_KIND, name, checkpoint_format, provider))
     for name, converter in sorted(registry.converters.items()):
         entries.append((CONVERTER_KIND, name, converter, registry.provider[(CONVERTER_KIND, name)]))
+    for name, tracker in sorted(registry.trackers.items()):
+        entries.append((TRACKER_KIND, name, tracker, registry.provider[(TRACKER_KIND, name)]))
     entries = [e for e in entries if not kind or e[0] == kind]
     broken = registry.broken
 
@@ -67,6 +69,8 @@ def list_plugins(kind, fmt, plugins):
                    if k == FORMAT_KIND else {}),
                 **({"ignores": list(item.ignores), "ignores_when": item.ignores_when}
                    if k == CONVERTER_KIND else {}),
+                **({"requires": list(item.requires), "installed": item.missing() is None,
+                    "install": item.install} if k == TRACKER_KIND else {}),
                 "plugin": prov.plugin, "distribution": prov.distribution,
             } for k, name, item, prov in entries],
             "broken": broken,
@@ -85,6 +89,11 @@ def list_plugins(kind, fmt, plugins):
         if k == CONVERTER_KIND and (item.ignores or item.ignores_when):
             click.echo("      ignores: " + ", ".join([*item.ignores, *(
                 f"{f} (at {json.dumps(v)})" for f, v in item.ignores_when.items())]))
+        if k == TRACKER_KIND and item.requires:
+            missing = item.missing()
+            click.echo(f"      requires: {', '.join(item.requires)} ("
+                       + (f"not installed: {item.install or 'pip install ' + missing})"
+                          if missing else "installed)"))
         for p in getattr(item, "params", ()):
             choices = f" one of {', '.join(map(str, p.choices))}" if p.choices else ""
             bounds = f" ({p.range_text})" if p.range_text else ""

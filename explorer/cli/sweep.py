@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from ..registry.plugin_manager import get_plugin_manager
 from ..training.devices import DTYPE_NAMES
 from .options import UserError, check_html_path, emit, html_option, out_option, \
     this_command_line, write_html
@@ -77,10 +78,15 @@ def _check_modes(dry_run, show_status, report_only, executor, ray_address, ray_t
 @click.option("--dtype", type=click.Choice(DTYPE_NAMES),
               help="Train in this precision (sets train.dtype): bfloat16 / float16 autocast "
                    "with float32 master weights.")
+@click.option("--track", "track_names", multiple=True, metavar="NAME",
+              help="Record each run with this tracker too (mlflow, tensorboard; explorer "
+                   "plugins --kind tracker lists them), instead of the file's track:. "
+                   "Repeatable.")
 @out_option
 @html_option
 def sweep(sweep_path, executor, ray_address, ray_timeout, workers, threads, dry_run, show_status,
-          report_only, retry_failed, fmt, plots_dir, db, device, dtype, out_path, html_path):
+          report_only, retry_failed, fmt, plots_dir, db, device, dtype, track_names, out_path,
+          html_path):
     """Train every grid point of the sweep FILE on every seed and report the answer.
 
     Runs already in the store are kept: a second start runs only what is missing, and an
@@ -99,9 +105,12 @@ def sweep(sweep_path, executor, ray_address, ray_timeout, workers, threads, dry_
     from ..sweep.sweepfile import with_options
 
     spec = with_options(load_sweep(sweep_path), device=device, dtype=dtype)
-    if executor == "local" and not (dry_run or show_status or report_only):
+    runs = not (dry_run or show_status or report_only)
+    manager = get_plugin_manager()
+    track = _check_trackers(spec, track_names, manager, installed=runs)
+    if executor == "local" and runs:
         _check_device(spec.train.device)
-    plan = make_plan(spec)
+    plan = make_plan(spec, manager)
     db = Path(db) if db else spec.default_store()
     if show_status:
         from ..analysis.report import to_json
@@ -123,15 +132,29 @@ def sweep(sweep_path, executor, ray_address, ray_timeout, workers, threads, dry_
                           threads or default_threads(plan), ray_address)
         emit(to_json(result) if fmt == "json" else dry_run_text(result), out_path)
         return
+    tracking = None
     if not report_only:
         from ..sweep import run_sweep
         from ..sweep.progress import Progress
 
         progress = Progress(spec.name, enabled=fmt != "json" and sys.stderr.isatty())
-        run_sweep(spec, executor=executor, workers=workers, threads=threads, db=db,
-                  retry_failed=retry_failed, progress=progress, plan=plan,
-                  ray_address=ray_address, ray_timeout=ray_timeout)
-    _report(spec, plan, db, fmt, plots_dir, out_path, html_path)
+        tracking = run_sweep(spec, executor=executor, workers=workers, threads=threads, db=db,
+                  retry_failed=retry_failed, progress=progress, plan=plan, track=track,
+                  plugins=manager, ray_address=ray_address, ray_timeout=ray_timeout,
+                  warn=lambda line: click.echo(f"warning: {line}", err=True))["tracking"]
+    _report(spec, plan, db, fmt, plots_dir, out_path, html_path, tracking)
+
+
+def _check_trackers(spec, names, manager, installed):
+    """The trackers to feed (the file's ``track:``, or ``--track``), checked before anything
+    runs: names, options and, when the sweep will run, that their libraries are installed."""
+    from ..tracking import choose
+    from ..tracking.choice import with_names
+
+    chosen = with_names(spec.track, names)
+    source, key = ("", "--track") if names else (spec.source, "track")
+    choose(chosen, manager.registry(), source, installed=installed, key=key)
+    return chosen
 
 
 def _write_page(spec, plan, db, html_path, status=None, result=None):
@@ -146,11 +169,13 @@ def _write_page(spec, plan, db, html_path, status=None, result=None):
         this_command_line(), ", ".join(map(str, result["seeds"])), result["versions"])), html_path)
 
 
-def _report(spec, plan, db, fmt, plots_dir, out_path, html_path):
+def _report(spec, plan, db, fmt, plots_dir, out_path, html_path, tracking=None):
     from ..sweep import report
     from ..sweep.results import to_json, to_markdown, to_text
 
     result = report(spec, db, plan=plan)
+    if tracking and tracking["trackers"]:  # what this start fed its trackers (warned live)
+        result["tracking"] = tracking
     if plots_dir:
         from ..sweep.plots import write_plots
 

@@ -20,6 +20,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from explorer.registry.components import Analysis, Component, ConfigConverter
+    from explorer.registry.trackers import Tracker
 
 hookspec = pluggy.HookspecMarker("explorer")
 
@@ -159,4 +160,26 @@ def explorer_config_converters() -> list[ConfigConverter]:
     ``explorer spec-from-hf`` and ``explorer build CONFIG`` use them; a checkpoint format can use
     them to check a ``config.json`` against a spec. A model_type registered twice is an error
     that names both plugins.
+    """
+
+
+@hookspec
+def explorer_trackers() -> list[Tracker]:
+    """Contribute run trackers: where a sweep's runs (and ``explorer build --track``'s training
+    run) are recorded besides explorer's own store, for MLflow's or TensorBoard's views.
+
+    Return a list of :class:`explorer.Tracker`: a ``name`` (what ``--track NAME`` and a sweep
+    file's ``track:`` choose), a one-line ``description``, its ``params`` (options with
+    defaults and types, set as ``track: {NAME: {KEY: VALUE}}``), ``requires`` (the modules it
+    imports, looked for before a sweep starts) with ``install`` (how to get them, for the
+    one-line error when one is missing), and ``open(ctx, **options)`` (a callable or
+    ``"module:attribute"``) returning a session: ``start_run(name, group, config, tags)`` ->
+    a run with ``log_curve(curve)``, ``log_metrics(metrics, step)`` and ``finish(status,
+    failure)``; an optional ``close()``. :mod:`explorer.registry.trackers` has the Protocols;
+    ``ctx.folder`` is where local files go by default (beside the sweep's store),
+    ``ctx.experiment`` the sweep's name.
+
+    The sweep driver calls it, in the driver's process, for each run right after the store
+    holds the run's outcome; a tracker that raises is reported in one line (the run is in the
+    store) and the sweep goes on. A name registered twice is an error that names both plugins.
     """

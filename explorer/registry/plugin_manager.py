@@ -21,6 +21,7 @@ import pluggy
 from explorer.registry import hookspecs
 from explorer.registry.components import (COMPONENT_KINDS, REGISTERED_KINDS, Analysis, CheckpointFormat, Component,
                          ConfigConverter, Provider)
+from explorer.registry.trackers import Tracker
 from explorer.errors import PluginError, UnknownNameError
 
 ENTRY_POINT_GROUP = "explorer"
@@ -40,6 +41,7 @@ DEFAULT_PLUGINS = (
     "explorer.plugins.tokenizer",
     "explorer.plugins.checkpoints",
     "explorer.plugins.converters",
+    "explorer.plugins.trackers",
     "explorer.plugins.analyses.params",
     "explorer.plugins.analyses.memory",
     "explorer.plugins.analyses.gradflow",
@@ -184,6 +186,7 @@ class Plugins:
 
 FORMAT_KIND = "checkpoint_format"  # how `explorer plugins` and providers name checkpoint formats
 CONVERTER_KIND = "config_converter"  # ... and converters of Hugging Face configs
+TRACKER_KIND = "tracker"  # ... and run trackers
 
 
 class Registry:
@@ -195,6 +198,7 @@ class Registry:
         self.analyses = {}  # name -> Analysis
         self.formats = {}  # name -> CheckpointFormat, in registration order (detection order)
         self.converters = {}  # model_type -> ConfigConverter
+        self.trackers = {}  # name -> Tracker
         self.provider = {}  # (kind, name) or ("analysis", name) -> Provider
         self.broken = {}  # plugin name -> reason
 
@@ -209,6 +213,8 @@ class Registry:
             reg._add_all(plugins, name, items, CheckpointFormat, reg._add_format)
         for name, items in plugins._call_each("explorer_config_converters"):
             reg._add_all(plugins, name, items, ConfigConverter, reg._add_converter)
+        for name, items in plugins._call_each("explorer_trackers"):
+            reg._add_all(plugins, name, items, Tracker, reg._add_tracker)
         for name, reason in plugins.broken.items():
             reg._break(name, reason)
         return reg
@@ -260,6 +266,9 @@ class Registry:
         return self._add_named(converter, provider, CONVERTER_KIND, self.converters,
                                "config converter")
 
+    def _add_tracker(self, tracker, provider):
+        return self._add_named(tracker, provider, TRACKER_KIND, self.trackers, "tracker")
+
     def _add_named(self, item, provider, kind, table, what):
         """Register a checkpoint format or config converter under its name, once."""
         problem = item.problem()
@@ -290,6 +299,13 @@ class Registry:
             return self.analyses[name]
         except KeyError:
             raise UnknownNameError("analysis", name, sorted(self.analyses)) from None
+
+    def tracker(self, name, where=""):
+        """The tracker ``name``; an :class:`explorer.errors.UnknownNameError` if none is."""
+        try:
+            return self.trackers[name]
+        except KeyError:
+            raise UnknownNameError("tracker", name, sorted(self.trackers), where=where) from None
 
 
 def _short(value):

@@ -9,6 +9,7 @@ baseline: {components.positional: learned}   # deltas are against this point (de
 seeds: [1, 2, 3]                    # or a count: seeds: 3 is [1, 2, 3]
 train: {batch_size: 16, seq_len: 128, lr: 3.0e-3, warmup: 60, schedule: cosine}
 budget: {tokens: 1_228_800}         # or {steps: N} or {flops: F}
+track: mlflow                       # optional: run trackers (explorer.tracking), or --track
 ```
 
 :func:`load_sweep` checks the document's shape and the train settings and raises
@@ -24,9 +25,11 @@ from ..errors import SpecError, did_you_mean
 from ..registry.params import Checker
 from ..spec.catalog import SWEEPS, resolve
 from ..spec.config import SEED
+from ..tracking.choice import parse_track
 from ..training.settings import TrainConfig
 
-TOP_KEYS = ("name", "description", "base", "set", "grid", "baseline", "seeds", "train", "budget")
+TOP_KEYS = ("name", "description", "base", "set", "grid", "baseline", "seeds", "train", "budget",
+            "track")
 TRAIN_PREFIX = "train."
 BASE_KEY = "base"  # a grid coordinate (and baseline key) when the sweep has several base specs
 
@@ -44,6 +47,8 @@ class SweepFile:
     train: TrainConfig  # the budget folded in; corpus resolved against the sweep file's folder
     train_options: dict  # the settings as given (and resolved as above): points add grid values
     shipped: bool = False  # read by name from the files explorer ships (explorer.spec.catalog)
+    track: tuple = ()  # ``track:``: ((tracker name, options), ...), checked against the registry
+    # when the sweep starts (explorer.tracking.choose)
 
     @property
     def folder(self):
@@ -240,4 +245,5 @@ def load_sweep(path):
     return SweepFile(
         source=source, name=name, description=description, bases=bases, fixed=dict(fixed),
         grid=grid, baseline=_baseline(source, doc.get("baseline"), grid, bases),
-        seeds=_seeds(source, doc["seeds"]), train=train, train_options=options, shipped=by_name)
+        seeds=_seeds(source, doc["seeds"]), train=train, train_options=options, shipped=by_name,
+        track=parse_track(doc.get("track"), source))

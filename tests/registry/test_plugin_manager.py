@@ -70,7 +70,8 @@ def _env():
 
 
 REGISTRY_COMPONENT_PLUGINS = {p.plugin for (k, _), p in REGISTRY.provider.items()
-                              if k not in ("analysis", "checkpoint_format", "config_converter")}
+                              if k not in ("analysis", "checkpoint_format", "config_converter",
+                                           "tracker")}
 
 
 def test_a_test_can_register_and_unregister_through_pluggy():
@@ -122,6 +123,7 @@ def test_hookspecs_are_annotated():
 
     assert inspect.signature(hookspecs.explorer_components).return_annotation == "list[Component]"
     assert inspect.signature(hookspecs.explorer_analyses).return_annotation == "list[Analysis]"
+    assert inspect.signature(hookspecs.explorer_trackers).return_annotation == "list[Tracker]"
 
 
 # -- one source for each default -------------------------------------------------------------

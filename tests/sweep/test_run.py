@@ -123,10 +123,40 @@ def ray_executor():
     executor.close()
 
 
+class ProcessNotingTracker:
+    """A run tracker that notes the process each run is handed to it in."""
+
+    def __init__(self):
+        self.seen = []
+
+    @explorer.hookimpl
+    def explorer_trackers(self):
+        return [explorer.Tracker("pids", open=lambda ctx: self)]
+
+    def start_run(self, name, group, config, tags):
+        self.seen.append((name, os.getpid()))
+        return self
+
+    def log_curve(self, curve):
+        pass
+
+    def log_metrics(self, metrics, step):
+        pass
+
+    def finish(self, status, failure):
+        pass
+
+
 def test_ray_gives_the_numbers_of_the_local_executor(finished, ray_executor, tmp_path):
     path, local_result = finished
     db = tmp_path / "ray.sqlite"
-    result = run_sweep(path, executor=ray_executor, db=db)
+    manager, tracker = explorer.get_plugin_manager(), ProcessNotingTracker()
+    manager.register(tracker, "pids")
+    result = run_sweep(path, executor=ray_executor, db=db, track="pids", plugins=manager)
+    # Trackers are fed by the driver, never inside a Ray worker.
+    assert sorted(tracker.seen) == sorted((f"{label} seed={seed}", os.getpid())
+                                          for label in ("norm=layernorm", "norm=rmsnorm")
+                                          for seed in (1, 2))
     assert result["executor"].startswith("ray: 2 runs at once on a local Ray on 127.0.0.1")
     assert ray_executor.nodes == ["127.0.0.1"]  # the addresses of its live nodes
     assert result["counts"]["done"] == 4
