@@ -9,14 +9,14 @@ once per sweep. A task asks for ``num_cpus`` = the threads per run, and ``num_gp
 runs train on CUDA.
 
 Ray is driven from a process of its own (:func:`explorer.sweep.ray_session.ray_process_main`,
-spawned by the executor),
-never from the sweep's driver: a Ray that cannot be reached blocks in C++ for many minutes, one
-whose raylet dies ends the process that talks to it (Ray's core worker exits), and both print
-pages of C++ logs. In its own process, with its output sent to a log file, any of these costs
-the sweep one line of error (naming the log) and the driver puts the runs in flight back to
-pending. The executor waits ``ray_timeout`` seconds for Ray to start or answer. A cluster lost
-mid-sweep (its head gone, or the driver's own node) is :class:`ClusterLost`, whose line the
-driver ends with where the finished runs are and how to resume.
+spawned by the executor), never from the sweep's driver: a Ray that cannot be reached blocks in
+C++ for many minutes, one whose raylet dies ends the process that talks to it (Ray's core worker
+exits), and both print pages of C++ logs. In its own process, with its output sent to a log
+file, any of these costs the sweep one line of error (naming the log) and the driver puts the
+runs in flight back to pending. The executor waits ``ray_timeout`` seconds for Ray to start or
+answer (mid-sweep, for a cluster's GCS too: Ray's own wait is a minute). A cluster lost mid-sweep
+(its head gone, or the driver's own node) is :class:`ClusterLost`, whose line the driver ends
+with where the finished runs are and how to resume.
 
 If Ray is already initialised in this process (a notebook, a test), the Ray process joins that
 Ray, which is left running.
@@ -75,7 +75,7 @@ class RayExecutor:
                                             "workers": workers, "threads": threads,
                                             "address": ray_address or _this_process_ray(),
                                             "device": device, "log": self.log,
-                                            "parent": os.getpid()}))
+                                            "parent": os.getpid(), "timeout": ray_timeout}))
         self._process.start()
         child.close()
         self._tasks = {}  # key -> task, the runs in flight

@@ -7,6 +7,7 @@ lost, not the run failing) is submitted again, up to ``NODE_RETRIES`` times, and
 that is still there; its outcome counts the extra tries.
 """
 
+import math
 import os
 import signal
 import socket
@@ -19,6 +20,8 @@ LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray 2.60 binds 127.0
 NEEDS_RAY = "--executor ray needs Ray: pip install -e \".[ray]\""
 POLL_SECONDS = 0.1  # how long the Ray process waits on Ray before it reads the driver's requests
 NODE_RETRIES = 2  # how many more times a run whose node died is submitted
+# How long Ray's core worker waits for a GCS that stopped answering before it exits (Ray: 60 s)
+GCS_RECONNECT = "RAY_gcs_rpc_server_reconnect_timeout_s"
 
 
 class RayStopped(ExplorerError):
@@ -217,6 +220,8 @@ def ray_process_main(conn, options):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     session = None
     try:
+        if options["address"]:  # a head that went away: an error after --ray-timeout
+            os.environ.setdefault(GCS_RECONNECT, str(math.ceil(options["timeout"])))
         ray = import_ray(local=not options["address"] or _loopback(options["address"]))
         try:
             session = RaySession(ray, options["workers"], options["threads"],

@@ -120,20 +120,20 @@ class TwoNodeCluster:
                    RAY_USAGE_STATS_ENABLED="0", **extra)
         return env
 
-    def _ray_start(self, ns, name, *args, **env):
+    def _ray_start(self, ns, name, cpus, *args, **env):
         folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.folder))
         done = subprocess.run(
-            self.in_namespace(ns, RAY, "start", "--num-cpus=1", "--disable-usage-stats",
+            self.in_namespace(ns, RAY, "start", f"--num-cpus={cpus}", "--disable-usage-stats",
                               "--object-store-memory=100000000", f"--temp-dir={folder}", *args),
             capture_output=True, text=True, env=self.env(**env), timeout=120)
         assert done.returncode == 0, f"ray start failed in {ns}:\n{done.stdout}\n{done.stderr}"
 
-    def start_head(self):
-        self._ray_start(self.head, "head", "--head", f"--node-ip-address={HEAD_IP}",
+    def start_head(self, cpus=1):
+        self._ray_start(self.head, "head", cpus, "--head", f"--node-ip-address={HEAD_IP}",
                         f"--port={PORT}", "--include-dashboard=false", **FAST_HEALTH_CHECKS)
 
-    def start_worker(self):
-        self._ray_start(self.worker, "worker", f"--address={self.address}",
+    def start_worker(self, cpus=1):
+        self._ray_start(self.worker, "worker", cpus, f"--address={self.address}",
                         f"--node-ip-address={WORKER_IP}")
 
     def running_a_run(self, ns):

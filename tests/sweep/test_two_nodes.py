@@ -14,14 +14,17 @@ and ``ip`` are needed to make the namespaces: skipped, with the reason, where th
 """
 
 import importlib.util
+import json
 import socket
 import sqlite3
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from explorer.sweep import load_sweep, make_plan, report, run_sweep
+from explorer.sweep import load_sweep, make_plan, run_sweep
 from tests.helpers.netns_cluster import (HEAD_IP, WORKER_IP, NamespaceError, TwoNodeCluster,
                                          descendants, why_no_namespaces)
 from tests.helpers.sweep_helpers import wait_for, write_sweep
@@ -30,7 +33,8 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                  reason="Ray is not installed: pip install -e '.[ray]'")]
 
-STEPS = 400  # a run takes a few seconds here: the kills land mid-sweep, with runs in flight
+STEPS = 300  # a run takes a few seconds here: the kills land mid-sweep, with runs in flight
+RAY_TIMEOUT = 15  # seconds: the wait for a head that went away, too (Ray's own: 60)
 HEAD, WORKER = f"{socket.gethostname()} ({HEAD_IP})", f"{socket.gethostname()} ({WORKER_IP})"
 
 
@@ -75,7 +79,8 @@ def _driver(cluster, path, db):
     environment asks for a loopback-only Ray, as one left over from a local sweep would: the
     executor must drop that to join a cluster at a routable address."""
     command = [sys.executable, "-m", "explorer", "sweep", str(path), "--executor", "ray",
-               "--ray-address", cluster.address, "--db", str(db), "--format", "json"]
+               "--ray-address", cluster.address, "--ray-timeout", str(RAY_TIMEOUT), "--db", str(db),
+               "--format", "json"]
     return subprocess.Popen(cluster.in_namespace(cluster.head, *command),
                             env=cluster.env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -118,7 +123,7 @@ def test_a_sweep_runs_on_both_nodes_and_losing_the_worker_node_loses_no_run(clus
     retried = {k for k, r in runs.items() if r[2] == 2}
     assert len(retried) >= 1 and all(runs[k][1] == HEAD for k in retried)
     assert all(r[2] == 1 for k, r in runs.items() if k not in retried)
-    assert _comparable(report(path, db=db)) == _comparable(one_node)
+    assert _comparable(json.loads(out)) == _comparable(one_node)  # the report it printed
 
 
 def test_the_driver_losing_the_head_says_so_in_one_line_and_a_restart_resumes(cluster, sweep,
@@ -126,7 +131,7 @@ def test_the_driver_losing_the_head_says_so_in_one_line_and_a_restart_resumes(cl
     path, one_node = sweep
     cluster.kill(cluster.head)
     cluster.kill(cluster.worker)
-    cluster.start_head()  # one node: the head
+    cluster.start_head(cpus=2)  # one node, two runs at once
     db = tmp_path / "cluster.sqlite"
     driver = _driver(cluster, path, db)
     try:
@@ -134,22 +139,27 @@ def test_the_driver_losing_the_head_says_so_in_one_line_and_a_restart_resumes(cl
                  what="a run done")
         # the head's Ray (GCS, raylet, its workers), not the driver in the same namespace
         cluster.kill(cluster.head, keep={driver.pid, *descendants(driver.pid)})
+        clock = time.monotonic()
         out, err = driver.communicate(timeout=120)
+        assert time.monotonic() - clock < 50  # the --ray-timeout wait, not Ray's minute
     finally:
         driver.kill()
     assert driver.returncode == 2 and out == ""
     assert len(err.splitlines()) == 1, err
     assert err.startswith(f"Error: lost the Ray cluster at {cluster.address}: ")
     assert err.endswith(f"; finished runs are in {db}; run the same command again to resume\n")
+    log = Path(err.split("(Ray's output: ")[1].split(",")[0].split(")")[0])
+    assert log.name.startswith("explorer-ray-")  # named, and kept for reading
+    log.unlink()
     before = _runs(db)
     assert {state for state, _, _ in before.values()} == {"done", "pending"}  # none running
     done = {k: r for k, r in before.items() if r[0] == "done"}
 
-    cluster.start_head()
+    cluster.start_head(cpus=2)
     driver = _driver(cluster, path, db)
     out, err = driver.communicate(timeout=300)
     assert driver.returncode == 0, err
     after = _runs(db)
     assert len(after) == 6 and {r[0] for r in after.values()} == {"done"}
     assert {k: after[k] for k in done} == done  # done before: not run again
-    assert _comparable(report(path, db=db)) == _comparable(one_node)
+    assert _comparable(json.loads(out)) == _comparable(one_node)
