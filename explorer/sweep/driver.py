@@ -17,7 +17,7 @@ from collections import deque
 from pathlib import Path
 
 from ..errors import ExplorerError
-from .executors import make_executor
+from .executors import ExecutorLost, make_executor
 from .progress import Progress
 from .store import Store, open_to_read
 
@@ -117,10 +117,13 @@ def _drive(engine, store, queue, keys, progress, recorded=None):
                         recorded(outcome)
                     progress.finished(outcome)
                     progress.update(store.counts(keys), engine.slots)
-    except BaseException:
+    except BaseException as exc:
         # Interrupted (or failing): whatever is in flight, wherever the interrupt landed
         engine.cancel()
         store.release()
+        if isinstance(exc, ExecutorLost):
+            raise ExecutorLost(f"{exc}; finished runs are in {store.path}; run the same "
+                               "command again to resume") from None
         raise
     finally:
         progress.close()

@@ -8,7 +8,9 @@ store. The methods an engine implements:
 - ``describe()``: one line saying where runs execute (``--dry-run`` prints it);
 - ``submit(task) -> {"worker": ..., "host": ...}``: start a run; what is known of where it runs;
 - ``wait(timeout) -> [outcome, ...]``: the runs that finished (possibly none) within ``timeout``
-  seconds; a run whose worker died comes back ``failed`` with kind ``killed``;
+  seconds; a run whose worker died comes back ``failed`` with kind ``killed``; an outcome's
+  ``node_retries`` counts the times the engine ran it again because its node died under it;
+  an engine whose workers are all gone raises :class:`ExecutorLost`;
 - ``cancel()``: abandon the runs in flight (the driver is being interrupted);
 - ``close()``: release the workers. The driver closes an executor it made from a name; one
   passed to it as an object stays open for the caller to reuse.
@@ -29,6 +31,11 @@ from ..registry.components import resolve
 # name -> "module:class", imported when chosen (Ray is an optional dependency).
 EXECUTORS = {"local": "explorer.sweep.executors:LocalExecutor",
              "ray": "explorer.sweep.ray_executor:RayExecutor"}
+
+
+class ExecutorLost(ExplorerError):
+    """Every worker is gone mid-sweep (a cluster lost): the driver puts the runs in flight back
+    to pending and ends the line with where the finished runs are and how to resume."""
 
 
 def cpu_count():

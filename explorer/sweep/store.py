@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS runs (
     metrics TEXT,                   -- JSON: final/best validation loss, costs, throughput
     curve TEXT,                     -- JSON: [{step, tokens, train_loss, val_loss}]
     result TEXT,                    -- JSON: the rest of the training result
-    host TEXT,
+    host TEXT,                      -- where it ran: the hostname (on Ray, with the node's IP)
     worker TEXT,                    -- the process that ran it (pid)
     driver TEXT,                    -- the driver that started it
     created REAL NOT NULL,
@@ -198,7 +198,9 @@ class Store:
             raise ExplorerError(f"{self.path}: run {key} is not pending")
 
     def finish(self, outcome):
-        """Record a worker's outcome over the row this driver started; False if there is none."""
+        """Record a worker's outcome over the row this driver started; False if there is none.
+        ``attempts`` counts the tries an executor made by itself too (``node_retries``: a Ray
+        run whose node died, run again on another)."""
         done = outcome["state"] == "done"
         result = dict(outcome.get("result") or {})
         curve = result.pop("curve", None)
@@ -206,13 +208,15 @@ class Store:
             return bool(self.db.execute(
                 "UPDATE runs SET state = ?, failure = ?, reason = ?, metrics = ?, curve = ?, "
                 "result = ?, host = COALESCE(?, host), worker = COALESCE(?, worker), "
-                "finished = ?, seconds = ? WHERE key = ? AND state = 'running' AND driver = ?",
+                "finished = ?, seconds = ?, attempts = attempts + ? "
+                "WHERE key = ? AND state = 'running' AND driver = ?",
                 (outcome["state"], None if done else outcome["failure"],
                  None if done else outcome["reason"],
                  json.dumps(outcome.get("metrics")) if done else None,
                  json.dumps(curve) if done else None, json.dumps(result) if done else None,
                  outcome.get("host"), outcome.get("worker"), time.time(),
-                 outcome.get("seconds"), outcome["key"], self.driver)).rowcount)
+                 outcome.get("seconds"), outcome.get("node_retries", 0), outcome["key"],
+                 self.driver)).rowcount)
 
     def release(self):
         """Put every run this driver started and has not finished back to pending (it is

@@ -298,7 +298,7 @@ def test_the_device_figures_are_printed_beside_the_prediction():
 
 
 def test_ray_asks_for_a_gpu_per_run_on_cuda():
-    from explorer.sweep.ray_executor import RaySession
+    from explorer.sweep.ray_session import RaySession
 
     asked = []
 
