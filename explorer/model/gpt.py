@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from explorer.errors import ExplorerError, ParamError, PluginError
+from explorer.model.parametrization import apply_initialisation, output_multiplier
 from explorer.model.stack import StackPlan, plan_of_spec, shared_tensors
 
 
@@ -98,6 +99,7 @@ class GPTModel(nn.Module):
         self.final_norm = ctx.make("norm", dim=cfg.emb_dim)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
         self.out_head.explorer_kind = "output_head"
+        self.output_multiplier = output_multiplier(cfg)  # μP: 1 / width multiplier, else 1
         tie = ctx.make("weight_tying")
         if tie is not None:
             tie(self)
@@ -166,6 +168,8 @@ class GPTModel(nn.Module):
             x = x[:, -1:]  # (B, 1, C)
         x = self.final_norm(x)
         logits = self.out_head(x)  # (B, T, vocab_size)
+        if self.output_multiplier != 1.0:  # μP's output multiplier
+            logits = logits * self.output_multiplier
         if self.config.logit_softcap:  # Gemma 2: squash into (-c, c)
             cap = self.config.logit_softcap
             logits = cap * torch.tanh(logits / cap)
@@ -214,7 +218,9 @@ def build_model(spec, seed=None, device=None, *, fork_rng=True, compact=False):
     device = torch.device(device) if device is not None else None
     with seeded(spec.seed if seed is None else seed, device, fork_rng):
         with device if device is not None else contextlib.nullcontext():
-            return _compact_model(ctx) if compact else GPTModel(ctx)
+            model = _compact_model(ctx) if compact else GPTModel(ctx)
+    # μP rescales the standard initialisation (drawing nothing): explorer.model.parametrization
+    return apply_initialisation(model, spec) if spec.model.parametrization == "mup" else model
 
 
 def _compact_model(ctx):
