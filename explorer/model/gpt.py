@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from explorer.errors import ExplorerError, ParamError, PluginError
-from explorer.model.parametrization import apply_initialisation, output_multiplier
+from explorer.model.parametrization import (apply_initialisation, output_multiplier,
+                                            parameter_roles, widened)
 from explorer.model.stack import StackPlan, plan_of_spec, shared_tensors
 
 
@@ -219,8 +220,17 @@ def build_model(spec, seed=None, device=None, *, fork_rng=True, compact=False):
     with seeded(spec.seed if seed is None else seed, device, fork_rng):
         with device if device is not None else contextlib.nullcontext():
             model = _compact_model(ctx) if compact else GPTModel(ctx)
+    m = spec.model.width_multiplier  # μP away from its base width; 1.0 otherwise
+    if m == 1.0 or any(p.device.type == "meta" for p in model.parameters()):
+        return model  # nothing to scale, or no values to scale (a model of shapes)
     # μP rescales the standard initialisation (drawing nothing): explorer.model.parametrization
-    return apply_initialisation(model, spec) if spec.model.parametrization == "mup" else model
+    return apply_initialisation(model, mup_roles(model, spec), m)
+
+
+def mup_roles(model, spec):
+    """μP's role of each of ``model``'s parameters (:mod:`explorer.model.parametrization`):
+    its shapes against those of ``spec`` built at twice the width on the meta device."""
+    return parameter_roles(model, build_model(widened(spec), device="meta"))
 
 
 def _compact_model(ctx):

@@ -28,8 +28,8 @@ same at the base width): the built-in attentions read ``ctx.config.parametrizati
 ``ctx.config.width_multiplier`` when they are built (docs/plugins.md).
 
 Which dimensions grow is found, by default, by building the same spec at twice the width on the
-meta device (no memory, no random numbers) and comparing every parameter's shape: a dimension
-that differs grows with the width. A component whose parameters do not follow that rule (a
+meta device (no memory, no random numbers: :func:`explorer.model.gpt.mup_roles`) and comparing
+every parameter's shape: a dimension that differs grows with the width. A component whose parameters do not follow that rule (a
 dimension that grows but not with emb_dim, say) declares roles itself with a method
 ``explorer_mup_roles()`` -> ``{parameter name: "matrix_like" | "vector_like"}``, the names as its
 own ``named_parameters()`` gives them; the nearest declaring module wins.
@@ -50,7 +50,7 @@ def is_mup(config):
 
 def widened(spec, factor=2):
     """``spec`` with ``emb_dim`` multiplied by ``factor`` and everything else the same (the
-    coordinate check and the shape comparison use it)."""
+    twin whose shapes :func:`parameter_roles` compares)."""
     return with_width(spec, spec.model.emb_dim * factor)
 
 
@@ -59,28 +59,21 @@ def with_width(spec, width):
     return dataclasses.replace(spec, model=dataclasses.replace(spec.model, emb_dim=width))
 
 
-def growing_dimensions(model, spec):
-    """``{parameter name: number of its dimensions that grow with the width}``: ``model``'s
-    shapes against those of ``spec`` built at twice the width on the meta device."""
-    from explorer.model.gpt import build_model
-
-    twin = dict(build_model(widened(spec), device="meta").named_parameters())
-    counts = {}
+def parameter_roles(model, twin):
+    """``{parameter name: role}`` for every parameter of ``model`` (each tensor once, by the
+    name ``named_parameters()`` gives it), as the module docstring says. ``twin``: the same
+    spec built at another width (:func:`explorer.model.gpt.mup_roles` builds it at twice the
+    width, on the meta device); a dimension whose size differs grows with the width."""
+    shapes = dict(twin.named_parameters())
+    roles = {}
     for name, p in model.named_parameters():
-        other = twin.get(name)
+        other = shapes.get(name)
         if other is None or other.dim() != p.dim():
             raise PluginError(f"μP: parameter {name} {tuple(p.shape)} has no counterpart in the "
-                              f"same spec at twice the width; declare its role with "
+                              f"same spec at another width; declare its role with "
                               f"{ROLES_METHOD}() (docs/plugins.md)")
-        counts[name] = sum(a != b for a, b in zip(p.shape, other.shape))
-    return counts
-
-
-def parameter_roles(model, spec):
-    """``{parameter name: role}`` for every parameter of ``model`` (each tensor once, by the
-    name ``named_parameters()`` gives it), as the module docstring says."""
-    roles = {name: MATRIX_LIKE if n >= 2 else VECTOR_LIKE
-             for name, n in growing_dimensions(model, spec).items()}
+        growing = sum(a != b for a, b in zip(p.shape, other.shape))
+        roles[name] = MATRIX_LIKE if growing >= 2 else VECTOR_LIKE
     for prefix, module in model.named_modules():  # parents first: a nearer declaration wins
         declare = getattr(module, ROLES_METHOD, None)
         if not callable(declare):
@@ -104,17 +97,13 @@ def head_is_tied(model):
     return model.out_head.weight is model.tok_emb.weight
 
 
-def apply_initialisation(model, spec):
-    """Turn ``model``'s fresh standard initialisation into μP's, in place (no random numbers
-    drawn): the untied head's weights times ``sqrt(m)``, each matrix-like ``nn.Linear``'s bias
-    times ``sqrt(m)``."""
+def apply_initialisation(model, roles, m):
+    """Turn ``model``'s fresh standard initialisation into μP's at width multiplier ``m``, in
+    place (no random numbers drawn), by ``roles`` (:func:`parameter_roles`): the untied head's
+    weights times ``sqrt(m)``, each matrix-like ``nn.Linear``'s bias times ``sqrt(m)``."""
     import torch
     from torch import nn
 
-    m = spec.model.width_multiplier
-    if m == 1.0 or any(p.device.type == "meta" for p in model.parameters()):
-        return model  # nothing to scale, or no values to scale (a model of shapes)
-    roles = parameter_roles(model, spec)
     names = {id(p): name for name, p in model.named_parameters()}
     with torch.no_grad():
         for module in model.modules():
@@ -128,15 +117,15 @@ def apply_initialisation(model, spec):
     return model
 
 
-def optimizer_groups(model, spec, weight_decay):
+def optimizer_groups(model, config, weight_decay, roles=None):
     """What the training loop hands AdamW: ``model.parameters()`` under the standard
-    parametrization (every number as before); under μP one group per role, each with an
-    ``lr_scale`` the loop multiplies the scheduled learning rate by (``1 / m`` for matrix-like
-    parameters) and its weight decay (``weight_decay * m`` for them)."""
-    if not is_mup(spec.model):
+    parametrization (every number as before); under μP (``config``, a ModelConfig) one group
+    per role of ``roles`` (:func:`explorer.model.gpt.mup_roles`), each with an ``lr_scale`` the
+    loop multiplies the scheduled learning rate by (``1 / m`` for matrix-like parameters) and
+    its weight decay (``weight_decay * m`` for them)."""
+    if not is_mup(config):
         return model.parameters()
-    m = spec.model.width_multiplier
-    roles = parameter_roles(model, spec)
+    m = config.width_multiplier
     named = dict(model.named_parameters())
     groups = []
     for role in (MATRIX_LIKE, VECTOR_LIKE, OUTPUT):

@@ -51,7 +51,8 @@ from torch.nn import functional as F
 
 from explorer.training.compilation import compile_errors, compile_model
 from explorer.model.contracts import aux_loss, stats
-from explorer.model.parametrization import optimizer_groups
+from explorer.model.gpt import mup_roles
+from explorer.model.parametrization import is_mup, optimizer_groups
 from explorer.training.corpus import load_corpus, tokenize, unigram_baseline, windows
 from explorer.training.devices import autocast, grad_scaler, resolve_device, synchronize
 from explorer.errors import ExplorerError
@@ -161,8 +162,9 @@ class _Run:
         self.batches = torch.Generator(device=device).manual_seed(derive_seed(seed, "batches"))
         self.offsets = torch.arange(s, device=device)
         # μP: a group per parameter role, each with its lr_scale (explorer.model.parametrization)
-        self.optimizer = adamw(optimizer_groups(model, spec, config.weight_decay), config.lr,
-                               config.weight_decay)
+        roles = mup_roles(model, spec) if is_mup(spec.model) else None
+        self.optimizer = adamw(optimizer_groups(model, spec.model, config.weight_decay, roles),
+                               config.lr, config.weight_decay)
         self.scaler = grad_scaler(device, config.dtype)
         self.precision = lambda: autocast(device, config.dtype)
         self.forward = compile_model(model, "train.compile") if config.compile else model

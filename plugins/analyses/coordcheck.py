@@ -60,13 +60,14 @@ def _check_width(ctx, width, batches, lr):
     """RMS per step and layer of the spec at ``width``."""
     from torch.nn import functional as F
 
-    from explorer.model.gpt import build_model
-    from explorer.model.parametrization import optimizer_groups, with_width
+    from explorer.model.gpt import build_model, mup_roles
+    from explorer.model.parametrization import is_mup, optimizer_groups, with_width
     from explorer.training.loop import adamw
 
     spec = with_width(ctx.spec, width)
     model = build_model(spec).to(ctx.device)
-    optimizer = adamw(optimizer_groups(model, spec, 0.0), lr, 0.0)
+    roles = mup_roles(model, spec) if is_mup(spec.model) else None
+    optimizer = adamw(optimizer_groups(model, spec.model, 0.0, roles), lr, 0.0)
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
     seen = []

@@ -9,7 +9,8 @@ import torch
 
 import explorer
 from explorer.errors import PluginError
-from explorer.model.parametrization import optimizer_groups, parameter_roles
+from explorer.model.gpt import mup_roles
+from explorer.model.parametrization import optimizer_groups
 from explorer.training.corpus import tokenize
 from explorer.model.tokenizer import get_tokenizer
 from explorer.training.loop import train
@@ -46,7 +47,7 @@ def test_standard_is_the_default(make_spec):
 
 def test_roles_of_the_tiny_model(make_spec):
     spec = make_spec(model=MUP)
-    roles = parameter_roles(explorer.build_model(spec), spec)
+    roles = mup_roles(explorer.build_model(spec), spec)
     # By hand: a weight matrix of a block grows in both dimensions (64 x 64, or 256 x 64 for the
     # FFN's 4 x emb_dim); embeddings (256 x 64, 32 x 64), biases and norm gains in one; the
     # untied head (256 x 64) is the output.
@@ -61,7 +62,7 @@ def test_roles_of_the_tiny_model(make_spec):
 
 def test_a_tied_head_is_the_embedding(make_spec):
     spec = make_spec(model=MUP, weight_tying="tied")
-    roles = parameter_roles(explorer.build_model(spec), spec)
+    roles = mup_roles(explorer.build_model(spec), spec)
     assert roles["tok_emb.weight"] == "vector_like" and "output" not in roles.values()
 
 
@@ -82,7 +83,8 @@ def test_mup_initialisation_by_hand(make_spec):
 def test_adamw_groups_by_hand(make_spec):
     spec = make_spec(model=MUP)
     model = explorer.build_model(spec)
-    groups = {g["role"]: g for g in optimizer_groups(model, spec, weight_decay=0.1)}
+    groups = {g["role"]: g for g in optimizer_groups(model, spec.model, 0.1,
+                                                     mup_roles(model, spec))}
     names = {id(p): n for n, p in model.named_parameters()}
     assert {names[id(p)] for p in groups["matrix_like"]["params"]} == block_names(BLOCK_MATRICES)
     assert (groups["matrix_like"]["lr_scale"], groups["matrix_like"]["weight_decay"]) == (
@@ -91,7 +93,7 @@ def test_adamw_groups_by_hand(make_spec):
     assert [names[id(p)] for p in groups["output"]["params"]] == ["out_head.weight"]
     assert groups["output"]["lr_scale"] == 1.0
     standard = make_spec(model=STANDARD)
-    plain = optimizer_groups(explorer.build_model(standard), standard, 0.1)
+    plain = optimizer_groups(explorer.build_model(standard), standard.model, 0.1)
     assert not isinstance(next(iter(plain)), dict)  # the standard model: every tensor, one group
 
 
@@ -158,14 +160,14 @@ def test_a_component_declares_its_roles(make_spec):
     model = explorer.build_model(spec)
     ffn = model.trf_blocks[0].ff
     ffn.explorer_mup_roles = lambda: {"layers.0.weight": "vector_like"}
-    roles = parameter_roles(model, spec)
+    roles = mup_roles(model, spec)
     assert roles["trf_blocks.0.ff.layers.0.weight"] == "vector_like"
     assert roles["trf_blocks.1.ff.layers.0.weight"] == "matrix_like"  # not declared there
     ffn.explorer_mup_roles = lambda: {"layers.0.weight": "output"}
     with pytest.raises(PluginError, match=r"declares 'layers.0.weight': 'output'; expected one "
                                           r"of its parameters .* with a role vector_like or "
                                           r"matrix_like"):
-        parameter_roles(model, spec)
+        mup_roles(model, spec)
 
 
 @pytest.mark.parametrize("model_keys, message", [
