@@ -76,8 +76,13 @@ class ModelConfig:
         return self.emb_dim / self.base_width
 
     def to_dict(self):
-        """The model keys as plain data, in field order (dropout as a mapping)."""
-        return asdict(self)
+        """The model keys as plain data, in field order (dropout as a mapping). The μP keys only
+        under μP: a standard spec's document (what reports print, checkpoints carry and a
+        sweep's run keys hash) stays what it was before they existed."""
+        doc = asdict(self)
+        if self.parametrization == "standard":
+            del doc["parametrization"], doc["base_width"]
+        return doc
 
 
 @dataclass(frozen=True)

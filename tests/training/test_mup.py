@@ -198,3 +198,13 @@ def test_hugging_face_layouts_refuse_mup_away_from_its_base(make_spec):
     with pytest.raises(hf_llama_layout._Unsupported, match="mup away from its base width"):
         hf_deepseek_layout.choose(spec)
     assert hf_gpt2.unsupported(make_spec(model={**MUP, "emb_dim": 16})) is None  # m = 1
+
+
+def test_a_standard_spec_document_is_what_it_was(make_spec):
+    """The μP keys appear in a spec's document (reports, checkpoints, a sweep's run keys) only
+    under μP: a standard spec hashes to the run key it had before they existed."""
+    assert list(make_spec().to_dict()["model"]) == [
+        "vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias", "dropout",
+        "scale_embeddings", "logit_softcap"]
+    model = make_spec(model=MUP).to_dict()["model"]
+    assert (model["parametrization"], model["base_width"]) == ("mup", 16)
