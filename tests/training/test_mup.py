@@ -208,3 +208,21 @@ def test_a_standard_spec_document_is_what_it_was(make_spec):
         "scale_embeddings", "logit_softcap"]
     model = make_spec(model=MUP).to_dict()["model"]
     assert (model["parametrization"], model["base_width"]) == ("mup", 16)
+
+
+def test_a_mup_checkpoint_names_the_parametrization_it_needs(make_spec, tmp_path):
+    """μP's weights mean something else under the standard parametrization (the output
+    multiplier, 1/d attention): loading them into a standard spec is refused by name, and into
+    the μP spec they were saved with gives the same logits."""
+    from explorer import ExplorerError
+    from explorer.weights import save_checkpoint
+
+    spec = make_spec(model=MUP)
+    model = explorer.build_model(spec)
+    path = save_checkpoint(model, spec, tmp_path / "mup.safetensors")
+    with pytest.raises(ExplorerError, match=r"saved with model\.parametrization: mup but the "
+                                            r"spec has standard"):
+        explorer.load_model(make_spec(model=STANDARD), path)
+    ids = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        torch.testing.assert_close(explorer.load_model(spec, path)(ids), model(ids))
