@@ -426,13 +426,10 @@ def mup_transfer():
     """The reduced mup_transfer sweep: the best learning rate per width under each
     parametrization, and docs/img/mup_transfer.png."""
     import math
-    import time
 
     from explorer.sweep import run_sweep
 
-    start = time.perf_counter()
-    report = run_sweep(mup_transfer_sweep(), db=MUP_TRANSFER_STORE)
-    took = time.perf_counter() - start
+    report = run_sweep(mup_transfer_sweep(), db=MUP_TRANSFER_STORE, workers=2)
     best = best_learning_rates(report)
     draw_mup_transfer(best, ROOT / "docs" / "img" / "mup_transfer.png")
     widths = list(best["mup"])
@@ -446,11 +443,12 @@ def mup_transfer():
             f"{lr:.3g} ({best[parametrization][w][1]:.3f})" for w, lr in zip(widths, lrs))
             + f" | {span} grid step{'s' if span != 1 else ''} |")
     runs = len(report["points"])
-    note = (f"(the best learning rate per width, with its final validation loss; docs/figures.py "
-            f"mup-transfer: sweeps/mup_transfer.yaml at widths {', '.join(map(str, widths))} "
-            f"and {MUP_TRANSFER_STEPS} steps, {runs} runs of one seed"
-            + (f", {took / 60:.0f} minutes on a {machine()} with other jobs beside it"
-               if took > 60 else "") + ")")
+    seconds = sum(p["costs"]["seconds_per_run"] for p in report["points"])
+    note = (f"(the best learning rate per width, with its final validation loss in brackets; "
+            f"`python docs/figures.py --write mup-transfer`: sweeps/mup_transfer.yaml at widths "
+            f"{', '.join(map(str, widths))} and {MUP_TRANSFER_STEPS} steps, {runs} runs of one "
+            f"seed, {seconds / 60:.0f} minutes of training at one thread a run, two at once, on a "
+            f"{machine()} busy with other jobs)")
     return ("\n".join(rows) + f"\n\n{note}\n\n"
             "![Final validation loss against the learning rate per width, standard and μP]"
             "(docs/img/mup_transfer.png)")
