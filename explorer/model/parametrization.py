@@ -29,10 +29,11 @@ same at the base width): the built-in attentions read ``ctx.config.parametrizati
 
 Which dimensions grow is found, by default, by building the same spec at twice the width on the
 meta device (no memory, no random numbers: :func:`explorer.model.gpt.mup_roles`) and comparing
-every parameter's shape: a dimension that differs grows with the width. A component whose parameters do not follow that rule (a
-dimension that grows but not with emb_dim, say) declares roles itself with a method
-``explorer_mup_roles()`` -> ``{parameter name: "matrix_like" | "vector_like"}``, the names as its
-own ``named_parameters()`` gives them; the nearest declaring module wins.
+every parameter's shape: a dimension that differs grows with the width. A component whose
+parameters do not follow that rule (a dimension that grows but not with emb_dim, say) declares
+roles itself with a method ``explorer_mup_roles()`` -> ``{parameter name: "matrix_like" |
+"vector_like"}``, the names as its own ``named_parameters()`` gives them; the nearest declaring
+module wins.
 """
 
 import dataclasses

@@ -85,10 +85,10 @@ FUSED_ADAMW_DEVICES = ("cpu", "cuda", "mps", "xpu")
 
 
 def adamw(params, lr, weight_decay):
-    """``torch.optim.AdamW`` (of tensors or parameter groups) with its fused kernel (one pass over each parameter tensor instead
-    of a dozen foreach passes: about 6x faster on gpt2_small's 163M parameters on the CPU)
-    where every parameter's device has it, else torch's default implementation. The two agree
-    to ~1e-7 (tests/model/test_fast_path.py)."""
+    """``torch.optim.AdamW`` (of tensors, or of parameter groups) with its fused kernel (one
+    pass over each parameter tensor instead of a dozen foreach passes: about 6x faster on
+    gpt2_small's 163M parameters on the CPU) where every parameter's device has it, else torch's
+    default implementation. The two agree to ~1e-7 (tests/model/test_fast_path.py)."""
     params = list(params)
     tensors = [p for group in params for p in group["params"]] \
         if params and isinstance(params[0], dict) else params  # parameter groups (μP)
