@@ -155,6 +155,56 @@ def test_mup_at_its_base_width_is_the_standard_model(make_spec, corpus):
     assert results[0] == results[1]
 
 
+# A third-party FFN whose hidden size is a fixed parameter, and a learned per-channel gate it
+# keeps as an (emb_dim, 1) matrix: by shape alone the gate has one growing dimension, by its own
+# declaration it is a matrix (to show the declaration wins), and its hidden layer is what the
+# twin finds.
+GATED_FFN = '''
+import torch
+from torch import nn
+
+import explorer
+
+
+class GatedFFN(nn.Module):
+    def __init__(self, ctx, hidden):
+        super().__init__()
+        d = ctx.config.emb_dim
+        self.up = nn.Linear(d, hidden)
+        self.down = nn.Linear(hidden, d)
+        self.gate = nn.Parameter(torch.ones(d, 1))
+
+    def forward(self, x):
+        return self.down(torch.relu(self.up(x))) * self.gate[:, 0]
+
+    def explorer_mup_roles(self):
+        return {"gate": "matrix_like"}
+
+
+@explorer.hookimpl
+def explorer_components():
+    return [explorer.Component("ffn", "gated", GatedFFN, (explorer.Param("hidden", int, 32),),
+                               "an FFN of fixed hidden size with a gate")]
+'''
+
+
+def test_a_plugin_component_declares_its_roles(write_spec, tmp_path):
+    from tests.helpers import TINY_MODEL
+
+    (tmp_path / "gated_ffn.py").write_text(GATED_FFN)
+    spec = explorer.load_spec(write_spec({
+        "name": "gated", "tokenizer": "bytes", "plugins": ["gated_ffn.py"],
+        "model": {**TINY_MODEL, **MUP}, "components": {"ffn": "gated"}}))
+    model = explorer.build_model(spec)
+    roles = mup_roles(model, spec)
+    # The hidden size (32) is fixed: each projection has one growing dimension, vector-like; the
+    # gate is what the component declares.
+    assert [roles[f"trf_blocks.0.ff.{n}"] for n in ("up.weight", "down.weight", "gate")] == [
+        "vector_like", "vector_like", "matrix_like"]
+    groups = {g["role"]: g for g in optimizer_groups(model, spec.model, 0.0, roles)}
+    assert any(p is model.trf_blocks[1].ff.gate for p in groups["matrix_like"]["params"])
+
+
 def test_a_component_declares_its_roles(make_spec):
     spec = make_spec(model=MUP)
     model = explorer.build_model(spec)
