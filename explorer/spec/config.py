@@ -60,8 +60,9 @@ class ModelConfig:
                                   "learning rates, output multiplier, 1/d attention)", "standard",
                                   choices=PARAMETRIZATIONS,
                                   valid="standard or mup (mup also needs model.base_width)")
-    base_width: int = option("the emb_dim μP's hyperparameters were tuned at (parametrization "
-                             "mup: equal to standard there); 0 = none", 0, min=0, max=2**17)
+    base_width: int = option("the emb_dim the hyperparameters were tuned at, which μP scales "
+                             "from (at it, μP is the standard model); 0 = none", 0, min=0,
+                             max=2**17)
 
     @property
     def head_dim(self):
