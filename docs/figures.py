@@ -411,6 +411,98 @@ def length_extrapolation():
             f"{machine()}, shared with other work.")
     return "\n".join(table) + "\n\n" + note
 
+# sweeps/mup_transfer.yaml cut to what a 2-core machine trains in well under an hour: widths 64
+# to 256 (not 512) and 150 steps (not 300); the store keeps what ran (sweeps/*.sqlite).
+MUP_TRANSFER_WIDTHS = (64, 128, 256)
+MUP_TRANSFER_STEPS = 150
+MUP_TRANSFER_STORE = ROOT / "sweeps" / "mup_transfer_reduced.sqlite"
+
+
+def mup_transfer_sweep():
+    """The reduced sweep the mup-transfer figure runs."""
+    from dataclasses import replace
+
+    from explorer.sweep import load_sweep
+    from explorer.sweep.sweepfile import with_options
+
+    sweep = load_sweep(ROOT / "sweeps" / "mup_transfer.yaml")
+    sweep = replace(sweep, grid={**sweep.grid, "model.emb_dim": MUP_TRANSFER_WIDTHS})
+    return with_options(sweep, budget={"steps": MUP_TRANSFER_STEPS})
+
+
+def best_learning_rates(report):
+    """``{parametrization: {width: (best lr, its final validation loss, {lr: loss})}}`` of a
+    mup_transfer report (one seed: the mean is the run's loss)."""
+    losses = {}
+    for point in report["points"]:
+        config = point["config"]
+        key = (config["model.parametrization"], config["model.emb_dim"])
+        losses.setdefault(key, {})[config["train.lr"]] = point["final_val_loss"]["mean"]
+    out = {}
+    for (parametrization, width), by_lr in sorted(losses.items()):
+        best = min(by_lr, key=lambda lr: (by_lr[lr], lr))
+        out.setdefault(parametrization, {})[width] = (best, by_lr[best], by_lr)
+    return out
+
+
+def draw_mup_transfer(best, path):
+    """Final validation loss against the learning rate, a line per width, a panel per
+    parametrization (the picture of Yang et al.'s Figure 1)."""
+    from matplotlib.figure import Figure
+
+    from explorer.analysis.plots import WIDTH, legend_below, save, series_style
+
+    fig = Figure(layout="constrained")
+    fig.set_size_inches(WIDTH, 3.2)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, parametrization in zip(axes, ("standard", "mup")):
+        for i, (width, (lr, loss, by_lr)) in enumerate(best[parametrization].items()):
+            lrs = sorted(by_lr)
+            style = series_style(i)
+            ax.plot(lrs, [by_lr[x] for x in lrs], label=f"width {width}", **style)
+            ax.plot([lr], [loss], marker="*", markersize=12, color=style["color"])
+        ax.set_xscale("log", base=2)
+        ax.set_title("μP (base width 64)" if parametrization == "mup" else "standard",
+                     fontsize=10)
+        ax.set_xlabel("learning rate")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("final validation loss")
+    legend_below(fig)
+    save(fig, path)
+
+
+@figure("mup-transfer", slow=True)
+def mup_transfer():
+    """The reduced mup_transfer sweep: the best learning rate per width under each
+    parametrization, and docs/img/mup_transfer.png."""
+    import math
+
+    from explorer.sweep import run_sweep
+
+    report = run_sweep(mup_transfer_sweep(), db=MUP_TRANSFER_STORE, workers=2)
+    best = best_learning_rates(report)
+    draw_mup_transfer(best, ROOT / "docs" / "img" / "mup_transfer.png")
+    widths = list(best["mup"])
+    rows = ["| parametrization | " + " | ".join(f"width {w}" for w in widths)
+            + " | best lr moves by |",
+            "|---|" + "---|" * (len(widths) + 1)]
+    for parametrization in ("standard", "mup"):
+        lrs = [best[parametrization][w][0] for w in widths]
+        span = round(math.log2(max(lrs) / min(lrs)))
+        rows.append(f"| {parametrization} | " + " | ".join(
+            f"{lr:.3g} ({best[parametrization][w][1]:.3f})" for w, lr in zip(widths, lrs))
+            + f" | {span} grid step{'s' if span != 1 else ''} |")
+    runs = len(report["points"])
+    seconds = sum(p["costs"]["seconds_per_run"] for p in report["points"])
+    note = (f"(the best learning rate per width, with its final validation loss in brackets; "
+            f"`python docs/figures.py --write mup-transfer`: sweeps/mup_transfer.yaml at widths "
+            f"{', '.join(map(str, widths))} and {MUP_TRANSFER_STEPS} steps, {runs} runs of one "
+            f"seed, {seconds / 60:.0f} minutes of training at one thread a run, two at once, on a "
+            f"{machine()} busy with other jobs)")
+    return ("\n".join(rows) + f"\n\n{note}\n\n"
+            "![Final validation loss against the learning rate per width, standard and μP]"
+            "(docs/img/mup_transfer.png)")
+
 
 @figure("gradflow-picture", slow=True)
 def gradflow_picture():

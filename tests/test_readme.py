@@ -115,6 +115,9 @@ NOT_RUN = {
         "needs OpenAI's GPT-2 weights",
     "explorer build gpt2.safetensors --only params": "needs the file the export above writes",
     "explorer export gpt2.safetensors --to hf gpt2-hf/": "needs the file the export above writes",
+    "explorer build specs/tiny.yaml --set model.parametrization=mup --set model.base_width=64 "
+    "--set model.n_layers=2 --only coordcheck --html coordcheck.html":
+        "trains 4 widths up to 512; tests/analysis/test_coordcheck.py runs it at 64 and 512",
     "explorer export specs/llama_style.yaml --to hf llama-hf/":
         "writes 611 MB of weights; tests/weights/test_hf_llama.py exports tiny Llama-family specs",
 }

@@ -18,7 +18,9 @@ return (``forward(x, pos, positions, cache=None)``):
 2. Normalise queries and keys, if it does (QK-norm), then call ``pos.rotate(q, k, positions)``
    with the keys still at ``nkv`` heads, before they are repeated to ``nh``.
 3. Score ``q . k / sqrt(hs)`` and add ``pos.bias(q_positions, k_positions)`` (nh, Tq, Tk) to the
-   scaled scores, the way ``scaled_dot_product_attention`` adds a float ``attn_mask``.
+   scaled scores, the way ``scaled_dot_product_attention`` adds a float ``attn_mask``. Under μP
+   (``ctx.config.parametrization == "mup"``) a head size that grows with the width scores by
+   1/d instead: :func:`explorer.model.parametrization.attention_scale`.
 4. Mask with :func:`causal_mask`, computed from the absolute positions of queries and keys (not
    from ``[:T, :T]``), so a KV cache that passes ``positions = offset + arange(T)`` and keeps
    earlier keys works unchanged.

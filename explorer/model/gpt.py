@@ -13,6 +13,8 @@ from torch import nn
 
 from explorer.errors import ExplorerError, ParamError, PluginError
 from explorer.model.contracts import max_positions
+from explorer.model.parametrization import (apply_initialisation, output_multiplier,
+                                            parameter_roles, widened)
 from explorer.model.stack import StackPlan, plan_of_spec, shared_tensors
 
 
@@ -100,6 +102,7 @@ class GPTModel(nn.Module):
         self.final_norm = ctx.make("norm", dim=cfg.emb_dim)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
         self.out_head.explorer_kind = "output_head"
+        self.output_multiplier = output_multiplier(cfg)  # μP: 1 / width multiplier, else 1
         tie = ctx.make("weight_tying")
         if tie is not None:
             tie(self)
@@ -197,6 +200,8 @@ class GPTModel(nn.Module):
             x = x[:, -1:]  # (B, 1, C)
         x = self.final_norm(x)
         logits = self.out_head(x)  # (B, T, vocab_size)
+        if self.output_multiplier != 1.0:  # μP's output multiplier
+            logits = logits * self.output_multiplier
         if self.config.logit_softcap:  # Gemma 2: squash into (-c, c)
             cap = self.config.logit_softcap
             logits = cap * torch.tanh(logits / cap)
@@ -245,7 +250,18 @@ def build_model(spec, seed=None, device=None, *, fork_rng=True, compact=False):
     device = torch.device(device) if device is not None else None
     with seeded(spec.seed if seed is None else seed, device, fork_rng):
         with device if device is not None else contextlib.nullcontext():
-            return _compact_model(ctx) if compact else GPTModel(ctx)
+            model = _compact_model(ctx) if compact else GPTModel(ctx)
+    m = spec.model.width_multiplier  # μP away from its base width; 1.0 otherwise
+    if m == 1.0 or any(p.device.type == "meta" for p in model.parameters()):
+        return model  # nothing to scale, or no values to scale (a model of shapes)
+    # μP rescales the standard initialisation (drawing nothing): explorer.model.parametrization
+    return apply_initialisation(model, mup_roles(model, spec), m)
+
+
+def mup_roles(model, spec):
+    """μP's role of each of ``model``'s parameters (:mod:`explorer.model.parametrization`):
+    its shapes against those of ``spec`` built at twice the width on the meta device."""
+    return parameter_roles(model, build_model(widened(spec), device="meta"))
 
 
 def _compact_model(ctx):

@@ -49,6 +49,7 @@ DEFAULT_PLUGINS = (
     "explorer.plugins.analyses.flops",
     "explorer.plugins.analyses.summary",
     "explorer.plugins.analyses.train",
+    "explorer.plugins.analyses.coordcheck",
 )
 
 hookimpl = pluggy.HookimplMarker("explorer")

@@ -14,6 +14,7 @@ from explorer.spec.layers import resolve, resolve_layer
 MAX_SEED = 2**63 - 1
 SEED = Param("seed", int, 123, "the seed of the initial weights (and of training and sampling)",
              min=0, max=MAX_SEED)
+PARAMETRIZATIONS = ("standard", "mup")
 _RATE = {"min": 0, "max": 1, "exclusive_max": True, "valid": "a dropout rate in [0, 1)"}
 
 
@@ -53,14 +54,36 @@ class ModelConfig:
     logit_softcap: float = option("soft-cap the final logits at this size (0: off; Gemma 2: 30)",
                                   0.0, min=0, valid="0 for no final-logit soft-capping, e.g. "
                                                     "30.0 (Gemma 2)")
+    # How initialisation, learning rates and the two multipliers depend on the width:
+    # explorer.model.parametrization (μP: Yang et al. 2022, Tensor Programs V).
+    parametrization: str = option("standard, or mup: μP scaled from base_width (init, Adam "
+                                  "learning rates, output multiplier, 1/d attention)", "standard",
+                                  choices=PARAMETRIZATIONS,
+                                  valid="standard or mup (mup also needs model.base_width)")
+    base_width: int = option("the emb_dim the hyperparameters were tuned at, which μP scales "
+                             "from (at it, μP is the standard model); 0 = none", 0, min=0,
+                             max=2**17)
 
     @property
     def head_dim(self):
         return self.emb_dim // self.n_heads
 
+    @property
+    def width_multiplier(self):
+        """emb_dim / base_width under μP (what its scalings divide or multiply by); 1.0 under
+        the standard parametrization, whose numbers do not depend on a base."""
+        if self.parametrization != "mup":
+            return 1.0
+        return self.emb_dim / self.base_width
+
     def to_dict(self):
-        """The model keys as plain data, in field order (dropout as a mapping)."""
-        return asdict(self)
+        """The model keys as plain data, in field order (dropout as a mapping). The μP keys only
+        under μP: a standard spec's document (what reports print, checkpoints carry and a
+        sweep's run keys hash) stays what it was before they existed."""
+        doc = asdict(self)
+        if self.parametrization == "standard":
+            del doc["parametrization"], doc["base_width"]
+        return doc
 
 
 @dataclass(frozen=True)

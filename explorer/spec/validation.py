@@ -89,6 +89,10 @@ def _model_config(v, doc, source):
         raise v.error("model.emb_dim", f"emb_dim {config.emb_dim} is not divisible by "
                       f"n_heads {config.n_heads}",
                       "choose emb_dim a multiple of n_heads (head size = emb_dim / n_heads)")
+    if config.parametrization == "mup" and not config.base_width:
+        raise v.error("model.base_width", "missing: parametrization mup scales every width "
+                      "from a base width", "the emb_dim the hyperparameters were tuned at, "
+                      "e.g. base_width: 64")
     return config
 
 

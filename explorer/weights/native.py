@@ -89,7 +89,7 @@ def spec_mismatches(saved, spec):
         diffs.append(("tokenizer", saved.get("tokenizer"), now["tokenizer"]))
     for key, default in _weight_keys().items():
         old = saved.get("model", {}).get(key, default)
-        new = now["model"][key]
+        new = now["model"].get(key, default)  # a standard spec leaves the μP keys out
         if old != new:
             diffs.append((f"model.{key}", old, new))
     comps = saved.get("components", {})

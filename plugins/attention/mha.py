@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from explorer.model.contracts import causal_mask
+from explorer.model.parametrization import attention_scale
 
 from ..impl import uses_sdpa
 
@@ -47,6 +48,8 @@ class GroupedQueryAttention(nn.Module):
         self.window = window
         self.softcap = softcap
         self.scale = query_pre_attn_scalar ** -0.5 if query_pre_attn_scalar else None
+        # μP: 1/d instead of 1/sqrt(d) when the head size grows with the width (not set here)
+        self.scale = attention_scale(cfg, hs, grows_with_width=not head_dim, scale=self.scale)
         self.query_pre_attn_scalar = query_pre_attn_scalar or hs  # what the scores divide by
         d, q, kv = cfg.emb_dim, cfg.n_heads * hs, n_kv_heads * hs
         # Created in the book's order (query, key, value, out), so the seed gives its weights.

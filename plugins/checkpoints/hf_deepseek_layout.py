@@ -41,6 +41,9 @@ ROUTING = {"deepseek_v2": {"softmax_topk": (False, "max")},
 
 def choose(spec):
     """The model_type that holds ``spec``; raises _Unsupported with the key that rules both out."""
+    if spec.model.width_multiplier != 1.0:
+        raise _Unsupported("model.parametrization", "is mup away from its base width; DeepSeek "
+                           "has no output multiplier or 1/d attention")
     for kind, names in COMPONENTS.items():
         name = spec.components[kind].name
         if name not in names:

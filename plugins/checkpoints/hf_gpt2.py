@@ -158,6 +158,9 @@ def unsupported(spec):
         return "model.scale_embeddings", "is true; GPT-2 does not scale its embeddings"
     if spec.model.logit_softcap:
         return "model.logit_softcap", f"is {spec.model.logit_softcap}; GPT-2 has none (0.0)"
+    if spec.model.width_multiplier != 1.0:
+        return ("model.parametrization", "is mup away from its base width; GPT-2 has no output "
+                                         "multiplier or 1/d attention")
     if spec.layers:
         return "layers", "sets components per layer; GPT-2's blocks are all alike"
     return None

@@ -87,6 +87,9 @@ def _yaml(value):
 def choose(spec):
     """The model_type that holds ``spec``; raises _Unsupported with the key that rules all out."""
     c, m = spec.components, spec.model
+    if m.width_multiplier != 1.0:
+        raise _Unsupported("model.parametrization", "is mup away from its base width; the "
+                           "Llama family has no output multiplier or 1/d attention")
     for kind, names in COMPONENTS.items():
         if c[kind].name not in names:
             raise _Unsupported(f"components.{kind}", f"is {c[kind].name}; the Llama family has "

@@ -91,7 +91,7 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     assert proc.stderr.strip() == (
         f"Error: {bad}: model.n_head: unknown key; did you mean 'n_heads'? valid keys: vocab_size, "
         "context_length, emb_dim, n_heads, n_layers, qkv_bias, drop_rate, dropout, "
-        "scale_embeddings, logit_softcap")
+        "scale_embeddings, logit_softcap, parametrization, base_width")
     assert proc.stdout == ""
 
 

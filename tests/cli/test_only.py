@@ -65,8 +65,8 @@ def test_compare_refuses_a_name_one_spec_lacks_naming_that_spec(specs, capsys):
     code, out, err = run_cli(capsys, "compare", with_plugin, plain, "--only", "width")
     assert code == 2 and out == ""
     assert err.splitlines() == [
-        f"Error: {plain}: --only: unknown analysis 'width'; registered: flops, gradflow, memory, "
-        "params, samples, summary, train"]
+        f"Error: {plain}: --only: unknown analysis 'width'; registered: coordcheck, flops, "
+        "gradflow, memory, params, samples, summary, train"]
 
 
 def test_build_refuses_an_unknown_name_in_one_line(specs, capsys):
@@ -74,8 +74,8 @@ def test_build_refuses_an_unknown_name_in_one_line(specs, capsys):
     code, out, err = run_cli(capsys, "build", with_plugin, "--only", "widht")
     assert code == 2 and out == ""
     assert err.splitlines() == [
-        "Error: --only: unknown analysis 'widht'; did you mean 'width'? registered: flops, "
-        "gradflow, memory, params, samples, summary, train, width"]
+        "Error: --only: unknown analysis 'widht'; did you mean 'width'? registered: "
+        "coordcheck, flops, gradflow, memory, params, samples, summary, train, width"]
 
 
 @pytest.mark.parametrize("command", ["build", "compare"])

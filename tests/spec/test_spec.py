@@ -219,7 +219,8 @@ def test_model_keys_list_drop_rate(write_spec):
     path = write_spec(base_doc(model={**TINY_MODEL, "droprate": 0.1}))
     with pytest.raises(SpecError, match="did you mean 'drop_rate'. valid keys: vocab_size, "
                                         "context_length, emb_dim, n_heads, n_layers, qkv_bias, "
-                                        "drop_rate, dropout, scale_embeddings, logit_softcap$"):
+                                        "drop_rate, dropout, scale_embeddings, logit_softcap, "
+                                        "parametrization, base_width$"):
         explorer.load_spec(path)
 
 
