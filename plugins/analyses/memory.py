@@ -71,6 +71,9 @@ def _kv_cache(ctx, batch_size):
         "bytes_per_token": {p: sum(l["bytes_per_token"][p] for l in layers) for p in BYTES},
         "bytes_full_context": {p: batch_size * sum(l["bytes_per_token"][p] * l["tokens"]
                                                    for l in layers) for p in BYTES},
+        # Recurrent mixers' state (Mamba): per sequence, the same at any length.
+        "state_bytes_per_sequence": {p: sum(l["state_values_per_sequence"] for l in layers)
+                                     * size for p, size in BYTES.items()},
     }
     if len(shapes) > 1:  # layers differ: show each
         result["per_layer"] = layers
@@ -203,7 +206,8 @@ def footprint(ctx, batch_size, seq_len, device):
     if ctx.device.type != "cpu":
         activations["on_device"] = _on_device(ctx, batch_size, seq_len)
     kv = _kv_cache(ctx, batch_size)
-    inference = {p: weights[p] + kv["bytes_full_context"][p] for p in BYTES}
+    inference = {p: weights[p] + kv["bytes_full_context"][p]
+                 + batch_size * kv["state_bytes_per_sequence"][p] for p in BYTES}
     training_total = {
         "fp32": training["fp32"]["total"] + measured["fp32"]["total"],
         "bf16_mixed": training["bf16_mixed"]["total"] + measured["bf16"]["total"],
@@ -305,6 +309,10 @@ def render(result):
         groups.setdefault(text, []).append(layer["layer"])
     lines.extend(f"  layer{'s' if len(ix) > 1 else ''} {index_text(ix)}: {text}"
                  for text, ix in groups.items())
+    state = kv["state_bytes_per_sequence"]
+    if state["fp32"]:
+        lines.append(f"recurrent state: {state['fp32']:,} / {state['bf16']:,} bytes per sequence "
+                     "fp32 / bf16, at any length")
     inf, tr = result["inference_bytes"], result["training_total_bytes"]
     lines.append(f"inference (weights + KV cache)  fp32 {_mb(inf['fp32'])}  bf16 {_mb(inf['bf16'])}")
     lines.append(f"training (AdamW + activations)  fp32 {_mb(tr['fp32'])}  "
