@@ -314,7 +314,8 @@ def render(result):
         lines.append(f"recurrent state: {state['fp32']:,} / {state['bf16']:,} bytes per sequence "
                      "fp32 / bf16, at any length")
     inf, tr = result["inference_bytes"], result["training_total_bytes"]
-    lines.append(f"inference (weights + KV cache)  fp32 {_mb(inf['fp32'])}  bf16 {_mb(inf['bf16'])}")
+    held = "weights + KV cache" + (" + state" if state["fp32"] else "")
+    lines.append(f"inference ({held})  fp32 {_mb(inf['fp32'])}  bf16 {_mb(inf['bf16'])}")
     lines.append(f"training (AdamW + activations)  fp32 {_mb(tr['fp32'])}  "
                  f"bf16_mixed {_mb(tr['bf16_mixed'])}")
     if "training_run" in result:
