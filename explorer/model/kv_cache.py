@@ -139,12 +139,6 @@ class ModelCache:
                                    "forward ignores the cache argument")
 
 
-def state_values_per_sequence(mixer):
-    """Elements of recurrent state one sequence keeps in this token mixer (constant in the
-    tokens seen): its ``state_values_per_sequence``, 0 for one without (softmax attention)."""
-    return getattr(mixer, "state_values_per_sequence", 0) or 0
-
-
 # What an attention exposes for the KV-cache figures (explorer.model.contracts).
 LAYOUT_ATTRIBUTES = ("n_kv_heads", "head_dim", "window")
 
@@ -156,11 +150,11 @@ def cache_layout(model):
     index), ``module`` (its name), ``n_kv_heads``, ``head_dim``, ``window`` (0: none) and
     ``values_per_token``, the elements it caches per token: ``kv_values_per_token`` if the
     module defines it (a latent attention caches fewer), else keys and values,
-    ``2 * n_kv_heads * head_dim``; and ``state_values_per_sequence``, the elements of the
-    recurrent state a mixer carries per sequence whatever its length (Mamba's convolution inputs
-    and state matrices; 0 for softmax attention). Attention modules are found by their
-    ``attention`` kind tag, whatever a block calls them.
+    ``2 * n_kv_heads * head_dim``, and ``state_values_per_sequence``, the elements a recurrent
+    mixer keeps per sequence whatever its length (0 for a softmax attention). Attention modules
+    are found by their ``attention`` kind tag, whatever a block calls them.
     """
+    from explorer.model.contracts import state_values_per_sequence
     from explorer.errors import PluginError
     from explorer.model.kinds import sublayers
     from explorer.model.stack import layer_blocks

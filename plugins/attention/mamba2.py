@@ -187,13 +187,14 @@ class Mamba2Mixer(nn.Module):
                           for i in range(x.shape[1])], dim=1)
 
     def explorer_flops(self, batch, seq_len):
-        """Multiply-adds of the chunked scan that no weight matrix accounts for, per forward of
-        ``batch`` sequences of ``seq_len``: within chunks C.B scores and their use on x (L per
-        token, L the chunk), the chunk-end states, and each chunk start's state read by C."""
+        """Forward FLOPs (2 per multiply-add) of the chunked scan that no weight matrix accounts
+        for, for ``batch`` sequences of ``seq_len`` (explorer.model.contracts): within chunks the
+        C.B scores and their use on x (a chunk's length per token), the chunk-end states, the
+        recurrence across chunk ends, and each chunk start's state read by C."""
         h, p, n, length = self.n_heads, self.head_dim, self.d_state, self.chunk_size
         chunks = -(-seq_len // length)
         padded = chunks * length  # the scan pads the last chunk with zeros
         within = padded * length * h * (n + p)  # scores C.B, then scores . x
         states = 2 * padded * h * p * n  # chunk-end states, and C . start state
         across = (chunks + 1) ** 2 * h * p * n  # the recurrence between chunk ends
-        return batch * (within + states + across)
+        return 2 * batch * (within + states + across)

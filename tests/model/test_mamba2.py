@@ -115,8 +115,8 @@ def test_a_mamba2_spec_trains(mamba_spec):
 
 
 def test_the_flops_method_counts_what_flop_counter_mode_adds_to_the_matrices(mamba_spec):
-    """FlopCounterMode's count of a forward = 2 x (the weight matrices' multiply-adds per token,
-    the depthwise convolution's included, + explorer_flops), at lengths below, at and across
+    """FlopCounterMode's count of a forward = 2 x the weight matrices' multiply-adds per token
+    (the depthwise convolution's included) + explorer_flops, at lengths below, at and across
     the chunk size."""
     _, att = mixer_of(mamba_spec())
     matrices = sum(p.numel() for p in att.parameters() if p.dim() >= 2)
@@ -124,8 +124,8 @@ def test_the_flops_method_counts_what_flop_counter_mode_adds_to_the_matrices(mam
         x = torch.randn(2, length, 16)
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             att(x, None, None)
-        assert counter.get_total_flops() == 2 * (2 * length * matrices
-                                                 + att.explorer_flops(2, length))
+        assert counter.get_total_flops() == (2 * 2 * length * matrices
+                                             + att.explorer_flops(2, length))
 
 
 def test_the_mixer_reports_its_state_size_and_no_kv_cache(mamba_spec):

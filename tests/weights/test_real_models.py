@@ -139,3 +139,14 @@ def test_the_memory_analysis_reports_state_per_sequence_beside_kv_per_token(
     assert kv["bytes_per_token"]["bf16"] == 2 * kv_values_per_token
     cells = load_script("docs/real_models.py").row(SPECS / f"{name}.yaml").split(" | ")
     assert cells[5] == f"{2 * mamba_layers * MAMBA_LAYER_STATE / 2**20:,.1f} MiB"
+
+
+@pytest.mark.parametrize("name", ["mamba_codestral_7b", "nemotron_h_8b"])
+def test_flops_closed_form_equals_flop_counter_mode_on_mamba_and_the_hybrid(name):
+    """The mamba2 layers' explorer_flops (the chunked scan) beside matmuls and the attention
+    layers' Q.K^T: the closed form is what FlopCounterMode counts, at 300 tokens (Mamba-2's
+    chunks of 256 and Nemotron-H's of 128, the last one padded)."""
+    spec = explorer.load_spec(SPECS / f"{name}.yaml", overrides=["analyses.flops.seq_len=300"])
+    flops = explorer.analyze(spec, only=["flops"])["analyses"]["flops"]
+    assert flops["forward_per_token"]["mixer"] > 0
+    assert flops["measured"]["forward_over_closed_form"] == pytest.approx(1.0, abs=1e-9)
