@@ -8,7 +8,12 @@ the older ``hybrid_override_pattern``, one letter a layer): ``linear_attention``
 mixer, ``full_attention`` (*) grouped-query attention without positions, ``mlp`` (-) an
 up/down MLP (``attention: none``); its mixture-of-experts layers (E) are refused. Neither has
 positions (transformers applies no RoPE), so ``positional: none``. Defaults are transformers'
-config classes'. Mamba-2 has no context limit; the spec gets ``CONTEXT`` (Mamba-2's training
+config classes'.
+
+Why Nemotron-H for the hybrid (rather than Granite-4.0-H): its layers are explorer's blocks with
+one sublayer absent, and nothing else; Granite's hybrid adds μP-style multipliers on the
+embeddings, the residual branches, the attention scores and the logits that explorer's blocks
+do not have. Mamba-2 has no context limit; the spec gets ``CONTEXT`` (Mamba-2's training
 length) unless the config names one.
 """
 

@@ -127,3 +127,20 @@ def test_mamba2_heads_must_fill_the_inner_width(tmp_path):
     with pytest.raises(explorer.SpecError, match="num_heads: 4 heads of 8 are not expand \\* "
                                                  "hidden_size = 64"):
         spec_from_hf(tmp_path)
+
+
+def test_config_json_is_checked_against_the_spec(tmp_path):
+    """A spec that differs from config.json where the weights' shapes do not show it (the
+    step's upper limit) is refused naming the key; the chunk size, which changes only how the
+    same function is computed, loads."""
+    from explorer.spec.loading import spec_from_dict
+
+    saved(tmp_path, MAMBA2["plain"]())
+    doc = spec_from_hf(tmp_path).to_dict()
+    doc["components"]["attention"]["chunk_size"] = 3
+    explorer.load_model(spec_from_dict(doc, source="spec.yaml"), tmp_path)
+    doc["components"]["attention"]["dt_limit_max"] = 0.5
+    with pytest.raises(explorer.ExplorerError, match="config.json has components.attention."
+                                                     "dt_limit_max: 0.0 but the spec has "
+                                                     "components.attention.dt_limit_max: 0.5"):
+        explorer.load_model(spec_from_dict(doc, source="spec.yaml"), tmp_path)
