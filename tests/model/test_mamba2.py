@@ -169,3 +169,22 @@ def test_a_block_with_neither_sublayer_is_refused(make_spec):
 def test_heads_that_do_not_split_into_groups_are_refused(mamba_spec):
     with pytest.raises(explorer.SpecError, match="n_groups: 3 groups cannot share 4 heads"):
         mamba_spec({"n_groups": 3})
+
+
+def test_gradflow_and_params_see_each_one_sublayer_block(write_spec):
+    """A Nemotron-H-like stack (Mamba, MLP, attention layers): gradflow reports each block's
+    one sublayer, with a gradient; params counts no norm for the absent ones."""
+    spec = explorer.load_spec(write_spec({
+        "name": "hybrid", "seed": 1, "tokenizer": "bytes", "model": TINY_MODEL | {"n_layers": 3},
+        "components": {"norm": "rmsnorm", "positional": "none", "ffn": "none", "attention": MAMBA},
+        "layers": [{"layers": [1], "components": {"attention": "none", "ffn": "mlp"}},
+                   {"layers": [2], "components": {"attention": {"name": "gqa",
+                                                                "n_kv_heads": 2}}}]}))
+    report = explorer.analyze(spec, only=["gradflow", "params"])
+    assert report["failures"] == {}
+    blocks = report["analyses"]["gradflow"]["per_block"]
+    assert [sorted(set(b) - {"all"}) for b in blocks] == [["attention"], ["ffn"], ["attention"]]
+    assert all(0 < b["all"] < float("inf") for b in blocks)
+    model = explorer.build_model(spec)
+    norms = sum(p.numel() for n, p in model.named_parameters() if ".norm" in n and "att." not in n)
+    assert norms == 3 * 16  # one norm of width 16 per block
