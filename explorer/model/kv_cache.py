@@ -150,8 +150,9 @@ def cache_layout(model):
     index), ``module`` (its name), ``n_kv_heads``, ``head_dim``, ``window`` (0: none) and
     ``values_per_token``, the elements it caches per token: ``kv_values_per_token`` if the
     module defines it (a latent attention caches fewer), else keys and values,
-    ``2 * n_kv_heads * head_dim``. Attention modules are found by their ``attention`` kind tag,
-    whatever a block calls them.
+    ``2 * n_kv_heads * head_dim``, and ``state_values_per_sequence``, the elements a recurrent
+    mixer keeps per sequence whatever its length (0 for a softmax attention). Attention modules
+    are found by their ``attention`` kind tag, whatever a block calls them.
     """
     from explorer.errors import PluginError
     from explorer.model.kinds import sublayers
@@ -173,5 +174,9 @@ def cache_layout(model):
                 values = 2 * module.n_kv_heads * module.head_dim  # keys and values
             layout.append({"layer": i, "module": where, "n_kv_heads": module.n_kv_heads,
                            "head_dim": module.head_dim, "window": module.window,
-                           "values_per_token": values})
+                           "values_per_token": values,
+                           # contracts.state_values_per_sequence, read here directly:
+                           # contracts refers to this module, which must not import it back
+                           "state_values_per_sequence": getattr(
+                               module, "state_values_per_sequence", None) or 0})
     return layout

@@ -1,5 +1,5 @@
 """Built-in attention components: mha and gqa (mha.py beside this), multi-head latent attention
-(mla.py)."""
+(mla.py), Mamba-2's SSD mixer (mamba2.py) and ``none`` (absent.py: a block without a mixer)."""
 
 from explorer import Component, Param, ParamError, hookimpl
 
@@ -99,7 +99,73 @@ def explorer_components():
             description="Multi-head latent attention (DeepSeek-V2/V3): keys and values from a "
                         "cached low-rank latent, with a decoupled RoPE key.",
         ),
+        Component(
+            kind="attention", name="mamba2",
+            factory="explorer.plugins.attention.mamba2:Mamba2Mixer",
+            params=MAMBA2_PARAMS,
+            check=mamba2_shapes_fit,
+            description="Mamba-2's SSD layer (state-space duality): causal conv, per-head "
+                        "decay A and step dt, D skip, gated RMSNorm; chunked in training, "
+                        "recurrent in generation, a fixed-size state instead of a KV cache.",
+        ),
+        Component(
+            kind="attention", name="none", factory="explorer.plugins.attention.absent:NoMixer",
+            check=a_block_keeps_a_sublayer,
+            description="No token mixer: the block is its feed-forward alone (Nemotron-H's "
+                        "MLP layers), with no norm before it.",
+        ),
     ]
+
+
+MAMBA2_PARAMS = (
+    Param("heads", int, 0, "SSM heads; 0 = expand * emb_dim / head_dim (Mamba-2 2.7B: 80; "
+          "Nemotron-H-8B: 128)", min=0),
+    Param("expand", int, 2, "inner width = expand * emb_dim when heads is 0 (Mamba-2: 2)", min=1),
+    Param("head_dim", int, 64, "channels per SSM head, each with its own (head_dim, d_state) "
+          "state (Mamba-2: 64)", min=1),
+    Param("d_state", int, 128, "the state size N: B and C per group (Mamba-2: 128)", min=1),
+    Param("n_groups", int, 1, "groups of B and C, each shared by heads / n_groups heads; also "
+          "the gated norm's groups (Mamba-2 2.7B: 1; Nemotron-H-8B: 8)", min=1),
+    Param("conv_kernel", int, 4, "width of the causal depthwise convolution over x, B, C",
+          min=1),
+    Param("chunk_size", int, 256, "tokens per chunk of the training scan: quadratic within a "
+          "chunk, recurrent across (the same outputs at any size)", min=1, numerics_only=True),
+    Param("conv_bias", bool, True, "a bias on the convolution (Mamba-2: yes)"),
+    Param("bias", bool, False, "biases on in_proj and out_proj (Mamba-2: none)"),
+    Param("norm_eps", float, 1e-5, "epsilon of the gated RMSNorm", min=0, exclusive_min=True),
+    Param("dt_min", float, 0.001, "initial steps are log-uniform in [dt_min, dt_max]",
+          min=0, exclusive_min=True),
+    Param("dt_max", float, 0.1, "see dt_min", min=0, exclusive_min=True),
+    Param("dt_floor", float, 1e-4, "initial steps are at least this", min=0),
+    Param("dt_limit_min", float, 0.0, "clamp softplus(dt + dt_bias) to at least this "
+          "(transformers' time_step_limit[0])", min=0),
+    Param("dt_limit_max", float, 0.0, "clamp the step to at most this; 0 = no limit "
+          "(time_step_limit[1] inf)", min=0),
+)
+
+
+def mamba2_shapes_fit(config, params):
+    """The inner width splits into heads, the heads into groups."""
+    heads, head_dim = params["heads"], params["head_dim"]
+    if not heads:
+        inner = params["expand"] * config.emb_dim
+        if inner % head_dim:
+            raise ParamError("head_dim", f"{head_dim} does not divide the inner width "
+                             f"expand * emb_dim = {inner}", "a divisor of it, e.g. 64, or "
+                             "heads > 0")
+        heads = inner // head_dim
+    if heads % params["n_groups"]:
+        raise ParamError("n_groups", f"{params['n_groups']} groups cannot share {heads} heads",
+                         "a divisor of the heads")
+    if params["dt_min"] > params["dt_max"]:
+        raise ParamError("dt_min", f"{params['dt_min']} is above dt_max {params['dt_max']}")
+
+
+def a_block_keeps_a_sublayer(config, params, choices):
+    """A block with neither a mixer nor a feed-forward would compute nothing."""
+    if choices["ffn"].name == "none":
+        raise ParamError(None, "none with ffn none: the block would compute nothing",
+                         "a token mixer here, or an ffn")
 
 
 def rope_part_is_even(config, params):

@@ -1,5 +1,5 @@
-"""Built-in checkpoint formats (implementations in hf_gpt2.py, hf_llama.py, hf_deepseek.py and
-book.py).
+"""Built-in checkpoint formats (implementations in hf_gpt2.py, hf_llama.py, hf_deepseek.py,
+hf_mamba.py and book.py).
 
 Registered like any third-party format. This module stays light (the callables are
 ``"module:attribute"`` strings) so listing plugins never imports torch.
@@ -13,6 +13,7 @@ _LAYOUT = "explorer.plugins.checkpoints.hf_llama_layout"
 _BOOK = "explorer.plugins.checkpoints.book"
 _DEEPSEEK = "explorer.plugins.checkpoints.hf_deepseek"
 _DEEPSEEK_LAYOUT = "explorer.plugins.checkpoints.hf_deepseek_layout"
+_MAMBA = "explorer.plugins.checkpoints.hf_mamba"
 
 
 @hookimpl
@@ -38,6 +39,13 @@ def explorer_checkpoint_formats():
             check=f"{_LAYOUT}:check", unsupported=f"{_DEEPSEEK_LAYOUT}:unsupported",
             target="hf", from_model=f"{_DEEPSEEK}:from_model",
             config=f"{_DEEPSEEK_LAYOUT}:config",
+        ),
+        CheckpointFormat(
+            name="hf-mamba", title="Hugging Face Mamba-2 / Nemotron-H",
+            description="transformers' mamba2 and nemotron_h (save_pretrained folders, sharded "
+                        "too): the mamba2 mixer, Nemotron-H's attention and MLP layers, one "
+                        "norm a layer; config.json checked against the spec. Read only.",
+            detect=f"{_MAMBA}:detect", to_model=f"{_MAMBA}:to_model", check=f"{_LAYOUT}:check",
         ),
         CheckpointFormat(
             name="hf-llama", title="Hugging Face Llama family",

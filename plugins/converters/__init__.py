@@ -25,6 +25,24 @@ DEEPSEEK_IGNORES = (
     "num_nextn_predict_layers",  # V3's multi-token-prediction module, which transformers omits
     "quantization_config",  # how the published weights are stored (fp8 blocks)
     "pretraining_tp", *MOE_IGNORES)
+# Mamba fields read only when initialising weights.
+MAMBA_INIT = ("time_step_rank",  # Mamba-1's low-rank dt; Mamba-2 projects dt directly
+              "rescale_prenorm_residual", "time_step_init_scheme", "time_step_scale")
+MAMBA2_IGNORES = (
+    *MAMBA_INIT,
+    "residual_in_fp32",  # the residual's dtype: the same in float32, where explorer computes
+    "norm_before_gate",  # transformers' torch code always gates, then normalises
+    "rms_norm")  # transformers' Mamba-2 always uses RMSNorm
+NEMOTRON_IGNORES = (
+    *MAMBA_INIT, "residual_in_fp32",
+    "use_mamba_kernels",  # whether transformers may call mamba-ssm's kernels: the same function
+    "mamba_ssm_cache_dtype",  # the dtype transformers keeps states in while generating
+    "num_logits_to_keep",  # which logits transformers returns while generating
+    "mamba_proj_bias",  # transformers 5 biases the projections by use_bias instead
+    "rms_norm_eps",  # transformers' Nemotron-H normalises with layer_norm_epsilon
+    "attention_head_dim",  # the older name of head_dim, which transformers 5 reads
+    "hidden_dropout",  # transformers' Nemotron-H never applies it
+    "mtp_layers_block_type", *MOE_IGNORES)  # a multi-token-prediction module, refused if present
 
 
 @hookimpl
@@ -59,4 +77,10 @@ def explorer_config_converters():
                         ignores=MOE_IGNORES),
         ConfigConverter("qwen3_moe", f"{_PKG}.qwen_moe:convert", "Qwen3-MoE: Qwen3 with "
                         "routed experts, dense mlp_only_layers", ignores=MOE_IGNORES),
+        ConfigConverter("mamba2", f"{_PKG}.mamba:convert_mamba2", "Mamba-2: the SSD mixer in "
+                        "every layer, no feed-forward, no positions",
+                        ignores=MAMBA2_IGNORES),
+        ConfigConverter("nemotron_h", f"{_PKG}.mamba:convert_nemotron_h", "Nemotron-H: one "
+                        "sublayer a layer, Mamba-2, attention without positions, or a relu2 MLP",
+                        ignores=NEMOTRON_IGNORES),
     ]

@@ -25,14 +25,15 @@ def sizes(cfg, emb="hidden_size", heads="num_attention_heads", layers="num_hidde
           context="max_position_embeddings", context_default=...):
     """The model's sizes, and the tokenizer: GPT-2's for GPT-2's vocabulary, else bytes (the
     models' own tokenizers are not available offline; explorer's bytes cover any vocabulary of
-    at least 256)."""
+    at least 256). ``layers`` None leaves the depth to the caller."""
     vocab = cfg.integer("vocab_size", minimum=1)
     cfg.set("tokenizer", "gpt2" if vocab == GPT2_VOCAB else "bytes", "vocab_size")
     cfg.set("model.vocab_size", vocab, "vocab_size")
     cfg.set("model.context_length", cfg.integer(context, context_default, minimum=1), context)
     cfg.set("model.emb_dim", cfg.integer(emb, minimum=1), emb)
     cfg.set("model.n_heads", cfg.integer(heads, minimum=1), heads)
-    cfg.set("model.n_layers", cfg.integer(layers, minimum=1), layers)
+    if layers is not None:
+        cfg.set("model.n_layers", cfg.integer(layers, minimum=1), layers)
 
 
 def activation(cfg, field, default):

@@ -1,5 +1,5 @@
 """Built-in feed-forward components: mlp and glu (mlp.py beside this), the mixture of experts
-(moe.py)."""
+(moe.py), and ``none`` (absent.py: a block that is its token mixer alone)."""
 
 from explorer import Component, Param, ParamError, hookimpl
 
@@ -24,6 +24,9 @@ def explorer_components():
             params=(
                 Param("expansion", int, 4, "hidden size = expansion * emb_dim", min=1),
                 Param("bias", bool, True, "biases on both linear layers"),
+                Param("hidden", int, 0, "the hidden size itself, when it is no multiple of "
+                      "emb_dim (Nemotron-H-8B: 21504 at width 4096); 0 = expansion * emb_dim",
+                      min=0),
             ),
             description="Linear -> activation -> Linear, the book's FeedForward.",
         ),
@@ -85,6 +88,11 @@ def explorer_components():
             check=check,
             description="Mixture of experts: a router sends each token to its top-k gated "
                         "FFNs, plus always-on shared experts (Mixtral, DeepSeekMoE, Qwen-MoE).",
+        ),
+        Component(
+            kind="ffn", name="none", factory="explorer.plugins.ffn.absent:NoFeedForward",
+            description="No feed-forward: the block is its token mixer alone (Mamba-2, "
+                        "Nemotron-H's Mamba and attention layers), with no norm for it.",
         ),
     ]
 

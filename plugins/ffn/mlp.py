@@ -8,19 +8,20 @@ from torch import nn
 
 
 class MLP(nn.Module):
-    """The book's FeedForward: emb_dim -> expansion * emb_dim -> emb_dim.
+    """The book's FeedForward: emb_dim -> expansion * emb_dim (or ``hidden``) -> emb_dim.
 
     Kept as ``layers = Sequential(Linear, activation, Linear)`` so the state_dict keys are the
     book's (``ff.layers.0.weight``, ``ff.layers.2.weight``).
     """
 
-    def __init__(self, ctx, expansion, bias):
+    def __init__(self, ctx, expansion, bias, hidden):
         super().__init__()
         d = ctx.config.emb_dim
+        self.hidden = f = hidden or expansion * d  # the size built, 0 resolved
         self.layers = nn.Sequential(
-            nn.Linear(d, expansion * d, bias=bias),
+            nn.Linear(d, f, bias=bias),
             ctx.make("activation"),
-            nn.Linear(expansion * d, d, bias=bias),
+            nn.Linear(f, d, bias=bias),
         )
 
     def forward(self, x):

@@ -12,10 +12,14 @@ class Block(nn.Module):
     """The parts every residual style shares, created in the book's order (att, ff, norms).
 
     A residual style subclasses this, names its norms in ``norms`` (created in that order, each
-    of width emb_dim) and writes only ``forward``.
+    of width emb_dim) and writes only ``forward``. ``serves`` says which sublayers each norm
+    normalises for: a norm whose sublayers are all ``absent`` (``ffn: none``, ``attention:
+    none``, which add zero) is an identity without parameters, so a one-sublayer block holds
+    one norm, as Mamba-2's and Nemotron-H's layers do.
     """
 
     norms = ("norm1", "norm2")
+    serves = {"norm1": ("att",), "norm2": ("ff",), "post_norm1": ("att",), "post_norm2": ("ff",)}
 
     def __init__(self, ctx):
         super().__init__()
@@ -23,7 +27,8 @@ class Block(nn.Module):
         self.att = ctx.make("attention")
         self.ff = ctx.make("ffn")
         for name in self.norms:
-            setattr(self, name, ctx.make("norm", dim=cfg.emb_dim))
+            absent = all(getattr(getattr(self, part), "absent", False) for part in self.serves[name])
+            setattr(self, name, nn.Identity() if absent else ctx.make("norm", dim=cfg.emb_dim))
         self.drop_shortcut = nn.Dropout(cfg.dropout.residual)
 
 
@@ -54,6 +59,7 @@ class ParallelBlock(Block):
     """
 
     norms = ("norm1",)
+    serves = {"norm1": ("att", "ff")}
 
     def forward(self, x, pos, positions, cache=None):
         h = self.norm1(x)

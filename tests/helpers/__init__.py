@@ -20,6 +20,30 @@ def load_script(relative_path):
     return module
 
 
+def load_shrunk(path, overrides):
+    """``explorer.load_spec(path, overrides)``, where the overrides cut ``model.n_layers``: a
+    ``layers:`` entry that names layer indices (Nemotron-H's irregular hybrid pattern) keeps the
+    ones below the new depth, and goes when none remain."""
+    import yaml
+
+    import explorer
+    from explorer.spec.loading import spec_from_dict
+
+    depth = [int(o.split("=", 1)[1]) for o in overrides if o.startswith("model.n_layers=")]
+    doc = yaml.safe_load(Path(path).read_text())
+    named = [rule for rule in doc.get("layers") or () if "layers" in rule]
+    if not depth or not named or "extends" in doc:
+        return explorer.load_spec(path, overrides=overrides)
+    kept = []
+    for rule in doc["layers"]:
+        if "layers" in rule:
+            rule = {**rule, "layers": [i for i in rule["layers"] if i < depth[-1]]}
+            if not rule["layers"]:
+                continue
+        kept.append(rule)
+    return spec_from_dict({**doc, "layers": kept}, source=str(path), overrides=overrides)
+
+
 def run_cli(capsys, *args):
     """``explorer ARGS`` in this process: (exit code, stdout, stderr)."""
     from explorer.cli import main

@@ -98,7 +98,7 @@ FFNS = REGISTRY.names("ffn")
 def test_every_registered_activation_and_norm_has_a_reference_here():
     assert set(ACTIVATIONS) == set(SCALAR_FORMULAS) == set(BUILTINS) == set(PINNED)
     assert set(NORMS) == set(NORM_PARAMS)
-    assert set(FFNS) == {"mlp", "glu", "moe"}
+    assert set(FFNS) == {"mlp", "glu", "moe", "none"}
 
 
 def _inputs(dtype):
@@ -304,14 +304,19 @@ FFN_CHOICES = {"mlp": ({"name": "mlp"}, mlp_params(4 * H, True)),
                "glu": ({"name": "glu", "hidden": 32}, glu_params(32, False)),
                # router H x 4, four routed experts and one shared, each a glu of 8 (test_moe.py)
                "moe": ({"name": "moe", "n_experts": 4, "top_k": 2, "n_shared": 1, "hidden": 8},
-                       4 * H + 5 * glu_params(8, False))}
+                       4 * H + 5 * glu_params(8, False)),
+               # no feed-forward and no norm before it: minus one norm a block
+               "none": ({"name": "none"}, None)}
 
 
 @pytest.mark.parametrize("norm, act, ffn", list(itertools.product(NORMS, ACTIVATIONS, FFNS)))
 def test_every_combination_builds_runs_causally_and_trains_every_parameter(make_spec, norm, act, ffn):
     choice, ffn_params = FFN_CHOICES[ffn]
     model = explorer.build_model(make_spec(norm=norm, activation=act, ffn=choice))
-    assert count(model) == total_params(norm, ffn_params)
+    if ffn_params is None:  # ffn none
+        assert count(model) == total_params(norm, 0) - L * NORM_PARAMS[norm]
+    else:
+        assert count(model) == total_params(norm, ffn_params)
     ids = torch.randint(0, V, (2, 12), generator=torch.Generator().manual_seed(4))
     changed = ids.clone()
     changed[:, -1] = (ids[:, -1] + 1) % V

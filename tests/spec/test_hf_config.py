@@ -231,8 +231,9 @@ BASE = {"model_type": "llama", "vocab_size": 256, "hidden_size": 32, "intermedia
                                    r"this field changes nothing only at false"),
     ({"hidden_size": "32"}, r"hidden_size: expected an integer, got \"32\""),
     ({"vocab_size": None}, r"vocab_size: missing; a llama config.json sets it"),
-    ({"model_type": "mamba"}, r"model_type: unknown model_type 'mamba'.*registered: "
-                              r"deepseek_v2, deepseek_v3, gemma2, gpt2, llama, mistral, mixtral"),
+    ({"model_type": "mamba"}, r"model_type: unknown model_type 'mamba'; did you mean 'mamba2'\?"
+                              r" registered: deepseek_v2, deepseek_v3, gemma2, gpt2, llama, "
+                              r"mamba2, mistral, mixtral"),
     ({"model_type": None}, r"model_type: missing or not a string"),
     ({"num_attention_heads": 5}, r"hidden_size \(spec key model.emb_dim\): emb_dim 32 is not "
                                  r"divisible by n_heads 5"),

@@ -113,8 +113,40 @@ def test_table_row_by_hand(make_spec):
     cells = load_script("docs/real_models.py").row(Path(spec.source)).split(" | ")
     total = 2 * 256 * 16 + 2 * (768 + 64 + 4 * 384 + 32) + 16
     active = total - 2 * 3 * 384
-    assert cells[1:5] == [f"{total:,}", f"{active:,}", "0.1 KiB",
-                          f"{64 * 32 / 2**30:,.2f} GiB (32 tokens)"]
+    assert cells[1:6] == [f"{total:,}", f"{active:,}", "0.1 KiB",
+                          f"{64 * 32 / 2**30:,.2f} GiB (32 tokens)", "none"]
     memory = explorer.analyze(explorer.load_spec(spec.source, overrides=[
         "analyses.memory.seq_len=32"]), only=["memory"])["analyses"]["memory"]
-    assert cells[5] == f"{memory['training_total_bytes']['fp32'] / 2**30:,.1f} GiB"
+    assert cells[6] == f"{memory['training_total_bytes']['fp32'] / 2**30:,.1f} GiB"
+
+
+# Mamba-2's state per layer: the convolution's last 3 inputs of x, B and C (8192 + 2 * 8 groups
+# * 128 = 10,240 channels), and 128 heads of a 64 x 128 state matrix.
+MAMBA_LAYER_STATE = 10_240 * 3 + 128 * 64 * 128
+
+
+@pytest.mark.parametrize("name, mamba_layers, kv_values_per_token", [
+    ("mamba_codestral_7b", 64, 0),
+    ("nemotron_h_8b", 24, 4 * 2 * 8 * 128),  # 4 attention layers of 8 KV heads of 128
+])
+def test_the_memory_analysis_reports_state_per_sequence_beside_kv_per_token(
+        name, mamba_layers, kv_values_per_token):
+    """The recurrent state is per sequence, whatever its length; the KV cache of a hybrid's
+    attention layers grows per token. The README table's row shows the state in MiB."""
+    kv = explorer.analyze(spec_of(name), only=["memory"])["analyses"]["memory"]["kv_cache"]
+    assert kv["state_bytes_per_sequence"] == {"fp32": 4 * mamba_layers * MAMBA_LAYER_STATE,
+                                              "bf16": 2 * mamba_layers * MAMBA_LAYER_STATE}
+    assert kv["bytes_per_token"]["bf16"] == 2 * kv_values_per_token
+    cells = load_script("docs/real_models.py").row(SPECS / f"{name}.yaml").split(" | ")
+    assert cells[5] == f"{2 * mamba_layers * MAMBA_LAYER_STATE / 2**20:,.1f} MiB"
+
+
+@pytest.mark.parametrize("name", ["mamba_codestral_7b", "nemotron_h_8b"])
+def test_flops_closed_form_equals_flop_counter_mode_on_mamba_and_the_hybrid(name):
+    """The mamba2 layers' explorer_flops (the chunked scan) beside matmuls and the attention
+    layers' Q.K^T: the closed form is what FlopCounterMode counts, at 300 tokens (Mamba-2's
+    chunks of 256 and Nemotron-H's of 128, the last one padded)."""
+    spec = explorer.load_spec(SPECS / f"{name}.yaml", overrides=["analyses.flops.seq_len=300"])
+    flops = explorer.analyze(spec, only=["flops"])["analyses"]["flops"]
+    assert flops["forward_per_token"]["mixer"] > 0
+    assert flops["measured"]["forward_over_closed_form"] == pytest.approx(1.0, abs=1e-9)
