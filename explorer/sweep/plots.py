@@ -186,7 +186,13 @@ def figures(report):
     run has finished)."""
     if not any(p["curve"] for p in report["points"]):
         return []
-    return [(stem, caption, build(report)) for stem, (build, caption) in CHARTS.items()]
+    charts = [(stem, caption, build(report)) for stem, (build, caption) in CHARTS.items()]
+    if report.get("ladder"):  # a size ladder's fits
+        from .ladder_report import ladder_figure
+
+        charts.append(("ladder", "Final loss against size: rungs with 95% CIs, power-law fits "
+                                 "with 95% bands, extrapolation dashed", ladder_figure(report)))
+    return charts
 
 
 def write_plots(report, out_dir):
