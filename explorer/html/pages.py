@@ -166,7 +166,7 @@ def sweep_page(report, status=None, provenance=None):
     bands, final loss against cost. ``status`` (:func:`explorer.sweep_status`'s dict) adds where
     the sweep stands now."""
     from ..sweep.plots import figures
-    from ..sweep.results import failure_lines, summary_line
+    from ..sweep.results import adaptive_lines, failure_lines, summary_line
     from ..sweep.standing import status_text
     from .render import svg
 
@@ -182,6 +182,7 @@ def sweep_page(report, status=None, provenance=None):
                        report=report, summary=summary_line(report),
                        table=table(_sweep_table(report)),
                        ladder=table(_ladder_table(report)) if report.get("ladder") else "",
+                       adaptive="\n".join(adaptive_lines(report)[1:]),
                        failures=failure_lines(report), charts=charts,
                        status=status_text(status) if status else "",
                        train=yaml.safe_dump(report["train"], sort_keys=False).rstrip(),

@@ -10,7 +10,7 @@ import math
 
 from . import stats
 from .plan import point_label
-from .results import METRIC
+from .stats import METRIC
 
 RESAMPLES = 500
 BAND_POINTS = 40  # sizes the chart's band is computed at, log-spaced up to extrapolate_to
@@ -177,43 +177,3 @@ def ladder_lines(ladder):
             if problem:
                 lines.append(f"  {v['label']}: {problem}")
     return lines
-
-
-def ladder_figure(report):
-    """Final loss against size on log axes: per variant its rungs (mean, 95% CI), its fit over
-    the measured sizes with its band, and the extrapolation dashed up to extrapolate_to."""
-    import numpy as np
-
-    from ..analysis.plots import WIDTH, legend_below, readable, series_style
-    from .plots import _figure
-
-    ladder = report["ladder"]
-    fig = _figure(WIDTH, 4.2)
-    ax = fig.subplots()
-    for look, variant in enumerate(ladder["variants"]):
-        style = series_style(look)
-        done = [r for r in variant["rungs"] if r[METRIC]["mean"] is not None]
-        ax.errorbar([r["x"] for r in done], [r[METRIC]["mean"] for r in done],
-                    yerr=[r[METRIC]["half_width"] or 0.0 for r in done], fmt=style["marker"],
-                    capsize=4, color=style["color"], label=variant["label"])
-        fit = variant["fit"]
-        if not fit:
-            continue
-        xs = np.asarray(fit["band"]["x"])
-        curve = fit["E"] + fit["A"] * xs ** -fit["alpha"]
-        last = int(np.sum(xs <= max(r["x"] for r in done) * (1 + 1e-9))) - 1  # xs ascend
-        ax.plot(xs[:last + 1], curve[:last + 1], color=style["color"], linewidth=1.2)
-        ax.plot(xs[max(last, 0):], curve[max(last, 0):], color=style["color"], linewidth=1.2,
-                linestyle="--")
-        ax.fill_between(xs, fit["band"]["low"], fit["band"]["high"], color=style["color"],
-                        alpha=0.2, linewidth=0)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.axvline(ladder["extrapolate_to"], color="0.5", linewidth=0.8, linestyle=":")
-    ax.set_xlabel(ladder["x_name"])
-    ax.set_ylabel("final val loss (nats/token)")
-    ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle(f"sweep {report['sweep']}: loss against size; fits with 95% bands, "
-                 f"extrapolated (dashed) to {ladder['extrapolate_to']:.3g}")
-    legend_below(fig)
-    return readable(fig)

@@ -12,7 +12,7 @@ from . import stats
 from .plan import short_names, show
 from .standing import count_states
 
-METRIC = "final_val_loss"
+METRIC = stats.METRIC
 # What a report reads of each run: not its task or the rest of its training result.
 REPORT_COLUMNS = ("state", "seed", "failure", "reason", "metrics", "curve", "seconds")
 

@@ -138,7 +138,7 @@ def active_plan(plan, store):
     seeds (or already made active) as it is."""
     from dataclasses import replace
 
-    from .results import METRIC
+    from .stats import METRIC
 
     adaptive = plan.sweep.adaptive
     if not adaptive or plan.schedule is not None:

@@ -132,7 +132,9 @@ def hand_store(folder, loss):
     return plan, store
 
 
-def test_the_ladder_report_recovers_known_laws_their_difference_and_crossing(tmp_path):
+def test_the_ladder_report_recovers_known_laws_their_difference_and_crossing(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setattr(ladder_report, "RESAMPLES", 200)
     seed_offset = {1: -0.002, 2: 0.0, 3: 0.003}  # shared by every variant: cancels when paired
 
     def loss(point, seed):
