@@ -371,7 +371,8 @@ def adaptive_seeds():
 
     from explorer.sweep.sequential import simulate
 
-    rows = ["| true difference (in seed sds) | called \"differs\" | mean seeds | stopped before 16 |",
+    rows = ["| true difference (in seed sds) | called \"differs\" | mean seeds "
+            "| stopped before 16 |",
             "|---:|---:|---:|---:|"]
     for effect in (0.0, 0.5, 1.0, 1.5, 2.0):
         differences = np.random.default_rng(22).normal(effect, 1.0, (1000, 16))

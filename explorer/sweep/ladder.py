@@ -16,7 +16,7 @@ scale:
 
 Each rung is a set of spec overrides: every grid point is trained at every rung, on every
 seed, as runs of the one plan (:mod:`.plan`), so the store, resume and the executors treat a
-ladder like any grid. Checked here without torch; :func:`rung_size` builds the model on the
+ladder like any grid. Checked here without torch; :func:`model_counts` builds the model on the
 meta device to count its parameters.
 """
 
@@ -82,9 +82,9 @@ class Scale:
         return out
 
 
-def _number(source, key, value, positive=True):
+def _number(source, key, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            value > 0 if positive else value >= 0) or value != value or value == float("inf"):
+            0 < value < float("inf")):
         raise SpecError(source, key, f"expected a positive number, got {value!r}", EXAMPLE)
     return value
 
@@ -112,8 +112,9 @@ def _ladder(source, value):
                             "distinct values, smallest first")
         lengths.add(len(values))
     if len(lengths) > 1:
-        raise SpecError(source, "scale.ladder", f"its keys have {' and '.join(map(str, sorted(lengths)))} "
-                        "values", "as many values for each key: rung i takes the i-th of each")
+        counts = " and ".join(map(str, sorted(lengths)))
+        raise SpecError(source, "scale.ladder", f"its keys have {counts} values",
+                        "as many values for each key: rung i takes the i-th of each")
     return {key: tuple(values) for key, values in value.items()}
 
 

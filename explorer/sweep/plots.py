@@ -187,7 +187,8 @@ def ladder_figure(report):
         style = series_style(look)
         done = [r for r in variant["rungs"] if r["final_val_loss"]["mean"] is not None]
         ax.errorbar([r["x"] for r in done], [r["final_val_loss"]["mean"] for r in done],
-                    yerr=[r["final_val_loss"]["half_width"] or 0.0 for r in done], fmt=style["marker"],
+                    yerr=[r["final_val_loss"]["half_width"] or 0.0 for r in done],
+                    fmt=style["marker"],
                     capsize=4, color=style["color"], label=variant["label"])
         fit = variant["fit"]
         if not fit:

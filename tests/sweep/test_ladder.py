@@ -61,7 +61,8 @@ def test_the_plan_trains_every_variant_at_every_rung_with_its_rules_and_budget(t
 
 def test_a_depth_and_width_ladder_is_zipped_and_a_fixed_budget_kept(tmp_path):
     scale = {"ladder": {"model.emb_dim": [16, 32, 48], "model.n_layers": [1, 2, 3]},
-             "rules": {"model.n_heads": "emb_dim / 16", "components.ffn": {"name": "mlp", "expansion": 2}},
+             "rules": {"model.n_heads": "emb_dim / 16",
+                       "components.ffn": {"name": "mlp", "expansion": 2}},
              "fit": {"x": "flops", "extrapolate_to": 1e12}}
     plan = make_plan(load_sweep(write_ladder(tmp_path, scale, grid={}, budget={"steps": 5})))
     assert [(p.spec.model.emb_dim, p.spec.model.n_layers, p.spec.model.n_heads,
