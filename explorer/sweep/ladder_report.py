@@ -158,7 +158,9 @@ def ladder_table(ladder):
                 "-" if not diff else f"{diff['difference']:+.4f}"),
             _range(diff.get("interval")), "*" if diff.get("significant") else "",
             "-" if v["is_baseline"] else (_g(crossing, 3) if crossing else "none"),
-            _range(diff.get("crossing_interval"), 3)])
+            _range(diff.get("crossing_interval"), 3) + (  # of the resamples that cross
+                f" ({diff['crossing_share']:.0%} cross)" if diff.get("crossing_interval")
+                else "")])
     return header, rows
 
 

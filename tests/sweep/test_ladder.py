@@ -173,6 +173,8 @@ def test_the_ladder_report_recovers_known_laws_their_difference_and_crossing(tmp
     text, markdown = to_text(report), to_markdown(report)
     assert "size ladder: final loss against non-embedding parameters" in text
     assert "norm=rmsnorm" in text.split("size ladder")[1] and "-0.0500" in text
+    share = f"({crossing['crossing_share']:.0%} cross)"
+    assert share in text.splitlines()[-1]  # the none row: its crossing, of how many resamples
     assert "**Size ladder**" in markdown
     json.loads(json.dumps(report))  # plain data
     store.close()
