@@ -504,6 +504,33 @@ def mup_transfer():
             "(docs/img/mup_transfer.png)")
 
 
+@figure("adaptive-seeds")
+def adaptive_seeds():
+    """Adaptive seeds (explorer.sweep.sequential) on 1,000 simulated sweeps per true
+    difference, seeds: {min: 3, max: 16}: how often a point is called different, with how many
+    seeds; and what a t-test at every look would do instead."""
+    import numpy as np
+    from scipy.stats import t
+
+    from explorer.sweep.sequential import simulate
+
+    rows = ["| true difference (in seed sds) | called \"differs\" | mean seeds "
+            "| stopped before 16 |",
+            "|---:|---:|---:|---:|"]
+    for effect in (0.0, 0.5, 1.0, 1.5, 2.0):
+        differences = np.random.default_rng(22).normal(effect, 1.0, (1000, 16))
+        rejected, used, _ = simulate(differences, min_seeds=3)
+        rows.append(f"| {effect:g} | {rejected.mean():.1%} | {used.mean():.1f} | "
+                    f"{(used < 16).mean():.0%} |")
+        if effect == 0.0:
+            n = np.arange(3, 17)
+            means = np.cumsum(differences, axis=1)[:, 2:] / n
+            sds = np.array([differences[:, :k].std(axis=1, ddof=1) for k in n]).T
+            peeking = (np.abs(means / (sds / np.sqrt(n))) > t.ppf(0.975, n - 1)).any(axis=1)
+    return ("\n".join(rows) + f"\n\nWith no true difference, a 95% t-test at every look from 3 "
+            f"to 16 seeds would call {peeking.mean():.1%} of the points different.")
+
+
 @figure("gradflow-picture", slow=True)
 def gradflow_picture():
     """docs/img/gradflow.png: drawn by the command PICTURES gives it (README quotes it)."""

@@ -166,7 +166,7 @@ def sweep_page(report, status=None, provenance=None):
     bands, final loss against cost. ``status`` (:func:`explorer.sweep_status`'s dict) adds where
     the sweep stands now."""
     from ..sweep.plots import figures
-    from ..sweep.results import failure_lines, summary_line
+    from ..sweep.results import adaptive_lines, failure_lines, summary_line
     from ..sweep.standing import status_text
     from .render import svg
 
@@ -181,10 +181,34 @@ def sweep_page(report, status=None, provenance=None):
     return Page(render("sweep.html.j2", title=f"sweep {report['sweep']}", kind="explorer sweep",
                        report=report, summary=summary_line(report),
                        table=table(_sweep_table(report)),
+                       ladder=table(_ladder_table(report)) if report.get("ladder") else "",
+                       adaptive="\n".join(adaptive_lines(report)[1:]),
                        failures=failure_lines(report), charts=charts,
                        status=status_text(status) if status else "",
                        train=yaml.safe_dump(report["train"], sort_keys=False).rstrip(),
                        provenance=provenance), problems)
+
+
+def _ladder_table(report):
+    """The text report's size-ladder table (same strings), each cell with its exact value."""
+    from ..sweep.ladder_report import ladder_table
+
+    header, rows = ladder_table(report["ladder"])
+    out = []
+    for variant, texts in zip(report["ladder"]["variants"], rows):
+        fit, diff = variant["fit"] or {}, variant["difference"] or {}
+        intervals = fit.get("intervals") or {}
+        values = [None, None, fit.get("E"), fit.get("A"), fit.get("alpha"),
+                  intervals.get("alpha"), fit.get("prediction"), intervals.get("prediction"),
+                  diff.get("difference"), diff.get("interval"), diff.get("significant"),
+                  diff.get("crossing"), diff.get("crossing_interval")]
+        cells = [Cell(text, None if value is None else data(value), "num")
+                 for text, value in zip(texts[1:], values[1:])]
+        classes = " ".join(name for name, on in (("baseline", variant["is_baseline"]),
+                                                 ("significant", diff.get("significant"))) if on)
+        out.append(Row(Cell(variant["label"]), cells, classes, figure=variant["label"]))
+    return Table([Cell(h or "sig.", cls="" if i == 0 else "num") for i, h in enumerate(header)],
+                 out, id="ladder")
 
 
 def _sweep_table(report):

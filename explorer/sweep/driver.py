@@ -50,9 +50,11 @@ def remaining(plan, db, retry_failed=False):
     """The keys of the plan's runs a start would run (in plan order), read without writing: the
     runs the store does not hold, pending ones, failed ones it retries, and those left running
     by a driver that is gone."""
+    from .sequential import active_plan
+
     store = open_to_read(db, missing_ok=True)
     try:
-        return _remaining(plan, store, retry_failed)
+        return _remaining(active_plan(plan, store), store, retry_failed)
     finally:
         store.close()
 
@@ -94,6 +96,23 @@ def execute(plan, store, engine, threads, retry_failed=False, progress=None, tra
         _drive(engine, store, deque(tasks.values()), keys,
                progress or Progress(plan.sweep.name, enabled=False), recorded)
         return where
+
+
+def execute_rounds(plan, store, engine, threads, retry_failed=False, progress=None,
+                   trackers=None):
+    """:func:`execute` for a plan with adaptive seeds: in rounds, each running the runs the
+    sequential schedule (explorer.sweep.sequential) wants after the last, until it wants no
+    more; the schedule is read from the store, so a restart resumes it. Other plans: one
+    round. Returns the executor's description, or None when nothing was left to run."""
+    from .sequential import active_plan
+
+    where = None
+    while True:
+        ran = execute(active_plan(plan, store), store, engine, threads, retry_failed, progress,
+                      trackers)
+        if ran is None or not plan.sweep.adaptive:
+            return ran or where
+        where, retry_failed = ran, False  # a run failing again is not retried forever
 
 
 def _drive(engine, store, queue, keys, progress, recorded=None):
@@ -158,10 +177,12 @@ def run_sweep(sweep, executor="local", workers=None, threads=None, db=None, retr
     threads = threads or getattr(executor, "threads", None) or default_threads(plan)
     engine, todo = executor, True
     if isinstance(executor, str):  # what is left to run, read before anything starts
+        from .sequential import active_plan
+
         peek = open_to_read(db, missing_ok=True)
         try:
             peek.refuse_if_driven()
-            todo = _remaining(plan, peek, retry_failed)
+            todo = _remaining(active_plan(plan, peek), peek, retry_failed)
         finally:
             peek.close()
     # Before the executor starts, so a tracker that cannot start costs nothing.
@@ -175,7 +196,8 @@ def run_sweep(sweep, executor="local", workers=None, threads=None, db=None, retr
                                    **options) if todo else None
         store = Store(db)
         try:
-            where = execute(plan, store, engine, threads, retry_failed, progress, trackers)
+            where = execute_rounds(plan, store, engine, threads, retry_failed, progress,
+                                   trackers)
             report = build_report(plan, store)
         finally:
             store.close()

@@ -39,6 +39,7 @@ class Point:
     spec: object  # the resolved explorer.Spec
     train: TrainConfig  # resolved: seq_len and steps fixed
     corpus_digest: str
+    size: dict = None  # on a size ladder (scale:): {"params", "flops", "tokens"} of its runs
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class Plan:
     baselines: dict  # point index -> its baseline's point index (itself for a baseline)
     runs: list  # seed-major: every point's first seed, then every point's second seed, ...
     versions: dict = field(default_factory=dict)
+    # Adaptive seeds: point index -> {"seeds", "verdict", "bayes_factor"}, the runs above
+    # being those the schedule wants now (explorer.sweep.sequential); None otherwise
+    schedule: dict = None
     _runs_by_point: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -136,6 +140,7 @@ class _Planner:
         self.train_keys = [k for k in sweep.grid if k.startswith(TRAIN_PREFIX)]
         self.digests = {}
         self.loaded = {}  # (base, overrides) -> Spec: points that differ only in train.* share one
+        self.rungs = sweep.scale.rungs() if sweep.scale else [({}, {})]
 
     def load(self, base, overrides, where=None):
         """The base spec with ``set:`` and ``overrides`` (key -> value) applied.
@@ -173,28 +178,59 @@ class _Planner:
         return self.digests[path]
 
     def check_values(self):
-        """Each grid value on its own against each base, so an error names the key and value."""
+        """Each grid value on its own against each base, so an error names the key and value;
+        then each rung of a size ladder on its own."""
         for base in self.sweep.bases:
             self.load(base, {})
             for key in self.spec_keys:
                 for value in self.sweep.grid[key]:
                     self.load(base, {key: value})
+            for coords, overrides in self.rungs if self.sweep.scale else ():
+                try:
+                    self.load(base, overrides, point_label(coords))
+                except SpecError as exc:
+                    raise SpecError(exc.source, "scale", exc.problem.replace("point ", "rung ", 1),
+                        exc.valid) from None
 
     def points(self):
         grid = self.sweep.grid
         bases = self.sweep.bases
         points = []
-        for base, combo in itertools.product(bases, itertools.product(*grid.values())):
+        for base, (rung, overrides), combo in itertools.product(
+                bases, self.rungs, itertools.product(*grid.values())):
             coords = {BASE_KEY: base} if len(bases) > 1 else {}
+            coords.update(rung)
             coords.update(zip(grid, combo))
             label = point_label(coords)
-            spec = self.load(base, {k: coords[k] for k in self.spec_keys}, label)
+            spec = self.load(base, {**overrides, **{k: coords[k] for k in self.spec_keys}},
+                             label)
             options = {**self.sweep.train_options,
                        **{k[len(TRAIN_PREFIX):]: coords[k] for k in self.train_keys}}
+            size = None
+            if self.sweep.scale:
+                options, counts = self.sized(options, spec)
             train = self.train_config(options, spec, label)
+            if self.sweep.scale:
+                from .ladder import run_size
+
+                size = run_size(spec, train, counts if counts["seq_len"] == train.seq_len
+                                else None)
             points.append(Point(len(points), coords, label, spec, train,
-                                self.corpus_digest(train.corpus)))
+                                self.corpus_digest(train.corpus), size))
         return points
+
+    def sized(self, options, spec):
+        """A ladder point's train options, with ``tokens_per_param`` made a token budget of
+        its non-embedding parameters; and its model's counts."""
+        from .ladder import model_counts
+
+        seq_len = options.get("seq_len") or spec.model.context_length
+        counts = {**model_counts(spec, seq_len), "seq_len": seq_len}
+        per_param = self.sweep.scale.tokens_per_param
+        if per_param:
+            tokens = max(1, round(per_param * counts["nonembedding_parameters"]))
+            options = {**options, "budget": {"tokens": tokens}}
+        return options, counts
 
     def train_config(self, options, spec, label):
         try:
@@ -206,7 +242,10 @@ class _Planner:
             raise SpecError(exc.source, exc.key, f"{where}{exc.problem}", exc.valid) from None
 
     def baselines(self, points):
-        wanted = self.sweep.baseline or dict(points[0].coords)
+        # A ladder's baseline is the same variant at the same rung: rungs are not compared
+        ladder = self.sweep.scale.keys if self.sweep.scale else ()
+        wanted = self.sweep.baseline or {k: v for k, v in points[0].coords.items()
+                                         if k not in ladder}
         by_coords = {json.dumps(p.coords, sort_keys=True): p.index for p in points}
         return {p.index: by_coords[json.dumps({**p.coords, **wanted}, sort_keys=True)]
                 for p in points}

@@ -4,7 +4,9 @@
   over its seeds) in a band from the lowest to the highest seed: the whole run, then its
   second half zoomed in, where the seeds' spread is big enough to see;
 - ``cost``: final validation loss against cost (parameters; training FLOPs per token), with
-  the 95% confidence interval as error bars.
+  the 95% confidence interval as error bars;
+- ``ladder`` (a sweep with ``scale:``): final loss against size on log axes, the power-law fit
+  of each variant with its band, extrapolated (dashed) to the size the sweep names.
 
 Each point has its own colour, line style and marker (:func:`explorer.analysis.plots.series_style`), the
 legend below the panels. Beyond ``MAX_SERIES`` points (a 500-point grid) no legend could name them
@@ -173,6 +175,44 @@ def cost_figure(report):
     return readable(fig)
 
 
+def ladder_figure(report):
+    """Final loss against size on log axes: per variant its rungs (mean, 95% CI), its fit over
+    the measured sizes with its band, and the extrapolation dashed up to extrapolate_to."""
+    import numpy as np
+
+    ladder = report["ladder"]
+    fig = _figure(WIDTH, 4.2)
+    ax = fig.subplots()
+    for look, variant in enumerate(ladder["variants"]):
+        style = series_style(look)
+        done = [r for r in variant["rungs"] if r["final_val_loss"]["mean"] is not None]
+        ax.errorbar([r["x"] for r in done], [r["final_val_loss"]["mean"] for r in done],
+                    yerr=[r["final_val_loss"]["half_width"] or 0.0 for r in done],
+                    fmt=style["marker"],
+                    capsize=4, color=style["color"], label=variant["label"])
+        fit = variant["fit"]
+        if not fit:
+            continue
+        xs = np.asarray(fit["band"]["x"])
+        curve = fit["E"] + fit["A"] * xs ** -fit["alpha"]
+        last = int(np.sum(xs <= max(r["x"] for r in done) * (1 + 1e-9))) - 1  # xs ascend
+        ax.plot(xs[:last + 1], curve[:last + 1], color=style["color"], linewidth=1.2)
+        ax.plot(xs[max(last, 0):], curve[max(last, 0):], color=style["color"], linewidth=1.2,
+                linestyle="--")
+        ax.fill_between(xs, fit["band"]["low"], fit["band"]["high"], color=style["color"],
+                        alpha=0.2, linewidth=0)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.axvline(ladder["extrapolate_to"], color="0.5", linewidth=0.8, linestyle=":")
+    ax.set_xlabel(ladder["x_name"])
+    ax.set_ylabel("final val loss (nats/token)")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(f"sweep {report['sweep']}: loss against size; fits with 95% bands, "
+                 f"extrapolated (dashed) to {ladder['extrapolate_to']:.3g}")
+    legend_below(fig)
+    return readable(fig)
+
+
 # file stem -> (figure builder, caption): what --plots writes and --html inlines.
 CHARTS = {
     "curves": (curves_figure, "Validation loss against training tokens, band from the lowest "
@@ -186,7 +226,11 @@ def figures(report):
     run has finished)."""
     if not any(p["curve"] for p in report["points"]):
         return []
-    return [(stem, caption, build(report)) for stem, (build, caption) in CHARTS.items()]
+    charts = [(stem, caption, build(report)) for stem, (build, caption) in CHARTS.items()]
+    if report.get("ladder"):  # a size ladder's fits
+        charts.append(("ladder", "Final loss against size: rungs with 95% CIs, power-law fits "
+                                 "with 95% bands, extrapolation dashed", ladder_figure(report)))
+    return charts
 
 
 def write_plots(report, out_dir):

@@ -12,7 +12,7 @@ from . import stats
 from .plan import short_names, show
 from .standing import count_states
 
-METRIC = "final_val_loss"
+METRIC = stats.METRIC
 # What a report reads of each run: not its task or the rest of its training result.
 REPORT_COLUMNS = ("state", "seed", "failure", "reason", "metrics", "curve", "seconds")
 
@@ -85,6 +85,9 @@ def length_cells(report, point):
 
 def build_report(plan, store):
     """The report as plain data (what ``--format json`` prints)."""
+    from .sequential import active_plan
+
+    plan = active_plan(plan, store)  # adaptive seeds: the runs the schedule wants so far
     rows = store.rows([run.key for run in plan.runs], REPORT_COLUMNS)
     points, finals = [], {}
     for point in plan.points:
@@ -96,8 +99,9 @@ def build_report(plan, store):
                                                                  "pending")}
         points.append({
             "index": point.index, "label": point.label, "config": point.coords,
-            "seeds": len(plan.sweep.seeds), **states,
-            "complete": states["done"] + states["failed"] == len(plan.sweep.seeds),
+            "seeds": len(runs_planned := plan.runs_of(point)), **states,
+            "complete": states["done"] + states["failed"] == len(runs_planned),
+            **({"adaptive": plan.schedule[point.index]} if plan.schedule else {}),
             METRIC: stats.summarize(finals[point.index].values()),
             "best_val_loss": stats.summarize(r["metrics"]["best_val_loss"] for r in done),
             "baseline": plan.points[plan.baselines[point.index]].label,
@@ -113,6 +117,11 @@ def build_report(plan, store):
         entry["delta"] = None if entry["is_baseline"] else stats.paired_difference(
             finals[entry["index"]], finals[base])
     counts = count_states(rows, len(plan.runs))  # pending: also those no driver added yet
+    ladder = None
+    if plan.sweep.scale:  # a size ladder: fits of loss against size, per variant
+        from .ladder_report import ladder_section
+
+        ladder = ladder_section(plan, finals)
     return {
         "sweep": plan.sweep.name, "description": plan.sweep.description,
         "source": plan.sweep.source, "store": str(store.path),
@@ -120,9 +129,11 @@ def build_report(plan, store):
         "metric": METRIC, "confidence": stats.CONFIDENCE,
         "columns": plan.columns, "seeds": list(plan.sweep.seeds),
         "train": plan.sweep.train.to_dict(), "versions": plan.versions,
-        "counts": counts, "complete": counts["done"] + counts["failed"] == len(plan.runs),
+        "counts": counts, "complete": counts["done"] + counts["failed"] == len(plan.runs) and (
+            not plan.schedule or all(e["verdict"] != "undecided" for e in plan.schedule.values())),
+        **({"adaptive": plan.sweep.adaptive} if plan.schedule else {}),
         "other_runs_in_store": store.others(rows),
-        "points": points,
+        "points": points, **({"ladder": ladder} if ladder else {}),
         "conventions": (
             "final_val_loss: the validation loss (nats/token) at the last step; mean over the "
             "seeds done, sample sd, 95% CI of the mean (Student's t, n-1 df); delta: the mean "
@@ -182,7 +193,9 @@ def summary_line(report):
     c = report["counts"]
     total = sum(c.values())
     state = "complete" if report["complete"] else "INCOMPLETE"
-    return (f"{total} runs ({len(report['points'])} points x {len(report['seeds'])} seeds): "
+    seeds = (f"{report['adaptive']['min']} to {report['adaptive']['max']} seeds each"
+             if report.get("adaptive") else f"x {len(report['seeds'])} seeds")
+    return (f"{total} runs ({len(report['points'])} points {seeds}): "
             f"{c['done']} done, {c['failed']} failed, {c['running']} running, {c['pending']} "
             f"pending ({state})")
 
@@ -212,6 +225,11 @@ def to_text(report):
         cells = [cell.rjust(w) if i in numeric else cell.ljust(w)
                  for i, (cell, w) in enumerate(zip(row, widths))]
         lines.append("  ".join(cells).rstrip())
+    lines += adaptive_lines(report)
+    if report.get("ladder"):
+        from .ladder_report import ladder_lines
+
+        lines += ladder_lines(report["ladder"])
     failures = failure_lines(report)
     if failures:
         lines += ["", "failed runs:"] + [f"  {f}" for f in failures]
@@ -219,6 +237,22 @@ def to_text(report):
         lines += ["", f"the store also holds {report['other_runs_in_store']} runs of earlier "
                       "versions of this sweep (kept, not shown)"]
     return "\n".join(lines)
+
+
+def adaptive_lines(report):
+    """Adaptive seeds: per point the seeds it got and why it stopped (or goes on)."""
+    if not report.get("adaptive"):
+        return []
+    a = report["adaptive"]
+    width = max(len(p["label"]) for p in report["points"])
+    lines = ["", f"adaptive seeds ({a['min']} to {a['max']}, until decided; anytime-valid "
+                 "Bayes factor t-test, alpha 0.05):"]
+    for p in report["points"]:
+        entry = p["adaptive"]
+        bf = "" if entry["bayes_factor"] is None else f"  BF {entry['bayes_factor']:.3g}"
+        lines.append(f"  {p['label']:<{width}}  {p['done']}/{entry['seeds']} seeds  "
+                     f"{entry['reason']}{bf}")
+    return lines
 
 
 def _md(text):
@@ -236,6 +270,17 @@ def to_markdown(report):
     lines += ["", "Final validation loss (nats/token): mean over seeds, sd, 95% CI (Student's "
                   "t). Δ: paired difference against the baseline on the same seeds; * when its "
                   "95% CI excludes 0.", *_length_note(report)]
+    if report.get("ladder"):
+        from .ladder_report import ladder_table
+
+        header, rows = ladder_table(report["ladder"])
+        lines += ["", f"**Size ladder**: {_md(report['ladder']['method'])}", "",
+                  "| " + " | ".join(_md(h) for h in header) + " |",
+                  "|---|" + "---:|" * (len(header) - 1)]
+        lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
+    adaptive = adaptive_lines(report)
+    if adaptive:
+        lines += ["", "```", *adaptive[1:], "```"]
     failures = failure_lines(report)
     if failures:
         lines += ["", "Failed runs:", ""] + [f"- {_md(f)}" for f in failures]

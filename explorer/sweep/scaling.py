@@ -67,6 +67,7 @@ class Bootstrap:
     prediction: float  # fit.predict(target)
     intervals: dict[str, Interval]  # "E", "A", "alpha" and "prediction"
     resamples: int  # the resamples whose fit converged (those that did not are left out)
+    band: tuple[Interval, ...] = ()  # the predicted loss's interval at each of ``band_at``
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,11 @@ class PairedDifference:
     interval: Interval
     significant: bool
     resamples: int
+    # Where the two fits cross in ``crossing_within`` (None: they do not), the interval over
+    # the resamples that cross there, and the share of resamples that do
+    crossing: float | None = None
+    crossing_interval: Interval | None = None
+    crossing_share: float = 0.0
 
 
 def _checked(x: Sequence[float], loss: Sequence[float]):
@@ -193,9 +199,10 @@ def _percentile_interval(draws, confidence):
     return Interval(float(low), float(high))
 
 
-def _resampled_fits(sizes, seed_losses_list, start, resamples, rng, huber_delta):
-    """Yield, per resample, one fit per variant in ``seed_losses_list``; each size's seeds are
-    drawn with replacement, the same draw for every variant (so their seeds stay paired)."""
+def _resampled_fits(sizes_list, seed_losses_list, start, resamples, rng, huber_delta):
+    """Yield, per resample, one fit per variant in ``seed_losses_list`` (at its sizes in
+    ``sizes_list``); each size's seeds are drawn with replacement, the same draw for every
+    variant at the same rank of size (so their seeds stay paired)."""
     import numpy as np
 
     for _ in range(resamples):
@@ -204,7 +211,7 @@ def _resampled_fits(sizes, seed_losses_list, start, resamples, rng, huber_delta)
             yield [fit_power_law(sizes, [float(np.mean(np.asarray(seeds)[pick]))
                                          for seeds, pick in zip(variant, picks)],
                                  starts=[start_of], huber_delta=huber_delta)
-                   for variant, start_of in zip(seed_losses_list, start)]
+                   for sizes, variant, start_of in zip(sizes_list, seed_losses_list, start)]
         except ExplorerError:  # this resample's fit did not converge: leave it out
             continue
 
@@ -212,63 +219,78 @@ def _resampled_fits(sizes, seed_losses_list, start, resamples, rng, huber_delta)
 def bootstrap(losses_by_size: Mapping[float, Sequence[float]], target: float,
               resamples: int = 500, seed: int = 0, confidence: float = CONFIDENCE,
               starts: Sequence[tuple[float, float, float]] = DEFAULT_STARTS,
-              huber_delta: float = HUBER_DELTA) -> Bootstrap:
+              huber_delta: float = HUBER_DELTA, band_at: Sequence[float] = ()) -> Bootstrap:
     """Fit the per-size mean losses of ``losses_by_size`` (size -> the losses of its seeds),
     and give ``confidence`` percentile intervals of E, A, alpha and of the predicted loss at
-    ``target`` over ``resamples`` resamplings of each size's seeds (numpy generator ``seed``:
-    the same call gives the same intervals). Each resample's fit starts from the full fit."""
+    ``target`` (and at each size of ``band_at``) over ``resamples`` resamplings of each size's
+    seeds (numpy generator ``seed``: the same call gives the same intervals). Each resample's
+    fit starts from the full fit."""
     import numpy as np
 
     sizes, seed_losses = _per_size(losses_by_size)
     fit = fit_power_law(sizes, [sum(s) / len(s) for s in seed_losses], starts, huber_delta)
     start = (fit.E, fit.A, fit.alpha)
     draws = {"E": [], "A": [], "alpha": [], "prediction": []}
-    for (resampled,) in _resampled_fits(sizes, [seed_losses], [start], resamples,
+    curves = []
+    for (resampled,) in _resampled_fits([sizes], [seed_losses], [start], resamples,
                                         np.random.default_rng(seed), huber_delta):
         for name, value in (("E", resampled.E), ("A", resampled.A), ("alpha", resampled.alpha),
                             ("prediction", resampled.predict(target))):
             draws[name].append(value)
+        if len(band_at):
+            curves.append(resampled.predict(np.asarray(band_at, dtype=float)))
     if not draws["E"]:
         raise ExplorerError(f"power-law bootstrap: none of {resamples} resamples converged")
+    band = tuple(_percentile_interval(column, confidence)
+                 for column in np.asarray(curves).T) if curves else ()
     return Bootstrap(fit=fit, target=float(target), prediction=fit.predict(target),
                      intervals={name: _percentile_interval(values, confidence)
                                 for name, values in draws.items()},
-                     resamples=len(draws["E"]))
+                     resamples=len(draws["E"]), band=band)
 
 
 def paired_difference_at(losses_a: Mapping[float, Sequence[float]],
                          losses_b: Mapping[float, Sequence[float]], target: float,
                          resamples: int = 500, seed: int = 0, confidence: float = CONFIDENCE,
                          starts: Sequence[tuple[float, float, float]] = DEFAULT_STARTS,
-                         huber_delta: float = HUBER_DELTA) -> PairedDifference:
-    """Variant a's fitted loss minus variant b's at ``target``, with a bootstrap interval.
+                         huber_delta: float = HUBER_DELTA,
+                         crossing_within: tuple[float, float] | None = None) -> PairedDifference:
+    """Variant a's fitted loss minus variant b's at ``target``, with a bootstrap interval; with
+    ``crossing_within``, also where the two fits cross in that range, with its interval.
 
-    Both map the same sizes to their seeds' losses, position i being the same seed in both
-    (same data order and initialisation seed): a resample draws the same seeds for both, so
-    what the seeds share cancels in the difference.
+    Both give as many sizes (a ladder's rungs: the two variants' sizes may differ, say their
+    parameter counts), paired by rank, each size's seeds at position i being the same seed in
+    both (same data order and initialisation seed): a resample draws the same seeds for both,
+    so what the seeds share cancels in the difference.
     """
     import numpy as np
 
     sizes_a, seeds_a = _per_size(losses_a)
     sizes_b, seeds_b = _per_size(losses_b)
-    if sizes_a != sizes_b or [len(s) for s in seeds_a] != [len(s) for s in seeds_b]:
-        raise ExplorerError("power-law paired difference: the two variants must have the same "
-                            "sizes and the same seeds at each size; sizes "
-                            f"{sizes_a} vs {sizes_b}")
-    fits = [fit_power_law(sizes_a, [sum(s) / len(s) for s in variant], starts, huber_delta)
-            for variant in (seeds_a, seeds_b)]
-    draws = [a.predict(target) - b.predict(target)
-             for a, b in _resampled_fits(sizes_a, [seeds_a, seeds_b],
-                                         [(f.E, f.A, f.alpha) for f in fits], resamples,
-                                         np.random.default_rng(seed), huber_delta)]
+    if [len(s) for s in seeds_a] != [len(s) for s in seeds_b]:
+        raise ExplorerError("power-law paired difference: the two variants must have as many "
+                            "sizes and the same seeds at each size (paired by rank); seeds per "
+                            f"size {[len(s) for s in seeds_a]} vs {[len(s) for s in seeds_b]}")
+    fits = [fit_power_law(sizes, [sum(s) / len(s) for s in variant], starts, huber_delta)
+            for sizes, variant in ((sizes_a, seeds_a), (sizes_b, seeds_b))]
+    draws, crossings = [], []
+    for a, b in _resampled_fits([sizes_a, sizes_b], [seeds_a, seeds_b],
+                                [(f.E, f.A, f.alpha) for f in fits], resamples,
+                                np.random.default_rng(seed), huber_delta):
+        draws.append(a.predict(target) - b.predict(target))
+        if crossing_within:
+            crossings.append(crossing(a, b, crossing_within))
     if not draws:
         raise ExplorerError(f"power-law paired difference: none of {resamples} resamples "
                             "converged")
     interval = _percentile_interval(draws, confidence)
-    return PairedDifference(target=float(target),
-                            difference=fits[0].predict(target) - fits[1].predict(target),
-                            interval=interval, significant=0.0 not in interval,
-                            resamples=len(draws))
+    crossed = [x for x in crossings if x is not None]
+    return PairedDifference(
+        target=float(target), difference=fits[0].predict(target) - fits[1].predict(target),
+        interval=interval, significant=0.0 not in interval, resamples=len(draws),
+        crossing=crossing(*fits, crossing_within) if crossing_within else None,
+        crossing_interval=_percentile_interval(crossed, confidence) if crossed else None,
+        crossing_share=len(crossed) / len(draws))
 
 
 def crossing(fit_a: PowerLawFit, fit_b: PowerLawFit,
@@ -287,7 +309,7 @@ def crossing(fit_a: PowerLawFit, fit_b: PowerLawFit,
         return fit_a.predict(math.exp(log_x)) - fit_b.predict(math.exp(log_x))
 
     grid = np.linspace(math.log(low), math.log(high), 400)
-    gaps = [gap(g) for g in grid]
+    gaps = (fit_a.predict(np.exp(grid)) - fit_b.predict(np.exp(grid))).tolist()  # one pass
     for left, right, gap_left, gap_right in zip(grid, grid[1:], gaps, gaps[1:]):
         if gap_left == 0.0:
             return float(math.exp(left))

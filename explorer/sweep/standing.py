@@ -21,6 +21,9 @@ def count_states(rows, planned):
 
 def build_status(plan, store):
     """Counts by state, per point, the runs in flight and the driver holding the store."""
+    from .sequential import active_plan
+
+    plan = active_plan(plan, store)  # adaptive seeds: the runs the schedule wants so far
     rows = store.rows([run.key for run in plan.runs], STATUS_COLUMNS)
     counts = count_states(rows, len(plan.runs))
     points = []

@@ -7,6 +7,7 @@ import functools
 import math
 
 CONFIDENCE = 0.95
+METRIC = "final_val_loss"  # what a sweep compares: each run's validation loss at its last step
 
 
 @functools.lru_cache(maxsize=None)

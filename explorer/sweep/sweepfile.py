@@ -6,10 +6,12 @@ set: {model.n_layers: 2}            # optional: overrides for every point, as --
 grid:                               # any spec key as --set spells it, or train.KEY
   components.positional: [learned, rope, alibi, none]   # two points at least (or two bases)
 baseline: {components.positional: learned}   # deltas are against this point (default: the first)
-seeds: [1, 2, 3]                    # or a count: seeds: 3 is [1, 2, 3]
+seeds: [1, 2, 3]                    # or a count: seeds: 3 is [1, 2, 3], or as many as the
+                                    #   question needs: {min: 3, max: 16, until: decided}
 train: {batch_size: 16, seq_len: 128, lr: 3.0e-3, warmup: 60, schedule: cosine}
 budget: {tokens: 1_228_800}         # or {steps: N} or {flops: F}
 track: mlflow                       # optional: run trackers (explorer.tracking), or --track
+scale: {ladder: {model.emb_dim: [64, 128, 256]}, ...}   # optional: a size ladder (.ladder)
 ```
 
 :func:`load_sweep` checks the document's shape and the train settings and raises
@@ -29,7 +31,7 @@ from ..tracking.choice import parse_track
 from ..training.settings import TrainConfig
 
 TOP_KEYS = ("name", "description", "base", "set", "grid", "baseline", "seeds", "train", "budget",
-            "track")
+            "track", "scale")
 TRAIN_PREFIX = "train."
 BASE_KEY = "base"  # a grid coordinate (and baseline key) when the sweep has several base specs
 
@@ -49,6 +51,8 @@ class SweepFile:
     shipped: bool = False  # read by name from the files explorer ships (explorer.spec.catalog)
     track: tuple = ()  # ``track:``: ((tracker name, options), ...), checked against the registry
     # when the sweep starts (explorer.tracking.choose)
+    scale: object = None  # ``scale:``, a size ladder (explorer.sweep.ladder.Scale), or None
+    adaptive: dict = None  # seeds: {min, max, until}: seeds added until decided (.sequential)
 
     @property
     def folder(self):
@@ -137,9 +141,38 @@ def _check_compares(source, doc, bases, grid):
                     "rmsnorm]}, or several specs as base: [a.yaml, b.yaml]")
 
 
+ADAPTIVE_KEYS = ("min", "max", "until")
+ADAPTIVE_EXAMPLE = "e.g. seeds: {min: 3, max: 16, until: decided}"
+
+
+def _adaptive(source, value):
+    """``seeds: {min: 3, max: 16, until: decided}``: seeds 1..max, of which each point runs
+    the first ``min`` and more until its difference from its baseline is decided."""
+    for key in value:
+        if key not in ADAPTIVE_KEYS:
+            raise SpecError(source, f"seeds.{key}", "unknown key",
+                            f"valid keys: {', '.join(ADAPTIVE_KEYS)}; {ADAPTIVE_EXAMPLE}")
+    for key in ADAPTIVE_KEYS:
+        if key not in value:
+            raise SpecError(source, f"seeds.{key}", "missing", ADAPTIVE_EXAMPLE)
+    if value["until"] != "decided":
+        raise SpecError(source, "seeds.until", f"{value['until']!r} is not a stopping rule",
+                        "decided: each point's difference from its baseline")
+    low, high = value["min"], value["max"]
+    for key, number, least in (("min", low, 2), ("max", high, low)):
+        if isinstance(number, bool) or not isinstance(number, int) or not (
+                isinstance(least, int) and not isinstance(least, bool)) or number < least:
+            raise SpecError(source, f"seeds.{key}", f"expected a whole number >= {least!r}, "
+                            f"got {number!r}", "min >= 2 (a t statistic needs two seeds), "
+                            "max >= min")
+    return {"min": low, "max": high, "until": "decided"}
+
+
 def _seeds(source, value):
     """``seeds: [1, 2, 3]`` (each a seed: explorer.spec.config.SEED) or a count (``seeds: 3``
-    is ``[1, 2, 3]``)."""
+    is ``[1, 2, 3]``), or ``{min, max, until}`` (seeds 1..max, :func:`_adaptive`)."""
+    if isinstance(value, dict):
+        return tuple(range(1, _adaptive(source, value)["max"] + 1))
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return tuple(range(1, value + 1))
     if not isinstance(value, list) or not value:
@@ -235,7 +268,15 @@ def load_sweep(path):
             raise SpecError(source, f"set.{key}", "is a train setting",
                             f"put it under train: as {key[len(TRAIN_PREFIX):]}")
     grid = _grid(source, doc.get("grid", {}))
-    _check_compares(source, doc, bases, grid)
+    scale = None
+    if "scale" in doc:  # a ladder of sizes: one variant is enough, its fit is the answer
+        from .ladder import parse_scale
+
+        train_doc = doc.get("train")
+        scale = parse_scale(source, doc["scale"], fixed, grid, "budget" in doc or (
+            isinstance(train_doc, dict) and "budget" in train_doc))
+    else:
+        _check_compares(source, doc, bases, grid)
     overlap = sorted(set(fixed) & set(grid))
     if overlap:
         raise SpecError(source, f"set.{overlap[0]}", "is also a grid key", "vary it or fix it")
@@ -246,4 +287,6 @@ def load_sweep(path):
         source=source, name=name, description=description, bases=bases, fixed=dict(fixed),
         grid=grid, baseline=_baseline(source, doc.get("baseline"), grid, bases),
         seeds=_seeds(source, doc["seeds"]), train=train, train_options=options, shipped=by_name,
-        track=parse_track(doc.get("track"), source))
+        track=parse_track(doc.get("track"), source),
+        scale=scale, adaptive=_adaptive(source, doc["seeds"]) if isinstance(
+            doc["seeds"], dict) else None)

@@ -103,8 +103,11 @@ def test_bad_input_is_one_line(x, loss, message):
 def test_bad_bootstrap_input_is_one_line():
     with pytest.raises(ExplorerError, match="size 1000000.0 has no losses"):
         bootstrap({1e5: [3.0], 1e6: [], 1e7: [2.2]}, target=1e9)
-    with pytest.raises(ExplorerError, match="same sizes and the same seeds"):
+    with pytest.raises(ExplorerError, match="as many sizes and the same seeds"):
         paired_difference_at({1e5: [3.0], 1e6: [2.5], 1e7: [2.2]},
+                             {1e5: [3.0], 1e6: [2.5], 1e7: [2.2], 1e8: [2.1]}, target=1e9)
+    with pytest.raises(ExplorerError, match=r"seeds per size \[1, 2, 1\] vs \[1, 1, 1\]"):
+        paired_difference_at({1e5: [3.0], 1e6: [2.5, 2.4], 1e7: [2.2]},
                              {1e5: [3.0], 1e6: [2.5], 1e8: [2.2]}, target=1e9)
     with pytest.raises(ExplorerError, match="give 0 < low < high"):
         crossing(PowerLawFit(1.0, 1.0, 0.5, 0.0), PowerLawFit(1.0, 2.0, 0.5, 0.0), within=(5, 1))
