@@ -40,6 +40,7 @@ DEFAULT_PLUGINS = (
     "explorer.plugins.tokenizer",
     "explorer.plugins.checkpoints",
     "explorer.plugins.converters",
+    "explorer.plugins.tasks",
     "explorer.plugins.analyses.params",
     "explorer.plugins.analyses.memory",
     "explorer.plugins.analyses.gradflow",

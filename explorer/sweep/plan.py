@@ -22,7 +22,7 @@ from ..training.corpus import digest, load_corpus
 from ..errors import SpecError
 from ..spec.loading import load_spec
 from ..training.settings import TrainConfig
-from .sweepfile import BASE_KEY, TRAIN_PREFIX
+from .sweepfile import BASE_KEY, TASK_PREFIX, TRAIN_PREFIX
 
 KEY_LENGTH = 20  # hex digits of sha256: 80 bits
 NOT_IN_KEY = ("name", "description", "seed", "analyses", "plugins")
@@ -128,8 +128,9 @@ def point_label(coords):
 class _Planner:
     def __init__(self, sweep, plugins):
         self.sweep, self.plugins = sweep, plugins
-        self.spec_keys = [k for k in sweep.grid if not k.startswith(TRAIN_PREFIX)]
+        self.spec_keys = [k for k in sweep.grid if not k.startswith((TRAIN_PREFIX, TASK_PREFIX))]
         self.train_keys = [k for k in sweep.grid if k.startswith(TRAIN_PREFIX)]
+        self.task_keys = [k for k in sweep.grid if k.startswith(TASK_PREFIX)]
         self.digests = {}
         self.loaded = {}  # (base, overrides) -> Spec: points that differ only in train.* share one
 
@@ -187,6 +188,9 @@ class _Planner:
             spec = self.load(base, {k: coords[k] for k in self.spec_keys}, label)
             options = {**self.sweep.train_options,
                        **{k[len(TRAIN_PREFIX):]: coords[k] for k in self.train_keys}}
+            if self.task_keys:  # task.n_pairs: 16 -> the task's n_pairs
+                options["task"] = {**options["task"], **{
+                    k[len(TASK_PREFIX):]: coords[k] for k in self.task_keys}}
             train = self.train_config(options, spec, label)
             points.append(Point(len(points), coords, label, spec, train,
                                 self.corpus_digest(train.corpus)))

@@ -9,6 +9,7 @@ baseline: {components.positional: learned}   # deltas are against this point (de
 seeds: [1, 2, 3]                    # or a count: seeds: 3 is [1, 2, 3]
 train: {batch_size: 16, seq_len: 128, lr: 3.0e-3, warmup: 60, schedule: cosine}
 budget: {tokens: 1_228_800}         # or {steps: N} or {flops: F}
+task: {name: recall, n_pairs: 8}    # optional: what the runs learn (grid: task.n_pairs: [4, 16])
 ```
 
 :func:`load_sweep` checks the document's shape and the train settings and raises
@@ -26,8 +27,10 @@ from ..spec.catalog import SWEEPS, resolve
 from ..spec.config import SEED
 from ..training.settings import TrainConfig
 
-TOP_KEYS = ("name", "description", "base", "set", "grid", "baseline", "seeds", "train", "budget")
+TOP_KEYS = ("name", "description", "base", "set", "grid", "baseline", "seeds", "train", "budget",
+            "task")
 TRAIN_PREFIX = "train."
+TASK_PREFIX = "task."  # a grid key of the task's settings: task.n_pairs
 BASE_KEY = "base"  # a grid coordinate (and baseline key) when the sweep has several base specs
 
 
@@ -80,7 +83,7 @@ def _dotted_key(source, where, key):
             ("analyses.", "analyses")):
         raise SpecError(source, f"{where}.{key}" if where else key,
                         "does not change what is trained",
-                        "sweep model keys (model.*, components.*, tokenizer) or train.*; "
+                        "sweep model keys (model.*, components.*, tokenizer), train.* or task.*; "
                         "seeds come from seeds:")
     return key
 
@@ -174,6 +177,17 @@ def _train(source, doc, grid):
             raise SpecError(source, "budget", "given twice (also as train.budget)",
                             "give the budget once")
         options["budget"] = doc["budget"]
+    if "task" in doc:
+        if "task" in options:
+            raise SpecError(source, "task", "given twice (also as train.task)",
+                            "give the task once")
+        options["task"] = doc["task"]
+    if isinstance(options.get("task"), str):
+        options["task"] = {"name": options["task"]}
+    task_keys = [key for key in grid if key.startswith(TASK_PREFIX)]
+    if task_keys and not isinstance(options.get("task"), dict):
+        raise SpecError(source, f"grid.{task_keys[0]}", "varies a task setting, and the sweep "
+                        "has no task", "say which task: task: {name: recall}")
     corpus = options.get("corpus")
     if isinstance(corpus, str) and corpus:
         options["corpus"] = str(Path(source).parent / corpus)

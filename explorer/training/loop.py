@@ -140,6 +140,20 @@ class _Run:
 
     def __init__(self, model, spec, config, corpus, seed, device):
         self.model, self.spec, self.config, self.device = model, spec, config, device
+        self._data(corpus, seed)
+        self.optimizer = adamw(model.parameters(), config.lr, config.weight_decay)
+        self.scaler = grad_scaler(device, config.dtype)
+        self.precision = lambda: autocast(device, config.dtype)
+        self.forward = compile_model(model, "train.compile") if config.compile else model
+        self.eval_windows = evaluation_windows(config.batch_size, config.seq_len,
+                                               spec.model.vocab_size)
+        self.train_seconds = self.eval_seconds = 0.0
+        self.first_step_seconds = None
+
+    def _data(self, corpus, seed):
+        """The corpus's splits, evaluation windows and batch stream (a task's run overrides
+        this, ``batch`` and ``evaluate``: explorer.training.task_training)."""
+        config, device = self.config, self.device
         s = config.seq_len
         if len(corpus.train_ids) <= s or len(corpus.val_ids) <= s:
             raise ExplorerError(f"train: corpus {corpus.source} has {corpus.tokens:,} tokens: "
@@ -153,13 +167,6 @@ class _Run:
                                                                     config.eval_tokens))
         self.batches = torch.Generator(device=device).manual_seed(derive_seed(seed, "batches"))
         self.offsets = torch.arange(s, device=device)
-        self.optimizer = adamw(model.parameters(), config.lr, config.weight_decay)
-        self.scaler = grad_scaler(device, config.dtype)
-        self.precision = lambda: autocast(device, config.dtype)
-        self.forward = compile_model(model, "train.compile") if config.compile else model
-        self.eval_windows = evaluation_windows(config.batch_size, s, spec.model.vocab_size)
-        self.train_seconds = self.eval_seconds = 0.0
-        self.first_step_seconds = None
 
     def evaluate(self, step):
         start = time.perf_counter()
@@ -259,14 +266,19 @@ def train(model, spec, config=None, corpus=None, tokenizer=None, seed=None, need
     if need is None:
         need = check_memory(model, spec, config)
     map_large_allocations()
-    if corpus is None:
+    if corpus is None and not config.task:
         if tokenizer is None:
             from explorer.model.tokenizer import get_tokenizer
 
             tokenizer = get_tokenizer(spec.tokenizer, spec.plugin_manager)
         corpus = load_training_corpus(config.corpus, spec, tokenizer)
     with _environment(model, config, seed) as (threads, device):
-        result = _train(model.to(device).train(), spec, config, corpus, seed, device)
+        if config.task:  # a synthetic task: its own batches, evaluation and metrics
+            from explorer.training.task_training import train_task
+
+            result = train_task(model.to(device).train(), spec, config, seed, device)
+        else:
+            result = _train(model.to(device).train(), spec, config, corpus, seed, device)
     result.update(threads=threads, device=str(device),
                   parameters=sum(p.numel() for p in model.parameters()),
                   memory=need.to_dict())

@@ -41,9 +41,28 @@ def options_are_consistent(config, options):
     when the spec loads; and seq_len within the context."""
     seq_len_within_context(config, options)
     try:
-        TrainConfig.from_options(options, prefix="")
+        settings = TrainConfig.from_options(options, prefix="")
+        if settings.task:
+            task_fits_model(settings.task, config)
     except SpecError as exc:
         raise ParamError(exc.key.split(".")[0], exc.problem, exc.valid) from None
+
+
+def task_fits_model(task, config):
+    """A task's parameters and its needs (vocabulary, length) checked when the spec loads, for
+    the tasks registered without the spec's own plugins (a task only the spec's ``plugins:``
+    register is checked when the run starts)."""
+    from explorer.registry.params import Checker
+    from explorer.registry.plugin_manager import get_plugin_manager
+    from explorer.training.tasks import TASK_KIND, check_task, task_fits
+
+    manager = get_plugin_manager()
+    if task.get("name") not in manager.registry().names(TASK_KIND):
+        return
+    checker = Checker("")
+    name, _, made = check_task(task, manager, checker, "task")
+    if not getattr(made, "uses_corpus", False):
+        task_fits(made, name, config, checker, "task")
 
 
 def _how_line(result, cfg):
