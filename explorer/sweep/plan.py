@@ -198,8 +198,9 @@ class _Planner:
 
     def train_config(self, options, spec, label):
         try:
+            # A task's errors name it as the sweep file spells it: task.n_pairs
             return TrainConfig.from_dict(options, self.sweep.source, "train").resolve(
-                spec, self.sweep.source, "train")
+                spec, self.sweep.source, "train", task_key="task")
         except SpecError as exc:
             where = f"at point {label}: " if len(self.sweep.grid) or len(self.sweep.bases) > 1 \
                 else ""
