@@ -76,6 +76,8 @@ def _how_line(result, cfg):
 
 
 def render(result):
+    if "task" in result:
+        return render_task(result)
     c, cfg = result["corpus"], result["config"]
     schedule = cfg["schedule"] + (f" to {cfg['min_lr']:g}" if cfg["schedule"] != "constant" else "")
     warmup = f", warmup {cfg['warmup']}" if cfg["warmup"] else ""
@@ -103,6 +105,29 @@ def render(result):
     lines.append(f"best validation loss {result['best_val_loss']:.4f} at step "
                  f"{result['best_step']}; {result['tokens_per_second']:,.0f} training tokens/s")
     lines += _evaluation_lines(result)
+    return "\n".join(lines)
+
+
+def render_task(result):
+    """A task run's report: the task, the curve of its metrics, the final scores."""
+    cfg, task = result["config"], result["task"]
+    settings = ", ".join(f"{k} {v}" for k, v in task.items() if k != "name")
+    lines = [f"task: {task['name']} ({settings}); {result['targets']['val']:,} validation "
+             f"targets, chance accuracy {result['chance']:.4g}" if result.get("chance") is not None
+             else f"task: {task['name']} ({settings})",
+             f"{result.get('optimizer', 'AdamW')} lr {result['lr']:g} ({cfg['schedule']}), "
+             f"weight decay {result['weight_decay']:g}: {result['steps']} steps of "
+             f"{result['batch_size']} x {result['seq_len']} tokens, seed {result['seed']}, "
+             f"{result['threads']} thread(s)",
+             _how_line(result, cfg),
+             " step      tokens  train loss  val loss  train acc  val acc  val exact"]
+    lines.extend(f"{p['step']:>5}  {p['tokens']:>10,}  {p['train_loss']:>10.4f}  "
+                 f"{p['val_loss']:>8.4f}  {p['train_accuracy']:>9.4f}  {p['val_accuracy']:>7.4f}"
+                 f"  {p['val_exact_match']:>9.4f}" for p in result["curve"])
+    lines.append(f"final validation accuracy {result['final_accuracy']:.4f}, exact match "
+                 f"{result['final_exact_match']:.4f}, loss on the targets "
+                 f"{result['final_val_loss']:.4f}; best accuracy {result['best_accuracy']:.4f} "
+                 f"at step {result['best_step']}")
     return "\n".join(lines)
 
 
@@ -144,6 +169,12 @@ def _load_lines(module_stats, step):
 
 
 def figures(result):
+    if "task" in result:
+        return {"final_accuracy": result["final_accuracy"],
+                "final_exact_match": result["final_exact_match"],
+                "final_val_loss": result["final_val_loss"], "chance": result["chance"],
+                "best_accuracy": result["best_accuracy"],
+                "tokens_per_second": result["tokens_per_second"]}
     return {"final_train_loss": result["curve"][-1]["train_loss"],
             "final_val_loss": result["final_val_loss"],
             "final_val_perplexity": result["final_val_perplexity"],
@@ -167,7 +198,8 @@ def draw_chart(fig, series):
         for ax, key in zip(axes, ("train_loss", "val_loss")):
             ax.plot(steps, [p[key] for p in result["curve"]], markersize=3, label=label,
                     **series_style(i))
-        baselines.setdefault(result["unigram_baseline"], []).append(i)
+        if "unigram_baseline" in result:  # a task's run has none
+            baselines.setdefault(result["unigram_baseline"], []).append(i)
     for baseline, users in baselines.items():
         shared = len(users) > 1
         who = ("all specs" if len(users) == len(series) > 1
