@@ -274,9 +274,7 @@ def train(model, spec, config=None, corpus=None, tokenizer=None, seed=None, need
         corpus = load_training_corpus(config.corpus, spec, tokenizer)
     with _environment(model, config, seed) as (threads, device):
         if config.task:  # a synthetic task: its own batches, evaluation and metrics
-            from explorer.training.task_training import train_task
-
-            result = train_task(model.to(device).train(), spec, config, seed, device)
+            result = _train_task(model.to(device).train(), spec, config, seed, device)
         else:
             result = _train(model.to(device).train(), spec, config, corpus, seed, device)
     result.update(threads=threads, device=str(device),
@@ -302,6 +300,30 @@ def _environment(model, config, seed):
             yield threads, device
     finally:
         torch.set_num_threads(before)
+
+
+class _TaskRun(_Run):
+    """A run on a task: the task's batches and evaluation (explorer.training.task_training)."""
+
+    def __init__(self, model, spec, config, data, seed, device):
+        self.data, self.seed = data, seed
+        super().__init__(model, spec, config, None, seed, device)
+
+    def _data(self, corpus, seed):
+        pass  # the task's data is self.data
+
+    def batch(self):
+        return self.data.batch()
+
+    def evaluate(self, step):
+        return self.data.evaluate(self, step)
+
+
+def _train_task(model, spec, config, seed, device):
+    from explorer.training.task_training import TaskData, train_task
+
+    run = _TaskRun(model, spec, config, TaskData(config, spec, seed, device), seed, device)
+    return train_task(run, run.data, optimizer_name(run.optimizer))
 
 
 def measure_speed(model, spec, config, corpus, seed=0, steps=2):

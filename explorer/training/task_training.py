@@ -1,6 +1,7 @@
 """Training on a task (:mod:`explorer.training.tasks`): the corpus run's loop, optimizer,
 schedule, precision, divergence checks and clocks (:class:`explorer.training.loop._Run`), with
-the task's batches and the task's evaluation.
+the task's batches and the task's evaluation (:class:`TaskData`). The loop imports this module,
+never the other way round.
 
 Evaluation, at the same steps as a corpus run's: the task's metrics (loss on the target
 positions, token accuracy, exact match per sequence) on two fixed sets of ``eval_tokens //
@@ -17,7 +18,6 @@ import time
 import torch
 from torch.nn import functional as F
 
-from explorer.training.loop import _Run, optimizer_name
 from explorer.training.settings import eval_steps
 from explorer.training.tasks import IGNORE, make_task
 
@@ -47,40 +47,41 @@ def evaluate_task(model, task, inputs, targets, precision=None, windows=None):
     return task.metrics(torch.cat(losses).cpu(), torch.cat(predictions).cpu(), targets.cpu())
 
 
-class _TaskRun(_Run):
-    def __init__(self, model, spec, config, task, seed, device):
-        self.task = task
-        super().__init__(model, spec, config, None, seed, device)
+class TaskData:
+    """A task's side of a run: its batch stream and its two fixed evaluation sets; the loop's
+    run (:class:`explorer.training.loop._Run`) asks it for batches and evaluations."""
 
-    def _data(self, corpus, seed):
-        config = self.config
+    def __init__(self, config, spec, seed, device):
+        self.task = make_task(config.task, spec.plugin_manager)
+        self.config, self.device = config, device
         n = config.eval_tokens // config.seq_len if config.eval_tokens else \
             DEFAULT_EVAL_SEQUENCES
         n = max(n, 1)
-        self.train_set = [t.to(self.device) for t in self.task.examples("train", seed, n)]
-        self.val_set = [t.to(self.device) for t in self.task.examples("val", seed, n)]
+        self.train_set = [t.to(device) for t in self.task.examples("train", seed, n)]
+        self.val_set = [t.to(device) for t in self.task.examples("val", seed, n)]
         self.stream = self.task.batches("train", seed, config.batch_size)
 
     def batch(self):
         inputs, targets = next(self.stream)
         return inputs.to(self.device), targets.to(self.device)
 
-    def evaluate(self, step):
+    def evaluate(self, run, step):
+        """The curve point at ``step``: the task's metrics of both sets, timed into ``run``."""
         start = time.perf_counter()
         point = {"step": step, "tokens": step * self.config.batch_size * self.config.seq_len}
         for split, (inputs, targets) in (("train", self.train_set), ("val", self.val_set)):
-            found = evaluate_task(self.model, self.task, inputs, targets, self.precision,
-                                  self.eval_windows)
+            found = evaluate_task(run.model, self.task, inputs, targets, run.precision,
+                                  run.eval_windows)
             point.update({f"{split}_{name}": value for name, value in found.items()
                           if name != "targets"})
-        self.eval_seconds += time.perf_counter() - start
+        run.eval_seconds += time.perf_counter() - start
         return point
 
 
-def train_task(model, spec, config, seed, device):
-    """Train ``model`` on ``config.task`` (resolved settings) and return the result."""
-    task = make_task(config.task, spec.plugin_manager)
-    run = _TaskRun(model, spec, config, task, seed, device)
+def train_task(run, data, optimizer):
+    """Train on the task: ``run`` is the loop's run over ``data`` (a :class:`TaskData`);
+    ``optimizer`` names the run's optimizer for the result. Returns the result."""
+    config, task = run.config, data.task
     steps, tokens_per_step = config.steps, config.batch_size * config.seq_len
     evaluate_after = set(eval_steps(steps, tokens_per_step, config.eval_every,
                                     config.eval_every_tokens))
@@ -95,11 +96,11 @@ def train_task(model, spec, config, seed, device):
     tokens = steps * tokens_per_step
     return {
         "task": dict(config.task), "chance": task.chance,
-        "targets": {"train": int((run.train_set[1] != IGNORE).sum()),
-                    "val": int((run.val_set[1] != IGNORE).sum())},
+        "targets": {"train": int((data.train_set[1] != IGNORE).sum()),
+                    "val": int((data.val_set[1] != IGNORE).sum())},
         "steps": steps, "batch_size": config.batch_size, "seq_len": config.seq_len,
         "lr": config.lr, "weight_decay": config.weight_decay, "tokens_seen": tokens,
-        "seed": seed, "config": config.to_dict(), "curve": curve,
+        "seed": run.seed, "config": config.to_dict(), "curve": curve,
         "batch_losses": batch_losses,
         "final_val_loss": final["val_loss"],
         "final_val_perplexity": math.exp(min(final["val_loss"], 700.0)),
@@ -110,7 +111,7 @@ def train_task(model, spec, config, seed, device):
         "best_tokens": best["tokens"],
         "best_val_loss": min(point["val_loss"] for point in curve),
         "train_seconds": run.train_seconds, "eval_seconds": run.eval_seconds,
-        "dtype": config.dtype, "optimizer": optimizer_name(run.optimizer),
+        "dtype": config.dtype, "optimizer": optimizer,
         "compiled": config.compile, "first_step_seconds": run.first_step_seconds,
         "tokens_per_second": tokens / run.train_seconds if run.train_seconds else None,
         "conventions": (

@@ -68,12 +68,15 @@ def standard_metrics(losses, predictions, targets):
 
 
 def generator(seed, stream):
-    """A CPU ``torch.Generator`` for one of a task's streams, seeded from the run's seed."""
+    """A CPU ``torch.Generator`` for one of a task's streams, seeded from the run's seed as
+    :func:`explorer.training.loop.derive_seed` seeds the loop's (stream ``task:<stream>``; not
+    imported from there: the loop imports what imports this module)."""
+    import hashlib
+
     import torch
 
-    from explorer.training.loop import derive_seed
-
-    return torch.Generator().manual_seed(derive_seed(seed, f"task:{stream}"))
+    digest = hashlib.sha256(f"explorer:{seed}:task:{stream}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 class SyntheticTask:
