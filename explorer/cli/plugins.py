@@ -20,7 +20,7 @@ def _param_json(p):
 
 
 @click.command(name="plugins")
-@click.option("--kind", help="Only this kind (norm, attention, ..., tokenizer), 'analysis', "
+@click.option("--kind", help="Only this kind (norm, attention, ..., tokenizer, task), 'analysis', "
                              "'checkpoint_format' or 'config_converter'.")
 @format_option
 @plugins_option
