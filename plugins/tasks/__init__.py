@@ -31,18 +31,18 @@ def explorer_components():
         Component(kind="task", name="text", factory="explorer.training.tasks:CorpusTask",
                   description="Next-token prediction on the train settings' corpus (the "
                               "default): the loss on every position, the unigram baseline."),
-        Component(kind="task", name="recall", factory=f"{_RECALL}:Recall",
+        Component(kind="task", name="recall", factory=f"{_RECALL}:recall",
                   params=(*_pairs(8, 16, 16), GAP, TRAIN_EXAMPLES),
                   description="Multi-query associative recall (Zoology's MQAR): key-value "
                               "pairs, then every key again; predict its value."),
-        Component(kind="task", name="fuzzy_recall", factory=f"{_RECALL}:Recall",
+        Component(kind="task", name="fuzzy_recall", factory=f"{_RECALL}:fuzzy_recall",
                   params=(*_pairs(4, 8, 8),
                           Param("key_len", int, 2, "tokens per key", min=1, max=8),
                           Param("value_len", int, 2, "tokens per value", min=1, max=8),
                           GAP, TRAIN_EXAMPLES),
                   description="Recall of multi-token keys and values (MAD's fuzzy recall, "
                               "fixed lengths): predict every value token of each queried key."),
-        Component(kind="task", name="noisy_recall", factory=f"{_RECALL}:Recall",
+        Component(kind="task", name="noisy_recall", factory=f"{_RECALL}:noisy_recall",
                   params=(*_pairs(8, 16, 16),
                           Param("noise", float, 0.2, "the share of tokens that are noise, "
                                 "scattered among the pairs and the queries", min=0, max=1,

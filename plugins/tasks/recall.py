@@ -3,8 +3,8 @@ memorization of a fixed table.
 
 Token ids: 0 is the blank, then the key symbols, the value symbols and the noise symbols, each
 a range of its own, so a model can tell them apart from the id alone. A pair is a key's tokens
-followed by its value's; the queries repeat every key of the sequence, in a random order, each
-followed by its value. The loss is on the predictions of the value tokens of the queries: at
+followed by its value's; then as many queries, each a key of the sequence drawn at random
+(with replacement, so that no query can be answered by elimination), followed by its value. The loss is on the predictions of the value tokens of the queries: at
 the last key token (the first value token, which only the context tells) and at each value
 token but the last (the rest of the value). As in Zoology's MQAR the pairs come first and the
 queries after; as in MAD the query's value follows it in the input (teacher forcing).
@@ -20,11 +20,23 @@ from explorer.training.tasks import IGNORE, SyntheticTask
 BLANK = 0
 
 
-class Recall(SyntheticTask):
-    """recall, fuzzy_recall and noisy_recall: one generator, the defaults differ."""
+def recall(n_pairs, n_keys, n_values, gap, train_examples):
+    return Recall(n_pairs, n_keys, n_values, gap, train_examples, 1, 1, 0.0, 1)
 
-    def __init__(self, n_pairs, n_keys, n_values, gap, train_examples, key_len=1, value_len=1,
-                 noise=0.0, n_noise_symbols=1):
+
+def fuzzy_recall(n_pairs, n_keys, n_values, key_len, value_len, gap, train_examples):
+    return Recall(n_pairs, n_keys, n_values, gap, train_examples, key_len, value_len, 0.0, 1)
+
+
+def noisy_recall(n_pairs, n_keys, n_values, noise, n_noise_symbols, gap, train_examples):
+    return Recall(n_pairs, n_keys, n_values, gap, train_examples, 1, 1, noise, n_noise_symbols)
+
+
+class Recall(SyntheticTask):
+    """recall, fuzzy_recall and noisy_recall: one generator (the factories above)."""
+
+    def __init__(self, n_pairs, n_keys, n_values, gap, train_examples, key_len, value_len,
+                 noise, n_noise_symbols):
         if n_keys ** key_len < n_pairs:
             raise ParamError("n_pairs", f"{n_pairs} distinct keys of {key_len} token(s) from "
                              f"{n_keys} symbols do not exist",
@@ -59,7 +71,9 @@ class Recall(SyntheticTask):
         values = self.value_base + torch.randint(
             0, self.n_values, (n, self.n_pairs, self.value_len), generator=generator)
         pairs = torch.cat([keys, values], dim=2)  # (n, P, kl + vl)
-        queries = torch.rand(n, self.n_pairs, generator=generator).argsort(dim=1)
+        # Each query a key of the pairs drawn with replacement: were every key queried once,
+        # the last query could be answered by elimination, without recall.
+        queries = torch.randint(0, self.n_pairs, (n, self.n_pairs), generator=generator)
         noise = self.noise_base + torch.randint(0, self.n_noise_symbols, (n, self.n_noise),
                                                 generator=generator)
         # Where the noise goes: each noise token picks a slot between units (pairs / queries).

@@ -47,7 +47,7 @@ def test_recall_targets_are_the_values_paired_with_the_queried_keys(manager):
         scored = [(t, target[t]) for t in range(19) if target[t] != IGNORE]
         assert [t for t, _ in scored] == [11, 13, 15, 17]  # every query key
         assert all(pairs[row[t]] == value for t, value in scored)
-        assert sorted(row[11:19:2]) == sorted(pairs)  # each key queried once
+        assert set(row[11:19:2]) <= set(pairs)  # keys of the pairs, drawn with replacement
 
 
 def test_fuzzy_and_noisy_recall_score_every_value_token_and_no_noise(manager):
