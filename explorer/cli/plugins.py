@@ -20,8 +20,8 @@ def _param_json(p):
 
 
 @click.command(name="plugins")
-@click.option("--kind", help="Only this kind (norm, attention, ..., tokenizer), 'analysis', "
-                             "'checkpoint_format', 'config_converter' or 'tracker'.")
+@click.option("--kind", help="Only this kind (norm, attention, ..., tokenizer, task), "
+                             "'analysis', 'checkpoint_format', 'config_converter' or 'tracker'.")
 @format_option
 @plugins_option
 def list_plugins(kind, fmt, plugins):

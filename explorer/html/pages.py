@@ -222,7 +222,7 @@ def _sweep_table(report):
               for i, text in enumerate(header)]
     out = []
     for point, texts in zip(report["points"], rows):
-        m, d, c = point[METRIC], point["delta"] or {}, point["costs"]
+        m, d, c = point[report["metric"]], point["delta"] or {}, point["costs"]
         values = [point["config"][k] for k in report["columns"]] + [
             point["done"], m["mean"], m["sd"], m["ci"], d.get("mean"), d.get("ci"),
             d.get("significant"), c.get("parameters"), c.get("training_flops_per_token"),

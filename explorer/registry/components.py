@@ -16,7 +16,9 @@ COMPONENT_KINDS = (
 )
 # Registered like components, chosen by the spec's top-level ``tokenizer:`` key.
 TOKENIZER_KIND = "tokenizer"
-REGISTERED_KINDS = (*COMPONENT_KINDS, TOKENIZER_KIND)
+# Registered like components, chosen by the train settings' ``task:`` (explorer.training.tasks).
+TASK_KIND = "task"
+REGISTERED_KINDS = (*COMPONENT_KINDS, TOKENIZER_KIND, TASK_KIND)
 
 
 def resolve(target):

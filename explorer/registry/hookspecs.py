@@ -31,7 +31,9 @@ def explorer_components() -> list[Component]:
 
     Return a list of :class:`explorer.Component`. Each names its ``kind`` (one of
     ``explorer.COMPONENT_KINDS``: norm, activation, ffn, attention, positional, residual,
-    weight_tying; or ``tokenizer``, chosen by the spec's top-level ``tokenizer:`` key), its
+    weight_tying; or ``tokenizer``, chosen by the spec's top-level ``tokenizer:`` key; or
+    ``task``, chosen by the train settings' ``task:``, whose factory is called as
+    ``factory(**params)`` and returns an :class:`explorer.training.tasks.Task`), its
     ``name`` (what a spec writes, e.g. ``norm: rmsnorm``), its ``factory``, its ``params``
     (:class:`explorer.Param`, each with a type, a default and optionally a range or choices), an
     optional ``check(config, params)`` for rules across parameters (raising

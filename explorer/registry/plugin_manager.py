@@ -42,6 +42,7 @@ DEFAULT_PLUGINS = (
     "explorer.plugins.checkpoints",
     "explorer.plugins.converters",
     "explorer.plugins.trackers",
+    "explorer.plugins.tasks",
     "explorer.plugins.analyses.params",
     "explorer.plugins.analyses.memory",
     "explorer.plugins.analyses.gradflow",

@@ -22,7 +22,7 @@ from ..training.corpus import digest, load_corpus
 from ..errors import SpecError
 from ..spec.loading import load_spec
 from ..training.settings import TrainConfig
-from .sweepfile import BASE_KEY, TRAIN_PREFIX
+from .sweepfile import BASE_KEY, TASK_PREFIX, TRAIN_PREFIX
 
 KEY_LENGTH = 20  # hex digits of sha256: 80 bits
 NOT_IN_KEY = ("name", "description", "seed", "analyses", "plugins")
@@ -136,8 +136,9 @@ def point_label(coords):
 class _Planner:
     def __init__(self, sweep, plugins):
         self.sweep, self.plugins = sweep, plugins
-        self.spec_keys = [k for k in sweep.grid if not k.startswith(TRAIN_PREFIX)]
+        self.spec_keys = [k for k in sweep.grid if not k.startswith((TRAIN_PREFIX, TASK_PREFIX))]
         self.train_keys = [k for k in sweep.grid if k.startswith(TRAIN_PREFIX)]
+        self.task_keys = [k for k in sweep.grid if k.startswith(TASK_PREFIX)]
         self.digests = {}
         self.loaded = {}  # (base, overrides) -> Spec: points that differ only in train.* share one
         self.rungs = sweep.scale.rungs() if sweep.scale else [({}, {})]
@@ -206,6 +207,9 @@ class _Planner:
                              label)
             options = {**self.sweep.train_options,
                        **{k[len(TRAIN_PREFIX):]: coords[k] for k in self.train_keys}}
+            if self.task_keys:  # task.n_pairs: 16 -> the task's n_pairs
+                options["task"] = {**options["task"], **{
+                    k[len(TASK_PREFIX):]: coords[k] for k in self.task_keys}}
             size = None
             if self.sweep.scale:
                 options, counts = self.sized(options, spec)
@@ -234,8 +238,9 @@ class _Planner:
 
     def train_config(self, options, spec, label):
         try:
+            # A task's errors name it as the sweep file spells it: task.n_pairs
             return TrainConfig.from_dict(options, self.sweep.source, "train").resolve(
-                spec, self.sweep.source, "train")
+                spec, self.sweep.source, "train", task_key="task")
         except SpecError as exc:
             where = f"at point {label}: " if len(self.sweep.grid) or len(self.sweep.bases) > 1 \
                 else ""

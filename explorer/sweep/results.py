@@ -13,6 +13,20 @@ from .plan import short_names, show
 from .standing import count_states
 
 METRIC = stats.METRIC
+# A task sweep's headline is the task's score (explorer.training.tasks): higher is better.
+TASK_METRIC = "final_accuracy"
+TASK_SCORES = ("final_accuracy", "final_exact_match")
+LABELS = {METRIC: ("val loss", "final validation loss (nats)"),
+          TASK_METRIC: ("accuracy", "final validation accuracy on the task's target positions")}
+
+
+def headline(plan):
+    """The metric a sweep's points are compared by: the task's accuracy when every point
+    trains a task, else the final validation loss."""
+    tasks = [point.train.task for point in plan.points]
+    return TASK_METRIC if tasks and all(tasks) else METRIC
+
+
 # What a report reads of each run: not its task or the rest of its training result.
 REPORT_COLUMNS = ("state", "seed", "failure", "reason", "metrics", "curve", "seconds")
 
@@ -89,12 +103,13 @@ def build_report(plan, store):
 
     plan = active_plan(plan, store)  # adaptive seeds: the runs the schedule wants so far
     rows = store.rows([run.key for run in plan.runs], REPORT_COLUMNS)
+    metric = headline(plan)
     points, finals = [], {}
     for point in plan.points:
         runs = [rows.get(run.key) for run in plan.runs_of(point)]
         runs = [r for r in runs if r is not None]
         done = [r for r in runs if r["state"] == "done"]
-        finals[point.index] = {r["seed"]: r["metrics"][METRIC] for r in done}
+        finals[point.index] = {r["seed"]: r["metrics"][metric] for r in done}
         states = {s: sum(r["state"] == s for r in runs) for s in ("done", "failed", "running",
                                                                  "pending")}
         points.append({
@@ -102,7 +117,9 @@ def build_report(plan, store):
             "seeds": len(runs_planned := plan.runs_of(point)), **states,
             "complete": states["done"] + states["failed"] == len(runs_planned),
             **({"adaptive": plan.schedule[point.index]} if plan.schedule else {}),
-            METRIC: stats.summarize(finals[point.index].values()),
+            METRIC: stats.summarize(r["metrics"][METRIC] for r in done),
+            **({name: stats.summarize(r["metrics"][name] for r in done)
+                for name in TASK_SCORES} if metric == TASK_METRIC else {}),
             "best_val_loss": stats.summarize(r["metrics"]["best_val_loss"] for r in done),
             "baseline": plan.points[plan.baselines[point.index]].label,
             "is_baseline": plan.baselines[point.index] == point.index,
@@ -126,7 +143,8 @@ def build_report(plan, store):
         "sweep": plan.sweep.name, "description": plan.sweep.description,
         "source": plan.sweep.source, "store": str(store.path),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "metric": METRIC, "confidence": stats.CONFIDENCE,
+        "metric": metric, "higher_is_better": metric == TASK_METRIC,
+        "confidence": stats.CONFIDENCE,
         "columns": plan.columns, "seeds": list(plan.sweep.seeds),
         "train": plan.sweep.train.to_dict(), "versions": plan.versions,
         "counts": counts, "complete": counts["done"] + counts["failed"] == len(plan.runs) and (
@@ -135,7 +153,10 @@ def build_report(plan, store):
         "other_runs_in_store": store.others(rows),
         "points": points, **({"ladder": ladder} if ladder else {}),
         "conventions": (
-            "final_val_loss: the validation loss (nats/token) at the last step; mean over the "
+            "final_val_loss: the validation loss (nats/token) at the last step (a task's: on its "
+            "target positions); final_accuracy (a task sweep's metric, higher is better): the "
+            "share of the task's validation target positions predicted exactly at the last "
+            "step; mean over the "
             "seeds done, sample sd, 95% CI of the mean (Student's t, n-1 df); delta: the mean "
             "of (point - baseline) over the seeds both have done, with its 95% t CI; "
             "significant (*) when that CI excludes 0. Costs: parameters, training FLOPs per "
@@ -173,11 +194,11 @@ def table(report):
     """Header and rows of the results table (strings), config columns first."""
     names = short_names(report["columns"])
     header = [names[c] for c in report["columns"]] + [
-        "seeds", "val loss", "sd", "95% CI", "Δ vs baseline", "Δ 95% CI", "",
+        "seeds", LABELS[report["metric"]][0], "sd", "95% CI", "Δ vs baseline", "Δ 95% CI", "",
         "params", "FLOPs/token", "tokens/s"] + [f"loss@{n}" for n in length_columns(report)]
     rows = []
     for p in report["points"]:
-        m, d, c = p[METRIC], p["delta"], p["costs"]
+        m, d, c = p[report["metric"]], p["delta"], p["costs"]
         seeds = f"{p['done']}/{p['seeds']}" + ("" if p["complete"] else " (incomplete)")
         rows.append([show(p["config"][k]) for k in report["columns"]] + [
             seeds, _num(m["mean"]), _num(m["sd"]), _interval(m["ci"]),
@@ -219,7 +240,7 @@ def to_text(report):
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [f"sweep {report['sweep']}  ({report['source']}; store {report['store']})",
              summary_line(report),
-             "metric: final validation loss (nats); Δ: paired difference against the baseline "
+             f"metric: {LABELS[report['metric']][1]}; Δ: paired difference against the baseline "
              "on the same seeds, * when its 95% CI excludes 0", *_length_note(report), ""]
     for row in [header, *rows]:
         cells = [cell.rjust(w) if i in numeric else cell.ljust(w)
@@ -267,7 +288,7 @@ def to_markdown(report):
              "|" + "|".join("---" if i < len(report["columns"]) else "---:"
                             for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
-    lines += ["", "Final validation loss (nats/token): mean over seeds, sd, 95% CI (Student's "
+    lines += ["", f"{LABELS[report['metric']][1].capitalize()}: mean over seeds, sd, 95% CI (Student's "
                   "t). Δ: paired difference against the baseline on the same seeds; * when its "
                   "95% CI excludes 0.", *_length_note(report)]
     if report.get("ladder"):

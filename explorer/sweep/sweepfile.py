@@ -12,6 +12,7 @@ train: {batch_size: 16, seq_len: 128, lr: 3.0e-3, warmup: 60, schedule: cosine}
 budget: {tokens: 1_228_800}         # or {steps: N} or {flops: F}
 track: mlflow                       # optional: run trackers (explorer.tracking), or --track
 scale: {ladder: {model.emb_dim: [64, 128, 256]}, ...}   # optional: a size ladder (.ladder)
+task: {name: recall, n_pairs: 8}    # optional: what the runs learn (grid: task.n_pairs: [4, 16])
 ```
 
 :func:`load_sweep` checks the document's shape and the train settings and raises
@@ -31,8 +32,9 @@ from ..tracking.choice import parse_track
 from ..training.settings import TrainConfig
 
 TOP_KEYS = ("name", "description", "base", "set", "grid", "baseline", "seeds", "train", "budget",
-            "track", "scale")
+            "track", "scale", "task")
 TRAIN_PREFIX = "train."
+TASK_PREFIX = "task."  # a grid key of the task's settings: task.n_pairs
 BASE_KEY = "base"  # a grid coordinate (and baseline key) when the sweep has several base specs
 
 
@@ -89,7 +91,7 @@ def _dotted_key(source, where, key):
             ("analyses.", "analyses")):
         raise SpecError(source, f"{where}.{key}" if where else key,
                         "does not change what is trained",
-                        "sweep model keys (model.*, components.*, tokenizer) or train.*; "
+                        "sweep model keys (model.*, components.*, tokenizer), train.* or task.*; "
                         "seeds come from seeds:")
     return key
 
@@ -212,6 +214,17 @@ def _train(source, doc, grid):
             raise SpecError(source, "budget", "given twice (also as train.budget)",
                             "give the budget once")
         options["budget"] = doc["budget"]
+    if "task" in doc:
+        if "task" in options:
+            raise SpecError(source, "task", "given twice (also as train.task)",
+                            "give the task once")
+        options["task"] = doc["task"]
+    if isinstance(options.get("task"), str):
+        options["task"] = {"name": options["task"]}
+    task_keys = [key for key in grid if key.startswith(TASK_PREFIX)]
+    if task_keys and not isinstance(options.get("task"), dict):
+        raise SpecError(source, f"grid.{task_keys[0]}", "varies a task setting, and the sweep "
+                        "has no task", "say which task: task: {name: recall}")
     corpus = options.get("corpus")
     if isinstance(corpus, str) and corpus:
         options["corpus"] = str(Path(source).parent / corpus)

@@ -21,6 +21,8 @@ import time
 from ..errors import ExplorerError, ResourceError, one_line
 
 _CACHE = {}
+# What a task's run adds to the metrics (explorer.training.task_training): its scores.
+TASK_METRICS = ("final_accuracy", "final_exact_match", "best_accuracy", "chance")
 
 
 def _cached(key, make):
@@ -82,13 +84,14 @@ def _run(task, corpus_text, host):
     config = TrainConfig(**task["train"])
     costs = _point_costs(spec, config)
     check_memory(costs["need"], host)
-    corpus = _corpus(spec, config, task["corpus_digest"], corpus_text)
+    # A task makes its own data: no corpus to read.
+    corpus = None if config.task else _corpus(spec, config, task["corpus_digest"], corpus_text)
     result = train(build_model(spec, seed=task["seed"]), spec, config, corpus=corpus,
                    seed=task["seed"], need=costs["need"])
     metrics = {name: result[name] for name in (
         "final_val_loss", "best_val_loss", "best_step", "best_tokens", "unigram_baseline",
         "tokens_per_second", "train_seconds", "eval_seconds", "steps", "tokens_seen",
-        "parameters", "threads")}
+        "parameters", "threads", *TASK_METRICS) if name in result}
     metrics.update(training_flops_per_token=costs["training_flops_per_token"],
                    memory_bytes=costs["memory_bytes"])
     if "lengths" in result:  # train.eval_lengths: {length: loss, or None and a reason}

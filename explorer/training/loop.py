@@ -149,6 +149,23 @@ class _Run:
 
     def __init__(self, model, spec, config, corpus, seed, device):
         self.model, self.spec, self.config, self.device = model, spec, config, device
+        self._data(corpus, seed)
+        # μP: a group per parameter role, each with its lr_scale (explorer.model.parametrization)
+        roles = mup_roles(model, spec) if is_mup(spec.model) else None
+        self.optimizer = adamw(optimizer_groups(model, spec.model, config.weight_decay, roles),
+                               config.lr, config.weight_decay)
+        self.scaler = grad_scaler(device, config.dtype)
+        self.precision = lambda: autocast(device, config.dtype)
+        self.forward = compile_model(model, "train.compile") if config.compile else model
+        self.eval_windows = evaluation_windows(config.batch_size, config.seq_len,
+                                               spec.model.vocab_size)
+        self.train_seconds = self.eval_seconds = 0.0
+        self.first_step_seconds = None
+
+    def _data(self, corpus, seed):
+        """The corpus's splits, evaluation windows and batch stream (a task's run overrides
+        this, ``batch`` and ``evaluate``: explorer.training.task_training)."""
+        config, device = self.config, self.device
         s = config.seq_len
         if len(corpus.train_ids) <= s or len(corpus.val_ids) <= s:
             raise ExplorerError(f"train: corpus {corpus.source} has {corpus.tokens:,} tokens: "
@@ -162,16 +179,6 @@ class _Run:
                                                                     config.eval_tokens))
         self.batches = torch.Generator(device=device).manual_seed(derive_seed(seed, "batches"))
         self.offsets = torch.arange(s, device=device)
-        # μP: a group per parameter role, each with its lr_scale (explorer.model.parametrization)
-        roles = mup_roles(model, spec) if is_mup(spec.model) else None
-        self.optimizer = adamw(optimizer_groups(model, spec.model, config.weight_decay, roles),
-                               config.lr, config.weight_decay)
-        self.scaler = grad_scaler(device, config.dtype)
-        self.precision = lambda: autocast(device, config.dtype)
-        self.forward = compile_model(model, "train.compile") if config.compile else model
-        self.eval_windows = evaluation_windows(config.batch_size, s, spec.model.vocab_size)
-        self.train_seconds = self.eval_seconds = 0.0
-        self.first_step_seconds = None
 
     def evaluate(self, step):
         start = time.perf_counter()
@@ -271,14 +278,17 @@ def train(model, spec, config=None, corpus=None, tokenizer=None, seed=None, need
     if need is None:
         need = check_memory(model, spec, config)
     map_large_allocations()
-    if corpus is None:
+    if corpus is None and not config.task:
         if tokenizer is None:
             from explorer.model.tokenizer import get_tokenizer
 
             tokenizer = get_tokenizer(spec.tokenizer, spec.plugin_manager)
         corpus = load_training_corpus(config.corpus, spec, tokenizer)
     with _environment(model, config, seed) as (threads, device):
-        result = _train(model.to(device).train(), spec, config, corpus, seed, device)
+        if config.task:  # a synthetic task: its own batches, evaluation and metrics
+            result = _train_task(model.to(device).train(), spec, config, seed, device)
+        else:
+            result = _train(model.to(device).train(), spec, config, corpus, seed, device)
     result.update(threads=threads, device=str(device),
                   parameters=sum(p.numel() for p in model.parameters()),
                   memory=need.to_dict())
@@ -302,6 +312,30 @@ def _environment(model, config, seed):
             yield threads, device
     finally:
         torch.set_num_threads(before)
+
+
+class _TaskRun(_Run):
+    """A run on a task: the task's batches and evaluation (explorer.training.task_training)."""
+
+    def __init__(self, model, spec, config, data, seed, device):
+        self.data, self.seed = data, seed
+        super().__init__(model, spec, config, None, seed, device)
+
+    def _data(self, corpus, seed):
+        pass  # the task's data is self.data
+
+    def batch(self):
+        return self.data.batch()
+
+    def evaluate(self, step):
+        return self.data.evaluate(self, step)
+
+
+def _train_task(model, spec, config, seed, device):
+    from explorer.training.task_training import TaskData, train_task
+
+    run = _TaskRun(model, spec, config, TaskData(config, spec, seed, device), seed, device)
+    return train_task(run, run.data, optimizer_name(run.optimizer))
 
 
 def measure_speed(model, spec, config, corpus, seed=0, steps=2):

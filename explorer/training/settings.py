@@ -62,6 +62,9 @@ class TrainConfig:
     budget: dict = option(
         "{steps: N}, {tokens: N} or {flops: F} (training FLOPs, 3 x forward): sets the steps, "
         "so runs of different cost get the same budget", factory=dict)
+    task: dict = option(
+        "what the run learns and how it is scored: a task name or {name: TASK, PARAM: value} "
+        "(explorer plugins --kind task); none: language modelling on the corpus", factory=dict)
     # The keys the user gave (not a setting): steps given beside a budget must agree with it.
     given: frozenset = field(default=frozenset(), compare=False, repr=False)
 
@@ -84,16 +87,21 @@ class TrainConfig:
                               k not in defaults}, source, prefix)
 
     def to_dict(self):
-        """The settings as plain data."""
+        """The settings as plain data. No task (the corpus) is left out, so the settings of
+        runs made before tasks existed, and their sweep keys, are unchanged."""
         out = asdict(self)
         out.pop("given")
+        if not out["task"]:
+            out.pop("task")
         return out
 
-    def resolve(self, spec, source="", prefix="train"):
+    def resolve(self, spec, source="", prefix="train", task_key=None):
         """This config with ``seq_len`` and ``steps`` fixed for ``spec``'s model.
 
         A ``{flops: F}`` budget needs the training FLOPs per token at ``seq_len``: computed from
-        the spec on the meta device (imports torch).
+        the spec on the meta device (imports torch). A task is checked against the registry (its
+        parameters) and the spec (its vocabulary and length); ``task_key`` names it in errors
+        (default ``<prefix>.task``); its sequences' length is ``seq_len``.
         """
         checker = Checker(source or spec.source)
 
@@ -101,7 +109,11 @@ class TrainConfig:
             return checker.error(_key(prefix, key), problem, valid)
 
         context = spec.model.context_length
-        seq_len = self.seq_len or context
+        task, seq_len = self._resolve_task(spec, checker, task_key or _key(prefix, "task"))
+        seq_len = seq_len or self.seq_len or context
+        if task and self.seq_len and self.seq_len != seq_len:
+            raise error("seq_len", f"{self.seq_len} disagrees with task {task['name']!r}, whose "
+                        f"sequences are {seq_len} tokens", "drop train.seq_len: the task sets it")
         if seq_len > context:
             raise error("seq_len", f"{seq_len} is longer than model.context_length {context}",
                         f"1..{context}, or 0 for the context length")
@@ -125,7 +137,21 @@ class TrainConfig:
         if self.warmup >= steps:
             raise error("warmup", f"{self.warmup} warmup steps of a {steps}-step run",
                         "fewer warmup steps than steps")
-        return replace(self, seq_len=seq_len, steps=steps)
+        return replace(self, seq_len=seq_len, steps=steps, task=task)
+
+    def _resolve_task(self, spec, checker, key):
+        """The task's settings merged over its defaults and its sequence length, checked against
+        the registry and the spec; ``({}, 0)`` for the corpus (``task: text`` included, so its
+        runs are the corpus runs they always were)."""
+        if not self.task:
+            return {}, 0
+        from explorer.training.tasks import check_task, task_fits
+
+        name, params, task = check_task(self.task, spec.plugin_manager, checker, key)
+        if getattr(task, "uses_corpus", False):
+            return {}, 0
+        task_fits(task, name, spec.model, checker, key)
+        return {"name": name, **params}, task.seq_len_needed
 
     def threads_for(self, parameters, current):
         """The thread count to train with: the setting, or the automatic choice."""
@@ -185,7 +211,12 @@ def _check_settings(cls, options, source, prefix):
     :class:`explorer.registry.params.Checker`), then what a Param cannot say: a budget's shape, a
     device name, and the rules across settings."""
     checker = Checker(source)
+    if isinstance(options, dict) and isinstance(options.get("task"), str):
+        options = {**options, "task": {"name": options["task"]}}  # task: recall
     values = checker.fields(cls, options, prefix, noun="setting")
+    if values.get("task") and not isinstance(values["task"].get("name"), str):
+        raise checker.error(_key(prefix, "task.name"), "missing",
+                            "the task's name, e.g. task: {name: recall, n_pairs: 8}")
     if "budget" in values:
         values["budget"] = _budget(checker, values["budget"], _key(prefix, "budget"))
     if "device" in values and check_device_name(values["device"]) is None:

@@ -41,9 +41,28 @@ def options_are_consistent(config, options):
     when the spec loads; and seq_len within the context."""
     seq_len_within_context(config, options)
     try:
-        TrainConfig.from_options(options, prefix="")
+        settings = TrainConfig.from_options(options, prefix="")
+        if settings.task:
+            task_fits_model(settings.task, config)
     except SpecError as exc:
         raise ParamError(exc.key.split(".")[0], exc.problem, exc.valid) from None
+
+
+def task_fits_model(task, config):
+    """A task's parameters and its needs (vocabulary, length) checked when the spec loads, for
+    the tasks registered without the spec's own plugins (a task only the spec's ``plugins:``
+    register is checked when the run starts)."""
+    from explorer.registry.params import Checker
+    from explorer.registry.plugin_manager import get_plugin_manager
+    from explorer.training.tasks import TASK_KIND, check_task, task_fits
+
+    manager = get_plugin_manager()
+    if task.get("name") not in manager.registry().names(TASK_KIND):
+        return
+    checker = Checker("")
+    name, _, made = check_task(task, manager, checker, "task")
+    if not getattr(made, "uses_corpus", False):
+        task_fits(made, name, config, checker, "task")
 
 
 def _how_line(result, cfg):
@@ -57,6 +76,8 @@ def _how_line(result, cfg):
 
 
 def render(result):
+    if "task" in result:
+        return render_task(result)
     c, cfg = result["corpus"], result["config"]
     schedule = cfg["schedule"] + (f" to {cfg['min_lr']:g}" if cfg["schedule"] != "constant" else "")
     warmup = f", warmup {cfg['warmup']}" if cfg["warmup"] else ""
@@ -106,6 +127,29 @@ def _length_lines(lengths, trained):
     return lines
 
 
+def render_task(result):
+    """A task run's report: the task, the curve of its metrics, the final scores."""
+    cfg, task = result["config"], result["task"]
+    settings = ", ".join(f"{k} {v}" for k, v in task.items() if k != "name")
+    lines = [f"task: {task['name']} ({settings}); {result['targets']['val']:,} validation "
+             f"targets, chance accuracy {result['chance']:.4g}" if result.get("chance") is not None
+             else f"task: {task['name']} ({settings})",
+             f"{result.get('optimizer', 'AdamW')} lr {result['lr']:g} ({cfg['schedule']}), "
+             f"weight decay {result['weight_decay']:g}: {result['steps']} steps of "
+             f"{result['batch_size']} x {result['seq_len']} tokens, seed {result['seed']}, "
+             f"{result['threads']} thread(s)",
+             _how_line(result, cfg),
+             " step      tokens  train loss  val loss  train acc  val acc  val exact"]
+    lines.extend(f"{p['step']:>5}  {p['tokens']:>10,}  {p['train_loss']:>10.4f}  "
+                 f"{p['val_loss']:>8.4f}  {p['train_accuracy']:>9.4f}  {p['val_accuracy']:>7.4f}"
+                 f"  {p['val_exact_match']:>9.4f}" for p in result["curve"])
+    lines.append(f"final validation accuracy {result['final_accuracy']:.4f}, exact match "
+                 f"{result['final_exact_match']:.4f}, loss on the targets "
+                 f"{result['final_val_loss']:.4f}; best accuracy {result['best_accuracy']:.4f} "
+                 f"at step {result['best_step']}")
+    return "\n".join(lines)
+
+
 def _evaluation_lines(result):
     """How much of the run's time and memory evaluation takes."""
     train_s, eval_s = result.get("train_seconds"), result.get("eval_seconds")
@@ -148,6 +192,12 @@ def _load_lines(module_stats, step):
 
 
 def figures(result):
+    if "task" in result:
+        return {"final_accuracy": result["final_accuracy"],
+                "final_exact_match": result["final_exact_match"],
+                "final_val_loss": result["final_val_loss"], "chance": result["chance"],
+                "best_accuracy": result["best_accuracy"],
+                "tokens_per_second": result["tokens_per_second"]}
     return {"final_train_loss": result["curve"][-1]["train_loss"],
             "final_val_loss": result["final_val_loss"],
             "final_val_perplexity": result["final_val_perplexity"],
@@ -181,7 +231,8 @@ def draw_chart(fig, series):
         for ax, key in zip(axes, ("train_loss", "val_loss")):
             ax.plot(steps, [p[key] for p in result["curve"]], markersize=3, label=label,
                     **series_style(i))
-        baselines.setdefault(result["unigram_baseline"], []).append(i)
+        if "unigram_baseline" in result:  # a task's run has none
+            baselines.setdefault(result["unigram_baseline"], []).append(i)
     for baseline, users in baselines.items():
         shared = len(users) > 1
         who = ("all specs" if len(users) == len(series) > 1

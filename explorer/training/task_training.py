@@ -1,0 +1,124 @@
+"""Training on a task (:mod:`explorer.training.tasks`): the corpus run's loop, optimizer,
+schedule, precision, divergence checks and clocks (:class:`explorer.training.loop._Run`), with
+the task's batches and the task's evaluation (:class:`TaskData`). The loop imports this module,
+never the other way round.
+
+Evaluation, at the same steps as a corpus run's: the task's metrics (loss on the target
+positions, token accuracy, exact match per sequence) on two fixed sets of ``eval_tokens //
+seq_len`` sequences, the first of the training data and a validation set from a stream of its
+own. The forwards run in eval mode under ``torch.inference_mode``, as many sequences at once as
+the training step's logits hold; only per-position losses and arg-max predictions are kept, so
+the peak does not grow with the set.
+"""
+
+import contextlib
+import math
+import time
+
+import torch
+from torch.nn import functional as F
+
+from explorer.training.settings import eval_steps
+from explorer.training.tasks import IGNORE, make_task
+
+DEFAULT_EVAL_SEQUENCES = 256  # eval_tokens 0 ("the whole split"): a task's split is endless
+
+
+def evaluate_task(model, task, inputs, targets, precision=None, windows=None):
+    """The task's metrics of ``model`` on the set ``(inputs, targets)`` (eval mode, inference
+    mode, ``windows`` sequences per forward)."""
+    was_training = model.training
+    model.eval()
+    windows = windows or len(inputs)
+    losses, predictions = [], []
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(inputs), windows):
+                with precision() if precision else contextlib.nullcontext():
+                    logits = model(inputs[i: i + windows])  # (n, T, V)
+                chunk = targets[i: i + windows]
+                losses.append(F.cross_entropy(logits.flatten(0, 1).float(), chunk.flatten(),
+                                              ignore_index=IGNORE, reduction="none")
+                              .view(chunk.shape))
+                predictions.append(logits.argmax(dim=-1))
+                del logits
+    finally:
+        model.train(was_training)
+    return task.metrics(torch.cat(losses).cpu(), torch.cat(predictions).cpu(), targets.cpu())
+
+
+class TaskData:
+    """A task's side of a run: its batch stream and its two fixed evaluation sets; the loop's
+    run (:class:`explorer.training.loop._Run`) asks it for batches and evaluations."""
+
+    def __init__(self, config, spec, seed, device):
+        self.task = make_task(config.task, spec.plugin_manager)
+        self.config, self.device = config, device
+        n = config.eval_tokens // config.seq_len if config.eval_tokens else \
+            DEFAULT_EVAL_SEQUENCES
+        n = max(n, 1)
+        self.train_set = [t.to(device) for t in self.task.examples("train", seed, n)]
+        self.val_set = [t.to(device) for t in self.task.examples("val", seed, n)]
+        self.stream = self.task.batches("train", seed, config.batch_size)
+
+    def batch(self):
+        inputs, targets = next(self.stream)
+        return inputs.to(self.device), targets.to(self.device)
+
+    def evaluate(self, run, step):
+        """The curve point at ``step``: the task's metrics of both sets, timed into ``run``."""
+        start = time.perf_counter()
+        point = {"step": step, "tokens": step * self.config.batch_size * self.config.seq_len}
+        for split, (inputs, targets) in (("train", self.train_set), ("val", self.val_set)):
+            found = evaluate_task(run.model, self.task, inputs, targets, run.precision,
+                                  run.eval_windows)
+            point.update({f"{split}_{name}": value for name, value in found.items()
+                          if name != "targets"})
+        run.eval_seconds += time.perf_counter() - start
+        return point
+
+
+def train_task(run, data, optimizer):
+    """Train on the task: ``run`` is the loop's run over ``data`` (a :class:`TaskData`);
+    ``optimizer`` names the run's optimizer for the result. Returns the result."""
+    config, task = run.config, data.task
+    steps, tokens_per_step = config.steps, config.batch_size * config.seq_len
+    evaluate_after = set(eval_steps(steps, tokens_per_step, config.eval_every,
+                                    config.eval_every_tokens))
+    curve, batch_losses = [run.evaluate(0)], []
+    for step in range(1, steps + 1):
+        loss, _, _ = run.step(step, steps)
+        batch_losses.append(loss)
+        if step in evaluate_after:
+            curve.append(run.evaluate(step))
+    final = curve[-1]
+    best = max(curve, key=lambda point: point["val_accuracy"])
+    tokens = steps * tokens_per_step
+    return {
+        "task": dict(config.task), "chance": task.chance,
+        "targets": {"train": int((data.train_set[1] != IGNORE).sum()),
+                    "val": int((data.val_set[1] != IGNORE).sum())},
+        "steps": steps, "batch_size": config.batch_size, "seq_len": config.seq_len,
+        "lr": config.lr, "weight_decay": config.weight_decay, "tokens_seen": tokens,
+        "seed": run.seed, "config": config.to_dict(), "curve": curve,
+        "batch_losses": batch_losses,
+        "final_val_loss": final["val_loss"],
+        "final_val_perplexity": math.exp(min(final["val_loss"], 700.0)),
+        "final_accuracy": final["val_accuracy"],
+        "final_exact_match": final["val_exact_match"],
+        "final_train_accuracy": final["train_accuracy"],
+        "best_accuracy": best["val_accuracy"], "best_step": best["step"],
+        "best_tokens": best["tokens"],
+        "best_val_loss": min(point["val_loss"] for point in curve),
+        "train_seconds": run.train_seconds, "eval_seconds": run.eval_seconds,
+        "dtype": config.dtype, "optimizer": optimizer,
+        "compiled": config.compile, "first_step_seconds": run.first_step_seconds,
+        "tokens_per_second": tokens / run.train_seconds if run.train_seconds else None,
+        "conventions": (
+            "the task's metrics on fixed sets of eval_tokens // seq_len sequences (the first of "
+            "the training data; a validation set from its own stream), eval mode: loss is the "
+            "mean cross-entropy over the target positions only (nats), accuracy the share of "
+            "target positions whose arg-max is the target, exact_match the share of sequences "
+            "with every target right; chance is the accuracy of a uniform guess; best is the "
+            "highest validation accuracy on the curve; batches from the seed's own stream."),
+    }
