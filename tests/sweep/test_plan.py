@@ -26,7 +26,7 @@ def edit(path, **changes):
 
 @pytest.mark.parametrize("changes, message", [
     ({"grdi": {}}, "grdi: unknown key; did you mean 'grid'? valid keys: name, description, base, "
-                   "set, grid, baseline, seeds, train, budget, task"),
+                   "set, grid, baseline, seeds, train, budget, track, scale, task"),
     ({"grid": {"components.positional": ["learned", "rop"]}},
      "grid.components.positional: 'rop': unknown positional component 'rop'; did you mean "
      "'rope'? registered: alibi, learned, none, rope, sinusoidal"),
