@@ -15,7 +15,7 @@ from .options import UserError, check_html_path, emit, html_option, out_option, 
 @click.command(name="probe")
 @click.argument("specs", nargs=-1, metavar="SPEC...")
 @click.option("--suite", default="mad", show_default=True, metavar="NAME|FILE",
-              help="The suite: a shipped suite's name or a suite file (suites/mad.yaml).")
+              help="The suite: a suite file, or a shipped suite's name (mad: suites/mad.yaml).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a spec key in every spec, e.g. model.n_layers=2. Repeatable.")
 @click.option("--seeds", type=click.IntRange(min=1), metavar="N",

@@ -19,15 +19,15 @@ def _profile_table(profile):
         by_row.setdefault((cell["task"], json.dumps(cell["level"])), []).append(cell)
     out = []
     for texts, cells in zip(rows, by_row.values()):
-        values, classes = [], []
+        values, classes = [Cell(texts[1])], []  # the level; then a cell per text after it
         for cell in cells:
             best = cell["best"]
-            values.append(Cell(texts[1 + len(values)], data(cell["score"]["mean"]), "num",
+            values.append(Cell(texts[len(values) + 1], data(cell["score"]["mean"]), "num",
                                title=f"best lr {best['lr']}, weight decay {best['weight_decay']}"
                                if best else ""))
             if cell["spec"] != reference:
                 delta = cell["delta"] or {}
-                values.append(Cell(texts[1 + len(values)], data(delta.get("mean")),
+                values.append(Cell(texts[len(values) + 1], data(delta.get("mean")),
                                    f"num delta {sign(delta.get('mean'))}".strip()))
                 if delta.get("significant"):
                     classes.append("significant")

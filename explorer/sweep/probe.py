@@ -145,6 +145,20 @@ def task_sweep(suite, task, bases, seeds, fixed=None):
                      baseline={}, seeds=seeds, train=train, train_options=options)
 
 
+def _planned(sweep, task):
+    """The task's plan; an error in a task setting names it as the suite spells it
+    (``tasks.recall.n_pairs``), one in ``--set`` as the option."""
+    try:
+        return make_plan(sweep)
+    except SpecError as exc:
+        key = str(exc.key or "")
+        if key.startswith("task."):
+            key = f"tasks.{task.name}.{key[len('task.'):]}".removesuffix(".name")
+        elif key.startswith("set."):
+            raise SpecError(f"--set {key[len('set.'):]}", None, exc.problem, exc.valid) from None
+        raise SpecError(exc.source, key or None, exc.problem, exc.valid) from None
+
+
 def make_probe(suite, specs, seeds=None, device=None, overrides=()):
     """Plan the probe of ``specs`` (paths, or shipped specs' names) on ``suite`` (a Suite or
     what :func:`load_suite` takes): SpecError names the suite or spec and the key on bad input.
@@ -172,7 +186,7 @@ def make_probe(suite, specs, seeds=None, device=None, overrides=()):
 
             sweep = with_options(sweep, device=device)
         first_sweep = first_sweep or sweep
-        plan = make_plan(sweep)
+        plan = _planned(sweep, task)
         moved = {}
         for point in plan.points:
             spec = labels[bases.index(point.coords.get(BASE_KEY, bases[0]))]
