@@ -91,7 +91,9 @@ def build_profile(probe, store):
         "weight_decay": list(probe.suite.weight_decays),
         "tasks": [{"task": t.name, "knob": t.knob, "levels": list(t.levels),
                    "settings": t.settings} for t in probe.suite.tasks],
-        "train": plan.sweep.train.to_dict() | {"task": None},
+        # The settings every run shares: the task, lr and weight decay are the grid's
+        "train": {k: v for k, v in plan.sweep.train.to_dict().items()
+                  if k not in ("task", "lr", "weight_decay")},
         "versions": plan.versions, "counts": counts,
         "complete": counts["done"] + counts["failed"] == len(plan.runs),
         "cells": cells, "conventions": CONVENTIONS}

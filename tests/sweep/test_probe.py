@@ -3,10 +3,13 @@ two specs, end to end: the profile against the store's rows reduced by hand, the
 JSON, the chart and the page; resume after an interruption; bad input as one line."""
 
 import contextlib
+import importlib.util
 import io
 import json
 import math
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -268,3 +271,25 @@ def test_a_seed_count_below_one_is_refused_by_click(tmp_path, capsys):
     code, out, err = run_cli(capsys, "probe", tmp_path / "micro.yaml", "--suite", suite,
                              "--seeds", "0")
     assert code == 2 and "Error: Invalid value for '--seeds'" in err.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
+def test_on_ray_the_profile_is_the_local_ones(tmp_path):
+    """``--executor ray`` (a real local Ray, started by the probe) gives the runs a local
+    executor gives: the same scores, seed by seed."""
+    suite = write_files(tmp_path, seeds=1, tasks={"recall": SUITE["tasks"]["recall"]},
+                        lr=[1.0e-2])
+    spec = tmp_path / "micro.yaml"
+    done = subprocess.run([sys.executable, "-m", "explorer", "probe", spec, "--suite", suite,
+                           "--executor", "ray", "--workers", "2", "--format", "json",
+                           "--store", tmp_path / "ray.sqlite"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    on_ray = json.loads(done.stdout)
+    executor = LocalExecutor(workers=2, threads=1)
+    try:
+        here = run_probe(make_probe(suite, [spec]), executor=executor, db=tmp_path / "l.sqlite")
+    finally:
+        executor.close()
+    assert on_ray["counts"]["done"] == 2
+    assert [c["seed_scores"] for c in on_ray["cells"]] == [c["seed_scores"] for c in here["cells"]]
