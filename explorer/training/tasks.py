@@ -15,7 +15,7 @@ data on every executor and machine. Importing this module does not import torch.
 
 from typing import Iterator, Protocol
 
-from explorer.errors import ParamError, UnknownNameError
+from explorer.errors import ParamError, PluginError, UnknownNameError
 from explorer.registry.components import TASK_KIND
 
 IGNORE = -100  # a target that carries no loss (torch's cross-entropy ignore_index)
@@ -146,6 +146,9 @@ def check_task(options, plugin_manager, checker, key):
     except ParamError as exc:
         where = f"{key}.{exc.param}" if exc.param else key
         raise checker.error(where, exc.problem, exc.valid) from None
+    except Exception as exc:  # a plugin's bug: named, one line
+        raise PluginError(f"task {name!r} (plugin {registry.provider[(TASK_KIND, name)]}): its "
+                          f"factory raised {type(exc).__name__}: {exc}") from None
     return name, params, task
 
 

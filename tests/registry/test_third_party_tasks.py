@@ -87,3 +87,13 @@ def test_it_trains_and_sweeps_like_a_built_in(plugin_file, tmp_path):
 
     plan = make_plan(load_sweep(sweep))
     assert [p.train.seq_len for p in plan.points] == [5, 7]
+
+
+def test_a_factory_that_raises_is_named_in_one_line(plugin_file, tmp_path):
+    broken = tmp_path / "broken_task.py"
+    broken.write_text(plugin_file.read_text().replace('name="reverse", factory=Reverse',
+                                                      'name="broken", factory=len'))
+    spec = explorer.load_spec(spec_with(tmp_path, broken))
+    with pytest.raises(explorer.PluginError, match=r"^task 'broken' \(plugin .*broken_task.py\): "
+                                                   r"its factory raised TypeError: "):
+        TrainConfig.from_dict({"task": "broken"}).resolve(spec)

@@ -68,10 +68,19 @@ def test_the_shipped_recall_sweep_plans_its_grid_without_torch_work():
     assert len({r.key for r in plan.runs}) == 8
 
 
+# The settings a run key hashed before tasks existed (explorer.sweep.plan.run_key).
+KEYED_BEFORE_TASKS = {
+    "steps", "batch_size", "seq_len", "lr", "min_lr", "warmup", "schedule", "weight_decay",
+    "grad_clip", "eval_every", "eval_every_tokens", "eval_tokens", "corpus", "threads", "device",
+    "dtype", "compile", "budget"}
+
+
 def test_an_existing_sweeps_runs_keep_their_settings_and_keys():
     plan = make_plan(load_sweep(ROOT / "sweeps" / "smoke.yaml"))
-    assert all("task" not in p.train.to_dict() for p in plan.points)
+    assert all(set(p.train.to_dict()) == KEYED_BEFORE_TASKS for p in plan.points)
     assert all(p.train.seq_len == 64 for p in plan.points)
+    text = TrainConfig.from_dict({"task": "text"}).resolve(plan.points[0].spec)
+    assert set(text.to_dict()) == KEYED_BEFORE_TASKS  # task: text is the corpus run
 
 
 @pytest.mark.parametrize("changes, message", [
