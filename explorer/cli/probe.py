@@ -48,7 +48,7 @@ def probe(specs, suite, overrides, seeds, executor, workers, threads, db, dry_ru
 
     Example:
 
-        explorer probe specs/tiny.yaml specs/tiny_rope.yaml --seeds 3 --plots out
+        explorer probe specs/tiny.yaml specs/tiny_rmsnorm.yaml --set model.n_layers=2 --plots out
     """
     if not specs:
         raise UserError("explorer probe: SPEC: missing; give one spec or more to probe "

@@ -219,7 +219,7 @@ def test_dry_run_predicts_only_what_is_left(probed, capsys):
     assert result["estimated_seconds"] == 0
 
 
-def test_the_shipped_suite_plans_four_tasks_at_three_levels_without_training():
+def test_the_shipped_suite_plans_three_tasks_at_three_levels_without_training():
     suite = load_suite("mad")
     assert [(t.name, t.knob, len(t.levels)) for t in suite.tasks] == [
         ("recall", "n_pairs", 3), ("selective_copy", "n_tokens", 3), ("induction",
