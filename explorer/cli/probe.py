@@ -48,6 +48,7 @@ def probe(specs, suite, overrides, seeds, executor, workers, threads, db, dry_ru
 
     Example:
 
+    \b
         explorer probe specs/tiny.yaml specs/tiny_rmsnorm.yaml --set model.n_layers=2 --plots out
     """
     if not specs:
