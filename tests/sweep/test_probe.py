@@ -18,7 +18,7 @@ from scipy.stats import t as student_t
 from explorer.cli import main
 from explorer.sweep.executors import LocalExecutor
 from explorer.sweep.probe import load_suite, make_probe, run_probe
-from explorer.sweep.probe_report import best_setting, table
+from explorer.sweep.probe_report import best_setting, build_profile, table, to_text
 from tests.helpers import run_cli
 from tests.helpers.html_page import parse, table_rows
 from tests.helpers.sweep_helpers import TINY
@@ -293,3 +293,46 @@ def test_on_ray_the_profile_is_the_local_ones(tmp_path):
         executor.close()
     assert on_ray["counts"]["done"] == 2
     assert [c["seed_scores"] for c in on_ray["cells"]] == [c["seed_scores"] for c in here["cells"]]
+
+
+class RowsStore:
+    """What the profile reads of a store: rows of done runs with the scores given by hand."""
+
+    def __init__(self, rows):
+        self.rows_by_key, self.path = rows, "hand.sqlite"
+
+    def rows(self, keys, columns=None):
+        return {k: self.rows_by_key[k] for k in keys if k in self.rows_by_key}
+
+
+def test_a_profile_by_hand_stars_a_consistent_difference_and_not_a_mixed_one(tmp_path):
+    suite = write_files(tmp_path, tasks={"recall": SUITE["tasks"]["recall"]})
+    probe = make_probe(suite, [tmp_path / "micro.yaml", tmp_path / "windowed.yaml"])
+    # (spec, n_pairs, lr) -> score per seed: micro's lr 0.01 wins at both levels (mean 0.85
+    # and 0.6 over 0.5), windowed's lr 0.001 (0.475 over 0.3; 0.6 over 0.2)
+    scores = {("micro", 1, 1.0e-3): (0.5, 0.5), ("micro", 1, 1.0e-2): (0.9, 0.8),
+              ("windowed", 1, 1.0e-3): (0.5, 0.45), ("windowed", 1, 1.0e-2): (0.3, 0.3),
+              ("micro", 2, 1.0e-3): (0.5, 0.5), ("micro", 2, 1.0e-2): (0.5, 0.7),
+              ("windowed", 2, 1.0e-3): (0.6, 0.6), ("windowed", 2, 1.0e-2): (0.2, 0.2)}
+    rows = {}
+    for run in probe.plan.runs:
+        where = probe.where[run.point.index]
+        score = scores[(where["spec"], where["level"], where["lr"])][run.seed - 1]
+        rows[run.key] = {"state": "done", "seed": run.seed, "metrics": {"final_accuracy": score}}
+    profile = build_profile(probe, RowsStore(rows))
+    cells = {(c["spec"], c["level"]): c for c in profile["cells"]}
+    assert cells[("micro", 1)]["best"]["lr"] == 1.0e-2
+    assert cells[("windowed", 1)]["best"]["lr"] == 1.0e-3
+    # Level 1: differences -0.4 and -0.35: mean -0.375, sd 0.025 * sqrt(2), t(0.975, 1) 12.706
+    delta = cells[("windowed", 1)]["delta"]
+    half = student_t.ppf(0.975, 1) * math.sqrt(0.00125) / math.sqrt(2)
+    assert delta["mean"] == pytest.approx(-0.375)
+    assert delta["ci"] == pytest.approx([-0.375 - half, -0.375 + half])
+    assert delta["ci"][1] < 0 and delta["significant"] is True
+    # Level 2: differences +0.1 and -0.1: mean 0, the interval straddles 0
+    mixed = cells[("windowed", 2)]["delta"]
+    assert mixed["mean"] == pytest.approx(0.0, abs=1e-12) and mixed["significant"] is False
+    lines = to_text(profile).splitlines()
+    assert lines[-2].endswith(" *") and not lines[-1].endswith("*")
+    # micro at level 1: 0.9 and 0.8, mean 0.85, half-width 12.706 * 0.0707 / 1.414 = 0.635
+    assert lines[-2].split()[:4] == ["recall", "n_pairs=1", "0.850", "[0.215,"]
