@@ -159,10 +159,10 @@ def _planned(sweep, task):
         raise SpecError(exc.source, key or None, exc.problem, exc.valid) from None
 
 
-def make_probe(suite, specs, seeds=None, device=None, overrides=()):
+def make_probe(suite, specs, seeds=None, overrides=()):
     """Plan the probe of ``specs`` (paths, or shipped specs' names) on ``suite`` (a Suite or
     what :func:`load_suite` takes): SpecError names the suite or spec and the key on bad input.
-    ``seeds``: a count (1 .. N) instead of the suite's. ``device``: train there. ``overrides``:
+    ``seeds``: a count (1 .. N) instead of the suite's. ``overrides``:
     ``KEY=VALUE`` texts applied to every spec, as ``--set`` spells them."""
     from ..spec.reading import parse_override
 
@@ -170,9 +170,11 @@ def make_probe(suite, specs, seeds=None, device=None, overrides=()):
         suite = load_suite(suite)
     if not specs:
         raise SpecError("explorer probe", "SPEC", "no spec given", "one spec or more to probe")
-    if len(set(map(str, specs))) != len(specs):
-        raise SpecError("explorer probe", "SPEC", "a spec is given twice", "each spec once")
     bases = [str(resolve(spec, SPECS).resolve()) for spec in specs]
+    if len(set(bases)) != len(bases):  # also "tiny" and specs/tiny.yaml: one file
+        twice = next(spec for spec, base in zip(specs, bases) if bases.count(base) > 1)
+        raise SpecError("explorer probe", "SPEC", f"{twice}: the same spec file is given twice",
+                        "each spec once")
     fixed = dict(parse_override(text) for text in overrides)
     seeds = tuple(range(1, seeds + 1)) if seeds else suite.seeds
     found = versions()
@@ -181,10 +183,6 @@ def make_probe(suite, specs, seeds=None, device=None, overrides=()):
     first_sweep = None
     for task in suite.tasks:
         sweep = task_sweep(suite, task, bases, seeds, fixed)
-        if device:
-            from .sweepfile import with_options
-
-            sweep = with_options(sweep, device=device)
         first_sweep = first_sweep or sweep
         plan = _planned(sweep, task)
         moved = {}

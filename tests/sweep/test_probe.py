@@ -257,7 +257,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, changes, args, messa
 @pytest.mark.parametrize("specs, message", [
     ((), "SPEC: missing"),
     (("missing.yaml",), "missing.yaml: no such file"),
-    (("micro.yaml", "micro.yaml"), "a spec is given twice"),
+    (("micro.yaml", "micro.yaml"), "micro.yaml: the same spec file is given twice"),
+    (("micro.yaml", "./micro.yaml"), "micro.yaml: the same spec file is given twice"),
 ])
 def test_bad_specs_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, specs, message):
     write_files(tmp_path)
