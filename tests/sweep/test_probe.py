@@ -227,6 +227,9 @@ def test_the_shipped_suite_plans_three_tasks_at_three_levels_without_training():
     probe = make_probe(suite, ["tiny"], overrides=["model.n_layers=2"])
     assert len(probe.plan.runs) == 3 * 3 * 2 * 2 * 3
     assert probe.plan.points[0].spec.model.n_layers == 2
+    # More seeds keep the runs of the seeds before: a store's results still count
+    more = make_probe(suite, ["tiny"], seeds=4, overrides=["model.n_layers=2"])
+    assert {r.key for r in probe.plan.runs} < {r.key for r in more.plan.runs}
 
 
 @pytest.mark.parametrize("changes, args, message", [
