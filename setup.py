@@ -3,7 +3,8 @@ forgotten (everything else is in setup.cfg).
 
 The top level keeps the user's layout: ``explorer/`` is the core, ``plugins/`` installs as
 ``explorer.plugins``, and the shipped ``specs/`` and ``sweeps/`` install as the data packages
-``explorer.specs`` and ``explorer.sweeps`` (explorer.spec.catalog finds them by name).
+``explorer.specs`` and ``explorer.sweeps`` (explorer.spec.catalog finds them by name), and
+``suites/`` (the probe's) as ``explorer.suites``.
 """
 
 from pathlib import Path
@@ -12,7 +13,7 @@ from setuptools import find_packages, setup
 
 # distribution package -> folder of the checkout
 CODE = {"explorer": "explorer", "explorer.plugins": "plugins"}
-DATA = {"explorer.specs": "specs", "explorer.sweeps": "sweeps"}
+DATA = {"explorer.specs": "specs", "explorer.sweeps": "sweeps", "explorer.suites": "suites"}
 
 
 def code_packages(package, folder):

@@ -531,6 +531,36 @@ def adaptive_seeds():
             f"to 16 seeds would call {peeking.mean():.1%} of the points different.")
 
 
+PROBE = ["probe", "tiny", "--set", "model.n_layers=2"]  # the default suite (mad), 3 seeds
+
+
+@figure("probe-mad", slow=True)
+def probe_mad():
+    """The default probe of a 2-block, 64-wide tiny model from an empty store: its --dry-run
+    prediction, then the run, timed, with the machine's load (other processes share the cores)."""
+    import time
+
+    with tempfile.TemporaryDirectory() as folder, in_folder(folder):
+        load_before = os.getloadavg()[0]
+        start = time.perf_counter()
+        code, out, err = cli(*PROBE, "--dry-run")
+        assert code == 0, err
+        dry = time.perf_counter() - start
+        predicted = next(line for line in out.splitlines() if line.startswith("estimated wall"))
+        start = time.perf_counter()
+        code, out, err = cli(*PROBE, "--plots", str(ROOT / "docs" / "img" / "probe_mad"))
+        took = time.perf_counter() - start
+        load_after = os.getloadavg()[0]
+        assert code == 0, err
+    profile = out.split("\n", 3)[3].strip()  # the table, without the store's temporary path
+    return (f"{fenced(f'$ explorer {chr(32).join(PROBE)}' + chr(10) + profile)}\n\n"
+            f"(108 runs, 2 workers: {took / 60:.1f} minutes on a {machine()}, from an empty "
+            f"store, with a load average of {load_before:.1f} before and {load_after:.1f} after "
+            f"(other processes shared the 2 cores); `--dry-run` took {dry:.0f} s and "
+            f"predicted: {predicted.split(': ', 1)[1].split(' (')[0]})\n\n"
+            "![Accuracy against difficulty per task, 95% CI band](docs/img/probe_mad/profile.png)")
+
+
 @figure("gradflow-picture", slow=True)
 def gradflow_picture():
     """docs/img/gradflow.png: drawn by the command PICTURES gives it (README quotes it)."""

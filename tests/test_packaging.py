@@ -42,7 +42,8 @@ def test_every_module_of_the_tree_is_in_the_wheel(wheel):
 def test_the_templates_specs_and_sweeps_are_in_the_wheel(wheel):
     for folder, package, pattern in (("explorer/html/templates", "explorer/html/templates", "*"),
                                      ("specs", "explorer/specs", "*.yaml"),
-                                     ("sweeps", "explorer/sweeps", "*.yaml")):
+                                     ("sweeps", "explorer/sweeps", "*.yaml"),
+                                     ("suites", "explorer/suites", "*.yaml")):
         files = in_tree(folder, pattern)
         assert files
         for name in files:

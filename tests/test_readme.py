@@ -105,6 +105,13 @@ NOT_RUN = {
         "the full report on 14 GPT-2-small-sized specs",
     "explorer sweep sweeps/positional.yaml --html positional.html":
         "trains 20 runs of 400 steps (docs/figures.py sweep-positional)",
+    "explorer probe tiny --set model.n_layers=2":
+        "trains 108 runs, minutes (docs/figures.py probe-mad runs and times it)",
+    "explorer probe specs/tiny.yaml specs/tiny_rmsnorm.yaml --set model.n_layers=2 --seeds 3":
+        "trains 216 runs: twice the probe docs/figures.py probe-mad times",
+    "explorer probe tiny --set model.n_layers=2 --dry-run":
+        "times steps of a few runs (docs/figures.py probe-mad quotes its prediction); "
+        "tests/sweep/test_probe.py runs --dry-run on a tiny suite",
     "explorer generate specs/gpt2_small.yaml --prompt 'Hello, I am' --max-new-tokens 6":
         "builds GPT-2 small's weights (10 s here); tests/model/test_book.py checks these tokens",
     "explorer build specs/gpt2_small_openai.yaml --weights ~/gpt2/":
@@ -150,7 +157,7 @@ COMMANDS = readme_commands()
 
 def test_every_readme_command_is_run_or_listed_with_a_reason():
     placeholders = [c for c in COMMANDS if PLACEHOLDER.search(c.split("explorer ", 1)[1])]
-    assert len(placeholders) == 4  # the sweep options' FILE/DIR, the cluster's HEAD:6379
+    assert len(placeholders) == 5  # the sweep and probe options' FILE/DIR, the cluster's HEAD:6379
     listed = {shlex.join(shlex.split(c)) for c in [*RUN, *TRAININGS, *NOT_RUN]}
     assert sorted(set(COMMANDS) - set(placeholders)) == sorted(listed)
 

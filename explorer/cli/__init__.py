@@ -1,7 +1,7 @@
 """The ``explorer`` command: a thin click layer over the Python API.
 
 The group and the console entry point live here; each command lives in the module of its concern
-(analyze, generate, weights, plugins, specs, sweep), the options they share in :mod:`.options`. Torch is
+(analyze, generate, weights, plugins, specs, sweep, probe), the options they share in :mod:`.options`. Torch is
 imported only inside the commands that build models, so ``explorer --help`` is quick.
 """
 
@@ -11,7 +11,7 @@ import sys
 import click
 
 from ..errors import ExplorerError, one_line
-from . import analyze, generate, plugins, specs, sweep, weights
+from . import analyze, generate, plugins, probe, specs, sweep, weights
 from .generate import terminal_safe  # noqa: F401 - public: escapes a model's text for a terminal
 
 
@@ -36,6 +36,7 @@ cli.add_command(weights.spec_from_hf_command)
 cli.add_command(plugins.list_plugins)
 cli.add_command(specs.list_specs)
 cli.add_command(sweep.sweep)
+cli.add_command(probe.probe)
 
 
 def main(argv=None):

@@ -47,6 +47,8 @@ class Collection:
 
 SPECS = Collection("spec", "explorer.specs", "specs", "explorer specs")
 SWEEPS = Collection("sweep file", "explorer.sweeps", "sweeps", "explorer specs --sweeps")
+# A probe's suite (explorer.sweep.probe): not a sweep file, so not among the sweeps
+SUITES = Collection("probe suite", "explorer.suites", "suites", "explorer probe --help")
 
 
 def as_name(reference, collection):
