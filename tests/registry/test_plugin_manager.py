@@ -91,8 +91,12 @@ CONTRACTS = {"norm": contracts.Norm, "activation": contracts.Activation,
 
 @pytest.mark.parametrize("kind, name", [(k, n) for k in COMPONENT_KINDS for n in REGISTRY.names(k)])
 def test_every_built_in_component_keeps_its_kinds_contract(make_spec, kind, name):
-    choice = {"name": name, **({"n_kv_heads": 2} if name == "gqa" else {})}
-    spec = make_spec(**{kind: choice})
+    params = {"gqa": {"n_kv_heads": 2}, "mamba2": {"head_dim": 8, "d_state": 4}}
+    choice = {"name": name, **params.get(name, {})}
+    if kind == "attention" and name == "none":  # a block with neither sublayer is refused
+        spec = make_spec(attention=choice, ffn="mlp")
+    else:
+        spec = make_spec(**{kind: choice})
     ctx = explorer.BuildContext(spec, spec.plugin_manager.registry())
     built = ctx.make(kind, **({"dim": 16} if kind == "norm" else {}))
     if kind == "positional":
@@ -101,6 +105,10 @@ def test_every_built_in_component_keeps_its_kinds_contract(make_spec, kind, name
         assert isinstance(built, CONTRACTS[kind])
     if kind == "attention" and name == "mla":  # one latent shared by all heads; nope + rope dims
         assert (built.n_heads, built.n_kv_heads, built.head_dim, built.window) == (4, 1, 192, 0)
+    elif kind == "attention" and name == "none":  # mixes nothing: no heads, no cache
+        assert (built.n_heads, built.n_kv_heads, built.head_dim, built.window) == (0, 0, 0, 0)
+    elif kind == "attention" and contracts.state_values_per_sequence(built):  # a recurrent mixer
+        assert built.n_kv_heads == 0 and built.window == 0
     elif kind == "attention":
         assert (built.n_heads, built.head_dim, built.window) == (4, 4, 0)
         assert built.n_kv_heads == (2 if name == "gqa" else 4)
