@@ -150,9 +150,10 @@ def mamba2_shapes_fit(config, params):
     if not heads:
         inner = params["expand"] * config.emb_dim
         if inner % head_dim:
+            fits = max(d for d in range(1, min(head_dim, inner) + 1) if inner % d == 0)
             raise ParamError("head_dim", f"{head_dim} does not divide the inner width "
-                             f"expand * emb_dim = {inner}", "a divisor of it, e.g. 64, or "
-                             "heads > 0")
+                             f"expand * emb_dim = {inner}", f"a divisor of it, e.g. {fits}, "
+                             "or heads > 0")
         heads = inner // head_dim
     if heads % params["n_groups"]:
         raise ParamError("n_groups", f"{params['n_groups']} groups cannot share {heads} heads",

@@ -17,9 +17,14 @@ ATTENTION = REGISTRY.names("attention")
 POSITIONAL = REGISTRY.names("positional")
 
 
+# Mixers whose defaults do not fit the tiny test model (Mamba-2's 64-channel heads)
+TINY_PARAMS = {"mamba2": {"head_dim": 8, "d_state": 4}}
+
+
 def attention_choice(name, **params):
     """``{name, **params}`` keeping only the params this attention component declares."""
     component = REGISTRY.component("attention", name)
+    params = {**TINY_PARAMS.get(name, {}), **params}
     return {"name": name, **{k: v for k, v in params.items() if component.param(k)}}
 
 
