@@ -525,11 +525,12 @@ def size_ladder():
     took = time.perf_counter() - start
     report = json.loads(out)
     save(ladder_figure(report), LADDER_CHART)
-    return size_ladder_text(report, took, load)
+    return size_ladder_text(report, took, load, store_span(ROOT / "sweeps" / "ladder.sqlite"))
 
 
-def size_ladder_text(report, took, load):
-    """The size-ladder figure's table and notes from the sweep's JSON report."""
+def size_ladder_text(report, took, load, span):
+    """The size-ladder figure's table and notes from the sweep's JSON report; ``took``: this
+    call's seconds (load average ``load`` before), ``span``: the store's first start to last end."""
     from explorer.sweep.ladder_report import ladder_table
 
     ladder = report["ladder"]
@@ -546,7 +547,6 @@ def size_ladder_text(report, took, load):
     target = ladder["extrapolate_to"]
     runs = sum(p["done"] for p in report["points"])
     seconds = sum(p["costs"].get("seconds_per_run", 0) * p["done"] for p in report["points"])
-    span = store_span(ROOT / "sweeps" / "ladder.sqlite")
     wall = (f"; {took / 60:.0f} minutes of wall time (load average {load:.1f} before)"
             if took > 60 else f"; {span / 60:.0f} minutes from the first run's start to the "
             "last one's end" if span else "")
