@@ -504,6 +504,99 @@ def mup_transfer():
             "(docs/img/mup_transfer.png)")
 
 
+LADDER_CHART = ROOT / "docs" / "img" / "ladder.png"
+
+
+@figure("size-ladder", slow=True)
+def size_ladder():
+    """sweeps/ladder.yaml (runs what its store lacks): the fitted law per variant with its
+    intervals, the difference extrapolated to extrapolate_to and the crossing, and
+    docs/img/ladder.png."""
+    import json
+    import time
+
+    from explorer.analysis.plots import save
+    from explorer.sweep.plots import ladder_figure
+
+    load, start = os.getloadavg()[0], time.perf_counter()
+    with in_folder(ROOT):
+        code, out, err = cli("sweep", "sweeps/ladder.yaml", "--format", "json")
+    assert code == 0, err
+    took = time.perf_counter() - start
+    report = json.loads(out)
+    save(ladder_figure(report), LADDER_CHART)
+    return size_ladder_text(report, took, load, store_span(ROOT / "sweeps" / "ladder.sqlite"))
+
+
+def size_ladder_text(report, took, load, span):
+    """The size-ladder figure's table and notes from the sweep's JSON report; ``took``: this
+    call's seconds (load average ``load`` before), ``span``: the store's first start to last end."""
+    from explorer.sweep.ladder_report import ladder_table
+
+    ladder = report["ladder"]
+    header, rows = ladder_table(ladder)
+    keep = [i for i, h in enumerate(header) if h]  # the unnamed column holds Δ's star
+    table = ["| " + " | ".join(header[i] for i in keep) + " |",
+             "|---|" + "---:|" * (len(keep) - 1)]
+    for row in rows:
+        cells = [row[i] for i in keep]
+        star = header.index("")
+        cells[keep.index(star - 2)] += row[star]
+        table.append("| " + " | ".join(cells) + " |")
+    sizes = [r["x"] for v in ladder["variants"] for r in v["rungs"]]
+    target = ladder["extrapolate_to"]
+    runs = sum(p["done"] for p in report["points"])
+    seconds = sum(p["costs"].get("seconds_per_run", 0) * p["done"] for p in report["points"])
+    wall = (f"; {took / 60:.0f} minutes of wall time (load average {load:.1f} before)"
+            if took > 60 else f"; {span / 60:.0f} minutes from the first run's start to the "
+            "last one's end" if span else "")
+    note = (f"`explorer sweep sweeps/ladder.yaml` (`python docs/figures.py --write size-ladder`):"
+            f" a 2-block tiny GPT at widths {', '.join(map(str, ladder['ladder']['model.emb_dim']))}"
+            f" ({min(sizes):,} to {max(sizes):,} non-embedding parameters), "
+            f"{len(report['seeds'])} seeds, {ladder['tokens_per_param']:g} tokens per parameter; "
+            f"{runs} runs, {seconds / 60:.0f} minutes of training at one thread a run, two at "
+            f"once{wall}, on a {machine()}, shared with other work. Δ: the variant's predicted "
+            f"loss minus the baseline's at {target:.3g} (* when its 95% interval excludes 0).")
+    alphas = "; ".join(f"{v['label']} {_alpha_interval(v['fit'])}" for v in ladder["variants"])
+    honest = ("What a ladder this small can say: which variant is ahead over the sizes it "
+              "trained, and how fast the loss falls there. What it cannot: the intervals count "
+              "only seed noise, not the choice of the law or of the training settings (alpha's "
+              f"95% interval over {len(ladder['variants'][0]['rungs'])} rungs spanning a factor "
+              f"{max(sizes) / min(sizes):.0f} in size: {alphas}); at "
+              f"{ladder['tokens_per_param']:g} tokens per parameter every rung is short of "
+              "training, so the ladder measures how fast a variant learns in a short run as "
+              f"much as how it scales; and the prediction at {target / max(sizes):.0f}x the top "
+              "rung rests on the law holding beyond the rungs, which nothing here checks. Read "
+              "the extrapolated Δ as a hypothesis for a bigger ladder, not a result.")
+    floorless = [v["label"] for v in ladder["variants"] if v["fit"] and v["fit"]["E"] < 1e-6]
+    if floorless:  # E at its bound 0: a pure power law fits, the floor is not in view yet
+        honest += (f" {' and '.join(floorless)}: E is fitted at its bound 0 (no floor in "
+                   "view over these rungs), so its extrapolation falls as a pure power law; a "
+                   "floor above 0, which bigger rungs might show, would raise its predicted "
+                   "loss and shrink Δ.")
+    return ("\n".join(table) + f"\n\n{note}\n\n{honest}\n\n"
+            "![Final loss against non-embedding parameters per positional encoding: rungs with "
+            "95% CIs, fits with 95% bands, extrapolation dashed](docs/img/ladder.png)")
+
+
+def _alpha_interval(fit):
+    low_high = (fit or {}).get("intervals", {}).get("alpha")
+    return f"[{low_high[0]:.2f}, {low_high[1]:.2f}]" if low_high else "no fit"
+
+
+def store_span(path):
+    """Seconds from the first run's start to the last run's end in a sweep store (None without
+    finished runs)."""
+    import sqlite3
+
+    if not Path(path).exists():
+        return None
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        first, last = db.execute("SELECT MIN(started), MAX(finished) FROM runs "
+                                 "WHERE state = 'done'").fetchone()
+    return last - first if first and last else None
+
+
 @figure("adaptive-seeds")
 def adaptive_seeds():
     """Adaptive seeds (explorer.sweep.sequential) on 1,000 simulated sweeps per true

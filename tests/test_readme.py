@@ -275,3 +275,58 @@ def test_the_tiny_ablation_readme_trains_is_tiny_with_rmsnorm():
     counts = [explorer.analyze(s, only=["params"])["analyses"]["params"]["total"]
               for s in (tiny, ablation)]
     assert counts == [339_840, 339_840 - 13 * 64]  # 13 norms of width 64 lose their shift
+
+
+# -- the size-ladder figure, from a hand-made ladder report (the sweep trains for minutes) -------
+#
+# docs/figures.py size-ladder writes the fit table with Δ's star in its cell, the run's cost, and
+# caveats that quote the report's own numbers.
+
+def _ladder_variant(label, E, alpha, interval, prediction, difference=None):
+    rungs = [{"x": x, "final_val_loss": {"n": 3}} for x in (1_000, 4_000, 15_000)]
+    return {"label": label, "rungs": rungs, "is_baseline": difference is None,
+            "fit": {"E": E, "A": 10.0, "alpha": alpha, "prediction": prediction,
+                    "intervals": {"alpha": interval, "prediction": [prediction - 0.1,
+                                                                    prediction + 0.1]}},
+            "difference": difference, "fit_problem": None, "difference_problem": None}
+
+
+def _ladder_report():
+    difference = {"difference": -0.5, "interval": [-0.7, -0.3], "significant": True,
+                  "crossing": 2_000.0, "crossing_interval": [1_500.0, 2_500.0],
+                  "crossing_share": 0.9}
+    variants = [_ladder_variant("positional=learned", 1.5, 0.2, [0.1, 0.3], 2.0),
+                _ladder_variant("positional=rope", 0.0, 0.25, [0.24, 0.26], 1.5, difference)]
+    return {"seeds": [1, 2, 3],
+            "points": [{"done": 3, "costs": {"seconds_per_run": 20.0}} for _ in range(6)],
+            "ladder": {"variants": variants, "extrapolate_to": 150_000.0,
+                       "tokens_per_param": 10.0, "ladder": {"model.emb_dim": [16, 32, 64]}}}
+
+
+def test_the_ladder_table_puts_the_star_on_the_difference():
+    text = FIGURES.size_ladder_text(_ladder_report(), took=5.0, load=1.0, span=600.0)
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    rope = [cell.strip() for cell in table[3].strip("|").split("|")]
+    assert len(header) == len(rope) == 12 and "" not in header  # the star's column folded in
+    assert rope[header.index("Δ vs baseline at 1.5e+05")] == "-0.5000*"
+    assert rope[header.index("Δ 95%")] == "[-0.7, -0.3]"
+    assert rope[header.index("crossing")] == "2e+03"
+
+
+def test_the_ladder_notes_quote_the_cost_and_the_caveats_from_the_report():
+    text = FIGURES.size_ladder_text(_ladder_report(), took=5.0, load=1.0, span=600.0)
+    # 18 runs of 20 s; the store's span, as the figure itself took under a minute
+    assert "18 runs, 6 minutes of training" in text
+    assert "10 minutes from the first run's start to the last one's end" in text
+    assert ("alpha's 95% interval over 3 rungs spanning a factor 15 in size: "
+            "positional=learned [0.10, 0.30]; positional=rope [0.24, 0.26]") in text
+    assert "the prediction at 10x the top rung" in text
+    # only the variant whose E sits at its bound 0 gets the note that it has no floor in view
+    assert "positional=rope: E is fitted at its bound 0" in text
+    assert "positional=learned: E" not in text
+
+
+def test_a_ladder_figure_that_ran_the_sweep_gives_its_own_wall_time():
+    text = FIGURES.size_ladder_text(_ladder_report(), took=750.0, load=7.7, span=600.0)
+    assert "; 12 minutes of wall time (load average 7.7 before)" in text
