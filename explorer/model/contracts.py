@@ -36,7 +36,14 @@ keys and values. It defines ``new_cache(max_len)`` returning an
 :class:`explorer.model.kv_cache.RecurrentState` (``ModelCache.for_model`` asks each block's
 mixer, and gives a :class:`KVCache` to those without it) and, given that state as ``cache``,
 continues from ``state.tensors``, stores its new state there and calls ``state.advance(T)``:
-run over a prompt in one call or token by token, it gives the same outputs.
+run over a prompt in one call or token by token, it gives the same outputs. It ignores ``pos``
+(its positions are the order of the tokens: in a hybrid the spec's RoPE acts in the softmax
+layers only). For the analyses it exposes the attributes below with ``n_kv_heads``, ``window``
+and ``kv_values_per_token`` 0, plus ``state_values_per_sequence``: the elements of state one
+sequence carries whatever its length (a convolution's last inputs, the state matrices), read
+with :func:`state_values_per_sequence`; and ``explorer_flops(batch, seq_len)``: the forward
+FLOPs (2 per multiply-add) of its mixing for ``batch`` sequences of ``seq_len`` tokens, beyond
+its weight matrices (which the FLOPs count as for any layer), in the form training runs.
 
 What an attention exposes for analyses (the KV cache, FLOPs): ``n_heads``, ``n_kv_heads``,
 ``head_dim`` and ``window`` (0 = none); optionally ``v_head_dim``, the size of each head's values
@@ -189,6 +196,15 @@ def kv_values_per_token(attention):
     """Elements one token adds to one attention layer's KV cache (keys and values together)."""
     given = getattr(attention, "kv_values_per_token", None)
     return given if given is not None else 2 * attention.n_kv_heads * attention.head_dim
+
+
+def state_values_per_sequence(mixer):
+    """Elements of recurrent state one sequence keeps in this token mixer (0: a softmax
+    attention, whose cache grows by :func:`kv_values_per_token` per token instead)."""
+    return getattr(mixer, "state_values_per_sequence", None) or 0
+
+
+MIXER_FLOPS_METHOD = "explorer_flops"
 
 
 AUX_LOSS_METHOD = "explorer_aux_loss"

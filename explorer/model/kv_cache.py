@@ -150,9 +150,11 @@ def cache_layout(model):
     index), ``module`` (its name), ``n_kv_heads``, ``head_dim``, ``window`` (0: none) and
     ``values_per_token``, the elements it caches per token: ``kv_values_per_token`` if the
     module defines it (a latent attention caches fewer), else keys and values,
-    ``2 * n_kv_heads * head_dim``. Attention modules are found by their ``attention`` kind tag,
-    whatever a block calls them.
+    ``2 * n_kv_heads * head_dim``, and ``state_values_per_sequence``, the elements a recurrent
+    mixer keeps per sequence whatever its length (0 for a softmax attention). Attention modules
+    are found by their ``attention`` kind tag, whatever a block calls them.
     """
+    from explorer.model.contracts import state_values_per_sequence
     from explorer.errors import PluginError
     from explorer.model.kinds import sublayers
     from explorer.model.stack import layer_blocks
@@ -173,5 +175,6 @@ def cache_layout(model):
                 values = 2 * module.n_kv_heads * module.head_dim  # keys and values
             layout.append({"layer": i, "module": where, "n_kv_heads": module.n_kv_heads,
                            "head_dim": module.head_dim, "window": module.window,
-                           "values_per_token": values})
+                           "values_per_token": values,
+                           "state_values_per_sequence": state_values_per_sequence(module)})
     return layout
