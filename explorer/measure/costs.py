@@ -12,6 +12,9 @@ layers l (which may differ: a spec's ``layers:``):
   + 2 * s * n_heads(l) * (d_qk(l) + d_v(l))
                                         its attention's Q.K^T (d_qk per head) and weights.V
                                         (d_v per head) over all s key positions
+  + mixer(l) / s                       a linear-time mixer's own mixing, instead of the
+                                        attention term: its ``explorer_flops(1, s)`` (the
+                                        chunked form training runs, explorer.model.contracts)
   + 2 * h * V                           the output head
 
 N_active counts parameters with 2+ dims; a module with ``active_parameters()`` (a mixture of
@@ -28,29 +31,43 @@ Importing this module does not import torch; ``closed_form`` takes a built model
 device is enough).
 """
 
-from explorer.model.contracts import active_count_of_block, active_parameter_count
+from explorer.model.contracts import (MIXER_FLOPS_METHOD, active_count_of_block,
+                                      active_parameter_count)
 from explorer.model.kinds import sublayers
 from explorer.model.stack import layer_blocks, stack_total
 
 def attention_width(block):
-    """n_heads * (d_qk + d_v) summed over the block's attention modules (found by kind)."""
+    """n_heads * (d_qk + d_v) summed over the block's softmax attention modules (found by kind;
+    a linear-time mixer, with ``explorer_flops``, is costed by :func:`mixer_flops`)."""
     width = 0
     for _, kind, module in sublayers(block):
-        if kind == "attention":
+        if kind == "attention" and not hasattr(module, MIXER_FLOPS_METHOD):
             d_v = getattr(module, "v_head_dim", None) or module.head_dim
             width += module.n_heads * (module.head_dim + d_v)
     return width
 
 
+def mixer_flops(block, seq_len):
+    """Forward FLOPs of one sequence of ``seq_len`` tokens in the block's linear-time mixers,
+    beyond their weight matrices (each mixer's ``explorer_flops(1, seq_len)``)."""
+    return sum(getattr(module, MIXER_FLOPS_METHOD)(1, seq_len)
+               for _, kind, module in sublayers(block)
+               if kind == "attention" and hasattr(module, MIXER_FLOPS_METHOD))
+
+
 def layer_costs(block, seq_len):
     """One block's forward FLOPs per token at ``seq_len``: ``matmul`` (2 * its active matrices),
-    ``attention_full`` and ``attention_causal``, with the parameter counts they come from."""
+    ``attention_full`` and ``attention_causal`` (softmax attention, plus a linear-time mixer's
+    own mixing per token, which has no masked half), with the parameter counts they come from;
+    ``mixer`` is that mixing alone."""
     matrices = sum(p.numel() for p in block.parameters() if p.dim() >= 2)
     active = active_parameter_count(block, matrices_only=True)
     width = attention_width(block)
+    mixing = mixer_flops(block, seq_len)
+    mixer = mixing / seq_len if mixing else 0  # per token (a chunk's cost spreads over it)
     return {"matmul_parameters": matrices, "active_matmul_parameters": active,
-            "matmul": 2 * active, "attention_full": 2 * seq_len * width,
-            "attention_causal": seq_len * width}
+            "matmul": 2 * active, "attention_full": 2 * seq_len * width + mixer,
+            "attention_causal": seq_len * width + mixer, "mixer": mixer}
 
 
 def parameter_count(model):
@@ -76,6 +93,7 @@ def closed_form(model, cfg, seq_len):
     matmul = sum(layer["matmul"] for layer in per_layer)
     attention_full = sum(layer["attention_full"] for layer in per_layer)
     attention_causal = sum(layer["attention_causal"] for layer in per_layer)
+    mixer = sum(layer["mixer"] for layer in per_layer)
     head = 2 * cfg.emb_dim * cfg.vocab_size
     return {
         "parameters": n_total,
@@ -85,7 +103,7 @@ def closed_form(model, cfg, seq_len):
         "nonembedding_parameters": n_total - n_embedding,
         "forward_per_token": {
             "matmul": matmul, "attention_full": attention_full,
-            "attention_causal": attention_causal, "head": head,
+            "attention_causal": attention_causal, "mixer": mixer, "head": head,
             "total": matmul + attention_full + head,
             "total_causal": matmul + attention_causal + head,
         },

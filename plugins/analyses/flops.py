@@ -9,6 +9,9 @@ layers (explorer.measure.costs has the details):
   + 2 * s * nh * (d_qk + d_v)
                             attention's Q.K^T and weights.V over all s key positions, with each
                             layer's heads (4 * s * nh * head_dim for a plain attention)
+  + mixer / s               a linear-time mixer's own mixing instead (its explorer_flops: the
+                            matrix products of the chunked form training runs; part of the
+                            attention term, with no masked half)
   + 2 * h * V               the output head
 
 Biases, norms, activations and softmax are elementwise and not counted (FlopCounterMode does
@@ -104,7 +107,8 @@ def flops(ctx, seq_len, measure):
         "2 FLOPs per multiply-accumulate; forward per token = sum over layers of 2*N_active (the "
         "block weight matrices one token uses: an MoE's router + shared + top_k experts) + "
         "2*s*n_heads*(d_qk + d_v) (Q.K^T and weights.V over all s positions: the full s x s "
-        "scores are computed, then masked; the causal half is half of it) + 2*h*V (head); "
+        "scores are computed, then masked; the causal half is half of it; a linear-time mixer "
+        "counts instead the matrix products of its chunked form, explorer_flops) + 2*h*V (head); "
         "elementwise ops (norms, activations, softmax, biases) are not counted. Training = 3 x "
         "forward; Kaplan's 6N uses N = parameters without the token/position embeddings and the "
         "untied head (6N_active: the active ones). Measured: "
@@ -130,6 +134,8 @@ def render(result):
     rows = [(f"matmuls 2*N ({weights})", f["matmul"], ""),
             ("attention 2*s*nh*(d_qk+d_v) (all s x s)", f["attention_full"],
              f"causal half: {_g(f['attention_causal'])}"),
+            *([("  of which linear-time mixers (chunked form)", f["mixer"], "")]
+              if f.get("mixer") else []),
             ("head 2*h*V", f["head"], ""),
             ("total", f["total"], f"causal: {_g(f['total_causal'])}")]
     width = max(len(r[0]) for r in rows)

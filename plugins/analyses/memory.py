@@ -54,23 +54,32 @@ def korthikanti_at(p, s, b, h, a, attention_dropout, residual_dropout):
 
 def _kv_cache(ctx, batch_size):
     """KV cache bytes, per token and at the full context, from each attention module's own
-    layout (explorer.model.kv_cache.cache_layout), so any attention plugin gets its own figures."""
+    layout (explorer.model.kv_cache.cache_layout), so any attention plugin gets its own figures;
+    and the recurrent state of linear-time mixers, per sequence whatever its length.
+    ``bytes_full_context`` is all a generating batch holds at the full context: both."""
     from explorer.model.kv_cache import cache_layout
 
     context = ctx.spec.model.context_length
     layers = cache_layout(ctx.compact_model())
     for layer in layers:  # a sliding window caps what a layer keeps
         layer["tokens"] = min(context, layer["window"]) if layer["window"] else context
+        if not layer["values_per_token"]:
+            layer["tokens"] = 0  # a recurrent mixer: its state does not grow with the tokens
         layer["bytes_per_token"] = {p: layer["values_per_token"] * size for p, size in BYTES.items()}
-    shapes = {(l["n_kv_heads"], l["head_dim"], l["window"], l["values_per_token"]) for l in layers}
+        layer["state_bytes_per_sequence"] = {
+            p: layer["state_values_per_sequence"] * size for p, size in BYTES.items()}
+    shapes = {(l["n_kv_heads"], l["head_dim"], l["window"], l["values_per_token"],
+               l["state_values_per_sequence"]) for l in layers}
     first = layers[0] if len(shapes) == 1 else {}
+    state = {p: sum(l["state_bytes_per_sequence"][p] for l in layers) for p in BYTES}
     result = {
         "n_kv_heads": first.get("n_kv_heads"), "head_dim": first.get("head_dim"),
         "window": first.get("window") or None, "batch_size": batch_size,
         "tokens": max((l["tokens"] for l in layers), default=0),
         "bytes_per_token": {p: sum(l["bytes_per_token"][p] for l in layers) for p in BYTES},
-        "bytes_full_context": {p: batch_size * sum(l["bytes_per_token"][p] * l["tokens"]
-                                                   for l in layers) for p in BYTES},
+        "state_bytes_per_sequence": state,
+        "bytes_full_context": {p: batch_size * (state[p] + sum(
+            l["bytes_per_token"][p] * l["tokens"] for l in layers)) for p in BYTES},
     }
     if len(shapes) > 1:  # layers differ: show each
         result["per_layer"] = layers
@@ -235,8 +244,10 @@ def footprint(ctx, batch_size, seq_len, device):
             "per layer assuming 16-bit values, 1-byte dropout masks and unfused attention (fused "
             "attention removes the 5*a*s/h term); 'fp32_same_tensors' is that tensor list at 4 "
             "bytes with the spec's dropouts. "
-            "KV cache: 2*L*b*s*k*d*p with k KV heads, s capped by a sliding window. Inference: "
-            "weights + KV cache at the full context. Training total: AdamW footprint + measured "
+            "KV cache: 2*L*b*s*k*d*p with k KV heads, s capped by a sliding window; a "
+            "linear-time mixer keeps instead a recurrent state of a fixed size per sequence "
+            "(state_bytes_per_sequence), included in bytes_full_context. Inference: "
+            "weights + KV cache (+ state) at the full context. Training total: AdamW footprint + measured "
             "activations (fp32; bf16_mixed uses the bf16 measurement). training_run: what "
             "explorer's training loop holds at its peak at batch_size x seq_len, the prediction "
             "explorer.train(), the train analysis and sweeps refuse by: weights, buffers, "
@@ -293,6 +304,11 @@ def render(result):
     kv = result["kv_cache"]
     layers = kv.get("per_layer")
     shape = "layers differ" if layers else _kv_shape(kv)
+    state = kv.get("state_bytes_per_sequence", {}).get("fp32")
+    if state:
+        lines.append(f"recurrent state (linear-time mixers): {state:,} / "
+                     f"{kv['state_bytes_per_sequence']['bf16']:,} bytes per sequence fp32 / bf16, "
+                     "whatever its length")
     at = "the full context" if layers else f"{kv['tokens']:,} tokens"
     lines.append(f"KV cache ({shape}): "
                  f"{kv['bytes_per_token']['fp32']:,} / {kv['bytes_per_token']['bf16']:,} bytes per "
@@ -302,11 +318,14 @@ def render(result):
     for layer in layers or ():
         text = (f"{_kv_shape(layer)}, {layer['values_per_token']:,} values per token, "
                 f"{layer['tokens']:,} tokens")
+        if layer["state_values_per_sequence"]:
+            text = f"recurrent state, {layer['state_values_per_sequence']:,} values per sequence"
         groups.setdefault(text, []).append(layer["layer"])
     lines.extend(f"  layer{'s' if len(ix) > 1 else ''} {index_text(ix)}: {text}"
                  for text, ix in groups.items())
     inf, tr = result["inference_bytes"], result["training_total_bytes"]
-    lines.append(f"inference (weights + KV cache)  fp32 {_mb(inf['fp32'])}  bf16 {_mb(inf['bf16'])}")
+    held = "KV cache + state" if state else "KV cache"
+    lines.append(f"inference (weights + {held})  fp32 {_mb(inf['fp32'])}  bf16 {_mb(inf['bf16'])}")
     lines.append(f"training (AdamW + activations)  fp32 {_mb(tr['fp32'])}  "
                  f"bf16_mixed {_mb(tr['bf16_mixed'])}")
     if "training_run" in result:
@@ -345,6 +364,8 @@ def figures(result):
 
 
 def _kv_shape(kv):
+    if kv["n_kv_heads"] == 0:  # linear-time mixers only
+        return "none: recurrent state"
     window = f", window {kv['window']}" if kv["window"] else ""
     return f"{kv['n_kv_heads']} KV heads x {kv['head_dim']}{window}"
 
