@@ -4,7 +4,8 @@
 
 Each spec is analysed on the meta device and fake tensors (no weights are allocated, at any
 size): parameters (total, and active per token for a mixture of experts), the KV cache in bf16
-per token and at the full context (batch 1), and the training footprint: AdamW (weights,
+per token and at the full context (batch 1), the recurrent state of linear-time mixers per
+sequence in bf16 (whatever its length), and the training footprint: AdamW (weights,
 gradients, two fp32 moments: 16 bytes per parameter in fp32 and in bf16 mixed precision) plus
 the activations autograd saves for one sequence of 4,096 tokens (or the context, if shorter),
 measured in fp32 and in bf16. GiB = 2**30 bytes.
@@ -22,8 +23,9 @@ SEQ_LEN = 4096  # tokens per training sequence (the context if it is shorter)
 GIB = 2**30
 
 HEADER = ("| spec | parameters | active per token | KV cache per token (bf16) "
-          "| KV cache at the context (bf16) | training fp32 | training bf16 mixed |")
-RULE = "|---|---:|---:|---:|---:|---:|---:|"
+          "| KV cache at the context (bf16) | state per sequence (bf16) | training fp32 "
+          "| training bf16 mixed |")
+RULE = "|---|---:|---:|---:|---:|---:|---:|---:|"
 
 
 def row(path):
@@ -45,6 +47,8 @@ def row(path):
         f"{active:,}" if active != total else "all",
         f"{kv['bytes_per_token']['bf16'] / 2**10:,.1f} KiB",
         f"{kv['bytes_full_context']['bf16'] / GIB:,.2f} GiB ({kv['tokens']:,} tokens)",
+        f"{kv['state_bytes_per_sequence']['bf16'] / 2**20:,.1f} MiB"
+        if kv["state_bytes_per_sequence"]["bf16"] else "none",
         f"{train['fp32'] / GIB:,.1f} GiB",
         f"{train['bf16_mixed'] / GIB:,.1f} GiB",
     ]

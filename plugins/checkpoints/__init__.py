@@ -1,5 +1,5 @@
-"""Built-in checkpoint formats (implementations in hf_gpt2.py, hf_llama.py, hf_deepseek.py and
-book.py).
+"""Built-in checkpoint formats (implementations in hf_gpt2.py, hf_llama.py, hf_deepseek.py,
+hf_qwen3_next.py and book.py).
 
 Registered like any third-party format. This module stays light (the callables are
 ``"module:attribute"`` strings) so listing plugins never imports torch.
@@ -13,6 +13,7 @@ _LAYOUT = "explorer.plugins.checkpoints.hf_llama_layout"
 _BOOK = "explorer.plugins.checkpoints.book"
 _DEEPSEEK = "explorer.plugins.checkpoints.hf_deepseek"
 _DEEPSEEK_LAYOUT = "explorer.plugins.checkpoints.hf_deepseek_layout"
+_QWEN3_NEXT = "explorer.plugins.checkpoints.hf_qwen3_next"
 
 
 @hookimpl
@@ -38,6 +39,15 @@ def explorer_checkpoint_formats():
             check=f"{_LAYOUT}:check", unsupported=f"{_DEEPSEEK_LAYOUT}:unsupported",
             target="hf", from_model=f"{_DEEPSEEK}:from_model",
             config=f"{_DEEPSEEK_LAYOUT}:config",
+        ),
+        CheckpointFormat(
+            name="hf-qwen3-next", title="Hugging Face Qwen3-Next",
+            description="transformers' qwen3_next (save_pretrained folders, sharded too; "
+                        "read only): gated DeltaNet and gated attention layers, routed + "
+                        "shared experts; q_proj and the DeltaNet's mixed projections split per "
+                        "head; config.json checked against the spec.",
+            detect=f"{_QWEN3_NEXT}:detect", to_model=f"{_QWEN3_NEXT}:to_model",
+            check=f"{_LAYOUT}:check",
         ),
         CheckpointFormat(
             name="hf-llama", title="Hugging Face Llama family",

@@ -59,4 +59,8 @@ def explorer_config_converters():
                         ignores=MOE_IGNORES),
         ConfigConverter("qwen3_moe", f"{_PKG}.qwen_moe:convert", "Qwen3-MoE: Qwen3 with "
                         "routed experts, dense mlp_only_layers", ignores=MOE_IGNORES),
+        ConfigConverter("qwen3_next", f"{_PKG}.qwen3_next:convert", "Qwen3-Next: gated "
+                        "DeltaNet and gated attention layers, partial RoPE, routed + gated "
+                        "shared experts", ignores=MOE_IGNORES,
+                        ignores_when={"use_sliding_window": False}),  # the published files' field
     ]

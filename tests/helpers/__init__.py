@@ -41,3 +41,27 @@ TINY_MODEL = {"vocab_size": 256, "context_length": 32, "emb_dim": 16, "n_heads":
 # aside): what the tests over every spec apply.
 SHRINK = ["model.n_layers=2", "model.emb_dim=64", "model.n_heads=8", "model.context_length=32",
           "tokenizer=bytes", "model.vocab_size=300"]
+
+
+def fewest_layers(path, at_least=2):
+    """The fewest layers that keep every ``layers:`` rule of the spec at ``path`` selecting a
+    layer (a hybrid's ``every: 4, offset: 3`` needs 4), and ``at_least``."""
+    import yaml
+
+    rules = (yaml.safe_load(Path(path).read_text()) or {}).get("layers") or []
+    needed = [rule.get("offset", 0) + 1 for rule in rules if "every" in rule]
+    needed += [max(rule["layers"]) + 1 for rule in rules if rule.get("layers")]
+    return max([at_least, *needed])
+
+
+def shrink(path):
+    """SHRINK for the spec at ``path``, with as many layers as its ``layers:`` rules need, and
+    a mixture of more than 128 experts cut to 16 (Qwen3-Next's 512 would take minutes)."""
+    import yaml
+
+    overrides = [f"model.n_layers={fewest_layers(path)}", *SHRINK[1:]]
+    ffn = (yaml.safe_load(Path(path).read_text()).get("components") or {}).get("ffn")
+    if isinstance(ffn, dict) and ffn.get("n_experts", 0) > 128:
+        overrides += ["components.ffn.n_experts=16",
+                      f"components.ffn.top_k={min(ffn.get('top_k', 2), 4)}"]
+    return overrides

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import explorer
+from tests.helpers import fewest_layers
 
 SPECS = sorted(str(p) for p in Path("specs").rglob("*.yaml"))
 
@@ -31,7 +32,8 @@ def test_gpt3_175b_params_and_memory_without_weights():
 @pytest.mark.parametrize("path", SPECS)
 def test_meta_and_real_builds_count_the_same(path):
     # Two blocks keep the real build fast; counts per block are checked block by block.
-    spec = explorer.load_spec(path, overrides=["model.n_layers=2", "analyses.memory.seq_len=64"])
+    spec = explorer.load_spec(path, overrides=[f"model.n_layers={fewest_layers(path)}",
+                                               "analyses.memory.seq_len=64"])
     meta = explorer.analyze(spec, only=["params", "memory"])
     if meta["analyses"]["params"]["total"] > 300_000_000:
         pytest.skip("too large to build for real here")

@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 import explorer
-from tests.helpers import ROOT, SHRINK
+from tests.helpers import ROOT, shrink
 
 SPECS = ROOT / "specs"
 ALL_SPECS = sorted(SPECS.rglob("*.yaml"))
@@ -71,7 +71,7 @@ def test_every_spec_loads_and_validates(path):
 
 @pytest.mark.parametrize("path", ALL_SPECS, ids=lambda p: str(p.relative_to(SPECS)))
 def test_every_spec_shrunk_builds_predicts_causally_and_trains_every_parameter(path):
-    spec = explorer.load_spec(path, overrides=SHRINK)
+    spec = explorer.load_spec(path, overrides=shrink(path))
     model = explorer.build_model(spec).eval()
     ids = torch.randint(0, 300, (2, 32), generator=torch.Generator().manual_seed(0))
     changed = ids.clone()
