@@ -27,7 +27,7 @@ import os
 import platform
 from pathlib import Path
 
-from timing import log, median, round_robin, timed
+from timing import GUARD, NOISY_RUNS, log, median, round_robin, timed
 
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count()))
 
@@ -120,9 +120,15 @@ def main():
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--max-others", type=float, default=GUARD["noise"],
+                        help="retake a training run during which other processes used more "
+                             "than this share of the cores (1 = never: a machine shared on "
+                             "purpose)")
     args = parser.parse_args()
+    GUARD["noise"] = args.max_others
     repeats = 3 if args.quick else 7
     torch.set_num_threads(os.cpu_count())
+    load_before = os.getloadavg()[0]
     models = {name: build(attention) for name, attention in MIXERS.items()}
     log(f"threads {torch.get_num_threads()}, training steps at batch {BATCH} x {TRAIN_T}")
     train = training_steps(models, repeats)
@@ -145,10 +151,13 @@ def main():
     except (OSError, StopIteration):
         pass
     machine = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, fp32"
+    noisy = (f"{len(NOISY_RUNS)} training runs with other processes above "
+             f"{GUARD['noise']:.0%}; load average {load_before:.1f} before, "
+             f"{os.getloadavg()[0]:.1f} after")
     print("\n".join(rows))
-    print(f"\n{machine}")
+    print(f"\n{machine}; {noisy}")
     (HERE / "mixers.json").write_text(json.dumps({
-        "machine": machine, "train_seconds": train,
+        "machine": machine, "noisy_runs": len(NOISY_RUNS), "train_seconds": train,
         "generation_seconds_per_token": {f"{n} T={c}": s for (n, c), s in generation.items()},
         "table": rows}, indent=1))
 

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from explorer.model.kv_cache import RecurrentState
 
-from .recurrence import causal_conv, chunk_spans, decay_within
+from .recurrence import causal_conv, chunks, decay_within, into_chunks
 
 
 def l2_normalise(x, eps=1e-6):
@@ -34,25 +34,30 @@ def l2_normalise(x, eps=1e-6):
 def chunked_delta_rule(q, k, v, g, beta, state, chunk_size):
     """The gated delta rule (module docstring) over q, k (B, H, T, dk), v (B, H, T, dv),
     log-decays g and strengths beta (B, H, T), from ``state`` (B, H, dk, dv), chunk by chunk;
-    returns the outputs (B, H, T, dv) and the final state."""
+    returns the outputs (B, H, T, dv) and the final state. What stays inside a chunk is
+    computed for all chunks at once; only the state's passage runs chunk by chunk."""
+    t = q.shape[2]
+    size, count = chunks(t, chunk_size)
+    q, k, v = (into_chunks(x, size, count) for x in (q, k, v))  # (B, H, n, c, d)
+    g, beta = (into_chunks(x, size, count) for x in (g, beta))  # (B, H, n, c)
+    cum, within = decay_within(g)  # (B, H, n, c), (B, H, n, c, c)
+    k_beta, v_beta = k * beta.unsqueeze(-1), v * beta.unsqueeze(-1)
+    # Each chunk's updates as one system: (I + strictly_lower(k_beta k^T * L)) u = v_beta.
+    system = (k_beta @ k.transpose(-1, -2)) * within  # (B, H, n, c, c)
+    u = torch.linalg.solve_triangular(system, v_beta, upper=False, unitriangular=True)
+    w = torch.linalg.solve_triangular(system, k_beta * cum.exp().unsqueeze(-1), upper=False,
+                                      unitriangular=True)  # (B, H, n, c, dk)
+    scores = (q @ k.transpose(-1, -2)) * within  # (B, H, n, c, c)
+    last = cum[..., -1:]  # (B, H, n, 1): each chunk's whole log-decay
+    q_decayed = q * cum.exp().unsqueeze(-1)
+    k_decayed = k * (last - cum).exp().unsqueeze(-1)
+    chunk_decay = last.exp().unsqueeze(-1)  # (B, H, n, 1, 1)
     out = []
-    for start, end in chunk_spans(q.shape[2], chunk_size):
-        qc, kc, vc = q[:, :, start:end], k[:, :, start:end], v[:, :, start:end]
-        bc = beta[:, :, start:end].unsqueeze(-1)  # (B, H, c, 1)
-        cum, within = decay_within(g[:, :, start:end])  # (B, H, c), (B, H, c, c)
-        k_beta, v_beta = kc * bc, vc * bc
-        # The chunk's updates as one system: (I + strictly_lower(k_beta k^T * L)) u = v_beta.
-        system = (k_beta @ kc.transpose(-1, -2)) * within  # (B, H, c, c)
-        u = torch.linalg.solve_triangular(system, v_beta, upper=False, unitriangular=True)
-        w = torch.linalg.solve_triangular(system, k_beta * cum.exp().unsqueeze(-1), upper=False,
-                                          unitriangular=True)  # (B, H, c, dk)
-        v_new = u - w @ state  # (B, H, c, dv): what the carried state does not predict
-        scores = (qc @ kc.transpose(-1, -2)) * within  # (B, H, c, c)
-        out.append((qc * cum.exp().unsqueeze(-1)) @ state + scores @ v_new)
-        last = cum[..., -1:]  # (B, H, 1)
-        state = state * last.exp().unsqueeze(-1) + (
-            kc * (last - cum).exp().unsqueeze(-1)).transpose(-1, -2) @ v_new
-    return torch.cat(out, dim=2), state
+    for i in range(count):
+        v_new = u[:, :, i] - w[:, :, i] @ state  # (B, H, c, dv): what the state does not predict
+        out.append(q_decayed[:, :, i] @ state + scores[:, :, i] @ v_new)
+        state = state * chunk_decay[:, :, i] + k_decayed[:, :, i].transpose(-1, -2) @ v_new
+    return torch.stack(out, dim=2).flatten(2, 3)[:, :, :t], state
 
 
 def recurrent_delta_rule(q, k, v, g, beta, state):
@@ -71,11 +76,11 @@ def recurrent_delta_rule(q, k, v, g, beta, state):
 
 def chunked_delta_rule_flops(t, chunk_size, dk, dv):
     """FLOPs (2 per multiply-add) of :func:`chunked_delta_rule`'s matrix products per batch and
-    head, per chunk of c tokens: k_beta k^T and q k^T (c*c*dk each), scores @ v_new (c*c*dv),
-    w @ S, q @ S and k^T @ v_new (c*dk*dv each). The two triangular solves (c*c*(dk + dv) / 2
-    multiply-adds) are not counted: FlopCounterMode has no formula for them."""
-    return 2 * sum((e - s) ** 2 * (2 * dk + dv) + 3 * (e - s) * dk * dv
-                   for s, e in chunk_spans(t, chunk_size))
+    head, per (padded) chunk of c tokens: k_beta k^T and q k^T (c*c*dk each), scores @ v_new
+    (c*c*dv), w @ S, q @ S and k^T @ v_new (c*dk*dv each). The two triangular solves
+    (c*c*(dk + dv) / 2 multiply-adds) are not counted: FlopCounterMode has no formula for them."""
+    c, n = chunks(t, chunk_size)
+    return 2 * n * (c * c * (2 * dk + dv) + 3 * c * dk * dv)
 
 
 class GatedRMSNorm(nn.Module):

@@ -17,9 +17,22 @@ import torch
 from torch.nn import functional as F
 
 
-def chunk_spans(t, chunk_size):
-    """``(start, end)`` of each chunk of ``t`` tokens: full chunks, then the remainder."""
-    return [(s, min(s + chunk_size, t)) for s in range(0, t, chunk_size)]
+def chunks(t, chunk_size):
+    """``(size, count)`` of the chunks ``t`` tokens are cut into: ``chunk_size`` each (or ``t``,
+    when shorter), the last padded."""
+    size = min(chunk_size, t)
+    return size, -(-t // size)
+
+
+def into_chunks(x, size, count):
+    """x (B, H, T, ...) padded with zeros to ``size * count`` tokens and cut into
+    (B, H, count, size, ...). Padding is exact for these recurrences: a padded token has
+    k = v = 0 (no write) and log-decay 0 (no decay), so outputs and state are unchanged."""
+    t = x.shape[2]
+    pad = size * count - t
+    if pad:
+        x = F.pad(x, (0, 0) * (x.dim() - 3) + (0, pad))
+    return x.reshape(*x.shape[:2], count, size, *x.shape[3:])
 
 
 def decay_within(g):
@@ -35,24 +48,30 @@ def decay_within(g):
 def chunked_linear(q, k, v, g, state, chunk_size):
     """The decayed linear recurrence (module docstring) over q, k (B, H, T, dk), v (B, H, T, dv)
     and log-decays g (B, H, T) (None: no decay), from ``state`` (B, H, dk, dv); returns the
-    outputs (B, H, T, dv) and the state after the last token."""
-    out = []
-    for start, end in chunk_spans(q.shape[2], chunk_size):
-        qc, kc, vc = q[:, :, start:end], k[:, :, start:end], v[:, :, start:end]
-        scores = qc @ kc.transpose(-1, -2)  # (B, H, c, c)
-        if g is None:
-            c = end - start
-            scores = scores.masked_fill(
-                torch.ones(c, c, dtype=torch.bool, device=q.device).triu(1), 0.0)
-            out.append(scores @ vc + qc @ state)  # (B, H, c, dv)
-            state = state + kc.transpose(-1, -2) @ vc
-            continue
-        cum, within = decay_within(g[:, :, start:end])  # (B, H, c), (B, H, c, c)
-        out.append((scores * within) @ vc + (qc * cum.exp().unsqueeze(-1)) @ state)
-        last = cum[..., -1:]  # (B, H, 1): the whole chunk's log-decay
-        state = state * last.exp().unsqueeze(-1) + (
-            kc * (last - cum).exp().unsqueeze(-1)).transpose(-1, -2) @ vc
-    return torch.cat(out, dim=2), state
+    outputs (B, H, T, dv) and the state after the last token. What stays inside a chunk is
+    computed for all chunks at once; only the state's passage runs chunk by chunk."""
+    t = q.shape[2]
+    size, count = chunks(t, chunk_size)
+    q, k, v = (into_chunks(x, size, count) for x in (q, k, v))  # (B, H, n, c, d)
+    scores = q @ k.transpose(-1, -2)  # (B, H, n, c, c)
+    if g is None:
+        scores = scores.tril()
+        k_decayed, chunk_decay = k, None
+    else:
+        cum, within = decay_within(into_chunks(g, size, count))  # (B, H, n, c), (..., c, c)
+        scores = scores * within
+        last = cum[..., -1:]  # (B, H, n, 1): each chunk's whole log-decay
+        q = q * cum.exp().unsqueeze(-1)
+        k_decayed = k * (last - cum).exp().unsqueeze(-1)
+        chunk_decay = last.exp().unsqueeze(-1)  # (B, H, n, 1, 1)
+    out = scores @ v  # (B, H, n, c, dv): inside each chunk
+    carried = []
+    for i in range(count):
+        carried.append(q[:, :, i] @ state)  # what the state brings into chunk i
+        decayed = state if chunk_decay is None else state * chunk_decay[:, :, i]
+        state = decayed + k_decayed[:, :, i].transpose(-1, -2) @ v[:, :, i]
+    out = out + torch.stack(carried, dim=2)
+    return out.flatten(2, 3)[:, :, :t], state
 
 
 def recurrent_linear(q, k, v, g, state):
@@ -68,10 +87,11 @@ def recurrent_linear(q, k, v, g, state):
 
 
 def chunked_linear_flops(t, chunk_size, dk, dv):
-    """FLOPs (2 per multiply-add) of :func:`chunked_linear` per batch and head: per chunk of c
-    tokens q k^T (c*c*dk), scores @ v (c*c*dv), q @ S and k^T @ v (c*dk*dv each)."""
-    return 2 * sum((e - s) ** 2 * (dk + dv) + 2 * (e - s) * dk * dv
-                   for s, e in chunk_spans(t, chunk_size))
+    """FLOPs (2 per multiply-add) of :func:`chunked_linear` per batch and head, over its
+    (padded) chunks of c tokens: q k^T (c*c*dk), scores @ v (c*c*dv), q @ S and k^T @ v
+    (c*dk*dv each)."""
+    c, n = chunks(t, chunk_size)
+    return 2 * n * (c * c * (dk + dv) + 2 * c * dk * dv)
 
 
 def causal_conv(x, weight, conv_state):
