@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 
 from timing import GUARD, NOISY_RUNS, log, median, round_robin, timed
@@ -124,10 +125,13 @@ def main():
                         help="retake a training run during which other processes used more "
                              "than this share of the cores (1 = never: a machine shared on "
                              "purpose)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch threads (1 on a busy machine: two threads on two busy "
+                             "cores wait on each other at every op)")
     args = parser.parse_args()
     GUARD["noise"] = args.max_others
     repeats = 3 if args.quick else 7
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     models = {name: build(attention) for name, attention in MIXERS.items()}
     log(f"threads {torch.get_num_threads()}, training steps at batch {BATCH} x {TRAIN_T}")
@@ -150,14 +154,17 @@ def main():
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    machine = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, fp32"
+    machine = (f"{cpu}, {os.cpu_count()} cores ({args.threads} torch thread"
+               f"{'s' if args.threads > 1 else ''}), torch {torch.__version__}, fp32")
+    load_after = os.getloadavg()[0]
     noisy = (f"{len(NOISY_RUNS)} training runs with other processes above "
-             f"{GUARD['noise']:.0%}; load average {load_before:.1f} before, "
-             f"{os.getloadavg()[0]:.1f} after")
+             f"{GUARD['noise']:.0%}; load average {load_before:.1f} before, {load_after:.1f} after")
     print("\n".join(rows))
     print(f"\n{machine}; {noisy}")
     (HERE / "mixers.json").write_text(json.dumps({
-        "machine": machine, "noisy_runs": len(NOISY_RUNS), "train_seconds": train,
+        "machine": machine, "arguments": " ".join(sys.argv[1:]),
+        "load_average": [load_before, load_after], "noisy_runs": len(NOISY_RUNS),
+        "train_seconds": train,
         "generation_seconds_per_token": {f"{n} T={c}": s for (n, c), s in generation.items()},
         "table": rows}, indent=1))
 

@@ -154,7 +154,6 @@ def cache_layout(model):
     mixer keeps per sequence whatever its length (0 for a softmax attention). Attention modules
     are found by their ``attention`` kind tag, whatever a block calls them.
     """
-    from explorer.model.contracts import state_values_per_sequence
     from explorer.errors import PluginError
     from explorer.model.kinds import sublayers
     from explorer.model.stack import layer_blocks
@@ -176,5 +175,7 @@ def cache_layout(model):
             layout.append({"layer": i, "module": where, "n_kv_heads": module.n_kv_heads,
                            "head_dim": module.head_dim, "window": module.window,
                            "values_per_token": values,
-                           "state_values_per_sequence": state_values_per_sequence(module)})
+                           # contracts.state_values_per_sequence (which imports this module)
+                           "state_values_per_sequence":
+                               getattr(module, "state_values_per_sequence", None) or 0})
     return layout
