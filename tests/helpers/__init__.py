@@ -43,6 +43,18 @@ SHRINK = ["model.n_layers=2", "model.emb_dim=64", "model.n_heads=8", "model.cont
           "tokenizer=bytes", "model.vocab_size=300"]
 
 
+# Shipped specs whose shrunk build takes tens of seconds on 2 cores (Qwen3-Next: 4 layers of
+# 32 DeltaNet heads of 128 and 16 experts): run with -m slow; tests/weights/test_hf_qwen3_next.py
+# covers the structure in the default run.
+SLOW_SPECS = ("qwen3_next_80b_a3b",)
+
+
+def slow_marked(paths):
+    """``paths`` for a parametrize, the SLOW_SPECS among them marked slow."""
+    return [pytest.param(p, marks=pytest.mark.slow) if Path(p).stem in SLOW_SPECS else p
+            for p in paths]
+
+
 def fewest_layers(path, at_least=2):
     """The fewest layers that keep every ``layers:`` rule of the spec at ``path`` selecting a
     layer (a hybrid's ``every: 4, offset: 3`` needs 4), and ``at_least``."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import explorer
-from tests.helpers import fewest_layers
+from tests.helpers import fewest_layers, slow_marked
 
 SPECS = sorted(str(p) for p in Path("specs").rglob("*.yaml"))
 
@@ -29,7 +29,7 @@ def test_gpt3_175b_params_and_memory_without_weights():
     assert max(peak_kb, before) < 1.5 * 2**20  # ru_maxrss is in KiB: under 1.5 GiB
 
 
-@pytest.mark.parametrize("path", SPECS)
+@pytest.mark.parametrize("path", slow_marked(SPECS))
 def test_meta_and_real_builds_count_the_same(path):
     # Two blocks keep the real build fast; counts per block are checked block by block.
     spec = explorer.load_spec(path, overrides=[f"model.n_layers={fewest_layers(path)}",

@@ -19,7 +19,7 @@ from explorer import CheckpointFormat, ExplorerError, hookimpl
 from explorer.spec.loading import spec_from_dict
 from explorer.weights import (check_exportable, export, export_hf, load_weights, save_checkpoint,
                               spec_from_checkpoint, targets)
-from tests.helpers import ROOT, run_cli, shrink
+from tests.helpers import ROOT, run_cli, shrink, slow_marked
 from tests.helpers.hf_reference import randomize
 
 # The bytes tokenizer has 256 symbols: vocab_size 256 keeps the samples analysis valid.
@@ -382,7 +382,7 @@ def small_ffns(spec):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize("path", slow_marked(SHIPPED), ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_shipped_spec_round_trips_through_every_format_it_exports_to(path, target,
                                                                             tmp_path):
     """Shrunk (tests.helpers.shrink, small FFNs), weights moved off their initialisation,
