@@ -262,6 +262,18 @@ def seconds_range(values):
     return f"{low:.1f} s" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f} s"
 
 
+@figure("mixers-benchmark")
+def mixers_benchmark():
+    """The linear-time mixers' benchmark from benchmarks/mixers.json (``python
+    benchmarks/mixers.py`` writes it), as it printed it."""
+    import json
+
+    res = json.loads((ROOT / "benchmarks" / "mixers.json").read_text())
+    noisy = f"load average {res['load_average'][0]:.1f} before, {res['load_average'][1]:.1f} after"
+    return (f"`python benchmarks/mixers.py {res['arguments']}` on {res['machine']} "
+            f"(a shared machine: {noisy}):\n\n" + "\n".join(res["table"]))
+
+
 @figure("main-job", slow=True)
 def main_job():
     runs = timed_runs(["build", "specs/gpt2_small.yaml"])

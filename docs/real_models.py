@@ -4,8 +4,8 @@
 
 Each spec is analysed on the meta device and fake tensors (no weights are allocated, at any
 size): parameters (total, and active per token for a mixture of experts), the KV cache in bf16
-per token and at the full context (batch 1), the recurrent state of linear-time mixers (Mamba)
-in bf16 per sequence, the same at any length, and the training footprint: AdamW (weights,
+per token and at the full context (batch 1), the recurrent state of linear-time mixers (Mamba-2,
+gated DeltaNet) per sequence in bf16 (whatever its length), and the training footprint: AdamW (weights,
 gradients, two fp32 moments: 16 bytes per parameter in fp32 and in bf16 mixed precision) plus
 the activations autograd saves for one sequence of 4,096 tokens (or the context, if shorter),
 measured in fp32 and in bf16. GiB = 2**30 bytes.

@@ -37,6 +37,7 @@ def _need(ctx, prompt_tokens, max_new_tokens):
     model = ctx.compact_model()
     tokens = min(prompt_tokens + max_new_tokens, ctx.spec.model.context_length)
     cache = sum(layer["values_per_token"] * min(layer["window"] or tokens, tokens)
+                + layer["state_values_per_sequence"]  # a linear-time mixer's fixed state
                 for layer in cache_layout(model)) * next(model.parameters()).element_size()
     return Need("samples", (Part("weights", weight_bytes(model)),),
                 "shorten analyses.samples.prompts or lower analyses.samples.max_new_tokens", ((

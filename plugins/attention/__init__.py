@@ -1,7 +1,10 @@
 """Built-in attention components: mha and gqa (mha.py beside this), multi-head latent attention
-(mla.py), Mamba-2's SSD mixer (mamba2.py) and ``none`` (absent.py: a block without a mixer)."""
+(mla.py), Mamba-2's SSD mixer (mamba2.py), the other linear-time mixers that take attention's
+place (mixer_components.py) and ``none`` (absent.py: a block without a mixer)."""
 
 from explorer import Component, Param, ParamError, hookimpl
+
+from .mixer_components import mixer_components
 
 # How scores are scaled and capped; shared with every attention that scores q.k (mla too).
 SCORE_PARAMS = (
@@ -32,6 +35,8 @@ _COMMON = (
     Param("qk_norm", bool, False, "normalise queries and keys per head with the spec's norm "
           "(OLMo-2, Gemma 3)"),
     Param("out_bias", bool, True, "a bias on the output projection (GPT-2: yes; Llama: no)"),
+    Param("output_gate", bool, False, "gated attention (Qwen3-Next): the output of each head "
+          "times sigmoid of a second query-sized projection W_gate of x, before out_proj"),
     *SCORE_PARAMS,
 )
 
@@ -74,6 +79,7 @@ def explorer_components():
             description="Causal grouped-query attention (Llama 2/3, Mistral); multi-query "
                         "with n_kv_heads 1.",
         ),
+        *mixer_components(),
         Component(
             kind="attention", name="mla",
             factory="explorer.plugins.attention.mla:MultiHeadLatentAttention",

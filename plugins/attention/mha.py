@@ -26,7 +26,8 @@ class GroupedQueryAttention(nn.Module):
     ``qk_norm`` normalises queries and keys per head with the spec's norm (OLMo-2, Gemma 3);
     ``softcap`` > 0 squashes the scaled scores into (-softcap, softcap) with tanh (Gemma 2), and
     ``query_pre_attn_scalar`` > 0 divides the scores by its square root instead of the head
-    size's (Gemma 2 27B);
+    size's (Gemma 2 27B); ``output_gate`` multiplies each head's output by sigmoid of a second
+    query-sized projection ``W_gate`` of x before ``out_proj`` (Qwen3-Next's gated attention);
     ``impl`` picks the book's explicit softmax ("manual"), torch's fused kernel ("sdpa", with
     its own dropout in training), the fused kernel unless the scores are soft-capped, which it
     cannot do ("auto", the default), or the fused kernel whenever attention dropout is inactive
@@ -38,7 +39,7 @@ class GroupedQueryAttention(nn.Module):
     """
 
     def __init__(self, ctx, n_kv_heads, impl, window, head_dim, qk_norm, out_bias, softcap,
-                 query_pre_attn_scalar):
+                 query_pre_attn_scalar, output_gate):
         super().__init__()
         cfg = ctx.config
         self.n_heads = cfg.n_heads
@@ -61,6 +62,8 @@ class GroupedQueryAttention(nn.Module):
         self.q_norm = ctx.make("norm", dim=hs) if qk_norm else None
         self.k_norm = ctx.make("norm", dim=hs) if qk_norm else None
         self.fused_qkv = None  # set by explorer_inference_layout
+        # Qwen3-Next's gated attention: each head's output times sigmoid(W_gate x).
+        self.W_gate = nn.Linear(d, q, bias=cfg.qkv_bias) if output_gate else None
 
     def forward(self, x, pos, positions, cache=None):
         b, t, _ = x.shape
@@ -80,6 +83,8 @@ class GroupedQueryAttention(nn.Module):
         context = attend(queries, keys, values, positions, k_positions, bias, self.window,
                          self.dropout, self.fused(), self.scale, self.softcap)  # (B, nh, T, hs)
         context = context.transpose(1, 2).contiguous().view(b, t, -1)  # (B, T, nh*hs)
+        if self.W_gate is not None:
+            context = context * torch.sigmoid(self.W_gate(x))
         return self.out_proj(context)
 
     def project(self, x):
@@ -195,11 +200,11 @@ class MultiHeadAttention(GroupedQueryAttention):
     """
 
     def __init__(self, ctx, impl, window, head_dim, qk_norm, out_bias, softcap,
-                 query_pre_attn_scalar):
+                 query_pre_attn_scalar, output_gate):
         cfg = ctx.config
         super().__init__(ctx, n_kv_heads=cfg.n_heads, impl=impl, window=window,
                          head_dim=head_dim, qk_norm=qk_norm, out_bias=out_bias, softcap=softcap,
-                         query_pre_attn_scalar=query_pre_attn_scalar)
+                         query_pre_attn_scalar=query_pre_attn_scalar, output_gate=output_gate)
         self.register_buffer(
             "mask", torch.triu(torch.ones(cfg.context_length, cfg.context_length), diagonal=1))
 

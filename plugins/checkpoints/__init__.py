@@ -1,5 +1,5 @@
 """Built-in checkpoint formats (implementations in hf_gpt2.py, hf_llama.py, hf_deepseek.py,
-hf_mamba.py and book.py).
+hf_mamba.py, hf_qwen3_next.py and book.py).
 
 Registered like any third-party format. This module stays light (the callables are
 ``"module:attribute"`` strings) so listing plugins never imports torch.
@@ -14,6 +14,7 @@ _BOOK = "explorer.plugins.checkpoints.book"
 _DEEPSEEK = "explorer.plugins.checkpoints.hf_deepseek"
 _DEEPSEEK_LAYOUT = "explorer.plugins.checkpoints.hf_deepseek_layout"
 _MAMBA = "explorer.plugins.checkpoints.hf_mamba"
+_QWEN3_NEXT = "explorer.plugins.checkpoints.hf_qwen3_next"
 
 
 @hookimpl
@@ -46,6 +47,15 @@ def explorer_checkpoint_formats():
                         "too): the mamba2 mixer, Nemotron-H's attention and MLP layers, one "
                         "norm a layer; config.json checked against the spec. Read only.",
             detect=f"{_MAMBA}:detect", to_model=f"{_MAMBA}:to_model", check=f"{_LAYOUT}:check",
+        ),
+        CheckpointFormat(
+            name="hf-qwen3-next", title="Hugging Face Qwen3-Next",
+            description="transformers' qwen3_next (save_pretrained folders, sharded too; "
+                        "read only): gated DeltaNet and gated attention layers, routed + "
+                        "shared experts; q_proj and the DeltaNet's mixed projections split per "
+                        "head; config.json checked against the spec.",
+            detect=f"{_QWEN3_NEXT}:detect", to_model=f"{_QWEN3_NEXT}:to_model",
+            check=f"{_LAYOUT}:check",
         ),
         CheckpointFormat(
             name="hf-llama", title="Hugging Face Llama family",

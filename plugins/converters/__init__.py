@@ -83,4 +83,8 @@ def explorer_config_converters():
         ConfigConverter("nemotron_h", f"{_PKG}.mamba:convert_nemotron_h", "Nemotron-H: one "
                         "sublayer a layer, Mamba-2, attention without positions, or a relu2 MLP",
                         ignores=NEMOTRON_IGNORES),
+        ConfigConverter("qwen3_next", f"{_PKG}.qwen3_next:convert", "Qwen3-Next: gated "
+                        "DeltaNet and gated attention layers, partial RoPE, routed + gated "
+                        "shared experts", ignores=MOE_IGNORES,
+                        ignores_when={"use_sliding_window": False}),  # the published files' field
     ]

@@ -143,10 +143,12 @@ ROPE_TYPES = {
 }
 
 
-def rope(cfg, default_theta):
+def rope(cfg, default_theta, partial=None):
     """``positional: rope`` from ``rope_theta`` + ``rope_scaling`` (the published configs,
-    transformers 4) or ``rope_parameters`` (transformers 5), context extension included.
-    Returns the scaling's settings as the config gives them ({} for none)."""
+    transformers 4) or ``rope_parameters`` (transformers 5), context extension included;
+    ``partial``: for a family whose transformers code rotates part of each head (rope's
+    ``fraction``), its default partial_rotary_factor; None: a factor other than 1 is refused. Returns the scaling's settings as
+    the config gives them ({} for none)."""
     params = dict(cfg.mapping("rope_parameters"))
     if params:
         field, scaling = "rope_parameters", params
@@ -156,11 +158,14 @@ def rope(cfg, default_theta):
         field, scaling = "rope_scaling", dict(cfg.mapping("rope_scaling"))
         theta = cfg.number("rope_theta", default_theta)
     kind = scaling.pop("rope_type", scaling.pop("type", "default"))
-    partial = scaling.pop("partial_rotary_factor", cfg.number("partial_rotary_factor", 1.0))
-    if partial != 1.0:
-        raise cfg.refuse("partial_rotary_factor", f"{partial}: rope on part of each head",
+    fraction = scaling.pop("partial_rotary_factor",
+                           cfg.number("partial_rotary_factor", partial or 1.0))
+    if fraction != 1.0 and partial is None:
+        raise cfg.refuse("partial_rotary_factor", f"{fraction}: rope on part of each head",
                          "explorer's rope rotates the whole head (1.0)")
     cfg.choose("positional", "rope", "rope_theta")
+    if fraction != 1.0:
+        cfg.set("components.positional.fraction", float(fraction), "partial_rotary_factor")
     cfg.set("components.positional.theta", float(theta), "rope_theta")
     if kind not in ROPE_TYPES:
         raise cfg.refuse(field, f"rope_type {kind!r} has no explorer equivalent",

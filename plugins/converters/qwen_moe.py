@@ -23,6 +23,9 @@ DEFAULTS = {
 }
 
 
+SHARED_EXPERT = ("qwen2_moe", "qwen3_next")  # one shared expert, gated by a sigmoid
+
+
 def convert(cfg):
     d = DEFAULTS[cfg.model_type]
     common.sizes(cfg, context_default=32768)
@@ -114,7 +117,7 @@ def _experts(cfg, d, n_experts, field):
         "num_experts_per_tok", d["num_experts_per_tok"], minimum=1), "num_experts_per_tok")
     cfg.set("components.ffn.hidden", cfg.integer(
         "moe_intermediate_size", d["moe_intermediate_size"], minimum=1), "moe_intermediate_size")
-    if cfg.model_type == "qwen2_moe":
+    if cfg.model_type in SHARED_EXPERT:
         cfg.set("components.ffn.n_shared", 1)
         cfg.set("components.ffn.shared_hidden", cfg.integer(
             "shared_expert_intermediate_size", d["shared_expert_intermediate_size"], minimum=1),

@@ -83,6 +83,10 @@ def explorer_components():
             kind="positional", name="rope", factory=f"{_LAYERS}:RotaryPositional",
             params=(Param("theta", float, 10000.0, "the rotation base: pair j of a head turns "
                           "by position * theta^(-2j/head_dim)", min=0, exclusive_min=True),
+                    Param("fraction", float, 1.0, "the part of each head that rotates: its first "
+                          "int(head_dim * fraction) dims, as a head of that size (transformers' "
+                          "partial_rotary_factor; Qwen3-Next: 0.25); the rest passes unrotated",
+                          min=0, max=1, exclusive_min=True),
                     *ROPE_SCALING),
             check=rope_is_computable,
             description="Rotary embedding of queries and keys (RoPE; GPT-NeoX, Llama).",

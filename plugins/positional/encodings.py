@@ -69,14 +69,16 @@ class RotaryPositional(PositionalEncoding):
     the angle p * theta^(-2j/hs). Then q(p) . k(p') depends only on p - p', and norms are
     unchanged. hs is the last dim of what attention rotates: the head size emb_dim / n_heads
     (kept as a buffer), or another size, such as an attention's own ``head_dim`` or latent
-    attention's rope part (computed on first use and cached per size and device).
+    attention's rope part (computed on first use and cached per size and device). With
+    ``fraction`` < 1 only the first int(hs * fraction) dims rotate, as a head of that size.
     """
 
-    def __init__(self, ctx, theta, scaling, factor, original_context, low_freq_factor,
+    def __init__(self, ctx, theta, fraction, scaling, factor, original_context, low_freq_factor,
                  high_freq_factor, beta_fast, beta_slow, truncate, attention_factor):
         super().__init__()
         hs = ctx.config.head_dim
         self.theta = theta
+        self.fraction = fraction  # < 1: only the first int(hs * fraction) dims rotate
         # Context extension (plugins/positional/rope_scaling.py); none leaves the frequencies alone.
         self.scaling = dict(scaling=scaling, factor=factor, original_context=original_context,
                             low_freq_factor=low_freq_factor, high_freq_factor=high_freq_factor,
@@ -106,6 +108,15 @@ class RotaryPositional(PositionalEncoding):
         return self._other_sizes[key]
 
     def rotate(self, q, k, positions):
+        if self.fraction != 1.0:  # rotate the first dims as a head of their own, pass the rest
+            rotated = int(q.shape[-1] * self.fraction)
+            (q_rot, q_pass), (k_rot, k_pass) = (
+                z.split([rotated, z.shape[-1] - rotated], dim=-1) for z in (q, k))
+            q_rot, k_rot = self._rotate(q_rot, k_rot, positions)
+            return torch.cat((q_rot, q_pass), dim=-1), torch.cat((k_rot, k_pass), dim=-1)
+        return self._rotate(q, k, positions)
+
+    def _rotate(self, q, k, positions):
         inv_freq = self.frequencies(q.shape[-1], positions.device)  # (hs/2,)
         angles = positions[:, None].float() * inv_freq  # (T, hs/2)
         angles = torch.cat((angles, angles), dim=-1)  # (T, hs)

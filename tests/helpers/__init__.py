@@ -65,3 +65,39 @@ TINY_MODEL = {"vocab_size": 256, "context_length": 32, "emb_dim": 16, "n_heads":
 # aside): what the tests over every spec apply.
 SHRINK = ["model.n_layers=2", "model.emb_dim=64", "model.n_heads=8", "model.context_length=32",
           "tokenizer=bytes", "model.vocab_size=300"]
+
+
+# Shipped specs whose shrunk build takes tens of seconds on 2 cores (Qwen3-Next: 4 layers of
+# 32 DeltaNet heads of 128 and 16 experts): run with -m slow; tests/weights/test_hf_qwen3_next.py
+# covers the structure in the default run.
+SLOW_SPECS = ("qwen3_next_80b_a3b",)
+
+
+def slow_marked(paths):
+    """``paths`` for a parametrize, the SLOW_SPECS among them marked slow."""
+    return [pytest.param(p, marks=pytest.mark.slow) if Path(p).stem in SLOW_SPECS else p
+            for p in paths]
+
+
+def fewest_layers(path, at_least=2):
+    """The fewest layers that keep every ``every:`` rule of the spec at ``path`` selecting a
+    layer (a hybrid's ``every: 4, offset: 3`` needs 4), and ``at_least``. Rules that list layer
+    indices (Nemotron-H's 52) are cut to the new depth by :func:`load_shrunk` instead."""
+    import yaml
+
+    rules = (yaml.safe_load(Path(path).read_text()) or {}).get("layers") or []
+    needed = [rule.get("offset", 0) + 1 for rule in rules if "every" in rule]
+    return max([at_least, *needed])
+
+
+def shrink(path):
+    """SHRINK for the spec at ``path``, with as many layers as its ``layers:`` rules need, and
+    a mixture of more than 128 experts cut to 16 (Qwen3-Next's 512 would take minutes)."""
+    import yaml
+
+    overrides = [f"model.n_layers={fewest_layers(path)}", *SHRINK[1:]]
+    ffn = (yaml.safe_load(Path(path).read_text()).get("components") or {}).get("ffn")
+    if isinstance(ffn, dict) and ffn.get("n_experts", 0) > 128:
+        overrides += ["components.ffn.n_experts=16",
+                      f"components.ffn.top_k={min(ffn.get('top_k', 2), 4)}"]
+    return overrides

@@ -645,6 +645,49 @@ NEMOTRON_H_8B = {
     "use_conv_bias": True,
     "use_mamba_kernels": True,
     "vocab_size": 131072,
+# Qwen/Qwen3-Next-80B-A3B-Instruct (gated DeltaNet in 3 of every 4 layers, gated attention in
+# the 4th; 512 experts, 10 per token, one shared)
+QWEN3_NEXT_80B_A3B = {
+    "architectures": ["Qwen3NextForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "bos_token_id": 151643,
+    "decoder_sparse_step": 1,
+    "eos_token_id": 151645,
+    "full_attention_interval": 4,
+    "head_dim": 256,
+    "hidden_act": "silu",
+    "hidden_size": 2048,
+    "initializer_range": 0.02,
+    "intermediate_size": 5120,
+    "linear_conv_kernel_dim": 4,
+    "linear_key_head_dim": 128,
+    "linear_num_key_heads": 16,
+    "linear_num_value_heads": 32,
+    "linear_value_head_dim": 128,
+    "max_position_embeddings": 262144,
+    "mlp_only_layers": [],
+    "model_type": "qwen3_next",
+    "moe_intermediate_size": 512,
+    "norm_topk_prob": True,
+    "num_attention_heads": 16,
+    "num_experts": 512,
+    "num_experts_per_tok": 10,
+    "num_hidden_layers": 48,
+    "num_key_value_heads": 2,
+    "output_router_logits": False,
+    "partial_rotary_factor": 0.25,
+    "rms_norm_eps": 1e-06,
+    "rope_scaling": None,
+    "rope_theta": 10000000,
+    "router_aux_loss_coef": 0.001,
+    "shared_expert_intermediate_size": 512,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "transformers_version": "4.57.0.dev0",
+    "use_cache": True,
+    "use_sliding_window": False,
+    "vocab_size": 151936,
 }
 
 # The specs in specs/models/: file name -> (model id, config).
@@ -658,6 +701,7 @@ REAL_MODELS = {
     "deepseek_v2_lite": ("deepseek-ai/DeepSeek-V2-Lite", DEEPSEEK_V2_LITE),
     "mamba_codestral_7b": ("mistralai/Mamba-Codestral-7B-v0.1", MAMBA_CODESTRAL_7B),
     "nemotron_h_8b": ("nvidia/Nemotron-H-8B-Base-8K", NEMOTRON_H_8B),
+    "qwen3_next_80b_a3b": ("Qwen/Qwen3-Next-80B-A3B-Instruct", QWEN3_NEXT_80B_A3B),
 }
 
 # Published configs with no spec in specs/models (converted and counted by the tests only):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import explorer
-from tests.helpers import ROOT, load_shrunk
+from tests.helpers import ROOT, fewest_layers, load_shrunk, slow_marked
 from tests.helpers.peak_memory import run_with_peak_rss
 
 SPECS = sorted(str(p) for p in Path("specs").rglob("*.yaml"))
@@ -59,10 +59,11 @@ def test_peak_rss_is_the_commands_own_after_heavy_neighbours():
     assert children_bytes > 512 * 2**20 and direct_bytes > 512 * 2**20  # the flawed readings
 
 
-@pytest.mark.parametrize("path", SPECS)
+@pytest.mark.parametrize("path", slow_marked(SPECS))
 def test_meta_and_real_builds_count_the_same(path):
     # Two blocks keep the real build fast; counts per block are checked block by block.
-    spec = load_shrunk(path, ["model.n_layers=2", "analyses.memory.seq_len=64"])
+    spec = load_shrunk(path, [f"model.n_layers={fewest_layers(path)}",
+                              "analyses.memory.seq_len=64"])
     meta = explorer.analyze(spec, only=["params", "memory"])
     if meta["analyses"]["params"]["total"] > 300_000_000:
         pytest.skip("too large to build for real here")

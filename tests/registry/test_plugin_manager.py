@@ -111,7 +111,10 @@ def test_every_built_in_component_keeps_its_kinds_contract(make_spec, kind, name
         assert built.n_kv_heads == 0 and built.window == 0
     elif kind == "attention":
         assert (built.n_heads, built.head_dim, built.window) == (4, 4, 0)
-        assert built.n_kv_heads == (2 if name == "gqa" else 4)
+        recurrent = hasattr(built, "new_cache")  # a linear-time mixer: a state, no KV cache
+        assert built.n_kv_heads == (2 if name == "gqa" else 0 if recurrent else 4)
+        if recurrent:
+            assert built.kv_values_per_token == 0 and built.state_values_per_sequence > 0
 
 
 def test_every_built_in_tokenizer_keeps_the_contract():

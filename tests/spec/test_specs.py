@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 import explorer
-from tests.helpers import ROOT, SHRINK, load_shrunk
+from tests.helpers import ROOT, SHRINK, load_shrunk, shrink, slow_marked
 
 SPECS = ROOT / "specs"
 ALL_SPECS = sorted(SPECS.rglob("*.yaml"))
@@ -69,9 +69,10 @@ def test_every_spec_loads_and_validates(path):
     assert spec.model.emb_dim % spec.model.n_heads == 0
 
 
-@pytest.mark.parametrize("path", ALL_SPECS, ids=lambda p: str(p.relative_to(SPECS)))
+@pytest.mark.parametrize("path", slow_marked(ALL_SPECS),
+                         ids=lambda p: str(p.relative_to(SPECS)))
 def test_every_spec_shrunk_builds_predicts_causally_and_trains_every_parameter(path):
-    spec = load_shrunk(path, SHRINK)
+    spec = load_shrunk(path, shrink(path))
     model = explorer.build_model(spec).eval()
     ids = torch.randint(0, 300, (2, 32), generator=torch.Generator().manual_seed(0))
     changed = ids.clone()

@@ -19,7 +19,7 @@ from explorer import CheckpointFormat, ExplorerError, hookimpl
 from explorer.spec.loading import spec_from_dict
 from explorer.weights import (check_exportable, export, export_hf, load_weights, save_checkpoint,
                               spec_from_checkpoint, targets)
-from tests.helpers import ROOT, SHRINK, load_shrunk, run_cli
+from tests.helpers import ROOT, load_shrunk, run_cli, shrink, slow_marked
 from tests.helpers.hf_reference import randomize
 
 # The bytes tokenizer has 256 symbols: vocab_size 256 keeps the samples analysis valid.
@@ -160,7 +160,8 @@ def test_third_party_format_exports_and_lists_on_the_cli(capsys, toy, write_spec
     assert code == 0, err
     entries = {e["name"]: e for e in json.loads(out)["components"]}
     # the detection order
-    assert list(entries) == ["hf-gpt2", "hf-deepseek", "hf-mamba", "hf-llama", "book", "toy"]
+    assert list(entries) == ["hf-gpt2", "hf-deepseek", "hf-mamba", "hf-qwen3-next", "hf-llama",
+                             "book", "toy"]
     assert entries["toy"]["target"] == "toy" and entries["toy"]["plugin"] == str(toy.resolve())
     code, out, _ = run_cli(capsys, "plugins", "-p", toy, "--kind", "checkpoint_format")
     assert "  toy              A toy layout for tests." in out
@@ -204,7 +205,8 @@ def test_a_bad_format_plugin_spoils_only_itself(plugin, message):
     plugins.register(plugin, "bad")
     registry = plugins.registry()
     assert registry.broken == {"bad": message}
-    assert list(registry.formats) == ["hf-gpt2", "hf-deepseek", "hf-mamba", "hf-llama", "book"]
+    assert list(registry.formats) == ["hf-gpt2", "hf-deepseek", "hf-mamba", "hf-qwen3-next",
+                                      "hf-llama", "book"]
 
 
 # -- the spec key to change, found by rebuilding on the meta device --------------------------
@@ -377,18 +379,19 @@ def small_ffns(spec):
             ffn["hidden"] = 32
         if ffn.get("n_experts", 0) > 8:
             ffn["n_experts"] = 8
+            ffn["top_k"] = min(ffn.get("top_k", 2), 8)  # Qwen3-Next routes to 10 of 512
     return spec_from_dict(doc, source=spec.source)
 
 
 @pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize("path", slow_marked(SHIPPED), ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_shipped_spec_round_trips_through_every_format_it_exports_to(path, target,
                                                                             tmp_path):
-    """Shrunk (test_specs.SHRINK, small FFNs), weights moved off their initialisation,
+    """Shrunk (tests.helpers.shrink, small FFNs), weights moved off their initialisation,
     exported, read back into the spec's model: the same logits. Derived values (glu's hidden 0,
     which is Llama's rule) are compared as the built model has them, not as the spec writes
     them. A spec the format cannot express is skipped with the exporter's own refusal."""
-    spec = small_ffns(load_shrunk(path, SHRINK))
+    spec = small_ffns(load_shrunk(path, shrink(path)))
     try:
         check_exportable(spec, target)
     except ExplorerError as exc:

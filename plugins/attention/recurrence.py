@@ -1,0 +1,106 @@
+"""What the recurrent token mixers share (imported only when building): the decayed linear
+recurrence in its chunked and its token-by-token form, and the short causal convolution.
+
+The decayed linear recurrence, per batch and head, with a state S (d_k, d_v) and a log-decay
+g_t <= 0 per token:
+
+    S_t = exp(g_t) * S_{t-1} + k_t v_t^T        o_t = S_t^T q_t
+
+The chunked form computes the same outputs C tokens at a time: inside a chunk as masked
+attention, (q k^T * L) v with L[i, j] = exp(g_{j+1} + ... + g_i) for j <= i (else 0), plus what
+the state carried into the chunk gives, exp(g_1 + ... + g_i) q_i^T S; then the state jumps over
+the whole chunk. Its multiply-adds are matrix products (FlopCounterMode counts them), which is
+why training uses it; generation steps the recurrence one token at a time.
+"""
+
+import torch
+from torch.nn import functional as F
+
+
+def chunks(t, chunk_size):
+    """``(size, count)`` of the chunks ``t`` tokens are cut into: ``chunk_size`` each (or ``t``,
+    when shorter), the last padded."""
+    size = min(chunk_size, t)
+    return size, -(-t // size)
+
+
+def into_chunks(x, size, count):
+    """x (B, H, T, ...) padded with zeros to ``size * count`` tokens and cut into
+    (B, H, count, size, ...). Padding is exact for these recurrences: a padded token has
+    k = v = 0 (no write) and log-decay 0 (no decay), so outputs and state are unchanged."""
+    t = x.shape[2]
+    pad = size * count - t
+    if pad:
+        x = F.pad(x, (0, 0) * (x.dim() - 3) + (0, pad))
+    return x.reshape(*x.shape[:2], count, size, *x.shape[3:])
+
+
+def decay_within(g):
+    """From log-decays ``g`` (..., c): the running sums (..., c) and the mask of decays
+    L (..., c, c), L[i, j] = exp(sum of g over j+1..i) for j <= i, else 0."""
+    cum = g.cumsum(-1)  # (..., c)
+    pairwise = cum.unsqueeze(-1) - cum.unsqueeze(-2)  # (..., c, c): i minus j
+    c = g.shape[-1]
+    upper = torch.ones(c, c, dtype=torch.bool, device=g.device).triu(1)
+    return cum, pairwise.masked_fill(upper, -torch.inf).exp()
+
+
+def chunked_linear(q, k, v, g, state, chunk_size):
+    """The decayed linear recurrence (module docstring) over q, k (B, H, T, dk), v (B, H, T, dv)
+    and log-decays g (B, H, T) (None: no decay), from ``state`` (B, H, dk, dv); returns the
+    outputs (B, H, T, dv) and the state after the last token. What stays inside a chunk is
+    computed for all chunks at once; only the state's passage runs chunk by chunk."""
+    t = q.shape[2]
+    size, count = chunks(t, chunk_size)
+    q, k, v = (into_chunks(x, size, count) for x in (q, k, v))  # (B, H, n, c, d)
+    scores = q @ k.transpose(-1, -2)  # (B, H, n, c, c)
+    if g is None:
+        scores = scores.tril()
+        k_decayed, chunk_decay = k, None
+    else:
+        cum, within = decay_within(into_chunks(g, size, count))  # (B, H, n, c), (..., c, c)
+        scores = scores * within
+        last = cum[..., -1:]  # (B, H, n, 1): each chunk's whole log-decay
+        q = q * cum.exp().unsqueeze(-1)
+        k_decayed = k * (last - cum).exp().unsqueeze(-1)
+        chunk_decay = last.exp().unsqueeze(-1)  # (B, H, n, 1, 1)
+    out = scores @ v  # (B, H, n, c, dv): inside each chunk
+    carried = []
+    for i in range(count):
+        carried.append(q[:, :, i] @ state)  # what the state brings into chunk i
+        decayed = state if chunk_decay is None else state * chunk_decay[:, :, i]
+        state = decayed + k_decayed[:, :, i].transpose(-1, -2) @ v[:, :, i]
+    out = out + torch.stack(carried, dim=2)
+    return out.flatten(2, 3)[:, :, :t], state
+
+
+def recurrent_linear(q, k, v, g, state):
+    """The same recurrence one token at a time (generation): same arguments and results as
+    :func:`chunked_linear`."""
+    out = []
+    for i in range(q.shape[2]):
+        if g is not None:
+            state = state * g[:, :, i].exp()[..., None, None]
+        state = state + k[:, :, i].unsqueeze(-1) * v[:, :, i].unsqueeze(-2)  # + k v^T
+        out.append((state * q[:, :, i].unsqueeze(-1)).sum(-2))  # S^T q: (B, H, dv)
+    return torch.stack(out, dim=2), state
+
+
+def chunked_linear_flops(t, chunk_size, dk, dv):
+    """FLOPs (2 per multiply-add) of :func:`chunked_linear` per batch and head, over its
+    (padded) chunks of c tokens: q k^T (c*c*dk), scores @ v (c*c*dv), q @ S and k^T @ v
+    (c*dk*dv each)."""
+    c, n = chunks(t, chunk_size)
+    return 2 * n * (c * c * (dk + dv) + 2 * c * dk * dv)
+
+
+def causal_conv(x, weight, conv_state):
+    """Depthwise causal convolution of x (B, C, T) with ``weight`` (C, 1, K), continuing from
+    ``conv_state`` (B, C, K - 1), the inputs before x (None: zeros). Returns the output
+    (B, C, T) and the new conv state, the last K - 1 inputs."""
+    keep = weight.shape[-1] - 1
+    if conv_state is None:
+        conv_state = x.new_zeros(x.shape[0], x.shape[1], keep)
+    padded = torch.cat((conv_state.to(x.dtype), x), dim=-1)  # (B, C, K - 1 + T)
+    out = F.conv1d(padded, weight, groups=x.shape[1])  # (B, C, T)
+    return out, padded[:, :, padded.shape[-1] - keep:]
