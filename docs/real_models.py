@@ -45,8 +45,9 @@ def row(path):
         f"`{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}`",
         f"{total:,}",
         f"{active:,}" if active != total else "all",
-        f"{kv['bytes_per_token']['bf16'] / 2**10:,.1f} KiB",
-        f"{kv['bytes_full_context']['bf16'] / GIB:,.2f} GiB ({kv['tokens']:,} tokens)",
+        *([f"{kv['bytes_per_token']['bf16'] / 2**10:,.1f} KiB",
+           f"{kv['bytes_full_context']['bf16'] / GIB:,.2f} GiB ({kv['tokens']:,} tokens)"]
+          if kv["bytes_per_token"]["bf16"] else ["none", "none"]),  # no softmax layer (Mamba-2)
         f"{kv['state_bytes_per_sequence']['bf16'] / 2**20:,.1f} MiB"
         if kv["state_bytes_per_sequence"]["bf16"] else "none",
         f"{train['fp32'] / GIB:,.1f} GiB",

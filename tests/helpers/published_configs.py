@@ -645,6 +645,8 @@ NEMOTRON_H_8B = {
     "use_conv_bias": True,
     "use_mamba_kernels": True,
     "vocab_size": 131072,
+}
+
 # Qwen/Qwen3-Next-80B-A3B-Instruct (gated DeltaNet in 3 of every 4 layers, gated attention in
 # the 4th; 512 experts, 10 per token, one shared)
 QWEN3_NEXT_80B_A3B = {
