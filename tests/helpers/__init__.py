@@ -96,7 +96,13 @@ def shrink(path):
     import yaml
 
     overrides = [f"model.n_layers={fewest_layers(path)}", *SHRINK[1:]]
-    ffn = (yaml.safe_load(Path(path).read_text()).get("components") or {}).get("ffn")
+    components = yaml.safe_load(Path(path).read_text()).get("components") or {}
+    attention = components.get("attention")
+    if isinstance(attention, dict) and attention.get("name") == "mamba2":  # 128 heads of 64 x 128
+        overrides += ["components.attention.heads=0", "components.attention.head_dim=16",
+                      "components.attention.d_state=16", "components.attention.chunk_size=16",
+                      f"components.attention.n_groups={min(attention.get('n_groups', 1), 8)}"]
+    ffn = components.get("ffn")
     if isinstance(ffn, dict) and ffn.get("n_experts", 0) > 128:
         overrides += ["components.ffn.n_experts=16",
                       f"components.ffn.top_k={min(ffn.get('top_k', 2), 4)}"]

@@ -197,7 +197,7 @@ def test_a_changed_component_is_one_row_its_parameters_folded():
     by_spec = {kind: dict(zip([s["name"] for s in specs], cells)) for kind, cells in rows.items()}
     assert by_spec["components.positional"]["gpt2-small"] == ("learned", [], False)
     assert by_spec["components.positional"]["gpt2-small-rope"] == ("rope", [
-        "theta=10,000", "scaling=none", "factor=1", "original_context=0", "low_freq_factor=1",
+        "theta=10,000", "fraction=1", "scaling=none", "factor=1", "original_context=0", "low_freq_factor=1",
         "high_freq_factor=4", "beta_fast=32", "beta_slow=1", "truncate=yes",
         "attention_factor=1"], True)
     assert by_spec["components.positional"]["gpt2-small-nope"] == ("none", [], True)

@@ -113,6 +113,7 @@ def _sweep(path, *args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # 20 s of a real Ray and a kill; .ci/run runs it with the two-node test
 @needs_ray
 def test_a_ray_killed_mid_sweep_is_one_line_its_runs_go_back_and_a_restart_finishes(tmp_path):
     path = write_sweep(tmp_path, seeds=[1, 2, 3], steps=30, train={"eval_every": 30})

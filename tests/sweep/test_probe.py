@@ -277,6 +277,7 @@ def test_a_seed_count_below_one_is_refused_by_click(tmp_path, capsys):
     assert code == 2 and "Error: Invalid value for '--seeds'" in err.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # a Ray start; .ci/run runs it (a probe is a sweep: tests/sweep/test_run.py's Ray test)
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
 def test_on_ray_the_profile_is_the_local_ones(tmp_path):
     """``--executor ray`` (a real local Ray, started by the probe) gives the runs a local
