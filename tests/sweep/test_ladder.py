@@ -210,6 +210,7 @@ def trained(tmp_path_factory):
         return path, run_sweep(path, executor="local", workers=2)
 
 
+@pytest.mark.slow  # 12 real runs and their fits (a minute on 2 cores); .ci/run runs it
 def test_a_tiny_ladder_trains_and_fits_every_variant(trained, capsys, tmp_path, monkeypatch):
     path, result = trained
     monkeypatch.setattr(ladder_report, "RESAMPLES", 100)
