@@ -18,7 +18,7 @@ from explorer.training.settings import TrainConfig
 from explorer.sweep import run_sweep
 from explorer.sweep.worker import execute_run
 from explorer.model.tokenizer import get_tokenizer
-from tests.helpers import run_cli
+from tests.helpers import ROOT, run_cli
 from tests.helpers.sweep_helpers import CORPUS, TINY, write_sweep
 
 
@@ -365,3 +365,14 @@ def test_stored_runs_keep_their_keys_without_eval_lengths():
     assert run_key(spec, 1, TrainConfig().to_dict(), "digest", versions) == key
     with_lengths = TrainConfig.from_dict({"eval_lengths": [64]}).to_dict()
     assert run_key(spec, 1, with_lengths, "digest", versions) != key
+
+
+def test_eval_lengths_with_a_synthetic_task_is_refused_in_one_line_not_ignored():
+    """A task's sequences have the length its settings give: eval_lengths would measure nothing,
+    so it is refused where the settings are read, naming the key."""
+    spec = explorer.load_spec(ROOT / "specs" / "tiny.yaml")
+    with pytest.raises(SpecError, match=r"train\.eval_lengths: other lengths are measured on the "
+                                        r"corpus only; task 'recall' has no other lengths yet"):
+        TrainConfig.from_dict({"task": {"name": "recall"}, "eval_lengths": [32, 64]}).resolve(spec)
+    text = TrainConfig.from_dict({"task": "text", "eval_lengths": [32, 64]}).resolve(spec)
+    assert text.eval_lengths == [32, 64]
