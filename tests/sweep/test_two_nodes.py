@@ -65,9 +65,12 @@ def sweep(tmp_path_factory):
 
 def _comparable(report):
     """The report less what differs between two runs of a sweep on any executor: when it was
-    made, its store, the executor, and the speed of each run. Every loss, curve and statistic
-    stays, compared exactly: a run's numbers depend only on its seed and threads (1) on CPU."""
-    report = {k: v for k, v in report.items() if k not in ("generated", "store", "executor")}
+    made, its store, the executor, what it fed run trackers (none here; the Python API always
+    says so, the command only when there were some), and the speed of each run. Every loss,
+    curve and statistic stays, compared exactly: a run's numbers depend only on its seed and
+    threads (1) on CPU."""
+    report = {k: v for k, v in report.items()
+              if k not in ("generated", "store", "executor", "tracking")}
     report["points"] = [{**p, "costs": {k: v for k, v in p["costs"].items()
                                         if k not in ("tokens_per_second", "seconds_per_run")}}
                         for p in report["points"]]
