@@ -77,7 +77,7 @@ def test_the_shipped_mixers_sweep_compares_four_layouts_at_one_size_and_budget()
     assert (mamba["expand"] * 64 % mamba["head_dim"], mamba["d_state"]) == (0, 16)
     assert {(p.spec.model.emb_dim, p.spec.model.n_layers, p.train.seq_len, p.train.batch_size)
             for p in plan.points} == {(64, 4, 16, 64)}
-    assert {p.train.budget["steps"] for p in plan.points} == {300}
+    assert {p.train.budget["steps"] for p in plan.points} == {400}
     assert plan.points[0].train.task == {"name": "recall", "n_pairs": 4, "n_keys": 16,
                                          "n_values": 16, "gap": 0, "train_examples": 0}
     assert [r.seed for r in plan.runs] == [1] * 4 + [2] * 4 + [3] * 4
