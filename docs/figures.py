@@ -423,6 +423,65 @@ def length_extrapolation():
             f"{machine()}, shared with other work.")
     return "\n".join(table) + "\n\n" + note
 
+def mixer_label(layers, n_layers):
+    """A mixers.yaml point, named from its ``layers:`` value over the base's softmax attention."""
+    if not layers:
+        return "softmax attention (mha)"
+    (entry,) = layers
+    mixer = entry["components"]["attention"]
+    name = mixer if isinstance(mixer, str) else mixer["name"]
+    if entry.get("every") == 1:
+        return name
+    first = entry["first"]
+    return f"{first}:{n_layers - first} hybrid ({name} x {first}, mha last)"
+
+
+@figure("mixers-recall", slow=True)
+def mixers_recall():
+    """sweeps/mixers.yaml (runs what its store lacks): recall accuracy per token mixer, mean and
+    95% CI over seeds, and the paired difference from softmax attention."""
+    import json
+    import time
+
+    from explorer.sweep import load_sweep
+
+    n_layers = load_sweep(ROOT / "sweeps" / "mixers.yaml").fixed["model.n_layers"]
+    load, start = os.getloadavg()[0], time.perf_counter()
+    with in_folder(ROOT):
+        code, out, err = cli("sweep", "sweeps/mixers.yaml", "--format", "json")
+    assert code == 0, err
+    took = time.perf_counter() - start
+    report = json.loads(out)
+
+    def interval(stats, signed=""):
+        if not stats or not stats["n"]:
+            return "-"
+        low, high = stats["ci"] or (stats["mean"], stats["mean"])
+        return f"{stats['mean']:{signed}.3f} [{low:{signed}.3f}, {high:{signed}.3f}]"
+
+    rows = ["| mixer | recall accuracy [95% CI] | Δ vs softmax [95% CI] | | s/run |",
+            "|---|---:|---:|---|---:|"]
+    for point in report["points"]:
+        delta = point["delta"]
+        rows.append(f"| {mixer_label(point['config']['layers'], n_layers)} "
+                    f"| {interval(point['final_accuracy'])} "
+                    f"| {'baseline' if point['is_baseline'] else interval(delta, '+')} "
+                    f"| {'*' if delta and delta.get('significant') else ''} "
+                    f"| {point['costs']['seconds_per_run']:.0f} |")
+    train, task = report["train"], report["train"]["task"]
+    ran = (f"{took / 60:.0f} minutes (load average {load:.1f} before)" if took > 60 else
+           "read from the store, trained")
+    note = (f"`explorer sweep sweeps/mixers.yaml --format json`: tiny, {n_layers} blocks of "
+            f"width 64; recall of {task['n_pairs']} pairs ({task['n_keys']} keys, "
+            f"{task['n_values']} values: chance {1 / task['n_values']:.3f}); "
+            f"{train['budget']['steps']} steps of {train['batch_size']} sequences; accuracy on "
+            f"the queried values of the validation set at the end, mean over "
+            f"{len(report['seeds'])} seeds with its 95% t interval; Δ: paired difference from "
+            f"softmax on the same seeds, * when its CI excludes 0. {report['counts']['done']} "
+            f"runs: {ran} on a {machine()}, shared with other work.")
+    return "\n".join(rows) + "\n\n" + note
+
+
 # sweeps/mup_transfer.yaml cut to what a 2-core machine trains in well under an hour: widths 64
 # to 256 (not 512) and 150 steps (not 300); the store keeps what ran (sweeps/*.sqlite).
 MUP_TRANSFER_WIDTHS = (64, 128, 256)

@@ -68,6 +68,22 @@ def test_the_shipped_recall_sweep_plans_its_grid_without_torch_work():
     assert len({r.key for r in plan.runs}) == 8
 
 
+def test_the_shipped_mixers_sweep_compares_four_layouts_at_one_size_and_budget():
+    plan = make_plan(load_sweep("mixers"))
+    mixers = [[c["attention"].name for c in p.spec.layer_components()] for p in plan.points]
+    assert mixers == [["mha"] * 4, ["gated_deltanet"] * 4, ["mamba2"] * 4,
+                      ["gated_deltanet"] * 3 + ["mha"]]
+    mamba = plan.points[2].spec.components_at(0)["attention"].params
+    assert (mamba["expand"] * 64 % mamba["head_dim"], mamba["d_state"]) == (0, 16)
+    assert {(p.spec.model.emb_dim, p.spec.model.n_layers, p.train.seq_len, p.train.batch_size)
+            for p in plan.points} == {(64, 4, 16, 64)}
+    assert {p.train.budget["steps"] for p in plan.points} == {400}
+    assert plan.points[0].train.task == {"name": "recall", "n_pairs": 4, "n_keys": 16,
+                                         "n_values": 16, "gap": 0, "train_examples": 0}
+    assert [r.seed for r in plan.runs] == [1] * 4 + [2] * 4 + [3] * 4
+    assert plan.baselines == {0: 0, 1: 0, 2: 0, 3: 0}  # softmax attention
+
+
 # The settings a run key hashed before tasks existed (explorer.sweep.plan.run_key).
 KEYED_BEFORE_TASKS = {
     "steps", "batch_size", "seq_len", "lr", "min_lr", "warmup", "schedule", "weight_decay",
