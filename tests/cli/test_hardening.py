@@ -19,6 +19,7 @@ TINY = {"name": "tiny", "seed": 3, "tokenizer": "bytes",
                   "n_layers": 2, "drop_rate": 0.1}}
 
 
+@pytest.mark.slow  # two full builds; run by .ci/run after the default suite
 def test_same_spec_same_seed_gives_byte_identical_json(write_spec, tmp_path):
     path = write_spec(TINY)
     outs = [tmp_path / f"report{i}.json" for i in range(2)]

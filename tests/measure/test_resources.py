@@ -225,6 +225,7 @@ PEAK_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # 10 s of a measured run; run by .ci/run after the default suite
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's VmHWM")
 def test_train_prediction_is_within_10_percent_of_the_real_peak(tmp_path, write_spec):
     """The train analysis run for real, in a fresh process: the peak resident memory it adds

@@ -194,6 +194,7 @@ def _running(db):
     return {k: r for k, r in rows(db).items() if r[0] == "running"}
 
 
+@pytest.mark.slow  # 16 s of real kills; run by .ci/run after the default suite
 def test_kills_lose_only_the_runs_in_flight_and_a_restart_finishes_once(tmp_path):
     path = write_sweep(tmp_path, seeds=[1, 2, 3, 4], steps=150, train={"eval_every": 150})
     db = tmp_path / "sweep.sqlite"

@@ -65,6 +65,7 @@ def test_the_curve_equals_the_unbounded_evaluation_on_tiny(monkeypatch, dtype):
             assert ours[key] == pytest.approx(before[key], abs=1e-6)
 
 
+@pytest.mark.slow  # gpt2_small's evaluation twice; run by .ci/run after the default suite
 def test_gpt2_small_evaluation_equals_the_unbounded_one():
     """The issue's command's model (gpt2_small, 4 layers, seed 123) on 6 windows of 256 tokens
     of its corpus: forwards of 4 windows (its training batch) and 2, against 1 of all 6."""
