@@ -92,7 +92,7 @@ def fewest_layers(path, at_least=2):
 
 def shrink(path):
     """SHRINK for the spec at ``path``, with as many layers as its ``layers:`` rules need, and
-    a mixture of more than 128 experts cut to 16 (Qwen3-Next's 512 would take minutes)."""
+    a mixture of more than 16 experts cut to 16 (Qwen3-Next's 512 would take minutes)."""
     import yaml
 
     overrides = [f"model.n_layers={fewest_layers(path)}", *SHRINK[1:]]
@@ -103,7 +103,7 @@ def shrink(path):
                       "components.attention.d_state=16", "components.attention.chunk_size=16",
                       f"components.attention.n_groups={min(attention.get('n_groups', 1), 8)}"]
     ffn = components.get("ffn")
-    if isinstance(ffn, dict) and ffn.get("n_experts", 0) > 128:
+    if isinstance(ffn, dict) and ffn.get("n_experts", 0) > 16:
         overrides += ["components.ffn.n_experts=16",
                       f"components.ffn.top_k={min(ffn.get('top_k', 2), 4)}"]
     return overrides

@@ -38,7 +38,7 @@ def unbounded_eval_loss(model, inputs, targets, precision=None, chunk=64):
     return total / targets.numel()
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("bfloat16", marks=pytest.mark.slow)])
 def test_the_curve_equals_the_unbounded_evaluation_on_tiny(monkeypatch, dtype):
     """tiny trained 10 steps, evaluated 3 times on 32 windows of each split: in forwards of 4
     windows (the training batch: the 16 MiB floor lowered to let it show) and 100 positions
@@ -107,6 +107,7 @@ EVAL_PEAK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # two measured evaluations; run by .ci/run after the default suite
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's VmHWM")
 def test_evaluation_peak_does_not_grow_with_the_windows_evaluated(write_spec):
     """A model with a 16,384-token vocabulary evaluating 16 and then 256 windows of 128 tokens,
