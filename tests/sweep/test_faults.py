@@ -15,6 +15,7 @@ import pytest
 
 from tests.helpers import run_cli
 from explorer.sweep import load_sweep, make_plan
+from tests.helpers.processes import descendants
 from tests.helpers.sweep_helpers import rows, wait_for, write_mid_sweep, write_sweep
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
@@ -87,25 +88,6 @@ def test_a_ray_that_fails_to_start_is_one_line_and_no_store(tmp_path, capsys, mo
 
 # -- a Ray that dies mid-sweep ---------------------------------------------------------------
 
-def _descendants(pid):
-    """pid -> command name of every process under ``pid``."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            name, rest = stat[stat.index("(") + 1: stat.rindex(")")], stat[stat.rindex(")") + 2:]
-            children.setdefault(int(rest.split()[1]), []).append((int(entry), name))
-    found, todo = {}, [pid]
-    while todo:
-        for child, name in children.get(todo.pop(), []):
-            found[child] = name
-            todo.append(child)
-    return found
-
 
 def _sweep(path, *args):
     return subprocess.Popen([sys.executable, "-m", "explorer", "sweep", str(path),
@@ -121,7 +103,7 @@ def test_a_ray_killed_mid_sweep_is_one_line_its_runs_go_back_and_a_restart_finis
     first = _sweep(path)
     wait_for(lambda: any(r[0] == "done" for r in rows(db).values()), timeout=180,
              what="a run done")
-    raylet = [pid for pid, name in _descendants(first.pid).items() if name == "raylet"]
+    raylet = [pid for pid, name in descendants(first.pid).items() if name == "raylet"]
     assert len(raylet) == 1
     os.kill(raylet[0], signal.SIGKILL)
     out, err = first.communicate(timeout=120)

@@ -26,7 +26,8 @@ import pytest
 
 from explorer.sweep import load_sweep, make_plan, run_sweep
 from tests.helpers.netns_cluster import (HEAD_IP, WORKER_IP, NamespaceError, TwoNodeCluster,
-                                         descendants, why_no_namespaces)
+                                         why_no_namespaces)
+from tests.helpers.processes import descendants
 from tests.helpers.sweep_helpers import wait_for, write_sweep
 
 pytestmark = [pytest.mark.slow,
