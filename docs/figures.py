@@ -269,9 +269,10 @@ def mixers_benchmark():
     import json
 
     res = json.loads((ROOT / "benchmarks" / "mixers.json").read_text())
-    noisy = f"load average {res['load_average'][0]:.1f} before, {res['load_average'][1]:.1f} after"
-    return (f"`python benchmarks/mixers.py {res['arguments']}` on {res['machine']} "
-            f"(a shared machine: {noisy}):\n\n" + "\n".join(res["table"]))
+    load = f"load average {res['load_average'][0]:.1f} before, {res['load_average'][1]:.1f} after"
+    command = " ".join(["python benchmarks/mixers.py", res["arguments"]]).strip()
+    return (f"`{command}` on {res['machine']} ({load}; {res['noisy_runs']} training runs "
+            f"retaken because other processes were busy):\n\n" + "\n".join(res["table"]))
 
 
 @figure("main-job", slow=True)

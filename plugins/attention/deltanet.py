@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from explorer.model.kv_cache import RecurrentState
 
-from .recurrence import causal_conv, chunks, decay_within, into_chunks
+from .recurrence import causal_conv, chunks, decay, decay_within, into_chunks
 
 
 def l2_normalise(x, eps=1e-6):
@@ -34,30 +34,41 @@ def l2_normalise(x, eps=1e-6):
 def chunked_delta_rule(q, k, v, g, beta, state, chunk_size):
     """The gated delta rule (module docstring) over q, k (B, H, T, dk), v (B, H, T, dv),
     log-decays g and strengths beta (B, H, T), from ``state`` (B, H, dk, dv), chunk by chunk;
-    returns the outputs (B, H, T, dv) and the final state. What stays inside a chunk is
-    computed for all chunks at once; only the state's passage runs chunk by chunk."""
-    t = q.shape[2]
+    returns the outputs (B, H, T, dv) and the final state.
+
+    Everything but the state's passage from chunk to chunk is computed for all chunks at once.
+    With u and w the solutions of a chunk's system, the part of v the incoming state S does
+    not predict is v_new = u - w S, and the state after the chunk is
+    exp(G) S + k_decayed^T v_new = (exp(G) I - k_decayed^T w) S + k_decayed^T u, G the chunk's
+    whole log-decay: one (dk, dk) x (dk, dv) product per chunk is all that runs in sequence.
+    The outputs then come from every chunk's incoming state at once."""
+    t, dk, dv = q.shape[2], k.shape[-1], v.shape[-1]
     size, count = chunks(t, chunk_size)
     q, k, v = (into_chunks(x, size, count) for x in (q, k, v))  # (B, H, n, c, d)
     g, beta = (into_chunks(x, size, count) for x in (g, beta))  # (B, H, n, c)
     cum, within = decay_within(g)  # (B, H, n, c), (B, H, n, c, c)
-    k_beta, v_beta = k * beta.unsqueeze(-1), v * beta.unsqueeze(-1)
-    # Each chunk's updates as one system: (I + strictly_lower(k_beta k^T * L)) u = v_beta.
+    k_beta = k * beta.unsqueeze(-1)
+    # Each chunk's updates as one system: (I + strictly_lower(k_beta k^T * L)) [u w] =
+    # beta [v, k exp(cum)], solved for both right-hand sides at once.
     system = (k_beta @ k.transpose(-1, -2)) * within  # (B, H, n, c, c)
-    u = torch.linalg.solve_triangular(system, v_beta, upper=False, unitriangular=True)
-    w = torch.linalg.solve_triangular(system, k_beta * cum.exp().unsqueeze(-1), upper=False,
-                                      unitriangular=True)  # (B, H, n, c, dk)
-    scores = (q @ k.transpose(-1, -2)) * within  # (B, H, n, c, c)
+    right = torch.cat((v, k * decay(cum).unsqueeze(-1)), dim=-1) * beta.unsqueeze(-1)
+    u, w = torch.linalg.solve_triangular(system, right, upper=False, unitriangular=True
+                                         ).split([dv, dk], dim=-1)  # (B, H, n, c, dv | dk)
     last = cum[..., -1:]  # (B, H, n, 1): each chunk's whole log-decay
-    q_decayed = q * cum.exp().unsqueeze(-1)
-    k_decayed = k * (last - cum).exp().unsqueeze(-1)
-    chunk_decay = last.exp().unsqueeze(-1)  # (B, H, n, 1, 1)
-    out = []
-    for i in range(count):
-        v_new = u[:, :, i] - w[:, :, i] @ state  # (B, H, c, dv): what the state does not predict
-        out.append(q_decayed[:, :, i] @ state + scores[:, :, i] @ v_new)
-        state = state * chunk_decay[:, :, i] + k_decayed[:, :, i].transpose(-1, -2) @ v_new
-    return torch.stack(out, dim=2).flatten(2, 3)[:, :, :t], state
+    k_decayed = (k * decay(last - cum).unsqueeze(-1)).transpose(-1, -2)  # (B, H, n, dk, c)
+    eye = torch.eye(dk, dtype=q.dtype, device=q.device)
+    carry = decay(last).unsqueeze(-1) * eye - k_decayed @ w  # (B, H, n, dk, dk)
+    written = k_decayed @ u  # (B, H, n, dk, dv)
+    incoming = []
+    for carry_i, written_i in zip(carry.unbind(2), written.unbind(2)):
+        incoming.append(state)
+        state = torch.baddbmm(written_i.flatten(0, 1), carry_i.flatten(0, 1),
+                              state.flatten(0, 1)).view_as(state)
+    incoming = torch.stack(incoming, dim=2)  # (B, H, n, dk, dv): the state entering each chunk
+    v_new = u - w @ incoming  # (B, H, n, c, dv): what the state does not predict
+    scores = (q @ k.transpose(-1, -2)) * within  # (B, H, n, c, c)
+    out = (q * decay(cum).unsqueeze(-1)) @ incoming + scores @ v_new
+    return out.flatten(2, 3)[:, :, :t], state
 
 
 def recurrent_delta_rule(q, k, v, g, beta, state):
@@ -76,11 +87,12 @@ def recurrent_delta_rule(q, k, v, g, beta, state):
 
 def chunked_delta_rule_flops(t, chunk_size, dk, dv):
     """FLOPs (2 per multiply-add) of :func:`chunked_delta_rule`'s matrix products per batch and
-    head, per (padded) chunk of c tokens: k_beta k^T and q k^T (c*c*dk each), scores @ v_new
-    (c*c*dv), w @ S, q @ S and k^T @ v_new (c*dk*dv each). The two triangular solves
-    (c*c*(dk + dv) / 2 multiply-adds) are not counted: FlopCounterMode has no formula for them."""
+    head, per (padded) chunk of c tokens: k_beta k^T and q k^T (c*c*dk each), k_decayed^T w
+    (dk*c*dk), k_decayed^T u, w S, and exp(cum) q S (c*dk*dv each), scores @ v_new (c*c*dv),
+    and the state's passage (dk*dk*dv). The triangular solve (c*c*(dk + dv) / 2 multiply-adds)
+    is not counted: FlopCounterMode has no formula for it."""
     c, n = chunks(t, chunk_size)
-    return 2 * n * (c * c * (2 * dk + dv) + 3 * c * dk * dv)
+    return 2 * n * (c * c * (2 * dk + dv) + c * dk * dk + 3 * c * dk * dv + dk * dk * dv)
 
 
 class GatedRMSNorm(nn.Module):
@@ -144,17 +156,20 @@ class GatedDeltaNet(nn.Module):
         b, t, _ = x.shape
         nv, nk, dk, dv = self.n_heads, self.n_key_heads, self.head_dim, self.v_head_dim
         state = cache.tensors if cache is not None else {}
-        mixed = torch.cat((self.W_query(x), self.W_key(x), self.W_value(x)), dim=-1)
-        mixed, conv_state = causal_conv(mixed.transpose(1, 2), self.conv1d.weight,
-                                        state.get("conv"))  # (B, conv_dim, T)
-        q, k, v = F.silu(mixed).transpose(1, 2).split([nk * dk, nk * dk, nv * dv], dim=-1)
+        # One product for all six projections (their weights keep their own names).
+        projections = (self.W_query, self.W_key, self.W_value, self.W_gate, self.W_beta,
+                       self.W_decay)
+        mixed, z, b_, a = F.linear(x, torch.cat([p.weight for p in projections])).split(
+            [self.conv_dim, nv * dv, nv, nv], dim=-1)
+        mixed, conv_state = causal_conv(mixed, self.conv1d.weight, state.get("conv"))
+        q, k, v = F.silu(mixed).split([nk * dk, nk * dk, nv * dv], dim=-1)  # (B, T, ...)
         q = l2_normalise(q.reshape(b, t, nk, dk).float()).transpose(1, 2) * dk ** -0.5
         k = l2_normalise(k.reshape(b, t, nk, dk).float()).transpose(1, 2)  # (B, nk, T, dk)
         if nk != nv:  # each key head serves nv / nk consecutive value heads
-            q, k = (z.repeat_interleave(nv // nk, dim=1) for z in (q, k))  # (B, nv, T, dk)
+            q, k = (z_.repeat_interleave(nv // nk, dim=1) for z_ in (q, k))  # (B, nv, T, dk)
         v = v.reshape(b, t, nv, dv).transpose(1, 2).float()  # (B, nv, T, dv)
-        beta = torch.sigmoid(self.W_beta(x).float()).transpose(1, 2)  # (B, nv, T)
-        g = (-self.A_log.float().exp() * F.softplus(self.W_decay(x).float() + self.dt_bias)
+        beta = torch.sigmoid(b_.float()).transpose(1, 2)  # (B, nv, T)
+        g = (-self.A_log.float().exp() * F.softplus(a.float() + self.dt_bias)
              ).transpose(1, 2)  # (B, nv, T), <= 0
         matrix = state.get("matrix")
         if matrix is None:
@@ -166,8 +181,7 @@ class GatedDeltaNet(nn.Module):
         if cache is not None:
             state["conv"], state["matrix"] = conv_state, matrix
             cache.advance(t)
-        z = self.W_gate(x).view(b, t, nv, dv)
-        out = self.norm(out.transpose(1, 2).to(x.dtype), z)  # (B, T, nv, dv)
+        out = self.norm(out.transpose(1, 2).to(x.dtype), z.reshape(b, t, nv, dv))  # (B, T, nv, dv)
         return self.out_proj(out.reshape(b, t, nv * dv))
 
     def new_cache(self, max_len):

@@ -60,9 +60,10 @@ def test_memory_reports_state_per_sequence_beside_kv_per_token(write_spec):
 def test_flops_count_the_chunked_form_and_equal_flop_counter_mode(write_spec, seq_len):
     result = run(hybrid(write_spec, flops={"seq_len": seq_len}), "flops")
     chunks = -(-seq_len // 8)  # 61 tokens: 8 chunks of 8, the last padded
-    # Per chunk of 8 and head: k_beta k^T and q k^T 8*8*4 each, scores @ v 8*8*4, w @ S,
-    # q @ S and k^T @ v 8*4*4 each; 4 heads, 2 FLOPs per multiply-add, per token.
-    mixer = 2 * 4 * chunks * (64 * 12 + 3 * 8 * 16) / seq_len
+    # Per chunk of 8 and head: k_beta k^T and q k^T 8*8*4 each, scores @ v 8*8*4, k^T w
+    # 4*8*4, k^T u, w @ S and q @ S 8*4*4 each, the state's passage 4*4*4; 4 heads, 2 FLOPs
+    # per multiply-add, per token.
+    mixer = 2 * 4 * chunks * (64 * 12 + 8 * 16 + 3 * 8 * 16 + 16 * 4) / seq_len
     layers = result["per_layer"]
     assert [layer["mixer"] for layer in layers] == [mixer, 0] * 2
     assert layers[1]["attention_full"] == 2 * seq_len * 4 * (4 + 4)
@@ -87,7 +88,7 @@ def test_the_compact_model_stands_for_the_stack(write_spec):
     assert len(compact.trf_blocks) < 12
     full_spec = hybrid(write_spec, n_layers=12, flops={"seq_len": 20})
     flops = run(spec, "flops")
-    assert flops["forward_per_token"]["mixer"] == 6 * 2 * 4 * 3 * (64 * 12 + 3 * 8 * 16) / 20
+    assert flops["forward_per_token"]["mixer"] == 6 * 2 * 4 * 3 * (64 * 12 + 8 * 16 + 3 * 8 * 16 + 16 * 4) / 20
     assert flops["measured"]["per_token"]["forward"] == pytest.approx(
         flops["forward_per_token"]["total"], rel=1e-12)
     full = explorer.build_model(full_spec, device="meta")

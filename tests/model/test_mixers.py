@@ -12,7 +12,7 @@ import explorer
 from explorer.model.kv_cache import ModelCache, RecurrentState
 from explorer.plugins.attention.deltanet import chunked_delta_rule, recurrent_delta_rule
 from explorer.plugins.attention.linear import retnet_log_decay
-from explorer.plugins.attention.recurrence import chunked_linear, recurrent_linear
+from explorer.plugins.attention.recurrence import causal_conv, chunked_linear, recurrent_linear
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -45,23 +45,46 @@ def test_chunked_linear_recurrence_equals_token_by_token(decay, chunk_size):
     torch.testing.assert_close(state, stepped_state, atol=1e-5, rtol=1e-5)
 
 
+def test_causal_conv_equals_conv1d_with_its_gradients_and_carries_its_state():
+    """The shifted multiply-adds against torch's depthwise conv1d over left-padded inputs, their
+    gradients by finite differences (float64), and a sequence cut in two (3 and 6 tokens, the
+    first shorter than the kernel) giving the same outputs and the last K - 1 inputs as state."""
+    x = random(2, 9, 5, seed=0).double().requires_grad_()
+    weight = random(5, 1, 4, seed=1).double().requires_grad_()
+    out, state = causal_conv(x, weight, None)
+    reference = F.conv1d(F.pad(x.transpose(1, 2), (3, 0)), weight, groups=5).transpose(1, 2)
+    torch.testing.assert_close(out, reference, atol=1e-12, rtol=0)
+    torch.testing.assert_close(state, x[:, -3:], atol=0, rtol=0)
+    assert torch.autograd.gradcheck(lambda a, w: causal_conv(a, w, None)[0], (x, weight))
+    before = random(2, 3, 5, seed=2).double()
+    assert torch.autograd.gradcheck(lambda a, w: causal_conv(a, w, before)[0], (x, weight))
+    first, carried = causal_conv(x[:, :3], weight, None)
+    torch.testing.assert_close(carried, x[:, :3], atol=0, rtol=0)
+    second, state = causal_conv(x[:, 3:], weight, carried)
+    torch.testing.assert_close(torch.cat((first, second), dim=1), reference, atol=1e-12, rtol=0)
+    torch.testing.assert_close(state, x[:, -3:], atol=0, rtol=0)
+
+
 def test_retnet_decays_by_hand():
     """RetNet: gamma_h = 1 - 2^(-5 - h): 31/32, 63/64, 127/128."""
     torch.testing.assert_close(retnet_log_decay(3).exp(), torch.tensor([31 / 32, 63 / 64, 127 / 128]))
 
 
-def delta_inputs(b=2, h=3, t=19, dk=4, dv=5):
+def delta_inputs(b=2, h=3, t=19, dk=4, dv=5, decay_rate=1.0):
     q = F.normalize(random(b, h, t, dk, seed=0), dim=-1) * dk ** -0.5
     k = F.normalize(random(b, h, t, dk, seed=1), dim=-1)
     v = random(b, h, t, dv, seed=2)
-    g = -F.softplus(random(b, h, t, seed=3))  # log-decays <= 0
+    g = -decay_rate * F.softplus(random(b, h, t, seed=3))  # log-decays <= 0
     beta = torch.sigmoid(random(b, h, t, seed=4))
     return q, k, v, g, beta
 
 
+@pytest.mark.parametrize("decay_rate", [1.0, 16.0])
 @pytest.mark.parametrize("chunk_size", [1, 4, 7, 64])
-def test_chunked_delta_rule_equals_token_by_token(chunk_size):
-    q, k, v, g, beta = delta_inputs()
+def test_chunked_delta_rule_equals_token_by_token(chunk_size, decay_rate):
+    """decay_rate 16 (Qwen3-Next's largest A at initialisation): log-decays of a chunk reach far
+    below NEGLIGIBLE_LOG_DECAY, which the chunked form takes as 0 and the stepped form keeps."""
+    q, k, v, g, beta = delta_inputs(decay_rate=decay_rate)
     start = random(2, 3, 4, 5, seed=5)
     chunked, state = chunked_delta_rule(q, k, v, g, beta, start, chunk_size)
     stepped, stepped_state = recurrent_delta_rule(q, k, v, g, beta, start)
@@ -138,7 +161,7 @@ def test_state_size_is_what_the_mixer_declares(make_spec):
     with torch.no_grad():
         model(tokens(1, 9), cache=cache)
     held = cache[0].tensors
-    assert held["conv"].shape == (1, 36, 3) and held["matrix"].shape == (1, 4, 6, 3)
+    assert held["conv"].shape == (1, 3, 36) and held["matrix"].shape == (1, 4, 6, 3)
     assert sum(t[0].numel() for t in held.values()) == mixer.state_values_per_sequence
     linear = explorer.build_model(mixer_spec(make_spec, MIXERS["linear"])).trf_blocks[0].att
     assert linear.state_values_per_sequence == 4 * 4 * (4 + 1)  # values and the normaliser
