@@ -113,6 +113,29 @@ def test_active_parameters_of_the_mixtures(name):
 
 # -- the README table ------------------------------------------------------------------------
 
+# The hybrid and state-space models' configs are written here from their model cards; their
+# transformers config classes default to the same models, so every field they share must agree,
+# but for what these files say and the defaults do not.
+CONFIG_DEFAULTS = {
+    "qwen3_next_80b_a3b": ("Qwen3NextConfig", {
+        "max_position_embeddings",  # 262,144 (the model card's context) against 32,768
+        "intermediate_size",  # 5,120 against 5,632: unused, every layer is a mixture
+        "bos_token_id", "eos_token_id"}),
+    "mamba_codestral_7b": ("Mamba2Config", {"eos_token_id", "pad_token_id"}),
+    "nemotron_h_8b": ("NemotronHConfig", {"max_position_embeddings"}),  # 8K against 4K
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG_DEFAULTS))
+def test_mixer_model_configs_agree_with_their_transformers_defaults(name):
+    class_name, differing = CONFIG_DEFAULTS[name]
+    config = REAL_MODELS[name][1]
+    defaults = getattr(transformers, class_name)().to_dict()
+    shared = set(config) & set(defaults) - {"architectures", "transformers_version"}
+    assert len(shared) > 15
+    assert {k for k in shared if config[k] != defaults[k]} == differing
+
+
 def test_table_row_by_hand(make_spec):
     """A tiny MoE: width 16, 2 layers, 4 heads of 4, 2 KV heads, experts of 8 (4, top 1),
     context 32. Parameters: embedding and head 2 * 256 * 16, per layer attention 16 * 16 * 2 +
