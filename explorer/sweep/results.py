@@ -15,6 +15,9 @@ from .standing import count_states
 METRIC = stats.METRIC
 # A task sweep's headline is the task's score (explorer.training.tasks): higher is better.
 TASK_METRIC = "final_accuracy"
+# What a length cell of train.eval_lengths summarizes, and its column, by headline metric.
+LENGTH_VALUES = {METRIC: "val_loss", TASK_METRIC: "val_accuracy"}
+LENGTH_COLUMNS = {METRIC: "loss", TASK_METRIC: "acc"}
 TASK_SCORES = ("final_accuracy", "final_exact_match")
 LABELS = {METRIC: ("val loss", "final validation loss (nats)"),
           TASK_METRIC: ("accuracy", "final validation accuracy on the task's target positions")}
@@ -59,19 +62,21 @@ def _band(done):
             "seeds": len(curves)}
 
 
-def _lengths(done, train):
-    """Per length of ``train.eval_lengths``: the final validation loss over the seeds done, its
-    change from the loss at the training length (the final validation loss, on the same
-    windows; per seed, then summarized), or the reason the model could not be evaluated there
-    (beyond a learned table's positions)."""
+def _lengths(done, train, metric=METRIC):
+    """Per length of ``train.eval_lengths``: the final validation loss (a task sweep's:
+    accuracy) over the seeds done, its change from the value at the training length (the
+    run's ``metric``, on the same windows; per seed, then summarized), or the reason the model
+    could not be evaluated there (beyond a learned table's positions, a task with no such
+    length)."""
+    name = LENGTH_VALUES[metric]
     out = []
     for length in train.eval_lengths:
         key = str(length)
-        found = [(r["metrics"].get("lengths", {}).get(key), r["metrics"][METRIC]) for r in done]
+        found = [(r["metrics"].get("lengths", {}).get(key), r["metrics"][metric]) for r in done]
         values = [value for value, _ in found if value is not None]
         changes = [value - trained for value, trained in found if value is not None]
         reasons = {r["metrics"].get("length_reasons", {}).get(key) for r in done} - {None}
-        out.append({"length": length, "val_loss": stats.summarize(values),
+        out.append({"length": length, name: stats.summarize(values),
                     "change": stats.summarize(changes) if length != train.seq_len else None,
                     "reason": next(iter(reasons)) if reasons and not values else None})
     return out
@@ -83,17 +88,19 @@ def length_columns(report):
 
 
 def length_cells(report, point):
-    """Per length column: (text, exact value) of the point's mean loss there, or its reason."""
+    """Per length column: (text, exact value) of the point's mean loss (accuracy) there, or
+    its reason."""
+    name = LENGTH_VALUES[report["metric"]]
     cells = {cell["length"]: cell for cell in point.get("lengths", ())}
     out = []
     for length in length_columns(report):
         cell = cells.get(length)
-        if cell is None or (cell["val_loss"]["mean"] is None and not cell["reason"]):
+        if cell is None or (cell[name]["mean"] is None and not cell["reason"]):
             out.append(("-", None))
-        elif cell["val_loss"]["mean"] is None:  # "beyond learned positions": JSON says more
+        elif cell[name]["mean"] is None:  # "beyond learned positions": JSON says more
             out.append((cell["reason"].split(" (")[0], None))
         else:
-            out.append((_num(cell["val_loss"]["mean"]), cell["val_loss"]["mean"]))
+            out.append((_num(cell[name]["mean"]), cell[name]["mean"]))
     return out
 
 
@@ -127,7 +134,8 @@ def build_report(plan, store):
             "failures": [{"seed": r["seed"], "kind": r["failure"], "reason": r["reason"]}
                          for r in runs if r["state"] == "failed"],
             "curve": _band(done),
-            **({"lengths": _lengths(done, point.train)} if point.train.eval_lengths else {}),
+            **({"lengths": _lengths(done, point.train, metric)}
+               if point.train.eval_lengths else {}),
         })
     for entry in points:
         base = plan.baselines[entry["index"]]
@@ -161,7 +169,8 @@ def build_report(plan, store):
             "of (point - baseline) over the seeds both have done, with its 95% t CI; "
             "significant (*) when that CI excludes 0. Costs: parameters, training FLOPs per "
             "token (3 x forward), tokens/s over training steps (mean over seeds). lengths "
-            "(train.eval_lengths): the final validation loss at each length over the seeds, "
+            "(train.eval_lengths): the final validation loss (a task sweep's: val_accuracy, "
+            "on the task's validation set made at that length) at each length over the seeds, "
             "its change from the loss at the training length (per seed), or why the model "
             "cannot be evaluated there (val_loss n 0 and a reason)."),
     }
@@ -195,7 +204,8 @@ def table(report):
     names = short_names(report["columns"])
     header = [names[c] for c in report["columns"]] + [
         "seeds", LABELS[report["metric"]][0], "sd", "95% CI", "Δ vs baseline", "Δ 95% CI", "",
-        "params", "FLOPs/token", "tokens/s"] + [f"loss@{n}" for n in length_columns(report)]
+        "params", "FLOPs/token", "tokens/s"] + [
+        f"{LENGTH_COLUMNS[report['metric']]}@{n}" for n in length_columns(report)]
     rows = []
     for p in report["points"]:
         m, d, c = p[report["metric"]], p["delta"], p["costs"]
@@ -224,6 +234,10 @@ def summary_line(report):
 def _length_note(report):
     if not length_columns(report):
         return []
+    if report["metric"] == TASK_METRIC:
+        return ["acc@N: the final validation accuracy on the task's validation set made N "
+                "tokens long by its at_length (train.eval_lengths; at the task's own length, "
+                "the validation set itself), mean over seeds."]
     return [f"loss@N: the final validation loss on windows of N tokens (train.eval_lengths; "
             f"trained on {report['train']['seq_len'] or 'context_length'}-token windows), "
             "mean over seeds."]

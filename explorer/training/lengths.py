@@ -19,7 +19,8 @@ forward at longer lengths, at least one), and
 length that would not fit is refused before training starts.
 
 :func:`evaluate_at_lengths` takes the windows and the metric as functions, so a task's
-accuracy at a length plugs in beside the text's loss.
+accuracy at a length (:func:`explorer.training.task_training.task_scores_at_lengths`: the task's
+validation set made at that length by its ``at_length``) plugs in beside the text's loss.
 """
 
 import contextlib
@@ -60,25 +61,38 @@ def _limiting_encoding(model, spec, limit):
     return None
 
 
+class LengthUnavailable(Exception):
+    """Raised by ``make_windows`` for a length it has no windows of; the message is the
+    cell's reason (a task that cannot be made that long)."""
+
+
 def evaluate_at_lengths(model, lengths, make_windows, metric, limit=None, reason=""):
     """One cell per length: ``{"length", "value", "windows", "tokens", "reason"}``.
 
-    ``make_windows(length)`` gives ``(inputs, targets)``, (n, length) each; ``metric(model,
-    inputs, targets)`` the value there (a loss, an accuracy). A length above ``limit`` (the
-    positions the model can place; None: no limit) is not run: its value is None and its
-    ``reason`` says why. The forwards may go past the model's ``context_length``
+    ``make_windows(length)`` gives ``(inputs, targets)``, (n, length) each, or raises
+    :class:`LengthUnavailable`; ``metric(model, inputs, targets)`` the value there (a loss, an
+    accuracy), or a dict of ``value`` and further figures for the cell (``tokens`` among
+    them: the positions scored, when not all are). A length above ``limit`` (the positions the
+    model can place; None: no limit), or one without windows, is not run: its value is None
+    and its ``reason`` says why. The forwards may go past the model's ``context_length``
     (``GPTModel.beyond_context``)."""
     cells = []
     for length in lengths:
+        missing = {"length": length, "value": None, "windows": 0, "tokens": 0}
         if limit is not None and length > limit:
-            cells.append({"length": length, "value": None, "windows": 0, "tokens": 0,
-                          "reason": reason or f"beyond the {limit} positions the model places"})
+            cells.append({**missing, "reason": reason or f"beyond the {limit} positions the "
+                                                        "model places"})
             continue
-        inputs, targets = make_windows(length)
+        try:
+            inputs, targets = make_windows(length)
+        except LengthUnavailable as exc:
+            cells.append({**missing, "reason": str(exc)})
+            continue
         with _beyond_context(model):
             value = metric(model, inputs, targets)
-        cells.append({"length": length, "value": value, "windows": len(inputs),
-                      "tokens": targets.numel(), "reason": None})
+        found = value if isinstance(value, dict) else {"value": value}
+        cells.append({"length": length, "windows": len(inputs), "tokens": targets.numel(),
+                      **found, "reason": None})
     return cells
 
 
@@ -116,10 +130,16 @@ def validation_loss_at_lengths(model, spec, config, val_windows, precision):
 
     cells = evaluate_at_lengths(model, config.eval_lengths, val_windows.__getitem__, loss,
                                 limit, reason)
-    return {"metric": "val_loss", "seq_len": config.seq_len,
+    return lengths_entry("val_loss", spec, config, limit, cells, start, (
+        "value: the final model's mean next-token cross-entropy (nats) on the non-overlapping "
+        "windows of each length in the first eval_tokens tokens of the validation split (at "
+        "least one window; eval mode); null, with a reason, past the positions the model can "
+        "place"))
+
+
+def lengths_entry(metric, spec, config, limit, cells, start, conventions):
+    """The ``lengths`` entry of a training result, whose ``cells`` measure ``metric``
+    (``val_loss``, ``val_accuracy``) from ``start`` (a perf_counter time) until now."""
+    return {"metric": metric, "seq_len": config.seq_len,
             "context_length": spec.model.context_length, "max_positions": limit,
-            "cells": cells, "seconds": time.perf_counter() - start,
-            "conventions": "value: the final model's mean next-token cross-entropy (nats) on "
-                           "the non-overlapping windows of each length in the first eval_tokens "
-                           "tokens of the validation split (at least one window; eval mode); "
-                           "null, with a reason, past the positions the model can place"}
+            "cells": cells, "seconds": time.perf_counter() - start, "conventions": conventions}

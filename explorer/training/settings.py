@@ -42,8 +42,9 @@ class TrainConfig:
     eval_tokens: int = option(
         "tokens of each split the curve is measured on (0: the whole split)", 16384, min=0)
     eval_lengths: list = option(
-        "sequence lengths at which the final model's validation loss is also measured, past "
-        "seq_len and model.context_length too (length extrapolation), e.g. [128, 256, 512]",
+        "sequence lengths at which the final model's validation loss (a task's: accuracy, on "
+        "its validation set made at that length) is also measured, past seq_len and "
+        "model.context_length too (length extrapolation), e.g. [128, 256, 512]",
         factory=list)
     corpus: str = option("a UTF-8 text file (default: the standard library's pydoc_data.topics)",
                          "")
@@ -111,12 +112,6 @@ class TrainConfig:
         context = spec.model.context_length
         task, seq_len = self._resolve_task(spec, checker, task_key or _key(prefix, "task"))
         seq_len = seq_len or self.seq_len or context
-        if task and task["name"] != "text" and self.eval_lengths:
-            # A task's sequences have the length its settings give; what the same task at another
-            # length is (more pairs? a longer gap?) is each task's to say, which none does yet.
-            raise error("eval_lengths", f"other lengths are measured on the corpus only; task "
-                        f"{task['name']!r} has no other lengths yet", "drop eval_lengths, or vary the "
-                        "task's length setting on a sweep's grid (task.gap, task.n_pairs)")
         if task and self.seq_len and self.seq_len != seq_len:
             raise error("seq_len", f"{self.seq_len} disagrees with task {task['name']!r}, whose "
                         f"sequences are {seq_len} tokens", "drop train.seq_len: the task sets it")

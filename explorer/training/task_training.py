@@ -9,6 +9,12 @@ seq_len`` sequences, the first of the training data and a validation set from a 
 own. The forwards run in eval mode under ``torch.inference_mode``, as many sequences at once as
 the training step's logits hold; only per-position losses and arg-max predictions are kept, so
 the peak does not grow with the set.
+
+``train.eval_lengths``: after training, the task's validation set is made again at each length
+by the task's ``at_length`` (a recall task's gap grows, a copy's region, an induction block;
+:mod:`explorer.training.tasks`), as many sequences from the same seed, and scored the same
+way (:func:`task_scores_at_lengths`). At the task's own length it is the validation set
+itself, so that cell is the final accuracy.
 """
 
 import contextlib
@@ -18,8 +24,11 @@ import time
 import torch
 from torch.nn import functional as F
 
+from explorer.measure.resources import length_windows
+from explorer.training.lengths import (LengthUnavailable, evaluate_at_lengths, lengths_entry,
+                                       position_limit)
 from explorer.training.settings import eval_steps
-from explorer.training.tasks import IGNORE, make_task
+from explorer.training.tasks import IGNORE, make_task, task_at_length
 
 DEFAULT_EVAL_SEQUENCES = 256  # eval_tokens 0 ("the whole split"): a task's split is endless
 
@@ -78,6 +87,46 @@ class TaskData:
         return point
 
 
+def task_scores_at_lengths(run, data):
+    """The ``lengths`` entry of a task run's result: the final model's validation accuracy
+    (and loss, exact match) at each of ``train.eval_lengths``, on the task's validation set made
+    at that length (as many sequences, the same seed), each forward holding as many tokens as
+    evaluation at the training length does. A length the model cannot place, or the task
+    cannot be made at, is a cell with the reason."""
+    config, spec = run.config, run.spec
+    start = time.perf_counter()
+    limit, reason = position_limit(run.model, spec)
+    name, count = config.task["name"], len(data.val_set[0])
+
+    def make_set(length):
+        task, why = task_at_length(data.task, name, length, spec.model.vocab_size)
+        if task is None:
+            raise LengthUnavailable(why)
+        if task is data.task:
+            return data.val_set
+        return tuple(t.to(data.device) for t in task.examples("val", run.seed, count))
+
+    def scores(model, inputs, targets):
+        length = inputs.shape[1]
+        per_forward = run.eval_windows
+        if length != config.seq_len:  # as many at a time as the memory prediction counts
+            per_forward = length_windows(config.batch_size, config.seq_len,
+                                         spec.model.vocab_size, length)
+            if config.eval_tokens:
+                per_forward = min(per_forward, max(config.eval_tokens, length) // length)
+        found = evaluate_task(model, data.task, inputs, targets, run.precision, per_forward)
+        return {"value": found["accuracy"], "loss": found["loss"],
+                "exact_match": found["exact_match"], "tokens": found["targets"]}
+
+    cells = evaluate_at_lengths(run.model, config.eval_lengths, make_set, scores, limit, reason)
+    return lengths_entry("val_accuracy", spec, config, limit, cells, start, (
+        "value: the final model's token accuracy on the task's validation set made at each "
+        "length by the task's at_length (as many sequences, the same seed; at the training "
+        "length, the validation set itself); loss and exact_match as the curve's; tokens: the "
+        "target positions scored; null, with a reason, past the positions the model can place "
+        "or where the task has no such length"))
+
+
 def train_task(run, data, optimizer):
     """Train on the task: ``run`` is the loop's run over ``data`` (a :class:`TaskData`);
     ``optimizer`` names the run's optimizer for the result. Returns the result."""
@@ -93,6 +142,7 @@ def train_task(run, data, optimizer):
             curve.append(run.evaluate(step))
     final = curve[-1]
     best = max(curve, key=lambda point: point["val_accuracy"])
+    lengths = task_scores_at_lengths(run, data) if config.eval_lengths else None
     tokens = steps * tokens_per_step
     return {
         "task": dict(config.task), "chance": task.chance,
@@ -107,6 +157,7 @@ def train_task(run, data, optimizer):
         "final_accuracy": final["val_accuracy"],
         "final_exact_match": final["val_exact_match"],
         "final_train_accuracy": final["train_accuracy"],
+        **({"lengths": lengths} if lengths else {}),
         "best_accuracy": best["val_accuracy"], "best_step": best["step"],
         "best_tokens": best["tokens"],
         "best_val_loss": min(point["val_loss"] for point in curve),

@@ -41,6 +41,10 @@ class Task(Protocol):
         the arg-max ``predictions`` (B, T) and the ``targets`` (B, T): a dict of plain
         floats, with at least ``loss`` (mean over the target positions) and ``accuracy``."""
 
+    # Optional: at_length(length) -> Task, the same task with sequences of ``length`` tokens
+    # (what ``train.eval_lengths`` scores the trained model on), or ValueError with the reason
+    # there is none at that length. A task without it is scored at its own length only.
+
 
 class CorpusTask:
     """The corpus language modelling every run did before tasks existed: a task factory that
@@ -125,6 +129,37 @@ class SyntheticTask:
     def metrics(self, losses, predictions, targets):
         return standard_metrics(losses, predictions, targets)
 
+    def stretched(self, **settings):
+        """A copy of this task with ``settings`` (attributes) changed: what ``at_length``
+        implementations return."""
+        import copy
+
+        other = copy.copy(self)
+        other.__dict__.update(settings)
+        return other
+
+
+def task_at_length(task, name, length, vocab_size):
+    """``(task, None)``: ``task`` with sequences of ``length`` tokens (``task`` itself at its
+    own length), or ``(None, reason)`` where it has none: it defines no other lengths, its
+    ``at_length`` says why not, or it would need more than the model's ``vocab_size``."""
+    if length == task.seq_len_needed:
+        return task, None
+    method = getattr(task, "at_length", None)
+    if not callable(method):
+        return None, f"task {name!r} defines no other lengths (at_length)"
+    try:
+        other = method(length)
+    except ValueError as exc:
+        return None, f"task {name!r}: {exc}"
+    if other.seq_len_needed != length:  # a plugin's bug, said where the value would be
+        return None, (f"task {name!r}: at_length({length}) gave sequences of "
+                      f"{other.seq_len_needed} tokens")
+    if other.vocab_size_needed > vocab_size:
+        return None, (f"task {name!r} at {length} tokens needs vocab_size "
+                      f"{other.vocab_size_needed}; the model has {vocab_size}")
+    return other, None
+
 
 def check_task(options, plugin_manager, checker, key):
     """``options`` (``{name: ..., PARAM: value}``) checked against the registered task: returns
@@ -175,4 +210,4 @@ def make_task(options, plugin_manager):
 
 
 __all__ = ["IGNORE", "TASK_KIND", "Task", "CorpusTask", "SyntheticTask", "standard_metrics",
-           "check_task", "task_fits", "make_task"]
+           "task_at_length", "check_task", "task_fits", "make_task"]

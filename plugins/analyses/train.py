@@ -110,20 +110,25 @@ def render(result):
 
 
 def _length_lines(lengths, trained):
-    """The final validation loss at each of eval_lengths, and its difference from the loss at
-    the training length (``trained``: the final validation loss, on the same windows); a length
-    the model cannot place says why."""
+    """The final validation loss (a task's: accuracy) at each of eval_lengths, and its
+    difference from the value at the training length (``trained``: the final validation loss or
+    accuracy, on the same windows); a length the model cannot place, or a task cannot be made
+    at, says why."""
     if not lengths:
         return []
-    lines = [f"validation loss by length (trained on {lengths['seq_len']}-token windows, "
-             f"context_length {lengths['context_length']}):",
-             f"  length  val loss  vs {lengths['seq_len']}"]
+    accuracy = lengths["metric"] == "val_accuracy"
+    what, unit = ("accuracy", "sequences") if accuracy else ("loss", "windows")
+    lines = [f"validation {what} by length (trained on {lengths['seq_len']}-token "
+             f"{'sequences' if accuracy else 'windows'}, context_length "
+             f"{lengths['context_length']}):",
+             f"  length  val {what}  vs {lengths['seq_len']}"]
+    width = len(f"val {what}")
     for cell in lengths["cells"]:
         if cell["value"] is None:
             lines.append(f"  {cell['length']:>6}  {cell['reason']}")
             continue
-        lines.append(f"  {cell['length']:>6}  {cell['value']:>8.4f}  "
-                     f"{cell['value'] - trained:+.4f}  ({cell['windows']} windows)")
+        lines.append(f"  {cell['length']:>6}  {cell['value']:>{width}.4f}  "
+                     f"{cell['value'] - trained:+.4f}  ({cell['windows']} {unit})")
     return lines
 
 
@@ -147,6 +152,7 @@ def render_task(result):
                  f"{result['final_exact_match']:.4f}, loss on the targets "
                  f"{result['final_val_loss']:.4f}; best accuracy {result['best_accuracy']:.4f} "
                  f"at step {result['best_step']}")
+    lines += _length_lines(result.get("lengths"), result["final_accuracy"])
     return "\n".join(lines)
 
 
@@ -197,7 +203,8 @@ def figures(result):
                 "final_exact_match": result["final_exact_match"],
                 "final_val_loss": result["final_val_loss"], "chance": result["chance"],
                 "best_accuracy": result["best_accuracy"],
-                "tokens_per_second": result["tokens_per_second"]}
+                "tokens_per_second": result["tokens_per_second"],
+                **length_figures(result.get("lengths"))}
     return {"final_train_loss": result["curve"][-1]["train_loss"],
             "final_val_loss": result["final_val_loss"],
             "final_val_perplexity": result["final_val_perplexity"],
@@ -209,12 +216,20 @@ def figures(result):
 
 
 def length_figures(lengths):
-    """``val_loss@N`` per evaluated length: the loss, or where the model cannot place N
-    positions a short text saying so (``beyond 128 positions``; the JSON has the reason)."""
+    """``val_loss@N`` (a task's: ``val_accuracy@N``) per evaluated length: the value, or where
+    there is none a short text saying why (``beyond 128 positions``, ``no such length``; the
+    JSON has the reason)."""
     if not lengths:
         return {}
-    return {f"val_loss@{c['length']}": c["value"] if c["value"] is not None
-            else f"beyond {lengths['max_positions']} positions" for c in lengths["cells"]}
+    name = lengths.get("metric", "val_loss")
+
+    def missing(cell):
+        limit = lengths["max_positions"]
+        return f"beyond {limit} positions" if limit is not None and cell["length"] > limit \
+            else "no such length"
+
+    return {f"{name}@{c['length']}": c["value"] if c["value"] is not None else missing(c)
+            for c in lengths["cells"]}
 
 
 def draw_chart(fig, series):

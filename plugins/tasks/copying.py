@@ -23,6 +23,14 @@ class SelectiveCopy(SyntheticTask):
         self.seq_len_needed = region + 1 + n_tokens
         self.chance = 1 / n_symbols
 
+    def at_length(self, length):
+        """A longer (or shorter) region: as many tokens to copy, spread further apart."""
+        region = length - 1 - self.n_tokens
+        if region < self.n_tokens:
+            raise ValueError(f"{self.n_tokens} tokens, a separator and their copy need at least "
+                             f"{2 * self.n_tokens + 1} tokens")
+        return self.stretched(region=region, seq_len_needed=length)
+
     def sample(self, generator, n, state):
         data = 2 + torch.randint(0, self.n_symbols, (n, self.n_tokens), generator=generator)
         where = torch.rand(n, self.region, generator=generator).argsort(dim=1)[:, :self.n_tokens]
@@ -49,6 +57,14 @@ class Induction(SyntheticTask):
         self.vocab_size_needed = n_symbols
         self.seq_len_needed = 2 * prefix_len
         self.chance = 1 / n_symbols
+
+    def at_length(self, length):
+        """A longer (or shorter) block: more tokens to copy, each further from its first
+        occurrence."""
+        if length % 2 or not 2 <= length // 2 <= self.n_symbols:
+            raise ValueError(f"a block of distinct tokens and its repeat: even lengths 4 to "
+                             f"{2 * self.n_symbols}")
+        return self.stretched(prefix_len=length // 2, seq_len_needed=length)
 
     def sample(self, generator, n, state):
         block = torch.rand(n, self.n_symbols, generator=generator).argsort(dim=1)

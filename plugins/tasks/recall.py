@@ -53,6 +53,14 @@ class Recall(SyntheticTask):
         self.seq_len_needed = pair_tokens + self.n_noise + gap
         self.chance = 1 / n_values
 
+    def at_length(self, length):
+        """A longer (or shorter) gap between the pairs and the queries: the same pairs and
+        queries from the same stream, each query further from its key."""
+        shortest = self.seq_len_needed - self.gap
+        if length < shortest:
+            raise ValueError(f"its {self.n_pairs} pairs and queries take {shortest} tokens")
+        return self.stretched(gap=length - shortest, seq_len_needed=length)
+
     def _keys(self, generator, n):
         """(n, n_pairs, key_len) token ids: distinct keys within each sequence."""
         space = self.n_keys ** self.key_len
@@ -131,6 +139,14 @@ class Memorization(SyntheticTask):
         self.seq_len_needed = (key_len + 1) * n_pairs
         self.train_examples = 0  # the training set is the table: n_facts
         self.chance = 1 / n_values
+
+    def at_length(self, length):
+        """More (or fewer) facts per sequence, from the same table."""
+        step = self.key_len + 1
+        if length % step or not 1 <= length // step <= self.n_facts:
+            raise ValueError(f"sequences are facts of {step} tokens: lengths {step} to "
+                             f"{step * self.n_facts} in steps of {step}")
+        return self.stretched(n_pairs=length // step, seq_len_needed=length)
 
     def setup(self, generator):
         """The facts: ``n_facts`` distinct keys (n_facts, key_len) and their values."""

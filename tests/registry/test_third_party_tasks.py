@@ -72,12 +72,18 @@ def test_it_trains_and_sweeps_like_a_built_in(plugin_file, tmp_path):
     spec = explorer.load_spec(spec_with(tmp_path, plugin_file))
     config = TrainConfig.from_dict({"task": {"name": "reverse", "length": 4, "n_symbols": 8},
                                     "steps": 3, "batch_size": 4, "eval_every": 3,
-                                    "eval_tokens": 90}).resolve(spec)
+                                    "eval_tokens": 90, "eval_lengths": [9, 10, 13]}
+                                   ).resolve(spec)
     assert config.seq_len == 9 and config.task["train_examples"] == 0
     result = explorer.train(explorer.build_model(spec, seed=1), spec, config, seed=1)
     assert result["chance"] == 1 / 8
     assert result["targets"] == {"train": 40, "val": 40}  # 90 // 9 = 10 sequences of 4 targets
     assert 0 <= result["final_accuracy"] <= 1 and result["final_val_loss"] > 0
+    # Its at_length: the accuracy at other lengths, or the reason it has none.
+    at_9, at_10, at_13 = result["lengths"]["cells"]
+    assert at_9["value"] == result["final_accuracy"] and at_13["tokens"] == 10 * 6
+    assert at_10["reason"] == ("task 'reverse': a block, a separator and the block backwards: "
+                               "odd lengths 3 to 129")
     # A sweep plans it from the base spec's plugins: and puts its settings on the grid.
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(yaml.safe_dump({"base": "tiny.yaml", "grid": {"task.length": [2, 3]},

@@ -367,12 +367,63 @@ def test_stored_runs_keep_their_keys_without_eval_lengths():
     assert run_key(spec, 1, with_lengths, "digest", versions) != key
 
 
-def test_eval_lengths_with_a_synthetic_task_is_refused_in_one_line_not_ignored():
-    """A task's sequences have the length its settings give: eval_lengths would measure nothing,
-    so it is refused where the settings are read, naming the key."""
-    spec = explorer.load_spec(ROOT / "specs" / "tiny.yaml")
-    with pytest.raises(SpecError, match=r"train\.eval_lengths: other lengths are measured on the "
-                                        r"corpus only; task 'recall' has no other lengths yet"):
-        TrainConfig.from_dict({"task": {"name": "recall"}, "eval_lengths": [32, 64]}).resolve(spec)
-    text = TrainConfig.from_dict({"task": "text", "eval_lengths": [32, 64]}).resolve(spec)
-    assert text.eval_lengths == [32, 64]
+def test_a_task_is_scored_at_each_length_and_says_why_where_it_cannot_be(write_spec, capsys):
+    """Induction (a block of 8, then its repeat: 16 tokens) on learned positions (context 32):
+    at 16 the validation set itself, so the final accuracy and loss exactly; 17 is no
+    induction length; 24 a block of 12, as many sequences; 64 past the learned table. The text
+    report has a row per length, compare a figure per length."""
+    doc = {**TINY, "analyses": {"train": {
+        "task": {"name": "induction", "prefix_len": 8, "n_symbols": 16}, "steps": 10,
+        "batch_size": 8, "eval_tokens": 256, "eval_lengths": [16, 17, 24, 64]}}}
+    spec = explorer.load_spec(write_spec(doc))
+    config = TrainConfig.from_dict(doc["analyses"]["train"]).resolve(spec)
+    result = train(explorer.build_model(spec, seed=1), spec, config, seed=1)
+    lengths = result["lengths"]
+    assert (lengths["metric"], lengths["seq_len"], lengths["max_positions"]) == \
+        ("val_accuracy", 16, 32)
+    at_16, at_17, at_24, at_64 = lengths["cells"]
+    assert (at_16["value"], at_16["loss"], at_16["exact_match"]) == (
+        result["final_accuracy"], result["final_val_loss"], result["final_exact_match"])
+    assert (at_16["windows"], at_16["tokens"]) == (16, 16 * 7)  # 256 // 16 sequences, 7 targets
+    assert (at_24["windows"], at_24["tokens"]) == (16, 16 * 11) and 0 <= at_24["value"] <= 1
+    assert at_17 == {"length": 17, "value": None, "windows": 0, "tokens": 0, "reason":
+                     "task 'induction': a block of distinct tokens and its repeat: even lengths "
+                     "4 to 32"}
+    assert at_64["value"] is None
+    assert at_64["reason"] == "beyond learned positions (context_length 32)"
+    code, out, err = run_cli(capsys, "build", write_spec(doc), "--only", "train")
+    assert code == 0, err
+    table = out[out.index("validation accuracy by length"):].splitlines()
+    assert table[0] == ("validation accuracy by length (trained on 16-token sequences, "
+                        "context_length 32):")
+    assert table[1] == "  length  val accuracy  vs 16"
+    assert table[2] == f"      16  {at_16['value']:>12.4f}  +0.0000  (16 sequences)"
+    assert table[5] == "      64  beyond learned positions (context_length 32)"
+    from explorer.plugins.analyses.train import figures
+    found = figures(result)
+    assert found["val_accuracy@16"] == result["final_accuracy"]
+    assert (found["val_accuracy@17"], found["val_accuracy@64"]) == (
+        "no such length", "beyond 32 positions")
+
+
+def test_a_task_sweep_reports_accuracy_at_each_length(capsys, tmp_path):
+    path = write_sweep(tmp_path, grid={"components.positional": ["learned", "rope"]},
+                       seeds=[1, 2], steps=10,
+                       train={"eval_lengths": [16, 24, 64], "eval_tokens": 128},
+                       task={"name": "induction", "prefix_len": 8, "n_symbols": 32})
+    assert run_sweep(path, executor=InThisProcess())["counts"]["done"] == 4
+    code, out, err = run_cli(capsys, "sweep", path, "--report", "--format", "json")
+    report = json.loads(out)
+    learned, rope = report["points"]
+    at_16, at_24, at_64 = rope["lengths"]
+    assert at_16["val_accuracy"]["n"] == 2 and at_16["val_accuracy"]["mean"] == pytest.approx(
+        rope["final_accuracy"]["mean"], abs=1e-12)
+    assert at_24["change"]["mean"] == pytest.approx(
+        at_24["val_accuracy"]["mean"] - rope["final_accuracy"]["mean"], abs=1e-12)
+    assert at_64["val_accuracy"]["n"] == 2  # RoPE places 64 positions; a block of 32
+    assert learned["lengths"][2]["val_accuracy"]["n"] == 0
+    assert learned["lengths"][2]["reason"] == "beyond learned positions (context_length 32)"
+    code, out, _ = run_cli(capsys, "sweep", path, "--report")
+    assert "acc@N: the final validation accuracy" in out
+    header = next(line for line in out.splitlines() if "acc@16" in line)
+    assert header.split()[-3:] == ["acc@16", "acc@24", "acc@64"]

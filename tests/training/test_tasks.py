@@ -9,7 +9,7 @@ from explorer.registry.plugin_manager import get_plugin_manager
 from explorer.spec.loading import load_spec
 from explorer.training.loop import train
 from explorer.training.settings import TrainConfig
-from explorer.training.tasks import IGNORE, make_task, standard_metrics
+from explorer.training.tasks import IGNORE, make_task, standard_metrics, task_at_length
 from tests.helpers import ROOT, run_cli
 
 TINY = ROOT / "specs" / "tiny.yaml"
@@ -112,6 +112,48 @@ def test_the_same_seed_gives_the_same_data_and_the_global_rng_is_untouched(manag
     assert all(any(torch.equal(row, seq) for seq in pool) for row in again[1][0])
     assert not torch.equal(recall.examples("val", 5, 4)[0], recall.examples("val", 6, 4)[0])
     assert not torch.equal(recall.examples("val", 5, 4)[0], pool[:4])
+
+
+def test_each_task_says_what_it_is_at_another_length(manager):
+    """train.eval_lengths: recall keeps its pairs and queries (the same draws) and grows the gap;
+    selective copying spreads as many tokens over a longer region; induction repeats a longer
+    block; memorization asks more facts of the same table. A length a task cannot be made at,
+    or one that would need a larger vocabulary, is a reason, not an error."""
+    recall = task(manager, "recall", n_pairs=4, n_keys=8, n_values=8, gap=3)  # 19 tokens
+    assert task_at_length(recall, "recall", 19, 17) == (recall, None)
+    longer, reason = task_at_length(recall, "recall", 40, 17)
+    assert reason is None and (longer.gap, longer.seq_len_needed, recall.gap) == (24, 40, 3)
+    short, tall = recall.examples("val", 5, 6), longer.examples("val", 5, 6)
+    assert torch.equal(tall[0][:, :8], short[0][:, :8])  # the same pairs
+    assert torch.equal(tall[0][:, 32:], short[0][:, 11:])  # the same queries, 21 tokens later
+    assert (tall[0][:, 8:32] == 0).all() and torch.equal(tall[1][:, 32:], short[1][:, 11:])
+    assert task_at_length(recall, "recall", 15, 17) == (
+        None, "task 'recall': its 4 pairs and queries take 16 tokens")
+    copy = task(manager, "selective_copy", n_tokens=4, region=8, n_symbols=6)  # 13 tokens
+    wider = task_at_length(copy, "selective_copy", 30, 8)[0]
+    inputs, targets = wider.examples("val", 1, 3)
+    assert (wider.region, inputs.shape) == (25, (3, 30))
+    assert ((inputs[:, :25] != 0).sum(dim=1) == 4).all() and (targets != IGNORE).sum() == 12
+    assert task_at_length(copy, "selective_copy", 8, 8)[1] == (
+        "task 'selective_copy': 4 tokens, a separator and their copy need at least 9 tokens")
+    induction = task(manager, "induction", prefix_len=8, n_symbols=16)
+    assert task_at_length(induction, "induction", 24, 16)[0].prefix_len == 12
+    for odd_or_long in (17, 34):
+        assert task_at_length(induction, "induction", odd_or_long, 16)[1] == (
+            "task 'induction': a block of distinct tokens and its repeat: even lengths 4 to 32")
+    memorization = task(manager, "memorization", n_facts=16, n_values=8, n_pairs=4)  # 8 tokens
+    more = task_at_length(memorization, "memorization", 20, 64)[0]
+    assert more.n_pairs == 10 and torch.equal(more._state(3)[1], memorization._state(3)[1])
+    assert "lengths 2 to 32 in steps of 2" in task_at_length(memorization, "m", 33, 64)[1]
+    assert task_at_length(recall, "recall", 40, 16) == (
+        None, "task 'recall' at 40 tokens needs vocab_size 17; the model has 16")
+
+    class Fixed:  # a third-party task without at_length
+        seq_len_needed, vocab_size_needed = 10, 4
+
+    assert task_at_length(Fixed(), "fixed", 10, 4)[1] is None
+    assert task_at_length(Fixed(), "fixed", 20, 4) == (
+        None, "task 'fixed' defines no other lengths (at_length)")
 
 
 def test_standard_metrics_by_hand():
