@@ -147,6 +147,7 @@ class ProcessNotingTracker:
         pass
 
 
+@pytest.mark.slow  # a Ray start and a sweep on it: .ci/run runs it after README's command
 def test_ray_gives_the_numbers_of_the_local_executor(finished, ray_executor, tmp_path):
     path, local_result = finished
     db = tmp_path / "ray.sqlite"
