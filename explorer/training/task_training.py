@@ -97,11 +97,13 @@ def task_scores_at_lengths(run, data):
     start = time.perf_counter()
     limit, reason = position_limit(run.model, spec)
     name, count = config.task["name"], len(data.val_set[0])
+    made = {}  # length -> the task at that length, whose metrics score it
 
     def make_set(length):
         task, why = task_at_length(data.task, name, length, spec.model.vocab_size)
         if task is None:
             raise LengthUnavailable(why)
+        made[length] = task
         if task is data.task:
             return data.val_set
         return tuple(t.to(data.device) for t in task.examples("val", run.seed, count))
@@ -114,7 +116,7 @@ def task_scores_at_lengths(run, data):
                                          spec.model.vocab_size, length)
             if config.eval_tokens:
                 per_forward = min(per_forward, max(config.eval_tokens, length) // length)
-        found = evaluate_task(model, data.task, inputs, targets, run.precision, per_forward)
+        found = evaluate_task(model, made[length], inputs, targets, run.precision, per_forward)
         return {"value": found["accuracy"], "loss": found["loss"],
                 "exact_match": found["exact_match"], "tokens": found["targets"]}
 
