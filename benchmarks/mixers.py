@@ -7,10 +7,12 @@ two context lengths (not part of the test suite: no test asserts a time).
 
 The models: 4 blocks, width 256, 4 heads of 64, rmsnorm, glu (silu), rope, byte tokens; the
 token mixer is ``gated_deltanet`` (its defaults: 4 value and key heads of 64, conv 4, chunks of
-64) or ``gqa`` with 4 KV heads (softmax attention, torch's sdpa kernel). fp32, CPU, seed 123.
+64), ``mamba2`` (its defaults: inner width 512 in 8 heads of 64, state size 128, one group,
+conv 4, chunks of 256) or ``gqa`` with 4 KV heads (softmax attention, torch's sdpa kernel).
+fp32, CPU, seed 123.
 
 - Training step: forward in train mode at batch 4 x 512, cross-entropy, backward, AdamW step
-  (explorer's training loop's AdamW), gradients set to None. The two models take turns
+  (explorer's training loop's AdamW), gradients set to None. The models take turns
   (benchmarks/timing.py's round_robin, which retakes runs during which other processes were
   busy); the median of the runs.
 - Generation: a prompt of T tokens (T = 256, then 4096) goes through the model with a
@@ -37,7 +39,7 @@ ROOT = HERE.parent
 BATCH, TRAIN_T = 4, 512
 CONTEXTS = (256, 4096)
 NEW_TOKENS = 32
-MIXERS = {"gated_deltanet": {"name": "gated_deltanet"},
+MIXERS = {"gated_deltanet": {"name": "gated_deltanet"}, "mamba2": {"name": "mamba2"},
           "softmax (gqa)": {"name": "gqa", "n_kv_heads": 4, "out_bias": False}}
 
 

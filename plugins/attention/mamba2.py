@@ -27,6 +27,8 @@ from torch.nn import functional as F
 
 from explorer.model.kv_cache import RecurrentState
 
+from .recurrence import causal_conv, decay
+
 
 class GatedRMSNorm(nn.Module):
     """RMSNorm of ``x * silu(gate)`` over groups of ``group_size`` channels, then a scale
@@ -72,20 +74,20 @@ def ssd_chunked(x, dt, A, B, C, chunk_size, state):
     a_cum = a.cumsum(dim=-1)
 
     # Within each chunk: y_i = sum_{j<=i} (C_i . B_j) exp(a_{j+1..i}) x_j dt_j.
-    decay = torch.exp(segment_sums(a))  # (b, h, c, l, s)
-    scores = torch.einsum("bclhn,bcshn->bhcls", C, B) * decay
+    within = decay(segment_sums(a))  # (b, h, c, l, s)
+    scores = torch.einsum("bclhn,bcshn->bhcls", C, B) * within
     y = torch.einsum("bhcls,bcshp->bclhp", scores, x)
 
     # Each chunk's contribution to the state at its end, then the recurrence across chunks.
-    to_end = torch.exp(a_cum[..., -1:] - a_cum)  # (b, h, c, l)
+    to_end = decay(a_cum[..., -1:] - a_cum)  # (b, h, c, l)
     chunk_states = torch.einsum("bclhn,bhcl,bclhp->bchpn", B, to_end, x)
     chunk_states = torch.cat((state[:, None], chunk_states), dim=1)  # (b, c + 1, h, p, n)
-    across = torch.exp(segment_sums(F.pad(a_cum[..., -1], (1, 0))))  # (b, h, c + 1, c + 1)
+    across = decay(segment_sums(F.pad(a_cum[..., -1], (1, 0))))  # (b, h, c + 1, c + 1)
     starts = torch.einsum("bhzc,bchpn->bzhpn", across, chunk_states)  # state at each chunk start
     starts, final = starts[:, :-1], starts[:, -1]
 
     # What the state at each chunk's start adds to its outputs.
-    y = y + torch.einsum("bclhn,bchpn,bhcl->bclhp", C, starts, torch.exp(a_cum))
+    y = y + torch.einsum("bclhn,bchpn,bhcl->bclhp", C, starts, decay(a_cum))
     return y.reshape(b, c * chunk_size, h, p)[:, :t], final
 
 
@@ -169,15 +171,13 @@ class Mamba2Mixer(nn.Module):
         return self.out_proj(y)
 
     def _convolve(self, xbc, state):
-        """Causal depthwise convolution and SiLU over xbc (B, T, conv_dim), after ``state`` (the
-        previous conv_kernel - 1 inputs, (B, conv_dim, K - 1); zeros at the start). Returns the
-        output (B, T, conv_dim) and the new state."""
-        xbc = xbc.transpose(1, 2)  # (B, conv_dim, T)
-        if state is None:
-            state = xbc.new_zeros(xbc.shape[0], self.conv_dim, self.conv_kernel - 1)
-        padded = torch.cat((state, xbc), dim=-1)  # (B, conv_dim, K - 1 + T)
-        out = F.silu(self.conv1d(padded))  # (B, conv_dim, T): no padding, the state precedes
-        return out.transpose(1, 2), padded[:, :, padded.shape[-1] - (self.conv_kernel - 1):]
+        """Causal depthwise convolution (plus its bias) and SiLU over xbc (B, T, conv_dim), after
+        ``state`` (the previous conv_kernel - 1 inputs, (B, K - 1, conv_dim); zeros at the
+        start). Returns the output (B, T, conv_dim) and the new state."""
+        out, state = causal_conv(xbc, self.conv1d.weight, state)
+        if self.conv1d.bias is not None:
+            out = out + self.conv1d.bias
+        return F.silu(out), state
 
     def recurrent(self, x):
         """Run ``x`` (B, T, emb_dim) one token at a time through the recurrence (a reference for

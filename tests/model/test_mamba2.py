@@ -68,7 +68,7 @@ def test_a_prompt_then_tokens_through_the_state_equal_one_forward(mamba_spec):
             start += size
     assert isinstance(state, RecurrentState) and state.length == 13
     assert state.tensors["ssm"].shape == (2, 4, 8, 4)  # (B, heads, head_dim, d_state)
-    assert state.tensors["conv"].shape == (2, 32 + 2 * 2 * 4, 3)  # (B, conv_dim, kernel - 1)
+    assert state.tensors["conv"].shape == (2, 3, 32 + 2 * 2 * 4)  # (B, kernel - 1, conv_dim)
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=0)
 
 
