@@ -38,13 +38,13 @@ def into_chunks(x, size, count):
     return x.reshape(*x.shape[:2], count, size, *x.shape[3:])
 
 
-# In the chunked forms, decays below exp(-20) (about 2e-9) are taken as exactly 0: what they
-# would add is below float32's resolution (1.2e-7) next to the undecayed term every output has
-# (its own token's). Kept, they and their products (a chunk multiplies two or three of them)
-# become subnormal floats, which CPUs multiply tens of times slower: with Qwen3-Next's decay
-# rates (log-decays down to about -20 per token) a 256-wide gated-DeltaNet layer's forward and
-# backward took 150 ms instead of 91 (2 cores). The token-by-token forms keep exact decays, so
-# the tests that compare the two forms check this.
+# In the chunked forms (here, deltanet.py's and mamba2.py's), decays below exp(-20) (about
+# 2e-9) are taken as exactly 0: what they would add is below float32's resolution (1.2e-7) next
+# to the undecayed term every output has (its own token's). Kept, they and their products (a
+# chunk multiplies two or three of them) become subnormal floats, which CPUs multiply tens of
+# times slower: with Qwen3-Next's decay rates (log-decays down to about -20 per token) a
+# 256-wide gated-DeltaNet layer's forward and backward took 150 ms instead of 91 (2 cores). The
+# token-by-token forms keep exact decays, so the tests that compare the two forms check this.
 NEGLIGIBLE_LOG_DECAY = -20.0
 
 
