@@ -138,18 +138,19 @@ def active_plan(plan, store):
     seeds (or already made active) as it is."""
     from dataclasses import replace
 
-    from .stats import METRIC
+    from .results import headline  # what the report compares: loss, or a task's accuracy
 
     adaptive = plan.sweep.adaptive
     if not adaptive or plan.schedule is not None:
         return plan
+    metric = headline(plan)
     rows = store.rows([run.key for run in plan.runs], ("state", "seed", "metrics"))
     finals = {}
     for run in plan.runs:
         row = rows.get(run.key)
         if row is not None and row["state"] in ("done", "failed"):
-            loss = row["metrics"][METRIC] if row["state"] == "done" else None
-            finals.setdefault(run.point.index, {})[run.seed] = (row["state"], loss)
+            value = row["metrics"][metric] if row["state"] == "done" else None
+            finals.setdefault(run.point.index, {})[run.seed] = (row["state"], value)
     wanted = schedule(plan, finals, adaptive["min"], adaptive["max"])
     seeds = list(plan.sweep.seeds)
     for entry in wanted.values():

@@ -190,6 +190,35 @@ def test_a_sweep_stopped_between_rounds_picks_up_there(tmp_path):
     assert min(seed for _, seed in engine.submitted) == 4  # seeds 1-3 are not run again
 
 
+def test_a_task_sweep_decides_on_accuracy_not_loss(tmp_path):
+    """Two recall levels whose accuracy differs by 0.3 on every seed (give or take 1e-4) while
+    their loss on the targets is the same: the schedule reads the report's metric, so the point
+    is decided at 5 seeds, as rmsnorm's loss is above."""
+    path = write_sweep(tmp_path, grid={"task.n_pairs": [1, 2]}, steps=3, seeds=[1],
+                       task={"name": "recall", "n_keys": 4, "n_values": 4})
+    doc = yaml.safe_load(path.read_text())
+    doc["seeds"] = ADAPTIVE
+    doc["train"].pop("seq_len")  # the task's
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    class CannedAccuracy(CannedExecutor):
+        def submit(self, task):
+            self.submitted.append((task["label"], task["seed"]))
+            done = outcome(task["key"], 2.0)
+            accuracy = 0.9 + NOISE[task["seed"]] if task["label"] == "n_pairs=2" else 0.6
+            done["metrics"].update(final_accuracy=accuracy, final_exact_match=accuracy)
+            self.waiting.append(done)
+            return {"worker": "1", "host": "here"}
+
+    engine = CannedAccuracy()
+    result = run_sweep(path, executor=engine)
+    assert result["metric"] == "final_accuracy"
+    assert [s for label, s in sorted(engine.submitted) if label == "n_pairs=2"] == [1, 2, 3, 4, 5]
+    second = {p["label"]: p for p in result["points"]}["n_pairs=2"]
+    assert second["adaptive"]["verdict"] == "differs"
+    assert second["delta"]["mean"] == pytest.approx(0.3, abs=1e-3)
+
+
 @pytest.mark.parametrize("seeds, key, message", [
     ({"min": 3, "max": 16}, "seeds.until", "missing"),
     ({"min": 3, "max": 16, "until": "done"}, "seeds.until", "'done' is not a stopping rule"),
