@@ -44,12 +44,13 @@ def _labels(points):
     return [f"{p['label']} (n={p['curve']['seeds']})" for p in points], "its seeds (n)"
 
 
-def highlighted(points):
+def highlighted(points, metric="final_val_loss", higher_is_better=False):
     """The positions (in ``points``) of the points drawn in their own look, in order: every
-    point with a final loss, up to MAX_SERIES; beyond, the EACH_END lowest and highest final
-    losses and the best one's baseline (a point's ``baseline`` is a label)."""
-    ranked = sorted((i for i, p in enumerate(points) if p["final_val_loss"]["mean"] is not None),
-                    key=lambda i: points[i]["final_val_loss"]["mean"])
+    point with a final ``metric``, up to MAX_SERIES; beyond, the EACH_END best and worst and
+    the best one's baseline (a point's ``baseline`` is a label)."""
+    sign = -1 if higher_is_better else 1
+    ranked = sorted((i for i, p in enumerate(points) if p[metric]["mean"] is not None),
+                    key=lambda i: sign * points[i][metric]["mean"])
     if len(ranked) <= MAX_SERIES:
         return sorted(ranked)
     chosen = set(ranked[:EACH_END] + ranked[-EACH_END:])
@@ -58,12 +59,15 @@ def highlighted(points):
     return sorted(chosen)
 
 
-def _looks(points):
+def _looks(report):
     """Report position -> the number of its look (series_style), for the points drawn in
     colour; the same in both charts, so a point keeps its colour from one to the other."""
+    points = report["points"]
     if len(points) <= MAX_SERIES:
         return {i: i for i in range(len(points))}
-    return {i: j for j, i in enumerate(highlighted(points))}
+    chosen = highlighted(points, report.get("metric", "final_val_loss"),
+                         report.get("higher_is_better", False))
+    return {i: j for j, i in enumerate(chosen)}
 
 
 def _others_label(n):
@@ -93,7 +97,7 @@ def curves_figure(report):
 
     fig = _figure(WIDTH, 5.6)
     whole, zoom = fig.subplots(2, 1, height_ratios=(2, 3))
-    looks = _looks(report["points"])
+    looks = _looks(report)
     points = [(i, p) for i, p in enumerate(report["points"]) if p["curve"]]
     labels, seeds = _labels([p for _, p in points])
     coloured = [(looks[i], p, label) for (i, p), label in zip(points, labels) if i in looks]
@@ -143,24 +147,28 @@ def _cost_axis(ax, costs):
 
 
 def cost_figure(report):
-    """Final validation loss (mean, 95% CI) against parameters and training FLOPs per token.
-    Beyond MAX_SERIES points, the others are small grey bars behind the highlighted ones."""
+    """The report's metric (final validation loss, or a task sweep's accuracy; mean, 95% CI)
+    against parameters and training FLOPs per token. Beyond MAX_SERIES points, the others are
+    small grey bars behind the highlighted ones."""
+    from .results import LABELS
+
+    metric = report.get("metric", "final_val_loss")
     fig = _figure(WIDTH, 3.2)
     axes = fig.subplots(1, 2, sharey=True)
-    looks = _looks(report["points"])
+    looks = _looks(report)
     points = [(i, p) for i, p in enumerate(report["points"])
-              if p["final_val_loss"]["mean"] is not None and p["costs"]]
+              if p[metric]["mean"] is not None and p["costs"]]
     grey = [p for i, p in points if i not in looks]
     for ax, cost, label in ((axes[0], "parameters", "parameters"),
                             (axes[1], "training_flops_per_token", "training FLOPs per token")):
         if grey:
             ax.errorbar([p["costs"][cost] for p in grey],
-                        [p["final_val_loss"]["mean"] for p in grey],
-                        yerr=[p["final_val_loss"]["half_width"] or 0.0 for p in grey], fmt="o",
+                        [p[metric]["mean"] for p in grey],
+                        yerr=[p[metric]["half_width"] or 0.0 for p in grey], fmt="o",
                         markersize=3, elinewidth=0.6, color=OTHERS, zorder=1,
                         label=_others_label(len(grey)))
         for i, point in ((i, p) for i, p in points if i in looks):
-            summary, costs = point["final_val_loss"], point["costs"]
+            summary, costs = point[metric], point["costs"]
             style = series_style(looks[i])
             error = summary["half_width"] or 0.0
             ax.errorbar([costs[cost]], [summary["mean"]], yerr=[error], fmt=style["marker"],
@@ -168,8 +176,8 @@ def cost_figure(report):
         _cost_axis(ax, [p["costs"][cost] for p in report["points"] if p["costs"]])
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("final val loss (mean, 95% CI)")
-    title = f"sweep {report['sweep']}: final loss against cost"
+    axes[0].set_ylabel(f"final {LABELS[metric][0]} (mean, 95% CI)")
+    title = f"sweep {report['sweep']}: final {LABELS[metric][0]} against cost"
     fig.suptitle(f"{title}\n{OTHERS_NOTE}" if grey else title)
     legend_below(fig)
     return readable(fig)
@@ -219,6 +227,7 @@ CHARTS = {
                               "to the highest seed"),
     "cost": (cost_figure, "Final validation loss (mean, 95% CI) against cost"),
 }
+TASK_CAPTIONS = {"cost": "Final validation accuracy (mean, 95% CI) against cost"}
 
 
 def figures(report):
@@ -226,7 +235,9 @@ def figures(report):
     run has finished)."""
     if not any(p["curve"] for p in report["points"]):
         return []
-    charts = [(stem, caption, build(report)) for stem, (build, caption) in CHARTS.items()]
+    task = report.get("metric") == "final_accuracy"
+    charts = [(stem, TASK_CAPTIONS.get(stem, caption) if task else caption, build(report))
+              for stem, (build, caption) in CHARTS.items()]
     if report.get("ladder"):  # a size ladder's fits
         charts.append(("ladder", "Final loss against size: rungs with 95% CIs, power-law fits "
                                  "with 95% bands, extrapolation dashed", ladder_figure(report)))

@@ -262,6 +262,22 @@ def test_the_sweep_cost_chart_labels_a_narrow_range_of_costs_legibly():
     assert_legible(fig)
 
 
+def test_a_task_sweeps_cost_chart_plots_its_accuracy():
+    """A task sweep compares accuracy: the cost chart plots each point's final accuracy (mean
+    and CI), not its loss on the targets."""
+    points = [sweep_point("n_pairs=1", 2.0, 0.02), sweep_point("n_pairs=2", 2.0, 0.02)]
+    for point, accuracy in zip(points, (0.55, 0.9)):
+        point["final_accuracy"] = {"mean": accuracy, "half_width": 0.05}
+    fig = cost_figure({"sweep": "recall", "metric": "final_accuracy", "higher_is_better": True,
+                       "points": points})
+    axis = fig.axes[0]
+    assert axis.get_ylabel() == "final accuracy (mean, 95% CI)"
+    assert "final accuracy against cost" in fig._suptitle.get_text()
+    plotted = sorted(y for line in axis.get_lines() for y in line.get_ydata())
+    assert 0.55 in plotted and 0.9 in plotted and 2.0 not in plotted
+    assert_legible(fig)
+
+
 def test_the_sweep_curves_show_the_seed_bands():
     """Issue 19 item 13: the loss falls by 3.6 nats and the seeds differ by 0.02, so on one
     axis from the start each band was thinner than its line. The second panel zooms in."""
