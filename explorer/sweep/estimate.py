@@ -35,8 +35,8 @@ def estimate(plan, todo, executor="local", workers=None, threads=1, ray_address=
     from ..measure.resources import available_memory
     from ..model.tokenizer import get_tokenizer
     from ..training.loop import load_training_corpus
-    from .timing import eval_tokens_per_evaluation, matmul_flops_per_second, measure, \
-        seconds_per_step
+    from .timing import eval_tokens_per_evaluation, length_tokens, matmul_flops_per_second, \
+        measure, seconds_per_step
 
     todo = set(todo)
     available = available_memory()
@@ -72,7 +72,9 @@ def estimate(plan, todo, executor="local", workers=None, threads=1, ray_address=
             # The run's peak in each phase (a step, an evaluation), what it holds throughout too.
             "memory_phases_bytes": {name: held + sum(p.total for p in phase)
                                     for name, phase in zip(need.phase_names, need.phases)},
-            "eval_tokens": evaluations * eval_tokens_per_evaluation(config, corpus_of[-1]),
+            # Every evaluation of the curve, then the final one at train.eval_lengths.
+            "eval_tokens": evaluations * eval_tokens_per_evaluation(config, corpus_of[-1])
+            + length_tokens(config, corpus_of[-1]),
             "runs_to_do": sum(run.key in todo for run in plan.runs_of(point)),
         })
     seed = plan.sweep.seeds[0]

@@ -35,6 +35,26 @@ def eval_tokens_per_evaluation(config, corpus):
                for ids in (corpus.train_ids, corpus.val_ids))
 
 
+def length_tokens(config, corpus):
+    """Tokens the final evaluation at ``train.eval_lengths`` reads (explorer.training.lengths):
+    per length, the validation windows of that length in the first ``eval_tokens`` tokens (a
+    length the split cannot hold is refused before a run starts), or for a task that many
+    sequences of its validation set made at that length. Lengths a model cannot place are
+    counted too: an upper bound."""
+    from ..training.task_training import DEFAULT_EVAL_SEQUENCES
+
+    total = 0
+    for length in config.eval_lengths:
+        if config.task:  # the task's validation set, made at this length
+            count = config.eval_tokens // config.seq_len if config.eval_tokens else \
+                DEFAULT_EVAL_SEQUENCES
+            total += max(count, 1) * length
+        elif len(corpus.val_ids) > length:
+            reads = max(config.eval_tokens, length) if config.eval_tokens else 0
+            total += windows(corpus.val_ids, length, reads)[0].numel()
+    return total
+
+
 def measure(point_spec, config, corpus, threads, seed):
     """``(step seconds, evaluation seconds per token)`` of one point, timed on a throwaway model:
     one step after a warm-up step, and an evaluation of one chunk of windows per split."""

@@ -55,6 +55,24 @@ def test_a_grid_is_timed_on_a_few_points_and_predicted_for_the_rest(tmp_path, mo
     assert {p["eval_tokens"] for p in est["points"]} == {3 * 2 * 256}
 
 
+def test_the_evaluation_at_eval_lengths_is_in_the_time(tmp_path, monkeypatch):
+    """eval_lengths [16, 64] read 256 more tokens each (16 windows of 16, 4 of 64, in the first
+    eval_tokens = 256 of the validation split); a task reads its validation set's count of
+    sequences (256 // 16 = 16) at each length instead."""
+    monkeypatch.setattr(timing, "measure", lambda *args: (0.01, 1e-6))
+    grid = {"components.norm": ["layernorm", "rmsnorm"]}
+    est = _estimate(write_sweep(tmp_path, grid=grid, seeds=[1],
+                                train={"eval_lengths": [16, 64]}))[1]
+    point = est["points"][0]
+    assert [p["eval_tokens"] for p in est["points"]] == [3 * 2 * 256 + 256 + 256] * 2
+    assert point["evaluation_seconds"] == pytest.approx(point["eval_tokens"] * 1e-6)
+    task = write_sweep(tmp_path, grid=grid, seeds=[1], name="task.yaml",
+                       train={"eval_lengths": [16, 24]},
+                       task={"name": "induction", "prefix_len": 8, "n_symbols": 32})
+    assert [p["eval_tokens"] for p in _estimate(task)[1]["points"]] == \
+        [3 * 2 * 256 + 16 * (16 + 24)] * 2
+
+
 def test_sizes_too_large_to_time_get_a_lower_bound_and_no_real_model(tmp_path, monkeypatch):
     def refuse(*args):
         raise AssertionError("a model that cannot be timed was built")
