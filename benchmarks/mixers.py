@@ -74,7 +74,7 @@ def training_steps(models, repeats):
     import torch
     from torch.nn import functional as F
 
-    from explorer.training.loop import adamw
+    from explorer.training.optimizers import adamw
 
     tokens = torch.randint(0, 256, (BATCH, TRAIN_T + 1), generator=torch.Generator().manual_seed(0))
 

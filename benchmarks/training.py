@@ -7,7 +7,7 @@ settings (lr 4e-4, weight decay 0.1, torch's default betas and eps) with the Ada
 implementation its own training code uses:
 
 - explorer: ``specs/gpt2_small.yaml`` with impl auto (its fast path), built with seed 123;
-  ``explorer.training.loop.adamw``, torch's fused AdamW, as explorer's training loop uses.
+  ``explorer.training.optimizers.adamw``, torch's fused AdamW, as explorer's training loop uses.
 - book: ``llms_from_scratch.ch04.GPTModel``; ``torch.optim.AdamW`` with its defaults
   (foreach), as the book's ``train_model_simple`` (chapter 5) creates it.
 - HF: ``GPT2LMHeadModel`` with sdpa attention and ``tie_word_embeddings=False`` (the book's
@@ -55,7 +55,7 @@ def build_peers(drop_rate, compile=False):
     from transformers.utils import logging
 
     import explorer
-    from explorer.training.loop import adamw
+    from explorer.training.optimizers import adamw
     from models import book_config, explorer_spec
 
     logging.set_verbosity_error()
@@ -95,7 +95,7 @@ def bench_train(repeats, compile=False):
     """{dropout: {model: figures}} for one training step at BATCH x SEQ, round-robin."""
     import torch
 
-    from explorer.training.loop import optimizer_name
+    from explorer.training.optimizers import optimizer_name
 
     matmul = peak_case()
     ids = torch.randint(0, 50257, (BATCH, SEQ + 1), generator=torch.Generator().manual_seed(0))

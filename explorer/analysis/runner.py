@@ -11,8 +11,9 @@ from explorer.errors import ExplorerError, NotApplicable, ParamError, ResourceEr
 from explorer.spec.layers import LAYER_KINDS
 from explorer.model.gpt import build_model
 from explorer.measure.numerics import describe
-from explorer.measure.resources import (WEIGHTS_SHARE, available_memory, memory_available_on,
-                                        refuse_unless_fits, training_need, weight_bytes)
+from explorer.measure.available import available_memory, memory_available_on
+from explorer.measure.resources import (WEIGHTS_SHARE, refuse_unless_fits, training_need,
+                                        weight_bytes)
 from explorer.model.tokenizer import get_tokenizer
 from explorer.weights.loading import load_model
 

@@ -32,7 +32,7 @@ def estimate(plan, todo, executor="local", workers=None, threads=1, ray_address=
     run is measured on a few points and predicted for the others (explorer.sweep.timing).
     """
     from ..measure.costs import run_costs
-    from ..measure.resources import available_memory
+    from ..measure.available import available_memory
     from ..model.tokenizer import get_tokenizer
     from ..training.loop import load_training_corpus
     from .timing import eval_tokens_per_evaluation, length_tokens, matmul_flops_per_second, \

@@ -69,7 +69,8 @@ def check_memory(need, host):
     """Refuse (ResourceError) a run whose :class:`~explorer.measure.resources.Need` (the one
     prediction, explorer.measure.resources.training_need: the dry run's memory/run) does not fit
     in the memory available now, with the same one line an analysis's refusal reads."""
-    from ..measure.resources import available_memory, refuse_unless_fits
+    from ..measure.available import available_memory
+    from ..measure.resources import refuse_unless_fits
 
     refuse_unless_fits(need, available_memory(), f"memory on {host}")
 

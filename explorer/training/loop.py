@@ -24,7 +24,7 @@ validation loss, the unigram baseline, tokens per second.
   from it (:func:`derive_seed`), so changing one never shifts another.
 - Divergence: a loss (or gradient norm) that is NaN or inf stops the run at that step with a
   :class:`DivergedError` naming the step and the first module whose output is not finite.
-- Speed: AdamW's fused kernel where the device has one (:func:`adamw`; equal to the default
+- Speed: AdamW's fused kernel where the device has one (:func:`explorer.training.optimizers.adamw`; equal to the default
   implementation to ~1e-7), gradients freed (``set_to_none``) before each forward; ``compile``
   wraps the model in ``torch.compile`` for the training steps (evaluation runs eagerly).
 - Device and precision: ``device`` (cpu, cuda, mps, auto) holds the weights, the batches and
@@ -61,6 +61,7 @@ from explorer.measure.resources import evaluation_windows
 from explorer.training.evaluation import eval_loss
 from explorer.training.lengths import validation_loss_at_lengths, validation_windows
 from explorer.training.memory import check_memory, map_large_allocations
+from explorer.training.optimizers import adamw, optimizer_name
 from explorer.training.settings import TrainConfig, eval_steps, learning_rate
 
 __all__ = ["TrainConfig", "train", "derive_seed", "DivergedError", "adamw"]
@@ -82,51 +83,6 @@ def derive_seed(seed, stream):
 
 
 # Devices whose AdamW has a fused kernel (torch 2.13; the meta device has none).
-FUSED_ADAMW_DEVICES = ("cpu", "cuda", "mps", "xpu")
-
-
-def adamw(params, lr, weight_decay):
-    """``torch.optim.AdamW`` (of tensors, or of parameter groups) with its fused kernel (one
-    pass over each parameter tensor instead of a dozen foreach passes: about 6x faster on
-    gpt2_small's 163M parameters on the CPU) where every parameter's device has it, else torch's
-    default implementation. The two agree to ~1e-7 (tests/model/test_fast_path.py)."""
-    params = list(params)
-    tensors = [p for group in params for p in group["params"]] \
-        if params and isinstance(params[0], dict) else params  # parameter groups (μP)
-    fused = all(p.device.type in FUSED_ADAMW_DEVICES and p.is_floating_point() for p in tensors)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
-
-
-@contextlib.contextmanager
-def adamw_in_backward(model, lr, weight_decay):
-    """Within the block, every backward through ``model`` also takes an AdamW step: each
-    parameter is updated as soon as its gradient is complete, and the gradient is freed, so the
-    model's gradients never all exist at once (PyTorch's recipe for fusing the optimizer step
-    into the backward pass). The same update as :func:`adamw`'s step after the backward, since
-    AdamW treats each parameter on its own; without clipping or a gradient scaler, which need
-    every gradient first. The moments are freed when the block ends."""
-    optimizers = {p: adamw([p], lr, weight_decay) for p in model.parameters() if p.requires_grad}
-
-    def step(parameter):
-        optimizers[parameter].step()
-        parameter.grad = None
-
-    handles = [p.register_post_accumulate_grad_hook(step) for p in optimizers]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-        optimizers.clear()
-
-
-def optimizer_name(optimizer):
-    """``"AdamW (fused)"``, ``"AdamW (foreach)"`` or ``"AdamW (for-loop)"``, for reports."""
-    kind = ("fused" if optimizer.defaults.get("fused") else
-            "for-loop" if optimizer.defaults.get("foreach") is False else "foreach")
-    return f"{type(optimizer).__name__} ({kind})"
-
-
 def load_training_corpus(path, spec, tokenizer):
     """Read and tokenize the corpus file (default: the standard library's) for ``spec``."""
     return prepare_corpus(*load_corpus(path), spec, tokenizer)

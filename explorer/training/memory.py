@@ -9,8 +9,8 @@ import ctypes
 import functools
 import sys
 
-from explorer.measure.resources import (memory_available_on, refuse_unless_fits, training_need,
-                                        weight_bytes)
+from explorer.measure.available import memory_available_on
+from explorer.measure.resources import refuse_unless_fits, training_need, weight_bytes
 from explorer.training.devices import resolve_device
 
 # glibc's mallopt parameter M_MMAP_THRESHOLD, and the size from which an allocation gets a

@@ -62,7 +62,7 @@ def _check_width(ctx, width, batches, lr):
 
     from explorer.model.gpt import build_model, mup_roles
     from explorer.model.parametrization import is_mup, optimizer_groups, with_width
-    from explorer.training.loop import adamw
+    from explorer.training.optimizers import adamw
 
     spec = with_width(ctx.spec, width)
     model = build_model(spec).to(ctx.device)

@@ -8,7 +8,7 @@ whatever it names its sublayers.
 Memory: the steps train the context's shared model in place (the context builds it again from
 the seed for the analyses after this one, rather than this one keeping a copy), and each
 parameter takes its AdamW step as soon as its gradient is complete, which is then freed
-(:func:`explorer.training.loop.adamw_in_backward`): weights, AdamW moments and one gradient at a
+(:func:`explorer.training.optimizers.adamw_in_backward`): weights, AdamW moments and one gradient at a
 time, instead of two copies of the weights with every gradient beside the moments. The numbers
 are those of plain AdamW steps on a copy (tests/analysis/test_deep_analyses.py)."""
 
@@ -135,7 +135,7 @@ def gradient_flow(ctx, text, train_mode, steps, lr):
         result["nonfinite"] = fault  # named, not hidden; the runner lists it under warnings
         return result
     if steps:
-        from explorer.training.loop import adamw_in_backward
+        from explorer.training.optimizers import adamw_in_backward
 
         # The shared model, trained in place: the context builds the initial one again for
         # the analyses after this one.

@@ -127,7 +127,7 @@ def _on_device(ctx, batch_size, seq_len):
 
     from explorer.measure.activations import saved_activation_bytes
     from explorer.training.devices import peak_memory, reset_peak_memory
-    from explorer.training.loop import adamw
+    from explorer.training.optimizers import adamw
 
     from explorer.training.settings import TrainConfig
 

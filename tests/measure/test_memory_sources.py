@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from explorer.measure import resources
+from explorer.measure import available
 from tests.helpers import ROOT
 
 GiB, MiB = 2**30, 2**20
@@ -24,7 +24,7 @@ def test_machine_available_is_memavailable(tmp_path):
     meminfo = _write(tmp_path / "meminfo", "MemTotal:       24000000 kB\n"
                                            "MemFree:         1000000 kB\n"
                                            "MemAvailable:    5000000 kB\n")
-    assert resources.machine_available(meminfo) == 5_000_000 * 1024
+    assert available.machine_available(meminfo) == 5_000_000 * 1024
 
 
 def test_cgroup_v2_limit_less_usage_and_the_tighter_parent(tmp_path):
@@ -37,9 +37,9 @@ def test_cgroup_v2_limit_less_usage_and_the_tighter_parent(tmp_path):
     _write(job / "memory.stat", f"anon {2 * GiB}\ninactive_file {GiB // 2}\n")
     _write(root / "user.slice" / "memory.max", "max\n")  # no limit on the parent
     _write(root / "user.slice" / "memory.current", f"{10 * GiB}\n")
-    assert resources.cgroup_available(cgroup, root) == 4 * GiB - (3 * GiB - GiB // 2)
+    assert available.cgroup_available(cgroup, root) == 4 * GiB - (3 * GiB - GiB // 2)
     _write(root / "user.slice" / "memory.max", f"{11 * GiB}\n")  # the parent binds first
-    assert resources.cgroup_available(cgroup, root) == GiB
+    assert available.cgroup_available(cgroup, root) == GiB
 
 
 def test_cgroup_v1_memory_controller(tmp_path):
@@ -51,7 +51,7 @@ def test_cgroup_v1_memory_controller(tmp_path):
     _write(folder / "memory.stat", f"cache 0\ntotal_inactive_file {256 * MiB}\n")
     _write(root / "memory" / "memory.limit_in_bytes", "9223372036854771712\n")  # v1's "none"
     _write(root / "memory" / "memory.usage_in_bytes", f"{20 * GiB}\n")
-    assert resources.cgroup_available(cgroup, root) == 2 * GiB - (1536 - 256) * MiB
+    assert available.cgroup_available(cgroup, root) == 2 * GiB - (1536 - 256) * MiB
 
 
 def test_no_cgroup_limit_is_none(tmp_path):
@@ -59,8 +59,8 @@ def test_no_cgroup_limit_is_none(tmp_path):
     root = tmp_path / "sys"
     _write(root / "memory.max", "max\n")
     _write(root / "memory.current", "123\n")
-    assert resources.cgroup_available(cgroup, root) is None
-    assert resources.cgroup_available(tmp_path / "absent", root) is None
+    assert available.cgroup_available(cgroup, root) is None
+    assert available.cgroup_available(tmp_path / "absent", root) is None
 
 
 def test_rlimit_is_the_limit_less_what_the_process_maps(tmp_path):
@@ -70,11 +70,11 @@ def test_rlimit_is_the_limit_less_what_the_process_maps(tmp_path):
                                          "VmData:\t 1048576 kB\n")
     limits = {resource.RLIMIT_AS: (10 * GiB, resource.RLIM_INFINITY),
               resource.RLIMIT_DATA: (resource.RLIM_INFINITY, resource.RLIM_INFINITY)}
-    assert resources.rlimit_available(status, limits.__getitem__) == 10 * GiB - 3 * GiB
+    assert available.rlimit_available(status, limits.__getitem__) == 10 * GiB - 3 * GiB
     limits[resource.RLIMIT_DATA] = (2 * GiB, resource.RLIM_INFINITY)  # ulimit -d, tighter
-    assert resources.rlimit_available(status, limits.__getitem__) == GiB
+    assert available.rlimit_available(status, limits.__getitem__) == GiB
     unlimited = {k: (resource.RLIM_INFINITY, resource.RLIM_INFINITY) for k in limits}
-    assert resources.rlimit_available(status, unlimited.__getitem__) is None
+    assert available.rlimit_available(status, unlimited.__getitem__) is None
 
 
 def test_available_is_the_smallest_source_and_the_override_wins(tmp_path, monkeypatch):
@@ -90,15 +90,15 @@ def test_available_is_the_smallest_source_and_the_override_wins(tmp_path, monkey
         return lambda which: ((as_limit if which == resource.RLIMIT_AS
                                else resource.RLIM_INFINITY), resource.RLIM_INFINITY)
 
-    monkeypatch.delenv(resources.ENV_AVAILABLE, raising=False)
+    monkeypatch.delenv(available.ENV_AVAILABLE, raising=False)
     paths = dict(meminfo=meminfo, cgroup=cgroup, cgroup_root=tmp_path / "sys", status=status)
     unlimited = limits(resource.RLIM_INFINITY)
-    assert resources.memory_limits(**paths, getrlimit=unlimited) == {
+    assert available.memory_limits(**paths, getrlimit=unlimited) == {
         "machine": 8 * GiB, "cgroup": 5 * GiB, "rlimit": None}
-    assert resources.available_memory(**paths, getrlimit=unlimited) == 5 * GiB
-    assert resources.available_memory(**paths, getrlimit=limits(3 * GiB)) == 2 * GiB
-    monkeypatch.setenv(resources.ENV_AVAILABLE, "7GiB")
-    assert resources.available_memory(**paths, getrlimit=limits(3 * GiB)) == 7 * GiB
+    assert available.available_memory(**paths, getrlimit=unlimited) == 5 * GiB
+    assert available.available_memory(**paths, getrlimit=limits(3 * GiB)) == 2 * GiB
+    monkeypatch.setenv(available.ENV_AVAILABLE, "7GiB")
+    assert available.available_memory(**paths, getrlimit=limits(3 * GiB)) == 7 * GiB
 
 
 # In a fresh process: torch and explorer imported, then RLIMIT_AS set to what the process maps

@@ -14,7 +14,8 @@ import explorer
 from explorer.analysis import runner as analysis
 from explorer.cli import main
 from explorer.plugins.analyses.gradflow import SAMPLE_TEXT
-from explorer.measure.resources import ENV_AVAILABLE, USABLE, Need, Part, parse_size, size
+from explorer.measure.available import ENV_AVAILABLE, parse_size
+from explorer.measure.resources import USABLE, Need, Part, size
 from tests.helpers import ROOT
 
 # A small model whose head is wide (vocab 4096), so the logits matter as much as the blocks.
@@ -187,14 +188,14 @@ def test_kept_free_share_is_named_when_the_need_is_below_what_is_available():
 def test_available_memory_override(monkeypatch, text, expected):
     assert parse_size(text) == expected
     monkeypatch.setenv(ENV_AVAILABLE, text)
-    assert explorer.measure.resources.available_memory() == expected
+    assert explorer.measure.available.available_memory() == expected
 
 
 def test_bad_available_memory_override_is_one_line(monkeypatch):
     monkeypatch.setenv(ENV_AVAILABLE, "lots")
     with pytest.raises(explorer.ExplorerError, match=r"^EXPLORER_AVAILABLE_MEMORY: 'lots' is not "
                        r"a size; write bytes or a number with a unit, e.g. 6GiB or 512MiB$"):
-        explorer.measure.resources.available_memory()
+        explorer.measure.available.available_memory()
 
 
 # -- the prediction against the real peak ------------------------------------------------------

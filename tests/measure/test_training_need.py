@@ -5,7 +5,8 @@ worker's refusal, and ``explorer.train()`` predict a training run with the same 
 import pytest
 
 import explorer
-from explorer.measure.resources import ENV_AVAILABLE, WEIGHTS_SHARE, size, training_need
+from explorer.measure.available import ENV_AVAILABLE
+from explorer.measure.resources import WEIGHTS_SHARE, size, training_need
 from explorer.sweep import load_sweep, make_plan
 from explorer.sweep.estimate import dry_run_text, estimate
 from explorer.sweep.worker import execute_run

@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 import explorer
-from explorer.training.loop import adamw, adamw_in_backward, optimizer_name
+from explorer.training.optimizers import adamw, adamw_in_backward, optimizer_name
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
