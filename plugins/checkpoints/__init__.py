@@ -10,6 +10,7 @@ from explorer import CheckpointFormat, hookimpl
 _HF = "explorer.plugins.checkpoints.hf_gpt2"
 _LLAMA = "explorer.plugins.checkpoints.hf_llama"
 _LAYOUT = "explorer.plugins.checkpoints.hf_llama_layout"
+_CHECK = "explorer.plugins.checkpoints.config_check"
 _BOOK = "explorer.plugins.checkpoints.book"
 _DEEPSEEK = "explorer.plugins.checkpoints.hf_deepseek"
 _DEEPSEEK_LAYOUT = "explorer.plugins.checkpoints.hf_deepseek_layout"
@@ -37,7 +38,7 @@ def explorer_checkpoint_formats():
                         "reordered from interleaved pairs; config.json checked against the spec. "
                         "Export target hf, the model_type chosen from the routing.",
             detect=f"{_DEEPSEEK}:detect", to_model=f"{_DEEPSEEK}:to_model",
-            check=f"{_LAYOUT}:check", unsupported=f"{_DEEPSEEK_LAYOUT}:unsupported",
+            check=f"{_CHECK}:check", unsupported=f"{_DEEPSEEK_LAYOUT}:unsupported",
             target="hf", from_model=f"{_DEEPSEEK}:from_model",
             config=f"{_DEEPSEEK_LAYOUT}:config",
         ),
@@ -46,7 +47,7 @@ def explorer_checkpoint_formats():
             description="transformers' mamba2 and nemotron_h (save_pretrained folders, sharded "
                         "too): the mamba2 mixer, Nemotron-H's attention and MLP layers, one "
                         "norm a layer; config.json checked against the spec. Read only.",
-            detect=f"{_MAMBA}:detect", to_model=f"{_MAMBA}:to_model", check=f"{_LAYOUT}:check",
+            detect=f"{_MAMBA}:detect", to_model=f"{_MAMBA}:to_model", check=f"{_CHECK}:check",
         ),
         CheckpointFormat(
             name="hf-qwen3-next", title="Hugging Face Qwen3-Next",
@@ -55,7 +56,7 @@ def explorer_checkpoint_formats():
                         "shared experts; q_proj and the DeltaNet's mixed projections split per "
                         "head; config.json checked against the spec.",
             detect=f"{_QWEN3_NEXT}:detect", to_model=f"{_QWEN3_NEXT}:to_model",
-            check=f"{_LAYOUT}:check",
+            check=f"{_CHECK}:check",
         ),
         CheckpointFormat(
             name="hf-llama", title="Hugging Face Llama family",
@@ -64,7 +65,7 @@ def explorer_checkpoint_formats():
                         "experts per expert or fused; phi3 read, its fused weights split); "
                         "config.json checked against "
                         "the spec. Export target hf, the model_type chosen from the spec.",
-            detect=f"{_LLAMA}:detect", to_model=f"{_LLAMA}:to_model", check=f"{_LAYOUT}:check",
+            detect=f"{_LLAMA}:detect", to_model=f"{_LLAMA}:to_model", check=f"{_CHECK}:check",
             unsupported=f"{_LAYOUT}:unsupported", target="hf", from_model=f"{_LLAMA}:from_model",
             config=f"{_LAYOUT}:config",
         ),

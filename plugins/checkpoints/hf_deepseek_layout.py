@@ -6,7 +6,7 @@ plus shared experts (``moe``) in the rest. The routing picks the type: V3 routes
 a score-correction bias and groups ranked by the sum of their two best scores; V2 with a softmax
 (greedy, or by groups ranked by their best), never renormalising the top k. A spec neither can
 express is refused with its spec key. A checkpoint's config.json is checked as the Llama
-family's is (:func:`hf_llama_layout.check`: converted by the registered converter, compared key
+family's is (:func:`config_check.check`: converted by the registered converter, compared key
 by key as the built models have each value).
 """
 

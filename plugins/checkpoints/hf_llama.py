@@ -11,7 +11,8 @@ transformers' Llama family shares one layout: ``model.embed_tokens``, per layer
 ``model.norm`` and ``lm_head`` (absent when tied). Every linear layer is ``nn.Linear``, stored as
 explorer stores it, so names map one to one; Phi-3 fuses ``self_attn.qkv_proj`` (q, k, v rows)
 and ``mlp.gate_up_proj`` (gate rows, then up), which are split. Which spec keys the layout can
-hold, and the config.json it writes and checks, are in :mod:`hf_llama_layout`.
+hold and the config.json it writes are in :mod:`hf_llama_layout`; the check of a
+checkpoint's config.json is :mod:`config_check`'s.
 """
 
 import re

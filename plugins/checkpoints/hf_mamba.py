@@ -7,7 +7,7 @@ transformers' layout: ``backbone.embeddings``; per layer ``backbone.layers.{i}.n
 ``k_proj``, ``v_proj``, ``o_proj`` or MLP ``up_proj``, ``down_proj``; ``backbone.norm_f`` and
 ``lm_head`` (absent when tied). A layer's one norm is the block's norm of the sublayer it has:
 ``norm1`` before a mixer, ``norm2`` before an MLP (the other is an identity). config.json is
-checked as the Llama family's is (:func:`hf_llama_layout.check`).
+checked as the Llama family's is (:func:`config_check.check`).
 """
 
 import re

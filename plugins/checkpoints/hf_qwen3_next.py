@@ -12,7 +12,7 @@ transformers' layout differs from the Llama family's in two places, both split o
   (q, k, v channels), ``dt_bias``, ``A_log``, ``norm`` and ``out_proj`` map one to one.
 
 The experts are Qwen2-MoE's (one sigmoid-gated shared expert; routed experts per expert or
-fused). The config.json is checked as the Llama family's is (hf_llama_layout.check).
+fused). The config.json is checked as the Llama family's is (config_check.check).
 """
 
 import re
