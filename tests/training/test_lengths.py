@@ -18,7 +18,7 @@ from explorer.training.settings import TrainConfig
 from explorer.sweep import run_sweep
 from explorer.sweep.worker import execute_run
 from explorer.model.tokenizer import get_tokenizer
-from tests.helpers import ROOT, run_cli
+from tests.helpers import run_cli
 from tests.helpers.sweep_helpers import CORPUS, TINY, write_sweep
 
 
