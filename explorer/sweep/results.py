@@ -13,21 +13,14 @@ from .plan import short_names, show
 from .standing import count_states
 
 METRIC = stats.METRIC
-# A task sweep's headline is the task's score (explorer.training.tasks): higher is better.
-TASK_METRIC = "final_accuracy"
+TASK_METRIC = stats.TASK_METRIC
+headline = stats.headline
 # What a length cell of train.eval_lengths summarizes, and its column, by headline metric.
 LENGTH_VALUES = {METRIC: "val_loss", TASK_METRIC: "val_accuracy"}
 LENGTH_COLUMNS = {METRIC: "loss", TASK_METRIC: "acc"}
 TASK_SCORES = ("final_accuracy", "final_exact_match")
 LABELS = {METRIC: ("val loss", "final validation loss (nats)"),
           TASK_METRIC: ("accuracy", "final validation accuracy on the task's target positions")}
-
-
-def headline(plan):
-    """The metric a sweep's points are compared by: the task's accuracy when every point
-    trains a task, else the final validation loss."""
-    tasks = [point.train.task for point in plan.points]
-    return TASK_METRIC if tasks and all(tasks) else METRIC
 
 
 # What a report reads of each run: not its task or the rest of its training result.

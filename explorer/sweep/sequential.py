@@ -138,7 +138,7 @@ def active_plan(plan, store):
     seeds (or already made active) as it is."""
     from dataclasses import replace
 
-    from .results import headline  # what the report compares: loss, or a task's accuracy
+    from .stats import headline  # what the report compares: loss, or a task's accuracy
 
     adaptive = plan.sweep.adaptive
     if not adaptive or plan.schedule is not None:

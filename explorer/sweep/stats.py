@@ -8,6 +8,15 @@ import math
 
 CONFIDENCE = 0.95
 METRIC = "final_val_loss"  # what a sweep compares: each run's validation loss at its last step
+# A task sweep's headline is the task's score (explorer.training.tasks): higher is better.
+TASK_METRIC = "final_accuracy"
+
+
+def headline(plan):
+    """The metric a sweep's points are compared by: the task's accuracy when every point
+    trains a task, else the final validation loss."""
+    tasks = [point.train.task for point in plan.points]
+    return TASK_METRIC if tasks and all(tasks) else METRIC
 
 
 @functools.lru_cache(maxsize=None)
