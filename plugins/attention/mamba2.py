@@ -49,14 +49,17 @@ class GatedRMSNorm(nn.Module):
 
 def segment_sums(a):
     """``out[..., i, j] = a[..., j+1] + ... + a[..., i]`` for j <= i, -inf above the diagonal:
-    the log-decay from position j to i within a chunk. (..., L) -> (..., L, L); cumulative sums
-    of masked copies rather than differences of one cumulative sum, which lose precision."""
+    the log-decay from position j to i within a chunk. (..., L) -> (..., L, L). Differences of
+    one cumulative sum, taken in float64: in float32 they lose digits (two running sums near
+    -1000 leave a difference good to about 1e-4), which is why transformers' torch path sums
+    masked copies instead; in float64 the difference is good to about 1e-13, so the result is
+    float32's rounding of the exact sum, and it costs one subtraction per pair instead of an
+    L-long running sum over an (L, L) copy."""
     length = a.shape[-1]
-    a = a[..., None].expand(*a.shape, length)  # [..., i, j] = a[i]
-    below = torch.ones(length, length, dtype=torch.bool, device=a.device).tril(-1)
-    sums = a.masked_fill(~below, 0).cumsum(dim=-2)
-    on_or_below = torch.ones(length, length, dtype=torch.bool, device=a.device).tril()
-    return sums.masked_fill(~on_or_below, -torch.inf)
+    cum = a.double().cumsum(dim=-1)
+    sums = (cum[..., :, None] - cum[..., None, :]).to(a.dtype)  # [..., i, j] = cum_i - cum_j
+    upper = torch.ones(length, length, dtype=torch.bool, device=a.device).triu(1)
+    return sums.masked_fill(upper, -torch.inf)
 
 
 def ssd_chunked(x, dt, A, B, C, chunk_size, state):

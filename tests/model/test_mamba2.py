@@ -188,3 +188,23 @@ def test_gradflow_and_params_see_each_one_sublayer_block(write_spec):
     model = explorer.build_model(spec)
     norms = sum(p.numel() for n, p in model.named_parameters() if ".norm" in n and "att." not in n)
     assert norms == 3 * 16  # one norm of width 16 per block
+
+
+def test_segment_sums_are_the_exact_sums_rounded_to_float32():
+    """Log-decays down to -8 a token over 256 positions: running sums near -1000, where a
+    float32 difference of two of them is off by up to about 1e-4. Every within-chunk sum is
+    the exact (float64, summed pair by pair) sum rounded to float32, and above the diagonal
+    -inf."""
+    from explorer.plugins.attention.mamba2 import segment_sums
+
+    a = -8 * torch.rand(2, 256, generator=torch.Generator().manual_seed(0))
+    sums = segment_sums(a)
+    exact = torch.full((2, 256, 256), -torch.inf, dtype=torch.float64)
+    wide = a.double()
+    for i in range(256):
+        exact[:, i, :i + 1] = wide[:, :i + 1].flip(-1).cumsum(-1).flip(-1) - wide[:, :i + 1]
+    below = torch.isfinite(exact)
+    assert sums.dtype == torch.float32 and exact[below].min() < -900
+    assert torch.equal(torch.isfinite(sums), below)
+    ulp = torch.finfo(torch.float32).eps * exact[below].abs().clamp(min=1)
+    assert ((sums.double()[below] - exact[below]).abs() <= ulp).all()
