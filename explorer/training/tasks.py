@@ -152,9 +152,11 @@ def task_at_length(task, name, length, vocab_size):
         other = method(length)
     except ValueError as exc:
         return None, f"task {name!r}: {exc}"
-    if other.seq_len_needed != length:  # a plugin's bug, said where the value would be
-        return None, (f"task {name!r}: at_length({length}) gave sequences of "
-                      f"{other.seq_len_needed} tokens")
+    except Exception as exc:  # a plugin's bug: said in the cell, the trained run kept
+        return None, f"task {name!r}: at_length({length}) raised {type(exc).__name__}: {exc}"
+    made = getattr(other, "seq_len_needed", None)
+    if made != length:  # a plugin's bug, said where the value would be
+        return None, f"task {name!r}: at_length({length}) gave sequences of {made} tokens"
     if other.vocab_size_needed > vocab_size:
         return None, (f"task {name!r} at {length} tokens needs vocab_size "
                       f"{other.vocab_size_needed}; the model has {vocab_size}")

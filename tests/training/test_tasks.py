@@ -155,6 +155,13 @@ def test_each_task_says_what_it_is_at_another_length(manager):
     assert task_at_length(Fixed(), "fixed", 20, 4) == (
         None, "task 'fixed' defines no other lengths (at_length)")
 
+    class Buggy(Fixed):
+        def at_length(self, length):
+            return {}[length]
+
+    assert task_at_length(Buggy(), "buggy", 20, 4) == (
+        None, "task 'buggy': at_length(20) raised KeyError: 20")
+
 
 def test_standard_metrics_by_hand():
     targets = torch.tensor([[IGNORE, 3, 4], [IGNORE, 5, IGNORE]])
