@@ -106,7 +106,12 @@ def task_scores_at_lengths(run, data):
         made[length] = task
         if task is data.task:
             return data.val_set
-        return tuple(t.to(data.device) for t in task.examples("val", run.seed, count))
+        try:
+            inputs, targets = task.examples("val", run.seed, count)
+        except Exception as exc:  # a plugin's bug: said in the cell, the trained run kept
+            raise LengthUnavailable(f"task {name!r} at {length} tokens: examples raised "
+                                    f"{type(exc).__name__}: {exc}") from None
+        return inputs.to(data.device), targets.to(data.device)
 
     def scores(model, inputs, targets):
         length = inputs.shape[1]
