@@ -103,3 +103,50 @@ def test_a_factory_that_raises_is_named_in_one_line(plugin_file, tmp_path):
     with pytest.raises(explorer.PluginError, match=r"^task 'broken' \(plugin .*broken_task.py\): "
                                                    r"its factory raised TypeError: "):
         TrainConfig.from_dict({"task": "broken"}).resolve(spec)
+
+
+BROKEN_AT_LENGTH = """
+import torch
+from explorer import Component, hookimpl
+from explorer.training.tasks import IGNORE, SyntheticTask
+
+
+class Echo(SyntheticTask):
+    vocab_size_needed, seq_len_needed, chance = 4, 6, 0.25
+
+    def sample(self, generator, n, state):
+        if self.seq_len_needed != 6:
+            raise RuntimeError("no sequences but the trained length")
+        inputs = torch.randint(0, 4, (n, 6), generator=generator)
+        targets = torch.full_like(inputs, IGNORE)
+        targets[:, 1:] = inputs[:, :-1]
+        return inputs, targets
+
+    def at_length(self, length):
+        return self.stretched(seq_len_needed=length)
+
+
+@hookimpl
+def explorer_components():
+    return [Component(kind="task", name="echo", factory=Echo, description="the previous token")]
+"""
+
+
+def test_a_task_that_fails_at_another_length_keeps_the_trained_run(tmp_path):
+    """A plugin's examples that raise at another length: that cell says so; the run, and the
+    other lengths, are kept."""
+    plugin = tmp_path / "echo_task.py"
+    plugin.write_text(BROKEN_AT_LENGTH)
+    spec = explorer.load_spec(spec_with(tmp_path, plugin))
+    config = TrainConfig.from_dict({"task": "echo", "steps": 2, "batch_size": 4,
+                                    "eval_tokens": 60, "eval_lengths": [6, 12]}).resolve(spec)
+    try:
+        result = explorer.train(explorer.build_model(spec, seed=1), spec, config, seed=1)
+    finally:
+        for name in [n for n in sys.modules if n.startswith("explorer_plugin_echo_task")]:
+            del sys.modules[name]
+    at_6, at_12 = result["lengths"]["cells"]
+    assert at_6["value"] == result["final_accuracy"]
+    assert at_12["value"] is None and at_12["reason"] == (
+        "task 'echo' at 12 tokens: examples raised RuntimeError: no sequences but the trained "
+        "length")
