@@ -374,19 +374,25 @@ def sweep_positional():
     return f"{out.rstrip()}\n\n{note}"
 
 
-@figure("length-extrapolation", slow=True)
-def length_extrapolation():
-    """sweeps/lengths.yaml (runs what its store lacks): per positional encoding, the validation
-    loss at each of eval_lengths and its change from the training length, over the seeds."""
+def sweep_report(path):
+    """``(report, seconds, load)``: ``explorer sweep PATH --format json`` run from the
+    repository (training what its store lacks), its JSON report, how long it took and the load
+    average before it."""
     import json
     import time
 
     load, start = os.getloadavg()[0], time.perf_counter()
     with in_folder(ROOT):
-        code, out, err = cli("sweep", "sweeps/lengths.yaml", "--format", "json")
+        code, out, err = cli("sweep", path, "--format", "json")
     assert code == 0, err
-    took = time.perf_counter() - start
-    report = json.loads(out)
+    return json.loads(out), time.perf_counter() - start, load
+
+
+@figure("length-extrapolation", slow=True)
+def length_extrapolation():
+    """sweeps/lengths.yaml (runs what its store lacks): per positional encoding, the validation
+    loss at each of eval_lengths and its change from the training length, over the seeds."""
+    report, took, load = sweep_report("sweeps/lengths.yaml")
     trained = report["train"]["seq_len"]
     lengths = [cell["length"] for cell in report["points"][0]["lengths"]]
     longer = [n for n in lengths if n > trained]
@@ -441,18 +447,10 @@ def mixer_label(layers, n_layers):
 def mixers_recall():
     """sweeps/mixers.yaml (runs what its store lacks): recall accuracy per token mixer, mean and
     95% CI over seeds, and the paired difference from softmax attention."""
-    import json
-    import time
-
     from explorer.sweep import load_sweep
 
     n_layers = load_sweep(ROOT / "sweeps" / "mixers.yaml").fixed["model.n_layers"]
-    load, start = os.getloadavg()[0], time.perf_counter()
-    with in_folder(ROOT):
-        code, out, err = cli("sweep", "sweeps/mixers.yaml", "--format", "json")
-    assert code == 0, err
-    took = time.perf_counter() - start
-    report = json.loads(out)
+    report, took, load = sweep_report("sweeps/mixers.yaml")
 
     def interval(stats, signed=""):
         if not stats or not stats["n"]:
@@ -584,18 +582,10 @@ def size_ladder():
     """sweeps/ladder.yaml (runs what its store lacks): the fitted law per variant with its
     intervals, the difference extrapolated to extrapolate_to and the crossing, and
     docs/img/ladder.png."""
-    import json
-    import time
-
     from explorer.analysis.plots import save
     from explorer.sweep.plots import ladder_figure
 
-    load, start = os.getloadavg()[0], time.perf_counter()
-    with in_folder(ROOT):
-        code, out, err = cli("sweep", "sweeps/ladder.yaml", "--format", "json")
-    assert code == 0, err
-    took = time.perf_counter() - start
-    report = json.loads(out)
+    report, took, load = sweep_report("sweeps/ladder.yaml")
     save(ladder_figure(report), LADDER_CHART)
     return size_ladder_text(report, took, load, store_span(ROOT / "sweeps" / "ladder.sqlite"))
 

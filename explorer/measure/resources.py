@@ -178,12 +178,13 @@ def evaluation_windows(batch_size, seq_len, vocab_size, eval_tokens=0, bytes_per
     return max(1, min(windows, eval_tokens // seq_len)) if eval_tokens else windows
 
 
-def length_windows(batch_size, seq_len, vocab_size, length):
+def length_windows(batch_size, seq_len, vocab_size, length, eval_tokens=0):
     """Windows of ``length`` tokens per forward when evaluating at other lengths
     (``train.eval_lengths``): the tokens one evaluation forward at ``seq_len`` holds
-    (:func:`evaluation_windows`), in windows of ``length``; at least one."""
-    tokens = evaluation_windows(batch_size, seq_len, vocab_size) * seq_len
-    return max(1, tokens // length)
+    (:func:`evaluation_windows`), in windows of ``length``; at least one, and with
+    ``eval_tokens`` no more than the windows of that length it makes."""
+    windows = max(1, evaluation_windows(batch_size, seq_len, vocab_size) * seq_len // length)
+    return min(windows, max(eval_tokens, length) // length) if eval_tokens else windows
 
 
 def lengths_phase(spec, config, model, per_token):
@@ -197,9 +198,7 @@ def lengths_phase(spec, config, model, per_token):
     if length <= config.seq_len:
         return ()
     vocab = spec.model.vocab_size
-    windows = length_windows(config.batch_size, config.seq_len, vocab, length)
-    if config.eval_tokens:  # no more than the windows there are (at least one)
-        windows = min(windows, max(config.eval_tokens, length) // length)
+    windows = length_windows(config.batch_size, config.seq_len, vocab, length, config.eval_tokens)
     rows = min(loss_rows(vocab), windows * length)
     return (Part("evaluation logits", per_token * windows * length,
                  note=f"at {windows} x {length} per forward"),

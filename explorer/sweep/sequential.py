@@ -20,6 +20,8 @@ rejections, so it keeps the error rate too. Pure numpy (vectorised over simulate
 
 import math
 
+from .stats import headline  # what the report compares: loss, or a task's accuracy
+
 ALPHA = 0.05
 PRIOR_VARIANCE = 1.0  # g: the standardised effects a difference is expected to have, ~N(0, 1)
 FUTILITY = 1.0 / 3.0  # BF at or below this: the seeds favour no difference 3 to 1
@@ -138,7 +140,6 @@ def active_plan(plan, store):
     seeds (or already made active) as it is."""
     from dataclasses import replace
 
-    from .stats import headline  # what the report compares: loss, or a task's accuracy
 
     adaptive = plan.sweep.adaptive
     if not adaptive or plan.schedule is not None:

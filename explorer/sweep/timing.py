@@ -41,14 +41,12 @@ def length_tokens(config, corpus):
     length the split cannot hold is refused before a run starts), or for a task that many
     sequences of its validation set made at that length. Lengths a model cannot place are
     counted too: an upper bound."""
-    from ..training.task_training import DEFAULT_EVAL_SEQUENCES
+    from ..training.task_training import eval_sequences
 
     total = 0
     for length in config.eval_lengths:
         if config.task:  # the task's validation set, made at this length
-            count = config.eval_tokens // config.seq_len if config.eval_tokens else \
-                DEFAULT_EVAL_SEQUENCES
-            total += max(count, 1) * length
+            total += eval_sequences(config) * length
         elif len(corpus.val_ids) > length:
             reads = max(config.eval_tokens, length) if config.eval_tokens else 0
             total += windows(corpus.val_ids, length, reads)[0].numel()

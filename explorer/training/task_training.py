@@ -56,6 +56,13 @@ def evaluate_task(model, task, inputs, targets, precision=None, windows=None):
     return task.metrics(torch.cat(losses).cpu(), torch.cat(predictions).cpu(), targets.cpu())
 
 
+def eval_sequences(config):
+    """Sequences in each of a task run's evaluation sets: ``eval_tokens // seq_len``, at least
+    one (``eval_tokens`` 0: DEFAULT_EVAL_SEQUENCES)."""
+    return max(config.eval_tokens // config.seq_len, 1) if config.eval_tokens else \
+        DEFAULT_EVAL_SEQUENCES
+
+
 class TaskData:
     """A task's side of a run: its batch stream and its two fixed evaluation sets; the loop's
     run (:class:`explorer.training.loop._Run`) asks it for batches and evaluations."""
@@ -63,9 +70,7 @@ class TaskData:
     def __init__(self, config, spec, seed, device):
         self.task = make_task(config.task, spec.plugin_manager)
         self.config, self.device = config, device
-        n = config.eval_tokens // config.seq_len if config.eval_tokens else \
-            DEFAULT_EVAL_SEQUENCES
-        n = max(n, 1)
+        n = eval_sequences(config)
         self.train_set = [t.to(device) for t in self.task.examples("train", seed, n)]
         self.val_set = [t.to(device) for t in self.task.examples("val", seed, n)]
         self.stream = self.task.batches("train", seed, config.batch_size)
@@ -115,12 +120,9 @@ def task_scores_at_lengths(run, data):
 
     def scores(model, inputs, targets):
         length = inputs.shape[1]
-        per_forward = run.eval_windows
-        if length != config.seq_len:  # as many at a time as the memory prediction counts
-            per_forward = length_windows(config.batch_size, config.seq_len,
-                                         spec.model.vocab_size, length)
-            if config.eval_tokens:
-                per_forward = min(per_forward, max(config.eval_tokens, length) // length)
+        per_forward = run.eval_windows if length == config.seq_len else length_windows(
+            config.batch_size, config.seq_len, spec.model.vocab_size, length,
+            config.eval_tokens)  # as many at a time as the memory prediction counts
         found = evaluate_task(model, made[length], inputs, targets, run.precision, per_forward)
         return {"value": found["accuracy"], "loss": found["loss"],
                 "exact_match": found["exact_match"], "tokens": found["targets"]}

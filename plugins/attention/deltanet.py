@@ -156,20 +156,16 @@ class GatedDeltaNet(nn.Module):
         b, t, _ = x.shape
         nv, nk, dk, dv = self.n_heads, self.n_key_heads, self.head_dim, self.v_head_dim
         state = cache.tensors if cache is not None else {}
-        # One product for all six projections (their weights keep their own names).
-        projections = (self.W_query, self.W_key, self.W_value, self.W_gate, self.W_beta,
-                       self.W_decay)
-        mixed, z, b_, a = F.linear(x, torch.cat([p.weight for p in projections])).split(
-            [self.conv_dim, nv * dv, nv, nv], dim=-1)
+        mixed = torch.cat((self.W_query(x), self.W_key(x), self.W_value(x)), dim=-1)
         mixed, conv_state = causal_conv(mixed, self.conv1d.weight, state.get("conv"))
         q, k, v = F.silu(mixed).split([nk * dk, nk * dk, nv * dv], dim=-1)  # (B, T, ...)
         q = l2_normalise(q.reshape(b, t, nk, dk).float()).transpose(1, 2) * dk ** -0.5
         k = l2_normalise(k.reshape(b, t, nk, dk).float()).transpose(1, 2)  # (B, nk, T, dk)
         if nk != nv:  # each key head serves nv / nk consecutive value heads
-            q, k = (z_.repeat_interleave(nv // nk, dim=1) for z_ in (q, k))  # (B, nv, T, dk)
+            q, k = (z.repeat_interleave(nv // nk, dim=1) for z in (q, k))  # (B, nv, T, dk)
         v = v.reshape(b, t, nv, dv).transpose(1, 2).float()  # (B, nv, T, dv)
-        beta = torch.sigmoid(b_.float()).transpose(1, 2)  # (B, nv, T)
-        g = (-self.A_log.float().exp() * F.softplus(a.float() + self.dt_bias)
+        beta = torch.sigmoid(self.W_beta(x).float()).transpose(1, 2)  # (B, nv, T)
+        g = (-self.A_log.float().exp() * F.softplus(self.W_decay(x).float() + self.dt_bias)
              ).transpose(1, 2)  # (B, nv, T), <= 0
         matrix = state.get("matrix")
         if matrix is None:
@@ -181,7 +177,8 @@ class GatedDeltaNet(nn.Module):
         if cache is not None:
             state["conv"], state["matrix"] = conv_state, matrix
             cache.advance(t)
-        out = self.norm(out.transpose(1, 2).to(x.dtype), z.reshape(b, t, nv, dv))  # (B, T, nv, dv)
+        z = self.W_gate(x).view(b, t, nv, dv)
+        out = self.norm(out.transpose(1, 2).to(x.dtype), z)  # (B, T, nv, dv)
         return self.out_proj(out.reshape(b, t, nv * dv))
 
     def new_cache(self, max_len):

@@ -94,12 +94,12 @@ def write_mid_sweep(folder):
     return path
 
 
-def rows(db):
-    """key -> (state, failure, attempts, finished, worker) straight from the SQLite file."""
+def rows(db, columns=("state", "failure", "attempts", "finished", "worker")):
+    """key -> the run's ``columns`` (a tuple) straight from the SQLite file."""
     try:
         with sqlite3.connect(db) as conn:
             return {key: tuple(rest) for key, *rest in conn.execute(
-                "SELECT key, state, failure, attempts, finished, worker FROM runs")}
+                f"SELECT key, {', '.join(columns)} FROM runs")}
     except sqlite3.OperationalError:  # the driver has not created the table yet
         return {}
 

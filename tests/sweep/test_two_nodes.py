@@ -16,7 +16,6 @@ and ``ip`` are needed to make the namespaces: skipped, with the reason, where th
 import importlib.util
 import json
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from explorer.sweep import load_sweep, make_plan, run_sweep
 from tests.helpers.netns_cluster import (HEAD_IP, WORKER_IP, NamespaceError, TwoNodeCluster,
                                          why_no_namespaces)
 from tests.helpers.processes import descendants
-from tests.helpers.sweep_helpers import wait_for, write_sweep
+from tests.helpers.sweep_helpers import rows, wait_for, write_sweep
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("ray") is None,
@@ -92,12 +91,7 @@ def _driver(cluster, path, db):
 
 def _runs(db):
     """key -> (state, host, attempts) straight from the store's file."""
-    try:
-        with sqlite3.connect(db) as conn:
-            return {key: tuple(rest) for key, *rest in conn.execute(
-                "SELECT key, state, host, attempts FROM runs")}
-    except sqlite3.OperationalError:  # the driver has not created the table yet
-        return {}
+    return rows(db, ("state", "host", "attempts"))
 
 
 def test_a_sweep_runs_on_both_nodes_and_losing_the_worker_node_loses_no_run(cluster, sweep,

@@ -22,12 +22,7 @@ from tests.helpers import run_cli
 from tests.helpers.sweep_helpers import CORPUS, TINY, write_sweep
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
